@@ -1,0 +1,33 @@
+# Two commands do all set-up on a fresh machine with Python 3 and make:
+#   make demo   - the main job, on the embedded store
+#   make test   - the tests
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+EXTRAS := embedded,openai,anthropic,test,bench
+
+.PHONY: demo test bench generate clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/python -m runmeter.demo
+
+# pytest exits 5 when it collected no tests: that fails here too, with a word why.
+test: $(STAMP)
+	@$(BIN)/python -m pytest -q $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/pricing.py
+
+generate: $(STAMP)
+	$(BIN)/python -m runmeter.conventions.generate
+
+clean:
+	rm -rf $(VENV) .runmeter build dist *.egg-info

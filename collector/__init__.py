@@ -1,0 +1,1 @@
+"""runmeter.collector: see DESIGN.md."""

@@ -1,0 +1,19 @@
+"""runmeter semantic conventions.
+
+``attributes`` holds every name runmeter records (attributes under
+``runmeter.*``, event and metric names, and the upstream names it relies on),
+generated from ``registry/*.yaml``. ``genai`` is the official GenAI attribute
+names from ``opentelemetry-semantic-conventions`` plus those references.
+Code uses these constants, never attribute names as string literals.
+
+Regenerate after editing the registry::
+
+    python -m runmeter.conventions.generate
+"""
+
+from __future__ import annotations
+
+from runmeter.conventions import attributes, genai
+
+
+__all__ = ["attributes", "genai"]

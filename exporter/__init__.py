@@ -1,0 +1,1 @@
+"""runmeter.exporter: see DESIGN.md."""

@@ -1,0 +1,1 @@
+"""runmeter.instrumentation: see DESIGN.md."""

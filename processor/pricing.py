@@ -1,0 +1,345 @@
+"""Pricing of model calls: ``genai-prices`` resolved once, then priced fast.
+
+``PriceBook.price(provider, model, usage)`` returns a :class:`Cost`. The first
+call for a (provider, model) looks the model up in ``genai-prices`` (or in the
+overrides of ``runmeter.toml``) and compiles its price into a small *plan*: the
+priced units, their prices and which more specific units are carved out of
+them (cache reads out of input tokens, and so on). Later calls only run the
+plan, which gives exactly ``genai_prices.calc_price``'s numbers (a test and
+``benchmarks/pricing.py`` assert it) at a fraction of its time.
+
+Token semantics: :class:`TokenUsage` follows the OpenTelemetry GenAI
+conventions, which are also genai-prices' — ``input_tokens`` is the total and
+*includes* cache reads and writes; ``output_tokens`` includes reasoning. Build
+one with :meth:`TokenUsage.from_openai` or :meth:`TokenUsage.from_anthropic` so
+each provider's own reporting is mapped correctly (OpenAI's ``prompt_tokens``
+already contain the cached tokens; Anthropic's ``input_tokens`` do not).
+
+A model with no known price gives ``Cost.unpriced`` and no dollar figure —
+never a silent zero.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import TYPE_CHECKING, Union
+
+import genai_prices
+from genai_prices import data_snapshot
+from genai_prices import types as gp_types
+from genai_prices.units import _get_registry
+
+if TYPE_CHECKING:
+    from runmeter.processor._overrides import PriceOverrides
+
+__all__ = ["Cost", "PriceBook", "TokenUsage"]
+
+GENAI_PRICES_SOURCE = f"genai-prices@{genai_prices.__version__}"
+_MAX_CACHED = 4096  # (provider, model[, day]) entries; remote spans may name any model
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Tokens of one call, in OpenTelemetry GenAI semantics.
+
+    ``input_tokens`` includes ``cache_read_tokens`` and ``cache_write_tokens``;
+    ``output_tokens`` includes ``reasoning_tokens``.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @classmethod
+    def from_openai(
+        cls,
+        prompt_tokens: int | None,
+        completion_tokens: int | None,
+        cached_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+    ) -> TokenUsage:
+        """OpenAI reports cached tokens as part of ``prompt_tokens``."""
+        return cls(
+            input_tokens=prompt_tokens or 0,
+            output_tokens=completion_tokens or 0,
+            cache_read_tokens=cached_tokens or 0,
+            reasoning_tokens=reasoning_tokens or 0,
+        )
+
+    @classmethod
+    def from_anthropic(
+        cls,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cache_read_input_tokens: int | None = None,
+        cache_creation_input_tokens: int | None = None,
+    ) -> TokenUsage:
+        """Anthropic reports cache reads and writes *apart* from ``input_tokens``."""
+        read = cache_read_input_tokens or 0
+        write = cache_creation_input_tokens or 0
+        return cls(
+            input_tokens=(input_tokens or 0) + read + write,
+            output_tokens=output_tokens or 0,
+            cache_read_tokens=read,
+            cache_write_tokens=write,
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` if the parts exceed their totals."""
+        for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"invalid usage: {name} is negative")
+        if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
+            raise ValueError(
+                f"invalid usage: cache tokens ({self.cache_read_tokens} read + {self.cache_write_tokens} written) "
+                f"exceed input_tokens ({self.input_tokens})"
+            )
+        if self.reasoning_tokens > self.output_tokens:
+            raise ValueError(
+                f"invalid usage: reasoning_tokens ({self.reasoning_tokens}) exceed output_tokens ({self.output_tokens})"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """The price of one call, or why there is none."""
+
+    total: Decimal | None
+    input: Decimal | None
+    output: Decimal | None
+    source: str
+    unpriced: bool = False
+    estimated: bool = False
+    model_id: str | None = None
+    provider_id: str | None = None
+
+    @property
+    def usd(self) -> float | None:
+        return None if self.total is None else float(self.total)
+
+
+# genai-prices usage keys runmeter knows how to fill from TokenUsage.
+_USAGE_FIELDS = {
+    "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+    "cache_read_tokens": "cache_read_tokens",
+    "cache_write_tokens": "cache_write_tokens",
+    "output_reasoning_tokens": "reasoning_tokens",
+}
+
+_Price = Union[Decimal, gp_types.TieredPrices]
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    field: str | None  # TokenUsage field, or None for a unit runmeter does not report (counts 0)
+    is_request: bool
+    price: _Price
+    per: int
+    direction: str
+    carve: tuple[int, ...]  # indices of more specific priced units carved out of this one
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    steps: tuple[_Step, ...]
+    tiered: bool
+    model_id: str
+    provider_id: str
+    source: str
+
+
+def _compile(model_price: gp_types.ModelPrice, model_id: str, provider_id: str, source: str) -> _Plan:
+    """Turn a ModelPrice into the steps genai-prices' decomposition would take."""
+    registry = _get_registry()
+    resolved = gp_types._collect_resolved_model_prices(model_price, registry)
+    # Most specific first, exactly as genai_prices.decompose.compute_leaf_values orders them.
+    units = sorted((u for u, _ in resolved if u.usage_key != "requests"), key=lambda u: (-len(u.dimensions), u.usage_key))
+    index = {u.usage_key: i for i, u in enumerate(units)}
+    prices = {u.usage_key: p for u, p in resolved}
+    steps: list[_Step] = []
+    for u in units:
+        carve = tuple(
+            index[d.usage_key]
+            for d in units
+            if d is not u and u.dimensions.items() <= d.dimensions.items()
+        )
+        steps.append(
+            _Step(_USAGE_FIELDS.get(u.usage_key), False, prices[u.usage_key], u.per, u.dimensions.get("direction", ""), carve)
+        )
+    for u, p in resolved:
+        if u.usage_key == "requests":
+            steps.append(_Step(None, True, p, u.per, u.dimensions.get("direction", ""), ()))
+    tiered = any(isinstance(s.price, gp_types.TieredPrices) for s in steps)
+    return _Plan(tuple(steps), tiered, model_id, provider_id, source)
+
+
+def _run(plan: _Plan, usage: TokenUsage) -> tuple[Decimal, Decimal, Decimal]:
+    total_input = usage.input_tokens if plan.tiered else 0
+    leaves: list[int] = []
+    total = inp = out = Decimal(0)
+    for step in plan.steps:
+        if step.is_request:
+            count = 1
+        else:
+            count = getattr(usage, step.field) if step.field else 0
+            for j in step.carve:
+                count -= leaves[j]
+            if count < 0:
+                raise ValueError(f"invalid usage for {plan.model_id}: more specific token counts exceed their total")
+            leaves.append(count)
+        price = step.price
+        if isinstance(price, gp_types.TieredPrices):
+            rate = price.base
+            for tier in reversed(price.tiers):
+                if total_input > tier.start:
+                    rate = tier.price
+                    break
+        else:
+            rate = price
+        amount = rate * count / step.per
+        total += amount
+        if step.direction == "input":
+            inp += amount
+        elif step.direction == "output":
+            out += amount
+    return total, inp, out
+
+
+def _has_time_of_day(model: gp_types.ModelInfo) -> bool:
+    if isinstance(model.prices, gp_types.ModelPrice):
+        return False
+    return any(isinstance(c.constraint, gp_types.TimeOfDateConstraint) for c in model.prices)
+
+
+class PriceBook:
+    """Prices usage records; resolves each (provider, model) once and caches it.
+
+    Thread-safe. ``overrides`` (from ``runmeter.toml``) win over genai-prices:
+    per-token prices, aliases and GPU-hour local models.
+    """
+
+    def __init__(self, overrides: PriceOverrides | None = None) -> None:
+        self._overrides = overrides
+        self._lock = threading.Lock()
+        # (provider, model) -> ModelInfo+provider, or None when unknown
+        self._models: dict[tuple[str | None, str], tuple[gp_types.Provider, gp_types.ModelInfo] | None] = {}
+        self._plans: dict[tuple[str | None, str, date], _Plan] = {}
+        # id(ModelPrice) -> (that ModelPrice, its plan); the object is kept so its id stays unique.
+        self._by_price: dict[int, tuple[gp_types.ModelPrice, _Plan]] = {}
+
+    @property
+    def overrides(self) -> PriceOverrides | None:
+        return self._overrides
+
+    def price(
+        self,
+        provider: str | None,
+        model: str | None,
+        usage: TokenUsage,
+        *,
+        when: datetime | None = None,
+        duration_s: float | None = None,
+        estimated: bool = False,
+    ) -> Cost:
+        """Price ``usage`` for ``model`` (``provider`` helps find it; ``None`` guesses).
+
+        ``when`` selects historic prices (default now); ``duration_s`` is the
+        call's wall-clock time, used by models priced per GPU-hour. Raises
+        ``ValueError`` for usage whose parts exceed their totals.
+        """
+        usage.validate()
+        if not model:
+            return Cost(None, None, None, "", unpriced=True, estimated=estimated)
+        ov = self._overrides
+        if ov is not None:
+            model = ov.aliases.get(model, model)
+            local = ov.local_cost(model, usage, duration_s)
+            if local is not None:
+                return Cost(local, local, Decimal(0), ov.gpu_source, estimated=estimated, model_id=model, provider_id=provider)
+        plan = self._plan(provider, model, when)
+        if plan is None:
+            return Cost(None, None, None, "", unpriced=True, estimated=estimated)
+        total, inp, out = _run(plan, usage)
+        return Cost(total, inp, out, plan.source, estimated=estimated, model_id=plan.model_id, provider_id=plan.provider_id)
+
+    def _plan(self, provider: str | None, model: str, when: datetime | None) -> _Plan | None:
+        if when is None:
+            when = datetime.now(timezone.utc)
+        elif when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)  # naive means UTC, as in genai-prices
+        key = (provider, model, when.astimezone(timezone.utc).date())
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        with self._lock:
+            return self._resolve(provider, model, when, key)
+
+    def _resolve(self, provider: str | None, model: str, when: datetime, key: tuple[str | None, str, date]) -> _Plan | None:
+        if len(self._plans) >= _MAX_CACHED:
+            self._plans.clear()  # bounded whatever model names arrive; rebuilt on demand
+        ov = self._overrides
+        if ov is not None and (custom := ov.model_price(model)) is not None:
+            plan = _compile(custom, model, provider or "custom", ov.token_source)
+            self._plans[key] = plan
+            return plan
+        found = self._lookup(provider, model)
+        if found is None:
+            return None
+        gp_provider, info = found
+        model_price = info.get_prices(when)
+        entry = self._by_price.get(id(model_price))
+        if entry is not None and entry[0] is model_price:
+            plan = entry[1]
+        else:
+            plan = _compile(model_price, info.id, gp_provider.id, GENAI_PRICES_SOURCE)
+            self._by_price[id(model_price)] = (model_price, plan)
+        # Start-date prices change at most daily (UTC), so plans are cached by day;
+        # time-of-day prices (off-peak rates) change within a day and are not.
+        if not _has_time_of_day(info):
+            self._plans[key] = plan
+        return plan
+
+    def _lookup(self, provider: str | None, model: str) -> tuple[gp_types.Provider, gp_types.ModelInfo] | None:
+        mkey = (provider, model)
+        if mkey in self._models:
+            return self._models[mkey]
+        snapshot = data_snapshot.get_snapshot()
+        found: tuple[gp_types.Provider, gp_types.ModelInfo] | None
+        try:
+            found = snapshot.find_provider_model(model, None, provider, None)
+        except LookupError:
+            found = None
+            if provider is not None:
+                # An unknown provider id (a self-hosted gateway, say) may still serve a known model.
+                try:
+                    found = snapshot.find_provider_model(model, None, None, None)
+                except LookupError:
+                    found = None
+        if len(self._models) >= _MAX_CACHED:
+            self._models.clear()
+        self._models[mkey] = found
+        return found
+
+    def describe(self, provider: str | None, model: str) -> tuple[str, str, gp_types.ModelPrice | dict[str, Decimal]] | None:
+        """(model id, source, price) for ``runmeter prices``; None when unknown."""
+        ov = self._overrides
+        if ov is not None:
+            model = ov.aliases.get(model, model)
+            if (gpu := ov.local.get(model)) is not None:
+                return model, ov.gpu_source, {"gpu_hour_usd": gpu.gpu_hour_usd * gpu.gpus}
+            if (custom := ov.model_price(model)) is not None:
+                return model, ov.token_source, custom
+        found = self._lookup(provider, model)
+        if found is None:
+            return None
+        return found[1].id, GENAI_PRICES_SOURCE, found[1].get_prices(datetime.now(timezone.utc))

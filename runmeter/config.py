@@ -1,0 +1,147 @@
+"""runmeter's settings: one typed object from ``runmeter.toml`` and the environment.
+
+Resolution order for each value: the environment (``RUNMETER_*``, see
+:mod:`runmeter.environment_variables`), then the config file, then the
+default. The config file is ``$RUNMETER_CONFIG``, else ``./runmeter.toml``,
+else ``[tool.runmeter]`` in ``./pyproject.toml``; none at all is fine.
+
+A file with a mistake raises :class:`ConfigError` naming the file, line and
+key. A bad environment value warns and falls back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from runmeter import environment_variables as ev
+from runmeter.processor import ConfigError, PriceOverrides
+from runmeter.processor._configfile import CONFIG_FILENAME, read_toml, validation_error
+
+__all__ = ["ConfigError", "RunSettings", "Settings", "StorageSettings", "find_config_file", "load_settings"]
+
+_log = logging.getLogger(__name__)
+
+
+class StorageSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    clickhouse_url: str = "chdb://.runmeter"
+    spool_dir: str | None = None
+    spool_max_bytes: int = Field(default=1 << 30, gt=0)
+
+
+class RunSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    grace_s: float = Field(default=2.0, ge=0)
+    quiet_s: float = Field(default=30.0, gt=0)
+    max_open_runs: int = Field(default=10_000, ge=1)
+    max_spans_per_run: int = Field(default=20_000, ge=1)
+    max_run_age_s: float = Field(default=86_400.0, gt=0)
+    loop_threshold: int = Field(default=3, ge=2)
+    abandoned_after_s: float = Field(default=86_400.0, gt=0)
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    storage: StorageSettings = StorageSettings()
+    runs: RunSettings = RunSettings()
+    providers: dict[str, str] = {}
+    pricing: dict[str, Any] = {}
+
+
+class Settings(BaseModel):
+    """Everything runmeter is configured with."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    storage: StorageSettings = StorageSettings()
+    runs: RunSettings = RunSettings()
+    providers: dict[str, str] = {}
+    """Base-URL prefix -> provider name, for OpenAI-compatible servers (vLLM, Ollama...)."""
+    pricing: PriceOverrides = PriceOverrides()
+    source: str | None = None
+    """The config file the settings came from, if any."""
+
+
+# environment variable -> (section, field)
+_ENV_FIELDS: dict[str, tuple[str, str]] = {
+    ev.RUNMETER_CLICKHOUSE_URL: ("storage", "clickhouse_url"),
+    ev.RUNMETER_SPOOL_DIR: ("storage", "spool_dir"),
+    ev.RUNMETER_SPOOL_MAX_BYTES: ("storage", "spool_max_bytes"),
+    ev.RUNMETER_RUN_GRACE_S: ("runs", "grace_s"),
+    ev.RUNMETER_RUN_QUIET_S: ("runs", "quiet_s"),
+    ev.RUNMETER_MAX_OPEN_RUNS: ("runs", "max_open_runs"),
+    ev.RUNMETER_MAX_SPANS_PER_RUN: ("runs", "max_spans_per_run"),
+    ev.RUNMETER_MAX_RUN_AGE_S: ("runs", "max_run_age_s"),
+    ev.RUNMETER_LOOP_THRESHOLD: ("runs", "loop_threshold"),
+    ev.RUNMETER_ABANDONED_AFTER_S: ("runs", "abandoned_after_s"),
+}
+_SECTIONS: dict[str, type[BaseModel]] = {"storage": StorageSettings, "runs": RunSettings}
+
+
+def find_config_file(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> tuple[Path, tuple[str, ...]] | None:
+    """The config file and the table in it that holds runmeter's settings."""
+    env = os.environ if env is None else env
+    cwd = Path.cwd() if cwd is None else cwd
+    explicit = env.get(ev.RUNMETER_CONFIG)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(path, None, ev.RUNMETER_CONFIG, "no such config file")
+        return path, ()
+    if (cwd / CONFIG_FILENAME).is_file():
+        return cwd / CONFIG_FILENAME, ()
+    if (cwd / "pyproject.toml").is_file():
+        return cwd / "pyproject.toml", ("tool", "runmeter")
+    return None
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings; ``path`` overrides the file search."""
+    env = os.environ if env is None else env
+    if path is not None:
+        path = Path(path)
+        found: tuple[Path, tuple[str, ...]] | None = (path, ("tool", "runmeter") if path.name == "pyproject.toml" else ())
+    else:
+        found = find_config_file(env)
+    raw: dict[str, Any] = {}
+    text = ""
+    source = None
+    base: tuple[str, ...] = ()
+    if found is not None:
+        file, base = found
+        data, text = read_toml(file)
+        for part in base:
+            data = data.get(part, {}) if isinstance(data, dict) else {}
+        raw = data if isinstance(data, dict) else {}
+        source = str(file)
+        try:
+            parsed = _File.model_validate(raw)
+        except ValidationError as exc:
+            raise validation_error(exc, file, text, base) from None
+    else:
+        parsed = _File()
+    sections = {"storage": parsed.storage.model_dump(), "runs": parsed.runs.model_dump()}
+    for var, (section, field) in _ENV_FIELDS.items():
+        value = env.get(var)
+        if value is None or value == "":
+            continue
+        trial = dict(sections[section], **{field: value})
+        try:
+            _SECTIONS[section].model_validate(trial)
+        except ValidationError as exc:
+            _log.warning("ignoring %s=%r: %s; using %r", var, value, exc.errors()[0]["msg"], sections[section][field])
+            continue
+        sections[section] = trial
+    pricing = PriceOverrides.from_mapping(raw.get("pricing"), Path(source) if source else None, text, base)
+    return Settings(
+        storage=StorageSettings.model_validate(sections["storage"]),
+        runs=RunSettings.model_validate(sections["runs"]),
+        providers=dict(parsed.providers),
+        pricing=pricing,
+        source=source,
+    )

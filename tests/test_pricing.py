@@ -1,0 +1,238 @@
+"""PriceBook: same numbers as genai-prices, per-provider token semantics, overrides."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from genai_prices import Usage, calc_price
+
+from runmeter.config import load_settings
+from runmeter.processor import ConfigError, PriceBook, PriceOverrides, TokenUsage
+
+MODELS = [
+    ("openai", "gpt-5.5"),
+    ("openai", "gpt-5.4"),
+    ("openai", "gpt-4o-mini"),
+    ("anthropic", "claude-opus-4-7"),
+    ("anthropic", "claude-haiku-4-5"),
+    ("anthropic", "claude-haiku-4-5-20251001"),
+    ("google", "gemini-2.5-pro"),
+    ("google", "gemini-2.5-flash"),
+    (None, "gpt-5.5"),
+]
+USAGES = [
+    TokenUsage(0, 0),
+    TokenUsage(57, 21, cache_read_tokens=32),
+    TokenUsage(1_000, 200, reasoning_tokens=150),
+    TokenUsage(12_000, 800, cache_read_tokens=8_000, cache_write_tokens=2_000),
+    TokenUsage(150_000, 4_000, cache_write_tokens=150_000),
+    TokenUsage(250_000, 9_000, cache_read_tokens=100_000),  # under the 272k tier
+    TokenUsage(300_000, 12_000, cache_read_tokens=200_000, reasoning_tokens=2_000),  # over both tiers
+    TokenUsage(1_000_000, 500_000),
+]
+WHEN = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(("provider", "model"), MODELS)
+def test_same_numbers_as_genai_prices(provider: str | None, model: str) -> None:
+    book = PriceBook()
+    for usage in USAGES:
+        expected = calc_price(
+            Usage(
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_read_tokens=usage.cache_read_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+                output_reasoning_tokens=usage.reasoning_tokens,
+            ),
+            model,
+            provider_id=provider,
+            genai_request_timestamp=WHEN,
+        )
+        got = book.price(provider, model, usage, when=WHEN)
+        assert got.total == expected.total_price, (model, usage)
+        assert got.input == expected.input_price
+        assert got.output == expected.output_price
+        assert got.model_id == expected.model.id
+        assert got.source == "genai-prices@0.2.3"
+        assert not got.unpriced
+
+
+def test_worked_example_gpt_5_5_with_cache_read() -> None:
+    # 25 uncached x $5/M + 32 cached x $0.50/M + 21 output x $30/M
+    usage = TokenUsage.from_openai(prompt_tokens=57, completion_tokens=21, cached_tokens=32)
+    assert PriceBook().price("openai", "gpt-5.5", usage).total == Decimal("0.000771")
+
+
+def test_openai_cached_tokens_are_inside_prompt_tokens() -> None:
+    usage = TokenUsage.from_openai(prompt_tokens=100_000, completion_tokens=10_000, cached_tokens=60_000, reasoning_tokens=4_000)
+    assert usage.input_tokens == 100_000 and usage.cache_read_tokens == 60_000
+    # gpt-5.4: 40,000 x $2.50/M = 0.10; 60,000 x $0.25/M = 0.015; 10,000 x $15/M = 0.15 (reasoning is output)
+    cost = PriceBook().price("openai", "gpt-5.4", usage)
+    assert cost.total == Decimal("0.265")
+
+
+def test_anthropic_cache_tokens_are_added_to_input() -> None:
+    usage = TokenUsage.from_anthropic(
+        input_tokens=10_000, output_tokens=2_000, cache_read_input_tokens=50_000, cache_creation_input_tokens=8_000
+    )
+    assert usage.input_tokens == 68_000
+    # claude-opus-4-7: 10,000 x $5/M = 0.05; 50,000 x $0.50/M = 0.025; 8,000 x $6.25/M = 0.05; 2,000 x $25/M = 0.05
+    assert PriceBook().price("anthropic", "claude-opus-4-7", usage).total == Decimal("0.175")
+
+
+def test_tiered_price_applies_to_all_tokens_past_the_threshold() -> None:
+    below = TokenUsage(272_000, 10_000)
+    above = TokenUsage(300_000, 10_000)
+    book = PriceBook()
+    # 272,000 x $5/M = 1.36 + 10,000 x $30/M = 0.30
+    assert book.price("openai", "gpt-5.5", below).total == Decimal("1.66")
+    # 300,000 x $10/M = 3.00 + 10,000 x $45/M = 0.45
+    assert book.price("openai", "gpt-5.5", above).total == Decimal("3.45")
+
+
+def test_million_tokens_on_claude_opus() -> None:
+    # 1,000,000 x $5/M + 500,000 x $25/M = 5 + 12.5
+    assert PriceBook().price("anthropic", "claude-opus-4-7", TokenUsage(1_000_000, 500_000)).total == Decimal("17.5")
+
+
+def test_unknown_model_is_unpriced_never_zero() -> None:
+    cost = PriceBook().price("openai", "my-secret-model-9000", TokenUsage(1_000, 10))
+    assert cost.unpriced
+    assert cost.total is None and cost.usd is None
+
+
+def test_unknown_provider_still_finds_a_known_model() -> None:
+    cost = PriceBook().price("my-gateway", "gpt-4o-mini", TokenUsage(1_000_000, 0))
+    assert cost.total == Decimal("0.15")
+
+
+def test_invalid_usage_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="exceed input_tokens"):
+        PriceBook().price("openai", "gpt-5.5", TokenUsage(10, 0, cache_read_tokens=20))
+
+
+def test_resolution_is_cached() -> None:
+    book = PriceBook()
+    book.price("openai", "gpt-5.5", TokenUsage(1, 1))
+    plans = dict(book._plans)
+    book.price("openai", "gpt-5.5", TokenUsage(2, 2))
+    assert book._plans == plans and len(plans) == 1
+
+
+# --- overrides --------------------------------------------------------------
+
+CONFIG = """\
+[pricing.models."acme-ft"]
+input_mtok = 5.00
+output_mtok = 30.00
+cache_read_mtok = 0.50
+
+[pricing.aliases]
+"prod-chat" = "gpt-4o-mini"
+"box" = "llama-local"
+
+[pricing.local."llama-local"]
+gpu_hour_usd = 2.40
+gpus = 2
+
+[pricing.local."llama-shared"]
+gpu_hour_usd = 3.60
+method = "throughput"
+tokens_per_second = 1000
+"""
+
+
+@pytest.fixture
+def book(tmp_path: Path) -> PriceBook:
+    path = tmp_path / "runmeter.toml"
+    path.write_text(CONFIG)
+    return PriceBook(load_settings(path, env={}).pricing)
+
+
+def test_per_token_override(book: PriceBook) -> None:
+    # 1,000,000 input x $5/M + 500,000 output x $30/M = $20.00
+    cost = book.price("openai", "acme-ft", TokenUsage(1_000_000, 500_000))
+    assert cost.total == Decimal("20")
+    assert cost.source == "override:runmeter.toml"
+    # with 400,000 of the input cached: 600,000 x 5 + 400,000 x 0.5 = 3.2, + 15 output
+    assert book.price("openai", "acme-ft", TokenUsage(1_000_000, 500_000, cache_read_tokens=400_000)).total == Decimal("18.2")
+
+
+def test_alias_prices_as_its_target(book: PriceBook) -> None:
+    # gpt-4o-mini: 2,000,000 x $0.15/M + 1,000,000 x $0.60/M
+    cost = book.price("azure", "prod-chat", TokenUsage(2_000_000, 1_000_000))
+    assert cost.total == Decimal("0.9")
+    assert cost.model_id == "gpt-4o-mini"
+
+
+def test_gpu_hour_by_duration(book: PriceBook) -> None:
+    # 2 GPUs x $2.40/h = $4.80/h; 90 s = 0.025 h -> $0.12
+    cost = book.price("local", "llama-local", TokenUsage(5_000, 700), duration_s=90.0)
+    assert cost.total == Decimal("0.12")
+    assert cost.source == "gpu-hour:runmeter.toml"
+    # an alias to a local model prices the same way
+    assert book.price("local", "box", TokenUsage(5_000, 700), duration_s=90.0).total == Decimal("0.12")
+
+
+def test_gpu_hour_by_throughput(book: PriceBook) -> None:
+    # $3.60/h at 1,000 tok/s = 3,600,000 tok/h -> $0.000001/token; 9,000 tokens -> $0.009
+    cost = book.price("local", "llama-shared", TokenUsage(8_000, 1_000), duration_s=123.0)
+    assert cost.total == Decimal("0.009")
+
+
+def test_local_model_by_duration_needs_a_duration(book: PriceBook) -> None:
+    with pytest.raises(ValueError, match="priced by duration"):
+        book.price("local", "llama-local", TokenUsage(1, 1))
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "message"),
+    [
+        ('[pricing.models."m"]\ninput_mtok = "cheap"\noutput_mtok = 1\n', 2, "pricing.models.m.input_mtok", "decimal"),
+        ('[pricing.models."m"]\ninput_mtok = 1\n', 1, "pricing.models.m.output_mtok", "Field required"),
+        ('\n\n[pricing.local."l"]\ngpu_hour_usd = 1\nmethod = "throughput"\n', 3, "pricing.local.l", "tokens_per_second"),
+        ('[pricing.local."l"]\ngpu_hour_usd = -1\n', 2, "pricing.local.l.gpu_hour_usd", "greater than 0"),
+        ('[pricing]\nmodels = 3\n', 2, "pricing.models", "dictionary"),
+        ('[pricing.models."m"]\ninput_mtok = 1\noutput_mtok = 1\nbogus = 2\n', 4, "pricing.models.m.bogus", "Extra inputs"),
+        ('[pricing.models."m"\ninput_mtok = 1\n', 1, None, "not valid TOML"),
+    ],
+)
+def test_malformed_override_file_names_file_line_and_key(
+    tmp_path: Path, text: str, line: int, key: str | None, message: str
+) -> None:
+    path = tmp_path / "runmeter.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    err = info.value
+    assert err.path == str(path)
+    assert err.line == line
+    assert err.key == key
+    assert message in str(err)
+    assert str(path) in str(err)
+
+
+def test_pyproject_tool_table(tmp_path: Path) -> None:
+    text = '[project]\nname = "x"\n\n[tool.runmeter.pricing.models."acme"]\ninput_mtok = 1\noutput_mtok = "x"\n'
+    (tmp_path / "pyproject.toml").write_text(text)
+    from runmeter.config import find_config_file
+
+    found = find_config_file(env={}, cwd=tmp_path)
+    assert found == (tmp_path / "pyproject.toml", ("tool", "runmeter"))
+    with pytest.raises(ConfigError) as info:
+        load_settings(found[0], env={})
+    assert info.value.line == 6
+    assert info.value.key == "tool.runmeter.pricing.models.acme.output_mtok"
+
+
+def test_overrides_object_default_is_empty() -> None:
+    assert PriceOverrides().models == {} and PriceBook(PriceOverrides()).price("openai", "gpt-5.5", TokenUsage(1, 1)).total
+
+
+def test_matrix_is_wide_enough() -> None:
+    assert len(list(itertools.product(MODELS, USAGES))) >= 70
