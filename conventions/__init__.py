@@ -14,6 +14,7 @@ Regenerate after editing the registry::
 from __future__ import annotations
 
 from runmeter.conventions import attributes, genai
+from runmeter.conventions._dialects import LLM_OPERATIONS, Dialect, DialectMap, GenAIFields, load_dialects
 
 
-__all__ = ["attributes", "genai"]
+__all__ = ["LLM_OPERATIONS", "Dialect", "DialectMap", "GenAIFields", "attributes", "genai", "load_dialects"]

@@ -145,6 +145,12 @@ RUNMETER_RUN_PARENT_ID: Final = 'runmeter.run.parent_id'
 RUNMETER_RUN_ROOT: Final = 'runmeter.run.root'
 """True on the span that is the root of a run."""
 
+RUNMETER_RUN_IMPLICIT: Final = 'runmeter.run.implicit'
+"""True on a run runmeter inferred from a trace root, for GenAI spans outside any explicit or agent run."""
+
+RUNMETER_RUN_INCOMPLETE: Final = 'runmeter.run.incomplete'
+"""True when a run was cut by a memory or time limit before it completed; its later spans still carry its id."""
+
 RUNMETER_TASK_ID: Final = 'runmeter.task.id'
 """Identifier of the task; runs that retry the same task share it."""
 
@@ -245,3 +251,7 @@ RUNMETER_RUNS_OPEN_UNIT: Final = '{run}'
 RUNMETER_RUN_DURATION_METRIC: Final = 'runmeter.run.duration'
 """Wall-clock duration of finished runs, for long-run alerts. (histogram, s)"""
 RUNMETER_RUN_DURATION_UNIT: Final = 's'
+
+RUNMETER_RUNS_OLDEST_OPEN_AGE_METRIC: Final = 'runmeter.runs.oldest_open_age'
+"""Age of the oldest run still in progress, for long-run alerts. (gauge, s)"""
+RUNMETER_RUNS_OLDEST_OPEN_AGE_UNIT: Final = 's'

@@ -6,20 +6,62 @@ overrides), resolving each model once::
     from runmeter.processor import PriceBook, TokenUsage
     cost = PriceBook().price("openai", "gpt-5.5", TokenUsage.from_openai(57, 21, cached_tokens=32))
     cost.usd  # 0.000771
+
+``RunProcessor`` is an OpenTelemetry span processor stage: it wraps the
+downstream processor(s), prices spans that carry tokens, assembles spans into
+runs (one :class:`RunRecord` per run, written to a :class:`RunSink`), detects
+loop signals and feeds each run's :class:`RunLedger` (live totals + budget
+check)::
+
+    sink = InMemoryRunSink()
+    provider.add_span_processor(RunProcessor(BatchSpanProcessor(exporter), sink=sink))
+
+Configuration: :class:`RunLimits` (completion timing, memory bounds, loop
+threshold), usually from ``runmeter.config.load_settings().runs``.
 """
 
 from __future__ import annotations
 
+from runmeter.processor._assembly import Assembly, assemble, run_id_for
+from runmeter.processor._budget import Breach, Budget, BudgetExceeded
 from runmeter.processor._configfile import ConfigError
+from runmeter.processor._facts import SpanFacts, read_span, short_hash
+from runmeter.processor._ledger import RunLedger
+from runmeter.processor._live import RUN_CONTEXT_KEY, LiveRun, current_run
+from runmeter.processor._loops import LoopDetector, LoopSignal
 from runmeter.processor._overrides import GpuHourPrice, PriceOverrides, TokenPrice
+from runmeter.processor._processor import RunLimits, RunProcessor
+from runmeter.processor._records import InMemoryRunSink, OutcomeEvent, RunRecord, RunSink, Tokens
 from runmeter.processor.pricing import Cost, PriceBook, TokenUsage
 
 __all__ = [
+    "RUN_CONTEXT_KEY",
+    "Assembly",
+    "Breach",
+    "Budget",
+    "BudgetExceeded",
     "ConfigError",
     "Cost",
     "GpuHourPrice",
+    "InMemoryRunSink",
+    "LiveRun",
+    "LoopDetector",
+    "LoopSignal",
+    "OutcomeEvent",
     "PriceBook",
     "PriceOverrides",
+    "RunLedger",
+    "RunLimits",
+    "RunProcessor",
+    "RunRecord",
+    "RunSink",
+    "SpanFacts",
     "TokenPrice",
     "TokenUsage",
+    "Tokens",
+    "assemble",
+    "current_run",
+    "read_span",
+    "run_id_for",
+    "short_hash",
 ]

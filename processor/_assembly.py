@@ -1,0 +1,228 @@
+"""Run assembly: the spans of one trace in, run records out. Pure and order-independent.
+
+Run roots, in DESIGN.md's order: a span made by ``runmeter.run()`` (it carries
+``runmeter.run.root``); else the outermost ``invoke_agent`` span; else, for
+GenAI spans under neither, the trace's topmost span (an *implicit* run).
+Explicit runs nested in runs are sub-runs, and roll up into their parent.
+
+One call is counted once: nested LLM spans with no run, agent or tool span
+between them (an SDK's own span under an instrumentation's, or two
+instrumentations of one client) are one *call chain*; the outermost span that
+carries tokens is counted, the others are duplicates.
+
+Everything is computed from the set of spans, sorted by (start, span id), so any
+arrival order of the same spans gives the same records.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from runmeter.processor._facts import KIND_AGENT, KIND_LLM, KIND_TOOL, SpanFacts
+from runmeter.processor._loops import LoopDetector
+from runmeter.processor._records import RunRecord, Tokens
+
+__all__ = ["Assembly", "assemble", "run_id_for"]
+
+
+def run_id_for(trace_id: int, span_id: int) -> str:
+    return f"{trace_id:032x}-{span_id:016x}"
+
+
+@dataclass
+class Assembly:
+    records: list[RunRecord]
+    run_of: dict[int, str]  # span id -> run id, for every span in a run
+    duplicates: set[int]  # span ids of LLM spans not counted (another span of the chain is)
+    implicit_roots: set[int] = field(default_factory=set)
+
+
+@dataclass
+class _Run:
+    root: SpanFacts
+    run_id: str
+    implicit: bool
+    parent: _Run | None = None
+    members: list[SpanFacts] = field(default_factory=list)
+    children: list[_Run] = field(default_factory=list)
+
+
+def _order(f: SpanFacts) -> tuple[int, int]:
+    return (f.start_ns, f.span_id)
+
+
+def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete: bool = False) -> Assembly:
+    """Run records for the spans of one trace."""
+    facts = sorted(spans, key=_order)
+    by_id = {f.span_id: f for f in facts}
+    children: dict[int | None, list[SpanFacts]] = defaultdict(list)
+    tops: list[SpanFacts] = []
+    for f in facts:
+        if f.parent_id is not None and f.parent_id in by_id and f.parent_id != f.span_id:
+            children[f.parent_id].append(f)
+        else:
+            tops.append(f)
+
+    runs: list[_Run] = []
+    run_by_root: dict[int, _Run] = {}
+    implicit: dict[int, _Run] = {}
+    chain_of: dict[int, int] = {}  # LLM span -> head of its call chain
+    depth: dict[int, int] = {}
+
+    # Iterative DFS: (span, current explicit/agent run, top span, chain head, depth)
+    stack: list[tuple[SpanFacts, _Run | None, SpanFacts, int | None, int]] = [(t, None, t, None, 0) for t in reversed(tops)]
+    seen: set[int] = set()
+    while stack:
+        f, current, top, chain, d = stack.pop()
+        if f.span_id in seen:
+            continue  # a cycle in parent links: malformed input, each span once
+        seen.add(f.span_id)
+        depth[f.span_id] = d
+        if f.explicit_root or (f.kind == KIND_AGENT and current is None):
+            run = _Run(f, f.run_id if (f.explicit_root and f.run_id) else run_id_for(f.trace_id, f.span_id), False, current)
+            if current is not None:
+                current.children.append(run)
+            runs.append(run)
+            run_by_root[f.span_id] = run
+            current = run
+        if current is not None:
+            current.members.append(f)
+        else:
+            imp = implicit.get(top.span_id)
+            if imp is None:
+                imp = implicit[top.span_id] = _Run(top, top.run_id or run_id_for(top.trace_id, top.span_id), True)
+            imp.members.append(f)
+        if f.kind == KIND_LLM:
+            if chain is None:
+                chain = f.span_id
+            chain_of[f.span_id] = chain
+        elif f.kind in (KIND_TOOL, KIND_AGENT) or f.explicit_root:
+            chain = None
+        for c in reversed(children.get(f.span_id, ())):
+            stack.append((c, current, top, chain, d + 1))
+
+    # One call, counted once.
+    chains: dict[int, list[SpanFacts]] = defaultdict(list)
+    for sid, head in chain_of.items():
+        chains[head].append(by_id[sid])
+    duplicates: set[int] = set()
+    for members in chains.values():
+        if len(members) < 2:
+            continue
+        with_tokens = [m for m in members if m.usage is not None]
+        pool = with_tokens or members
+        counted = min(pool, key=lambda m: (depth[m.span_id], m.start_ns, m.span_id))
+        duplicates.update(m.span_id for m in members if m is not counted)
+
+    for imp in implicit.values():
+        if any(m.kind in (KIND_LLM, KIND_TOOL) for m in imp.members):
+            runs.append(imp)
+
+    records: dict[int, RunRecord] = {}
+    run_of: dict[int, str] = {}
+    # Children before parents, so parents can roll them up.
+    for run in sorted(runs, key=lambda r: -depth[r.root.span_id]):
+        records[id(run)] = _record(run, duplicates, loop_threshold, incomplete, [records[id(c)] for c in run.children])
+        for m in run.members:
+            run_of[m.span_id] = run.run_id
+    ordered = [records[id(r)] for r in sorted(runs, key=lambda r: (depth[r.root.span_id], _order(r.root)))]
+    return Assembly(ordered, run_of, duplicates, {r.root.span_id for r in runs if r.implicit})
+
+
+def _first(members: list[SpanFacts], attr: str) -> str:
+    for m in members:
+        v = getattr(m, attr)
+        if v:
+            return str(v)
+    return ""
+
+
+def _record(run: _Run, duplicates: set[int], threshold: int, incomplete: bool, subs: list[RunRecord]) -> RunRecord:
+    root = run.root
+    loops = LoopDetector(threshold)
+    cost = Decimal(0)
+    external = Decimal(0)
+    by_model: dict[str, Decimal] = defaultdict(Decimal)
+    tokens = Tokens()
+    llm_calls = unpriced = estimated = 0
+    tools: dict[str, int] = defaultdict(int)
+    breaches = []
+    end = root.end_ns
+    for m in run.members:  # already in (start, span id) order
+        end = max(end, m.end_ns)
+        breaches.extend(m.breaches)
+        if m.kind == KIND_LLM and m.span_id not in duplicates:
+            llm_calls += 1
+            if m.usage is not None:
+                u = m.usage
+                tokens = tokens + Tokens(u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens)
+            if m.cost is None:
+                unpriced += 1
+            else:
+                cost += m.cost
+                by_model[m.model or ""] += m.cost
+            if m.estimated:
+                estimated += 1
+            if m.external_cost is not None:
+                external += Decimal(repr(m.external_cost))
+            loops.observe_llm(m.input_hash)
+        elif m.kind == KIND_TOOL:
+            name = m.tool_name or m.name
+            tools[name] += 1
+            loops.observe_tool(name, m.args_hash, m.resource)
+    repeated_reads = {r: n for r, n in loops.resources.items() if n > 1}
+    for sub in subs:
+        cost += sub.cost_usd
+        external += sub.external_cost_usd
+        for model, c in sub.cost_by_model.items():
+            by_model[model] += c
+        tokens = tokens + sub.tokens
+        llm_calls += sub.llm_calls
+        unpriced += sub.unpriced_calls
+        estimated += sub.estimated_calls
+        for name, n in sub.tool_calls.items():
+            tools[name] += n
+        end = max(end, sub.end_ns)
+    if unpriced == 0:
+        pricing = "priced"
+    elif unpriced == llm_calls:
+        pricing = "unpriced"
+    else:
+        pricing = "partially_priced"
+    outcome = root.outcome or ("failed" if root.error else "")
+    members = run.members
+    name = root.run_name or root.agent_name or root.name
+    return RunRecord(
+        run_id=run.run_id,
+        trace_id=f"{root.trace_id:032x}",
+        root_span_id=f"{root.span_id:016x}",
+        name=name,
+        owner=root.owner or _first(members, "owner"),
+        project=root.project or _first(members, "project"),
+        task_id=root.task_id or _first(members, "task_id"),
+        parent_run_id=run.parent.run_id if run.parent is not None else "",
+        service_name=root.service,
+        start_ns=root.start_ns,
+        end_ns=end,
+        outcome=outcome,
+        outcome_reason=root.outcome_reason or "",
+        cost_usd=cost,
+        cost_by_model=dict(sorted(by_model.items())),
+        external_cost_usd=external,
+        tokens=tokens,
+        llm_calls=llm_calls,
+        unpriced_calls=unpriced,
+        estimated_calls=estimated,
+        tool_calls=dict(sorted(tools.items())),
+        repeated_context_reads=dict(sorted(repeated_reads.items())),
+        loop_signals=tuple(loops.signals()),
+        budget=root.budget,
+        breaches=tuple(breaches),
+        pricing=pricing,
+        incomplete=incomplete,
+        implicit=run.implicit,
+        spans=len(members) + sum(s.spans for s in subs),
+    )

@@ -1,0 +1,200 @@
+"""What one finished span says, read once: :class:`SpanFacts`, and the attributes to add.
+
+Reading goes through the dialect map, so spans from any instrumentation give
+the same facts. Pricing happens here too: a span with tokens but no runmeter
+cost is priced with the PriceBook; a span that already has a runmeter cost
+keeps it; another tool's cost is kept apart as ``runmeter.cost.external_usd``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
+
+from runmeter.conventions import DialectMap, GenAIFields
+from runmeter.conventions import attributes as A
+from runmeter.conventions import genai as G
+from runmeter.processor._budget import Breach, Budget
+from runmeter.processor.pricing import PriceBook, TokenUsage
+
+__all__ = ["KIND_AGENT", "KIND_LLM", "KIND_OTHER", "KIND_TOOL", "SpanFacts", "read_span", "short_hash"]
+
+KIND_OTHER, KIND_LLM, KIND_TOOL, KIND_AGENT = 0, 1, 2, 3
+_SERVICE_NAME = "service.name"
+_CURRENCY = "USD"
+
+
+def short_hash(data: str | bytes) -> str:
+    """A 16-hex-digit BLAKE2b digest: enough to tell repeats apart, and reveals nothing."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+@dataclass(slots=True)
+class SpanFacts:
+    trace_id: int
+    span_id: int
+    parent_id: int | None
+    name: str
+    start_ns: int
+    end_ns: int
+    error: bool
+    service: str
+    kind: int
+    provider: str | None = None
+    model: str | None = None
+    usage: TokenUsage | None = None
+    cost: Decimal | None = None
+    cost_source: str = ""
+    estimated: bool = False
+    external_cost: float | None = None
+    tool_name: str | None = None
+    args_hash: str | None = None
+    resource: str | None = None
+    input_hash: str | None = None
+    explicit_root: bool = False
+    run_id: str | None = None
+    run_name: str | None = None
+    owner: str | None = None
+    project: str | None = None
+    task_id: str | None = None
+    outcome: str | None = None
+    outcome_reason: str | None = None
+    agent_name: str | None = None
+    budget: Budget | None = None
+    breaches: tuple[Breach, ...] = ()
+    duplicate: bool = False
+
+    @property
+    def unpriced(self) -> bool:
+        return self.kind == KIND_LLM and self.cost is None
+
+
+def _str(attrs: Mapping[str, Any], key: str) -> str | None:
+    v = attrs.get(key)
+    return v if isinstance(v, str) and v else None
+
+
+def _usage(f: GenAIFields) -> TokenUsage:
+    inp = f.input_tokens or 0
+    out = f.output_tokens or 0
+    read = f.cache_read_tokens or 0
+    write = f.cache_write_tokens or 0
+    reasoning = f.reasoning_tokens or 0
+    if read + write > inp:
+        inp += read + write  # reported Anthropic-style, cache apart from input
+    if reasoning > out:
+        out += reasoning  # reasoning reported apart from output
+    return TokenUsage(inp, out, read, write, reasoning)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        d = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return d if d.is_finite() and d >= 0 else None
+
+
+def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tuple[SpanFacts, dict[str, Any]]:
+    """The span's facts, and the attributes runmeter adds to its copy (empty if none)."""
+    attrs: Mapping[str, Any] = span.attributes or {}
+    ctx = span.context
+    parent = span.parent
+    fields = dialects.read(attrs)
+    op = fields.operation
+    if fields.is_llm_call:
+        kind = KIND_LLM
+    elif op == "execute_tool":
+        kind = KIND_TOOL
+    elif op == "invoke_agent":
+        kind = KIND_AGENT
+    else:
+        kind = KIND_OTHER
+    resource_attrs = span.resource.attributes if span.resource is not None else {}
+    start = span.start_time or 0
+    facts = SpanFacts(
+        trace_id=ctx.trace_id if ctx is not None else 0,
+        span_id=ctx.span_id if ctx is not None else 0,
+        parent_id=parent.span_id if parent is not None else None,
+        name=span.name,
+        start_ns=start,
+        end_ns=span.end_time or start,
+        error=span.status.status_code is StatusCode.ERROR,
+        service=str(resource_attrs.get(_SERVICE_NAME, "")),
+        kind=kind,
+        provider=fields.provider,
+        model=fields.model,
+        external_cost=fields.external_cost_usd,
+        tool_name=fields.tool_name,
+        agent_name=fields.agent_name,
+        explicit_root=attrs.get(A.RUNMETER_RUN_ROOT) is True,
+        run_id=_str(attrs, A.RUNMETER_RUN_ID),
+        run_name=_str(attrs, A.RUNMETER_RUN_NAME),
+        owner=_str(attrs, A.RUNMETER_RUN_OWNER),
+        project=_str(attrs, A.RUNMETER_RUN_PROJECT),
+        task_id=_str(attrs, A.RUNMETER_TASK_ID),
+        outcome=_str(attrs, A.RUNMETER_RUN_OUTCOME),
+        outcome_reason=_str(attrs, A.RUNMETER_RUN_OUTCOME_REASON),
+        resource=_str(attrs, A.RUNMETER_TOOL_RESOURCE),
+        input_hash=_str(attrs, A.RUNMETER_LLM_INPUT_HASH),
+        args_hash=_str(attrs, A.RUNMETER_TOOL_ARGS_HASH),
+        estimated=attrs.get(A.RUNMETER_COST_ESTIMATED) is True,
+        duplicate=attrs.get(A.RUNMETER_COST_DUPLICATE) is True,
+    )
+    if facts.explicit_root or kind == KIND_AGENT:
+        facts.budget = Budget.from_attributes(attrs)
+    if span.events:
+        breaches = []
+        for ev in span.events:
+            if ev.name == A.RUNMETER_BUDGET_EXCEEDED_EVENT and ev.attributes:
+                b = Breach.from_attributes(ev.attributes)
+                if b is not None:
+                    breaches.append(b)
+        facts.breaches = tuple(breaches)
+    if kind == KIND_TOOL and facts.args_hash is None and fields.tool_arguments is not None:
+        facts.args_hash = short_hash(fields.tool_arguments)
+    if kind == KIND_TOOL and facts.tool_name is None:
+        facts.tool_name = span.name
+
+    added: dict[str, Any] = {}
+    if kind != KIND_LLM:
+        return facts, added
+    if fields.has_tokens:
+        facts.usage = _usage(fields)
+    own = _decimal(attrs.get(A.RUNMETER_COST_USD))
+    if own is not None:
+        facts.cost = own
+        facts.cost_source = _str(attrs, A.RUNMETER_COST_SOURCE) or ""
+    elif facts.usage is not None and attrs.get(A.RUNMETER_COST_UNPRICED) is not True:
+        duration_s = max(0, facts.end_ns - facts.start_ns) / 1e9
+        try:
+            when = datetime.fromtimestamp(start / 1e9, tz=timezone.utc) if start else None
+            cost = prices.price(dialects.price_provider(fields.provider), fields.model, facts.usage, when=when, duration_s=duration_s)
+        except ValueError:
+            cost = None
+        if cost is not None and cost.total is not None:
+            facts.cost = cost.total
+            facts.cost_source = cost.source
+            added[A.RUNMETER_COST_USD] = float(cost.total)
+            added[A.RUNMETER_COST_SOURCE] = cost.source
+            added[G.GEN_AI_USAGE_COST_AMOUNT] = float(cost.total)
+            added[G.GEN_AI_USAGE_COST_CURRENCY] = _CURRENCY
+            added[G.GEN_AI_USAGE_COST_SOURCE] = cost.source
+        else:
+            added[A.RUNMETER_COST_UNPRICED] = True
+    elif facts.usage is None and attrs.get(A.RUNMETER_COST_UNPRICED) is not True:
+        added[A.RUNMETER_COST_UNPRICED] = True
+    if facts.external_cost is not None and A.RUNMETER_COST_EXTERNAL_USD not in attrs:
+        added[A.RUNMETER_COST_EXTERNAL_USD] = facts.external_cost
+    return facts, added

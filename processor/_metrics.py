@@ -1,0 +1,78 @@
+"""The processor's metrics: run cost, outcomes, loop signals, budget breaches, limits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation, get_meter
+
+from runmeter.conventions import attributes as A
+from runmeter.conventions import genai as G
+from runmeter.processor._records import RunRecord
+
+__all__ = ["ProcessorMetrics"]
+
+_OUTCOME_UNKNOWN = "unknown"
+
+
+class ProcessorMetrics:
+    def __init__(
+        self,
+        meter_provider: MeterProvider | None,
+        open_runs: Callable[[], int],
+        oldest_open_age_s: Callable[[], float],
+    ) -> None:
+        meter = get_meter(__name__, meter_provider=meter_provider)
+        self.run_cost = meter.create_histogram(A.RUNMETER_RUN_COST_METRIC, unit=A.RUNMETER_RUN_COST_UNIT, description="Cost of finished runs")
+        self.run_duration = meter.create_histogram(
+            A.RUNMETER_RUN_DURATION_METRIC, unit=A.RUNMETER_RUN_DURATION_UNIT, description="Wall-clock duration of finished runs"
+        )
+        self.runs = meter.create_counter(A.RUNMETER_RUNS_METRIC, unit=A.RUNMETER_RUNS_UNIT, description="Finished runs by outcome")
+        self.loop_signals = meter.create_counter(
+            A.RUNMETER_LOOP_SIGNALS_METRIC, unit=A.RUNMETER_LOOP_SIGNALS_UNIT, description="Loop signals by kind"
+        )
+        self.budget_breaches = meter.create_counter(
+            A.RUNMETER_BUDGET_BREACHES_METRIC, unit=A.RUNMETER_BUDGET_BREACHES_UNIT, description="Budget breaches by limit and action"
+        )
+        self.runs_incomplete = meter.create_counter(
+            A.RUNMETER_RUNS_INCOMPLETE_METRIC, unit=A.RUNMETER_RUNS_INCOMPLETE_UNIT, description="Runs cut by a limit"
+        )
+        self.spans_dropped = meter.create_counter(
+            A.RUNMETER_SPANS_DROPPED_METRIC, unit=A.RUNMETER_SPANS_DROPPED_UNIT, description="Spans runmeter could not process"
+        )
+
+        def _open(options: CallbackOptions) -> Iterable[Observation]:
+            yield Observation(open_runs())
+
+        def _oldest(options: CallbackOptions) -> Iterable[Observation]:
+            yield Observation(oldest_open_age_s())
+
+        meter.create_observable_up_down_counter(
+            A.RUNMETER_RUNS_OPEN_METRIC, [_open], unit=A.RUNMETER_RUNS_OPEN_UNIT, description="Traces with runs in progress"
+        )
+        meter.create_observable_gauge(
+            A.RUNMETER_RUNS_OLDEST_OPEN_AGE_METRIC,
+            [_oldest],
+            unit=A.RUNMETER_RUNS_OLDEST_OPEN_AGE_UNIT,
+            description="Age of the oldest run in progress",
+        )
+
+    def record_run(self, r: RunRecord) -> None:
+        model = next(iter(sorted(r.cost_by_model, key=lambda m: -r.cost_by_model[m])), "") if r.cost_by_model else ""
+        attrs = {
+            A.RUNMETER_RUN_OWNER: r.owner,
+            A.RUNMETER_RUN_PROJECT: r.project,
+            A.RUNMETER_RUN_NAME: r.name,
+            A.RUNMETER_RUN_OUTCOME: r.outcome or _OUTCOME_UNKNOWN,
+            G.GEN_AI_REQUEST_MODEL: model,
+        }
+        self.runs.add(1, attrs)
+        self.run_cost.record(float(r.cost_usd), attrs)
+        self.run_duration.record(r.wall_clock_s, attrs)
+        base = {A.RUNMETER_RUN_OWNER: r.owner, A.RUNMETER_RUN_PROJECT: r.project}
+        for s in r.loop_signals:
+            self.loop_signals.add(1, {**base, A.RUNMETER_LOOP_KIND: s.kind})
+        for b in r.breaches:
+            self.budget_breaches.add(1, {**base, A.RUNMETER_BUDGET_LIMIT: b.limit, A.RUNMETER_BUDGET_ACTION: b.action})
+        if r.incomplete:
+            self.runs_incomplete.add(1, base)

@@ -1,0 +1,35 @@
+"""runmeter's own failures: logged once per place, counted, never raised into the user's program.
+
+Under pytest (``PYTEST_CURRENT_TEST`` is set) they are re-raised instead, so a
+bug cannot hide behind the safety net; a test of the safety net itself sets
+``RUNMETER_SUPPRESS_INTERNAL_ERRORS=1``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import Counter
+
+__all__ = ["internal_error", "internal_error_counts"]
+
+_log = logging.getLogger("runmeter")
+_lock = threading.Lock()
+_counts: Counter[str] = Counter()
+
+
+def internal_error(where: str, exc: BaseException) -> None:
+    """Record a runmeter failure at ``where``: log the first one, count them all."""
+    with _lock:
+        _counts[where] += 1
+        first = _counts[where] == 1
+    if first:
+        _log.warning("runmeter: internal error in %s (further ones counted, not logged): %r", where, exc, exc_info=exc)
+    if os.environ.get("PYTEST_CURRENT_TEST") and not os.environ.get("RUNMETER_SUPPRESS_INTERNAL_ERRORS"):
+        raise exc
+
+
+def internal_error_counts() -> dict[str, int]:
+    with _lock:
+        return dict(_counts)

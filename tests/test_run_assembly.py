@@ -1,0 +1,215 @@
+"""Run assembly on hand-built span trees, with totals worked out by hand."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from runmeter.processor import InMemoryRunSink, RunLimits, RunProcessor, RunRecord, run_id_for
+from tests.spans import llm, make_span, run_root, tool
+
+T = 0xABC
+
+# gpt-4o-mini: $0.15/M input, $0.075/M cached input, $0.60/M output.
+# 10,000 in + 1,000 out = 0.0015 + 0.0006 = 0.0021
+MINI_10K_1K = Decimal("0.0021")
+# claude-haiku-4-5: $1/M in, $5/M out. 2,000 in + 500 out = 0.002 + 0.0025 = 0.0045
+HAIKU_2K_500 = Decimal("0.0045")
+
+
+def feed(spans: list[ReadableSpan], **limits: object) -> tuple[dict[str, RunRecord], list[ReadableSpan]]:
+    exporter = InMemorySpanExporter()
+    sink = InMemoryRunSink()
+    proc = RunProcessor(SimpleSpanProcessor(exporter), sink=sink, mode="remote", background=False, limits=RunLimits(**limits))
+    for s in spans:
+        proc.on_end(s)
+    proc.sweep(force=True)
+    proc.shutdown()
+    return sink.by_id(), list(exporter.get_finished_spans())
+
+
+def by_name(records: dict[str, RunRecord]) -> dict[str, RunRecord]:
+    return {r.name: r for r in records.values()}
+
+
+def test_nested_sub_agents_roll_up() -> None:
+    spans = [
+        run_root("triage", 1, attrs={"runmeter.run.owner": "ana", "runmeter.run.project": "sales", "runmeter.run.outcome": "accepted"}, end_ms=100),
+        llm(2, 1, "gpt-4o-mini", 10_000, 1_000, start_ms=1),
+        run_root("research", 3, 1, start_ms=20, end_ms=60),
+        llm(4, 3, "claude-haiku-4-5", 2_000, 500, provider="anthropic", start_ms=21),
+        tool(5, 3, "search", args_hash="h1", start_ms=30),
+        run_root("summarize", 6, 3, start_ms=40, end_ms=55),
+        llm(7, 6, "gpt-4o-mini", 10_000, 1_000, start_ms=41),
+    ]
+    records, _ = feed(spans)
+    runs = by_name(records)
+    assert set(runs) == {"triage", "research", "summarize"}
+    assert runs["summarize"].cost_usd == MINI_10K_1K
+    assert runs["summarize"].parent_run_id == runs["research"].run_id
+    assert runs["research"].cost_usd == HAIKU_2K_500 + MINI_10K_1K
+    assert runs["research"].llm_calls == 2 and runs["research"].tool_calls == {"search": 1}
+    assert runs["research"].parent_run_id == runs["triage"].run_id
+    top = runs["triage"]
+    assert top.cost_usd == 2 * MINI_10K_1K + HAIKU_2K_500  # 0.0087
+    assert top.cost_usd == Decimal("0.0087")
+    assert top.cost_by_model == {"claude-haiku-4-5": HAIKU_2K_500, "gpt-4o-mini": 2 * MINI_10K_1K}
+    assert top.llm_calls == 3 and top.tool_calls == {"search": 1}
+    assert top.tokens.input == 22_000 and top.tokens.output == 2_500
+    assert (top.owner, top.project, top.outcome) == ("ana", "sales", "accepted")
+    assert top.run_id == run_id_for(T, 1) and top.parent_run_id == ""
+    assert top.pricing == "priced" and not top.incomplete
+    assert top.spans == 7
+
+
+def test_parallel_tool_calls_are_each_counted() -> None:
+    spans = [run_root("fanout", 1, end_ms=50)] + [
+        tool(10 + i, 1, name, args_hash=f"a{i}", start_ms=5, end_ms=20) for i, name in enumerate(["read_file", "read_file", "search", "grep"])
+    ]
+    records, _ = feed(spans)
+    (r,) = records.values()
+    assert r.tool_calls == {"grep": 1, "read_file": 2, "search": 1}
+    assert r.tool_calls_total == 4 and r.loop_signals == ()
+
+
+def test_retries_share_a_task_id() -> None:
+    spans = [
+        run_root("fix-bug", 1, attrs={"runmeter.task.id": "BUG-7", "runmeter.run.outcome": "rejected"}, end_ms=40),
+        llm(2, 1, "gpt-4o-mini", 10_000, 1_000, start_ms=1),
+        run_root("fix-bug", 3, attrs={"runmeter.task.id": "BUG-7", "runmeter.run.outcome": "accepted"}, start_ms=50, end_ms=90),
+        llm(4, 3, "gpt-4o-mini", 10_000, 1_000, start_ms=51),
+    ]
+    records, _ = feed(spans)
+    assert len(records) == 2
+    assert {r.task_id for r in records.values()} == {"BUG-7"}
+    assert sorted(r.outcome for r in records.values()) == ["accepted", "rejected"]
+    assert sum(r.cost_usd for r in records.values()) == 2 * MINI_10K_1K
+
+
+def test_identical_tool_call_four_times() -> None:
+    spans = [run_root("loop", 1, end_ms=100)] + [tool(10 + i, 1, "search", args_hash="same", start_ms=i * 10) for i in range(4)]
+    records, _ = feed(spans)
+    (r,) = records.values()
+    kinds = {(s.kind, s.key): s.count for s in r.loop_signals}
+    assert kinds == {("identical_tool_call", "search#same"): 4}
+
+
+def test_file_read_five_times_is_a_repeated_context_read() -> None:
+    spans = [run_root("reader", 1, end_ms=100)] + [
+        tool(10 + i, 1, "read_file", args_hash=f"x{i}", resource="src/app.py", start_ms=i * 10) for i in range(5)
+    ] + [tool(20, 1, "read_file", args_hash="y", resource="README.md", start_ms=60)]
+    records, _ = feed(spans)
+    (r,) = records.values()
+    assert r.repeated_context_reads == {"src/app.py": 5}
+    assert [(s.kind, s.key, s.count) for s in r.loop_signals] == [("repeated_context_read", "src/app.py", 5)]
+
+
+def test_tool_cycle_a_b_a_b_a_b() -> None:
+    names = ["plan", "edit"] * 3
+    spans = [run_root("cycler", 1, end_ms=100)] + [tool(10 + i, 1, n, args_hash=f"{n}{i}", start_ms=i * 10) for i, n in enumerate(names)]
+    records, _ = feed(spans)
+    (r,) = records.values()
+    assert [(s.kind, s.key, s.count) for s in r.loop_signals] == [("tool_cycle", "edit>plan", 3)]
+
+
+def test_identical_llm_input_repeated() -> None:
+    spans = [run_root("chatty", 1, end_ms=100)] + [
+        llm(10 + i, 1, "gpt-4o-mini", 100, 10, start_ms=i * 10, extra={"runmeter.llm.input_hash": "in1"}) for i in range(3)
+    ]
+    records, _ = feed(spans)
+    (r,) = records.values()
+    assert [(s.kind, s.count) for s in r.loop_signals] == [("identical_llm_input", 3)]
+
+
+def test_trace_without_explicit_root_is_an_implicit_run() -> None:
+    spans = [
+        make_span("POST /tickets", 1, end_ms=100),
+        make_span("db.query", 2, 1, start_ms=1),
+        llm(3, 1, "gpt-4o-mini", 10_000, 1_000, start_ms=5),
+    ]
+    records, exported = feed(spans)
+    (r,) = records.values()
+    assert r.implicit and r.name == "POST /tickets" and r.run_id == run_id_for(T, 1)
+    assert r.cost_usd == MINI_10K_1K
+    stamped = {s.context.span_id: s.attributes.get("runmeter.run.id") for s in exported}
+    assert stamped[3] == run_id_for(T, 1)
+
+
+def test_trace_without_genai_spans_makes_no_run() -> None:
+    records, exported = feed([make_span("GET /health", 1), make_span("db.query", 2, 1)])
+    assert records == {} and len(exported) == 2
+
+
+def test_unknown_model_makes_run_partially_priced_not_zero() -> None:
+    spans = [run_root("mixed", 1, end_ms=50), llm(2, 1, "gpt-4o-mini", 10_000, 1_000), llm(3, 1, "in-house-llm-7", 5_000, 100)]
+    records, exported = feed(spans)
+    (r,) = records.values()
+    assert r.pricing == "partially_priced" and r.unpriced_calls == 1 and r.llm_calls == 2
+    assert r.cost_usd == MINI_10K_1K
+    unpriced = next(s for s in exported if s.context.span_id == 3)
+    assert unpriced.attributes["runmeter.cost.unpriced"] is True
+    assert "runmeter.cost.usd" not in unpriced.attributes
+
+
+def test_spans_are_priced_and_stamped_on_the_copy() -> None:
+    records, exported = feed([run_root("one", 1, end_ms=50), llm(2, 1, "gpt-4o-mini", 10_000, 1_000)])
+    span = next(s for s in exported if s.context.span_id == 2)
+    assert span.attributes["runmeter.cost.usd"] == float(MINI_10K_1K)
+    assert isinstance(span.attributes["runmeter.cost.usd"], float)
+    assert span.attributes["gen_ai.usage.cost.amount"] == float(MINI_10K_1K)
+    assert span.attributes["gen_ai.usage.cost.currency"] == "USD"
+    assert span.attributes["runmeter.cost.source"] == "genai-prices@0.2.3"
+    assert span.attributes["runmeter.run.id"] == run_id_for(T, 1)
+
+
+def test_existing_runmeter_cost_is_kept_and_other_cost_kept_apart() -> None:
+    spans = [
+        run_root("costs", 1, end_ms=50),
+        llm(2, 1, "gpt-4o-mini", 10_000, 1_000, extra={"runmeter.cost.usd": 0.5, "runmeter.cost.source": "override:runmeter.toml"}),
+        llm(3, 1, "gpt-4o-mini", 10_000, 1_000, start_ms=20, extra={"gen_ai.usage.cost": 9.99}),
+    ]
+    records, exported = feed(spans)
+    (r,) = records.values()
+    assert r.cost_usd == Decimal("0.5") + MINI_10K_1K  # the OpenLIT figure is not trusted
+    assert r.external_cost_usd == Decimal("9.99")
+    third = next(s for s in exported if s.context.span_id == 3)
+    assert third.attributes["runmeter.cost.external_usd"] == 9.99
+
+
+def test_span_storm_is_bounded_and_flagged_incomplete() -> None:
+    spans = [run_root("storm", 1, end_ms=10_000)] + [
+        tool(100 + i, 1, "poll", args_hash=str(i), start_ms=i) for i in range(250)
+    ]
+    exporter = InMemorySpanExporter()
+    sink = InMemoryRunSink()
+    proc = RunProcessor(
+        SimpleSpanProcessor(exporter), sink=sink, mode="remote", background=False,
+        limits=RunLimits(max_spans_per_run=100, max_open_runs=5),
+    )
+    for s in spans:
+        proc.on_end(s)
+        assert proc.open_traces <= 5
+    proc.sweep(force=True)
+    assert len(exporter.get_finished_spans()) == 251  # nothing dropped
+    first = sink.runs[0]
+    assert first.incomplete and first.tool_calls_total == 99
+    late = [s for s in exporter.get_finished_spans() if s.context.span_id >= 199]
+    assert late and all(s.attributes["runmeter.run.id"] == first.run_id for s in late)
+    proc.shutdown()
+
+
+def test_open_trace_limit_evicts_oldest_as_incomplete() -> None:
+    spans = [llm(1, None, "gpt-4o-mini", 100, 10, trace_id=t) for t in range(1, 21)]
+    exporter = InMemorySpanExporter()
+    sink = InMemoryRunSink()
+    proc = RunProcessor(SimpleSpanProcessor(exporter), sink=sink, mode="remote", background=False, limits=RunLimits(max_open_runs=8))
+    for s in spans:
+        proc.on_end(s)
+        assert proc.open_traces <= 8
+    proc.sweep()
+    assert len(sink.runs) == 12 and all(r.incomplete for r in sink.runs)
+    proc.shutdown()
+    assert len(sink.runs) == 20 and len(exporter.get_finished_spans()) == 20
