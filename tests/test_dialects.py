@@ -1,0 +1,222 @@
+"""Each dialect read from a span shaped exactly as that library emits it.
+
+The attribute sets are copied from each library's source or docs (named in
+conventions/dialects.yaml); numbers are chosen so the price can be checked by hand.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from opentelemetry.trace import SpanKind
+
+from runmeter.conventions import load_dialects
+from tests.spans import make_span, run_root
+from tests.test_run_assembly import feed
+
+D = load_dialects()
+
+
+def test_current_official_openai_v2_span() -> None:
+    f = D.read({
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+        "gen_ai.response.id": "chatcmpl-1",
+        "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.usage.input_tokens": 1200,
+        "gen_ai.usage.output_tokens": 80,
+        "server.address": "api.openai.com",
+        "server.port": 443,
+    })
+    assert (f.dialect, f.operation, f.provider, f.model) == ("otel-genai", "chat", "openai", "gpt-4o-mini-2024-07-18")
+    assert (f.input_tokens, f.output_tokens) == (1200, 80)
+
+
+def test_deprecated_official_names() -> None:
+    f = D.read({
+        "gen_ai.system": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.prompt_tokens": 500,
+        "gen_ai.usage.completion_tokens": 25,
+    })
+    assert (f.dialect, f.operation, f.provider) == ("otel-genai-deprecated", "chat", "openai")
+    assert (f.input_tokens, f.output_tokens) == (500, 25)
+
+
+def test_openllmetry_openai_and_anthropic_and_workflow() -> None:
+    chat = D.read({
+        "llm.request.type": "chat",
+        "gen_ai.system": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+        "gen_ai.usage.prompt_tokens": 900,
+        "gen_ai.usage.completion_tokens": 40,
+        "llm.usage.total_tokens": 940,
+        "gen_ai.openai.api_base": "https://api.openai.com/v1/",
+    })
+    assert (chat.dialect, chat.operation, chat.input_tokens, chat.output_tokens) == ("openllmetry", "chat", 900, 40)
+    claude = D.read({
+        "llm.request.type": "chat",
+        "gen_ai.system": "Anthropic",
+        "gen_ai.request.model": "claude-haiku-4-5",
+        "gen_ai.usage.input_tokens": 3000,  # OpenLLMetry includes the cache in input
+        "gen_ai.usage.output_tokens": 31,
+        "gen_ai.usage.cache_read_input_tokens": 2000,
+        "gen_ai.usage.cache_creation_input_tokens": 500,
+        "llm.usage.total_tokens": 3031,
+    })
+    assert (claude.provider, claude.cache_read_tokens, claude.cache_write_tokens, claude.input_tokens) == ("anthropic", 2000, 500, 3000)
+    tool = D.read({"traceloop.span.kind": "tool", "traceloop.entity.name": "search", "traceloop.workflow.name": "triage"})
+    assert (tool.operation, tool.tool_name) == ("execute_tool", "search")
+    workflow = D.read({"traceloop.span.kind": "workflow", "traceloop.entity.name": "triage"})
+    assert workflow.operation is None
+
+
+def test_openinference_llm_tool_agent() -> None:
+    f = D.read({
+        "openinference.span.kind": "LLM",
+        "llm.model_name": "gpt-4o-mini-2024-07-18",
+        "llm.provider": "openai",
+        "llm.system": "openai",
+        "llm.token_count.prompt": 412,
+        "llm.token_count.completion": 27,
+        "llm.token_count.total": 439,
+        "llm.token_count.prompt_details.cache_read": 256,
+        "llm.token_count.completion_details.reasoning": 10,
+        "llm.cost.total": 0.0001,
+        "input.mime_type": "application/json",
+    })
+    assert (f.dialect, f.operation, f.provider, f.model) == ("openinference", "chat", "openai", "gpt-4o-mini-2024-07-18")
+    assert (f.input_tokens, f.output_tokens, f.cache_read_tokens, f.reasoning_tokens) == (412, 27, 256, 10)
+    assert f.external_cost_usd == 0.0001
+    t = D.read({"openinference.span.kind": "TOOL", "tool.name": "read_file", "tool.parameters": '{"path": "a.py"}'})
+    assert (t.operation, t.tool_name, t.tool_arguments) == ("execute_tool", "read_file", '{"path": "a.py"}')
+    assert D.read({"openinference.span.kind": "AGENT", "agent.name": "triager"}).operation == "invoke_agent"
+    assert D.read({"openinference.span.kind": "CHAIN"}).operation is None
+
+
+def test_openlit_cost_is_read_as_external() -> None:
+    f = D.read({
+        "gen_ai.system": "openai",
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+        "gen_ai.usage.input_tokens": 100,
+        "gen_ai.usage.output_tokens": 10,
+        "gen_ai.usage.total_tokens": 110,
+        "gen_ai.usage.cost": 0.000021,
+    })
+    assert (f.dialect, f.operation, f.external_cost_usd) == ("openlit", "chat", 0.000021)
+
+
+def test_vercel_ai_sdk_v4_and_v5() -> None:
+    root = D.read({
+        "ai.operationId": "ai.generateText",
+        "ai.model.id": "gpt-4o-mini",
+        "ai.model.provider": "openai.chat",
+        "ai.usage.promptTokens": 300,
+        "ai.usage.completionTokens": 30,
+    })
+    assert root.operation is None  # the outer span sums its steps: not a call
+    step = D.read({
+        "ai.operationId": "ai.generateText.doGenerate",
+        "ai.model.id": "gpt-4o-mini",
+        "ai.model.provider": "openai.chat",
+        "ai.usage.promptTokens": 300,
+        "ai.usage.completionTokens": 30,
+        "gen_ai.system": "openai.chat",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 300,
+        "gen_ai.usage.output_tokens": 30,
+    })
+    assert (step.dialect, step.operation, step.provider, step.input_tokens) == ("vercel-ai", "chat", "openai", 300)
+    v5 = D.read({
+        "ai.operationId": "ai.streamText.doStream",
+        "ai.model.id": "claude-haiku-4-5",
+        "ai.model.provider": "anthropic.messages",
+        "ai.usage.inputTokens": 200,  # Anthropic-style: without the cache
+        "ai.usage.outputTokens": 50,
+        "ai.usage.cachedInputTokens": 1000,
+        "ai.usage.reasoningTokens": 20,
+    })
+    assert (v5.provider, v5.input_tokens, v5.cache_read_tokens, v5.reasoning_tokens) == ("anthropic", 1200, 1000, 20)
+    call = D.read({"ai.operationId": "ai.toolCall", "ai.toolCall.name": "weather", "ai.toolCall.id": "c1", "ai.toolCall.args": '{"city":"Oslo"}'})
+    assert (call.operation, call.tool_name, call.tool_arguments) == ("execute_tool", "weather", '{"city":"Oslo"}')
+
+
+def test_bad_values_are_ignored_not_fatal() -> None:
+    f = D.read({"gen_ai.operation.name": 7, "gen_ai.usage.input_tokens": -5, "gen_ai.usage.output_tokens": "many", "gen_ai.request.model": ""})
+    assert (f.operation, f.input_tokens, f.output_tokens, f.model) == (None, None, None, None)
+
+
+def test_vercel_trace_counts_steps_not_the_sum() -> None:
+    # gpt-4o-mini: step 1 (1,000 in, 100 out) = 0.00015 + 0.00006 = 0.00021; step 2 (2,000 in, 50 out) = 0.0003 + 0.00003 = 0.00033
+    common = {"ai.model.id": "gpt-4o-mini", "ai.model.provider": "openai.chat"}
+    spans = [
+        make_span("ai.generateText", 1, attrs={**common, "ai.operationId": "ai.generateText", "ai.usage.promptTokens": 3000, "ai.usage.completionTokens": 150}, end_ms=100),
+        make_span("ai.generateText.doGenerate", 2, 1, start_ms=1, kind=SpanKind.CLIENT,
+                  attrs={**common, "ai.operationId": "ai.generateText.doGenerate", "ai.usage.promptTokens": 1000, "ai.usage.completionTokens": 100}),
+        make_span("ai.toolCall", 3, 1, start_ms=20, attrs={"ai.operationId": "ai.toolCall", "ai.toolCall.name": "weather", "ai.toolCall.args": "{}"}),
+        make_span("ai.generateText.doGenerate", 4, 1, start_ms=30, kind=SpanKind.CLIENT,
+                  attrs={**common, "ai.operationId": "ai.generateText.doGenerate", "ai.usage.promptTokens": 2000, "ai.usage.completionTokens": 50}),
+    ]
+    records, _ = feed(spans)
+    (r,) = records.values()
+    assert r.implicit and r.llm_calls == 2 and r.tool_calls == {"weather": 1}
+    assert r.cost_usd == Decimal("0.00054")
+
+
+def test_anthropic_sdk_span_under_an_instrumentation_span_is_one_call() -> None:
+    # Outer: an instrumentation's span (spec names, cache creation included).
+    # Inner: the anthropic SDK's own span, as anthropic/_tracing.py writes it.
+    # claude-haiku-4-5: 1,000 uncached x $1/M + 4,000 read x $0.10/M + 1,000 write x $1.25/M + 200 out x $5/M
+    #                 = 0.001 + 0.0004 + 0.00125 + 0.001 = 0.00365
+    outer = {
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "anthropic", "gen_ai.request.model": "claude-haiku-4-5",
+        "gen_ai.usage.input_tokens": 6000, "gen_ai.usage.output_tokens": 200,
+        "gen_ai.usage.cache_read.input_tokens": 4000, "gen_ai.usage.cache_creation.input_tokens": 1000,
+    }
+    inner = {
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "anthropic", "gen_ai.request.model": "claude-haiku-4-5",
+        "gen_ai.response.model": "claude-haiku-4-5-20251001", "gen_ai.usage.input_tokens": 6000, "gen_ai.usage.output_tokens": 200,
+        "gen_ai.usage.cache_read.input_tokens": 4000, "gen_ai.usage.cache_write.input_tokens": 1000,
+        "server.address": "api.anthropic.com", "anthropic.message.stop_reason": "end_turn",
+    }
+    spans = [
+        run_root("claude-run", 1, end_ms=100),
+        make_span("chat claude-haiku-4-5", 2, 1, start_ms=1, end_ms=50, attrs=outer, kind=SpanKind.CLIENT),
+        make_span("anthropic.messages.create", 3, 2, start_ms=2, end_ms=49, attrs=inner, kind=SpanKind.CLIENT),
+        make_span("POST", 4, 3, start_ms=3, end_ms=48, kind=SpanKind.CLIENT),
+    ]
+    records, exported = feed(spans)
+    (r,) = records.values()
+    assert r.llm_calls == 1
+    assert r.cost_usd == Decimal("0.00365")
+    assert r.tokens.input == 6000 and r.tokens.cache_write == 1000
+    by_id = {s.context.span_id: s for s in exported}
+    assert by_id[3].attributes["runmeter.cost.duplicate"] is True
+    assert "runmeter.cost.duplicate" not in by_id[2].attributes
+    assert len(exported) == 4  # both spans kept
+
+
+def test_two_instrumentations_of_one_client_count_once_even_without_tokens_outside() -> None:
+    spans = [
+        run_root("r", 1, end_ms=100),
+        make_span("openai.chat", 2, 1, start_ms=1, attrs={"llm.request.type": "chat", "gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o-mini"}),
+        make_span("chat gpt-4o-mini", 3, 2, start_ms=2, attrs={"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 10_000, "gen_ai.usage.output_tokens": 1_000}),
+    ]
+    records, _ = feed(spans)
+    (r,) = records.values()
+    assert r.llm_calls == 1 and r.unpriced_calls == 0 and r.cost_usd == Decimal("0.0021")
+
+
+def test_sequential_calls_in_one_run_are_not_duplicates() -> None:
+    spans = [run_root("r", 1, end_ms=100)] + [
+        make_span("chat", 10 + i, 1, start_ms=i * 10, attrs={"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 10_000, "gen_ai.usage.output_tokens": 1_000})
+        for i in range(3)
+    ]
+    records, _ = feed(spans)
+    (r,) = records.values()
+    assert r.llm_calls == 3 and r.cost_usd == Decimal("0.0063")
