@@ -8,7 +8,7 @@ attribute mapping into a :class:`GenAIFields`; nothing here knows about spans.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +20,9 @@ __all__ = ["Dialect", "DialectMap", "GenAIFields", "load_dialects", "LLM_OPERATI
 
 LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 _PATH = Path(__file__).with_name("dialects.yaml")
+_OPERATION = "\0operation"
+_DIALECT = "\0dialect"
+_DOTTED_PROVIDERS = frozenset({"openai", "anthropic", "google", "mistral", "xai", "azure", "amazon-bedrock"})
 _TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
@@ -113,10 +116,17 @@ class DialectMap:
         )
         self.provider_aliases: dict[str, str] = dict(doc.get("provider_aliases", {}))
         self.price_providers: dict[str, str] = dict(doc.get("price_providers", {}))
-        self._int_fields = [(f, self.fields[f]) for f in _TOKEN_FIELDS if f in self.fields]
-        self._str_fields = [
-            (f, keys) for f, keys in self.fields.items() if f not in _TOKEN_FIELDS and f != "external_cost_usd"
-        ]
+        # attribute name -> [(field, rank, converter)], so reading walks the span's attributes once
+        self._index: dict[str, list[tuple[str, int, Callable[[Any], Any]]]] = {}
+        for name, keys in self.fields.items():
+            conv = _as_int if name in _TOKEN_FIELDS else _as_float if name == "external_cost_usd" else _as_str
+            for rank, key in enumerate(keys):
+                self._index.setdefault(key, []).append((name, rank, conv))
+        for rank, (key, _values) in enumerate(self.operation_rules):
+            self._index.setdefault(key, []).append((_OPERATION, rank, _as_str))
+        for rank, d in enumerate(self.dialects):
+            for key in d.detect:
+                self._index.setdefault(key, []).append((_DIALECT, rank, _as_str))
 
     def dialect_of(self, attrs: Mapping[str, Any]) -> Dialect | None:
         for d in self.dialects:
@@ -126,42 +136,51 @@ class DialectMap:
         return None
 
     def read(self, attrs: Mapping[str, Any]) -> GenAIFields:
-        """Canonical GenAI fields of an attribute mapping (never raises on bad values)."""
+        """Canonical GenAI fields of an attribute mapping (never raises on bad values).
+
+        Walks the span's own attributes once (a span has a dozen, the map knows
+        ~60 names), keeping for each field the value of the highest-ranked name.
+        """
         out = GenAIFields()
-        for rule_attr, values in self.operation_rules:
-            raw = attrs.get(rule_attr)
-            if raw is not None:
-                out.operation = values.get(raw) if isinstance(raw, str) else None
-                break
-        for name, keys in self._str_fields:
-            for key in keys:
-                value = _as_str(attrs.get(key))
+        best: dict[str, int] = {}
+        op_rank = len(self.operation_rules)
+        op_value: Any = None
+        dialect_rank = len(self.dialects)
+        index = self._index
+        for key, raw in attrs.items():
+            entries = index.get(key)
+            if entries is None:
+                continue
+            for field_name, rank, conv in entries:
+                if field_name == _OPERATION:
+                    if rank < op_rank:
+                        op_rank, op_value = rank, raw
+                    continue
+                if field_name == _DIALECT:
+                    if rank < dialect_rank:
+                        dialect_rank = rank
+                    continue
+                if rank >= best.get(field_name, 1 << 30):
+                    continue
+                value = conv(raw)
                 if value is not None:
-                    setattr(out, name, value)
-                    break
-        for name, keys in self._int_fields:
-            for key in keys:
-                value = _as_int(attrs.get(key))
-                if value is not None:
-                    setattr(out, name, value)
-                    break
-        for key in self.fields.get("external_cost_usd", ()):
-            cost = _as_float(attrs.get(key))
-            if cost is not None:
-                out.external_cost_usd = cost
-                break
+                    best[field_name] = rank
+                    setattr(out, field_name, value)
+        if op_rank < len(self.operation_rules):
+            values = self.operation_rules[op_rank][1]
+            out.operation = values.get(op_value) if isinstance(op_value, str) else None
         if out.provider is not None:
             provider = out.provider
-            if "." in provider and provider.split(".", 1)[0] in ("openai", "anthropic", "google", "mistral", "xai"):
+            if "." in provider and provider.split(".", 1)[0] in _DOTTED_PROVIDERS:
                 provider = provider.split(".", 1)[0]  # Vercel's "openai.chat", "anthropic.messages"
             out.provider = self.provider_aliases.get(provider, provider)
-        dialect = self.dialect_of(attrs)
-        if dialect is not None:
+        if dialect_rank < len(self.dialects):
+            dialect = self.dialects[dialect_rank]
             out.dialect = dialect.name
             if out.provider in dialect.input_excludes_cache_for and out.input_tokens is not None:
                 out.input_tokens += (out.cache_read_tokens or 0) + (out.cache_write_tokens or 0)
-        if out.operation is None and self.tokens_imply_llm_call and out.has_tokens and out.model:
-            if not any(rule_attr in attrs for rule_attr, _ in self.operation_rules):
+        if out.operation is None and op_rank == len(self.operation_rules) and self.tokens_imply_llm_call:
+            if out.has_tokens and out.model:
                 out.operation = "chat"
         return out
 

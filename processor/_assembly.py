@@ -146,7 +146,7 @@ def _record(run: _Run, duplicates: set[int], threshold: int, incomplete: bool, s
     cost = Decimal(0)
     external = Decimal(0)
     by_model: dict[str, Decimal] = defaultdict(Decimal)
-    tokens = Tokens()
+    t_in = t_out = t_read = t_write = t_reason = 0
     llm_calls = unpriced = estimated = 0
     tools: dict[str, int] = defaultdict(int)
     breaches = []
@@ -156,9 +156,13 @@ def _record(run: _Run, duplicates: set[int], threshold: int, incomplete: bool, s
         breaches.extend(m.breaches)
         if m.kind == KIND_LLM and m.span_id not in duplicates:
             llm_calls += 1
-            if m.usage is not None:
-                u = m.usage
-                tokens = tokens + Tokens(u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens)
+            u = m.usage
+            if u is not None:
+                t_in += u.input_tokens
+                t_out += u.output_tokens
+                t_read += u.cache_read_tokens
+                t_write += u.cache_write_tokens
+                t_reason += u.reasoning_tokens
             if m.cost is None:
                 unpriced += 1
             else:
@@ -173,6 +177,7 @@ def _record(run: _Run, duplicates: set[int], threshold: int, incomplete: bool, s
             name = m.tool_name or m.name
             tools[name] += 1
             loops.observe_tool(name, m.args_hash, m.resource)
+    tokens = Tokens(t_in, t_out, t_read, t_write, t_reason)
     repeated_reads = {r: n for r, n in loops.resources.items() if n > 1}
     for sub in subs:
         cost += sub.cost_usd

@@ -78,6 +78,20 @@ class SpanFacts:
         return self.kind == KIND_LLM and self.cost is None
 
 
+_RUNMETER_STRINGS = {
+    A.RUNMETER_RUN_ID: "run_id",
+    A.RUNMETER_RUN_NAME: "run_name",
+    A.RUNMETER_RUN_OWNER: "owner",
+    A.RUNMETER_RUN_PROJECT: "project",
+    A.RUNMETER_TASK_ID: "task_id",
+    A.RUNMETER_RUN_OUTCOME: "outcome",
+    A.RUNMETER_RUN_OUTCOME_REASON: "outcome_reason",
+    A.RUNMETER_TOOL_RESOURCE: "resource",
+    A.RUNMETER_LLM_INPUT_HASH: "input_hash",
+    A.RUNMETER_TOOL_ARGS_HASH: "args_hash",
+}
+
+
 def _str(attrs: Mapping[str, Any], key: str) -> str | None:
     v = attrs.get(key)
     return v if isinstance(v, str) and v else None
@@ -106,9 +120,22 @@ def _decimal(value: Any) -> Decimal | None:
     return d if d.is_finite() and d >= 0 else None
 
 
+def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
+    """The span's attributes as a plain dict.
+
+    An SDK span keeps them in a ``BoundedAttributes`` (a lock per lookup) behind
+    a mapping proxy; its inner dict is read directly, which is safe for an ended
+    span (immutable) and for single dict reads under the GIL, and ~5x faster.
+    """
+    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if isinstance(inner, dict):
+        return inner
+    return dict(span.attributes or {})
+
+
 def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tuple[SpanFacts, dict[str, Any]]:
     """The span's facts, and the attributes runmeter adds to its copy (empty if none)."""
-    attrs: Mapping[str, Any] = span.attributes or {}
+    attrs = attributes_of(span)
     ctx = span.context
     parent = span.parent
     fields = dialects.read(attrs)
@@ -139,22 +166,17 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
         tool_name=fields.tool_name,
         agent_name=fields.agent_name,
         explicit_root=attrs.get(A.RUNMETER_RUN_ROOT) is True,
-        run_id=_str(attrs, A.RUNMETER_RUN_ID),
-        run_name=_str(attrs, A.RUNMETER_RUN_NAME),
-        owner=_str(attrs, A.RUNMETER_RUN_OWNER),
-        project=_str(attrs, A.RUNMETER_RUN_PROJECT),
-        task_id=_str(attrs, A.RUNMETER_TASK_ID),
-        outcome=_str(attrs, A.RUNMETER_RUN_OUTCOME),
-        outcome_reason=_str(attrs, A.RUNMETER_RUN_OUTCOME_REASON),
-        resource=_str(attrs, A.RUNMETER_TOOL_RESOURCE),
-        input_hash=_str(attrs, A.RUNMETER_LLM_INPUT_HASH),
-        args_hash=_str(attrs, A.RUNMETER_TOOL_ARGS_HASH),
         estimated=attrs.get(A.RUNMETER_COST_ESTIMATED) is True,
         duplicate=attrs.get(A.RUNMETER_COST_DUPLICATE) is True,
     )
+    for key, value in attrs.items():  # one pass for runmeter's own string attributes
+        slot = _RUNMETER_STRINGS.get(key)
+        if slot is not None and isinstance(value, str) and value:
+            setattr(facts, slot, value)
     if facts.explicit_root or kind == KIND_AGENT:
+        # Budgets and their breaches are recorded on the run's root span.
         facts.budget = Budget.from_attributes(attrs)
-    if span.events:
+    if facts.budget is not None and span.events:
         breaches = []
         for ev in span.events:
             if ev.name == A.RUNMETER_BUDGET_EXCEEDED_EVENT and ev.attributes:

@@ -15,6 +15,10 @@ from runmeter.conventions.attributes import RunmeterLoopKindValues as Kind
 
 __all__ = ["LoopDetector", "LoopSignal"]
 
+_IDENTICAL_TOOL_CALL = Kind.IDENTICAL_TOOL_CALL.value
+_REPEATED_CONTEXT_READ = Kind.REPEATED_CONTEXT_READ.value
+_IDENTICAL_LLM_INPUT = Kind.IDENTICAL_LLM_INPUT.value
+_TOOL_CYCLE = Kind.TOOL_CYCLE.value
 _MAX_PERIOD = 4
 _HISTORY = 64
 
@@ -45,24 +49,24 @@ class LoopDetector:
         if args_hash is not None:
             key = f"{name}#{args_hash}"
             self.tool_calls[key] += 1
-            self._fire(Kind.IDENTICAL_TOOL_CALL.value, key, self.tool_calls[key], fired)
+            self._fire(_IDENTICAL_TOOL_CALL, key, self.tool_calls[key], fired)
         if resource is not None:
             self.resources[resource] += 1
-            self._fire(Kind.REPEATED_CONTEXT_READ.value, resource, self.resources[resource], fired)
+            self._fire(_REPEATED_CONTEXT_READ, resource, self.resources[resource], fired)
         self._sequence.append(name)
         cycle = self._cycle()
         if cycle is not None:
             key, reps = cycle
             if reps > self.cycles.get(key, 0):
                 self.cycles[key] = reps
-            self._fire(Kind.TOOL_CYCLE.value, key, reps, fired)
+            self._fire(_TOOL_CYCLE, key, reps, fired)
         return fired
 
     def observe_llm(self, input_hash: str | None) -> list[LoopSignal]:
         fired: list[LoopSignal] = []
         if input_hash is not None:
             self.llm_inputs[input_hash] += 1
-            self._fire(Kind.IDENTICAL_LLM_INPUT.value, input_hash, self.llm_inputs[input_hash], fired)
+            self._fire(_IDENTICAL_LLM_INPUT, input_hash, self.llm_inputs[input_hash], fired)
         return fired
 
     def repeats_of_tool(self, name: str, args_hash: str | None) -> int:
@@ -75,10 +79,10 @@ class LoopDetector:
     def signals(self) -> list[LoopSignal]:
         """Every signal at or over the threshold, with its final count, in a stable order."""
         t = self.threshold
-        out = [LoopSignal(Kind.IDENTICAL_TOOL_CALL.value, k, n) for k, n in self.tool_calls.items() if n >= t]
-        out += [LoopSignal(Kind.REPEATED_CONTEXT_READ.value, k, n) for k, n in self.resources.items() if n >= t]
-        out += [LoopSignal(Kind.IDENTICAL_LLM_INPUT.value, k, n) for k, n in self.llm_inputs.items() if n >= t]
-        out += [LoopSignal(Kind.TOOL_CYCLE.value, k, n) for k, n in self.cycles.items() if n >= t]
+        out = [LoopSignal(_IDENTICAL_TOOL_CALL, k, n) for k, n in self.tool_calls.items() if n >= t]
+        out += [LoopSignal(_REPEATED_CONTEXT_READ, k, n) for k, n in self.resources.items() if n >= t]
+        out += [LoopSignal(_IDENTICAL_LLM_INPUT, k, n) for k, n in self.llm_inputs.items() if n >= t]
+        out += [LoopSignal(_TOOL_CYCLE, k, n) for k, n in self.cycles.items() if n >= t]
         return sorted(out, key=lambda s: (s.kind, s.key))
 
     def _fire(self, kind: str, key: str, count: int, out: list[LoopSignal]) -> None:
@@ -88,8 +92,10 @@ class LoopDetector:
 
     def _cycle(self) -> tuple[str, int] | None:
         """The shortest period (2..4 distinct-ish tools) repeating at the tail, and its repetitions."""
-        seq = self._sequence
-        n = len(seq)
+        n = len(self._sequence)
+        if n < 4:
+            return None
+        seq = list(self._sequence)  # deque indexing is O(n); a list is O(1)
         for period in range(2, _MAX_PERIOD + 1):
             if n < 2 * period:
                 break

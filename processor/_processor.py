@@ -44,7 +44,7 @@ from runmeter.conventions import DialectMap, load_dialects
 from runmeter.conventions import attributes as A
 from runmeter.conventions import genai as G
 from runmeter.processor._assembly import assemble, run_id_for
-from runmeter.processor._facts import KIND_LLM, KIND_TOOL, SpanFacts, read_span
+from runmeter.processor._facts import KIND_LLM, KIND_TOOL, SpanFacts, attributes_of as _attributes_of, read_span
 from runmeter.processor._ledger import RunLedger
 from runmeter.processor._live import LiveRun, current_run
 from runmeter.processor._loops import LoopSignal
@@ -153,12 +153,14 @@ class RunProcessor(SpanProcessor):
         parent = span.parent
         parent_id = parent.span_id if parent is not None and not parent.is_remote else None
         parent_entry = self._live.get(parent_id) if parent_id is not None else None
-        attrs = span.attributes or {}
+        attrs = _attributes_of(span)
         op = attrs.get(G.GEN_AI_OPERATION_NAME)
         op = op if isinstance(op, str) else None
-        live = current_run(parent_context)
-        if live is None and parent_entry is not None:
-            live = parent_entry.live
+        # The parent's run, else the one runmeter.run() put in the context (a nested run's
+        # root has no run entry of its own, so its children look in the context).
+        live = parent_entry.live if parent_entry is not None else None
+        if live is None:
+            live = current_run(parent_context)
         if attrs.get(A.RUNMETER_RUN_ROOT) is True:
             live = None  # the run's own root span; runmeter.run() stamps it and attaches the LiveRun
         else:

@@ -163,7 +163,12 @@ def _compile(model_price: gp_types.ModelPrice, model_id: str, provider_id: str, 
     registry = _get_registry()
     resolved = gp_types._collect_resolved_model_prices(model_price, registry)
     # Most specific first, exactly as genai_prices.decompose.compute_leaf_values orders them.
-    units = sorted((u for u, _ in resolved if u.usage_key != "requests"), key=lambda u: (-len(u.dimensions), u.usage_key))
+    # Units runmeter never reports (audio, image, web searches...) always count 0 here, and so do
+    # their more specific units (they share the unreported dimension): they are left out.
+    units = sorted(
+        (u for u, _ in resolved if u.usage_key in _USAGE_FIELDS),
+        key=lambda u: (-len(u.dimensions), u.usage_key),
+    )
     index = {u.usage_key: i for i, u in enumerate(units)}
     prices = {u.usage_key: p for u, p in resolved}
     steps: list[_Step] = []
@@ -173,9 +178,7 @@ def _compile(model_price: gp_types.ModelPrice, model_id: str, provider_id: str, 
             for d in units
             if d is not u and u.dimensions.items() <= d.dimensions.items()
         )
-        steps.append(
-            _Step(_USAGE_FIELDS.get(u.usage_key), False, prices[u.usage_key], u.per, u.dimensions.get("direction", ""), carve)
-        )
+        steps.append(_Step(_USAGE_FIELDS[u.usage_key], False, prices[u.usage_key], u.per, u.dimensions.get("direction", ""), carve))
     for u, p in resolved:
         if u.usage_key == "requests":
             steps.append(_Step(None, True, p, u.per, u.dimensions.get("direction", ""), ()))
@@ -191,7 +194,7 @@ def _run(plan: _Plan, usage: TokenUsage) -> tuple[Decimal, Decimal, Decimal]:
         if step.is_request:
             count = 1
         else:
-            count = getattr(usage, step.field) if step.field else 0
+            count = getattr(usage, step.field)  # type: ignore[arg-type]
             for j in step.carve:
                 count -= leaves[j]
             if count < 0:

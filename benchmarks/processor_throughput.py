@@ -1,0 +1,125 @@
+"""Spans/s through BatchSpanProcessor alone vs RunProcessor -> BatchSpanProcessor, in one run.
+
+Both pipelines create and end the same realistic span trees with a real SDK
+TracerProvider (agent runs: a run root, LLM calls with usage, tool calls with
+argument hashes and resources, HTTP client spans) and export to the same no-op
+exporter. RunProcessor does everything it does in production: run stamping,
+dialect reading, pricing with the PriceBook, the live ledger, loop detection,
+and run assembly on its background thread.
+
+Target: RunProcessor pipeline >= 50 % of the bare BatchSpanProcessor's throughput.
+
+    .venv/bin/python benchmarks/processor_throughput.py [--runs 300] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Sequence
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from runmeter.processor import RUN_CONTEXT_KEY, InMemoryRunSink, LiveRun, RunLedger, RunLimits, RunProcessor
+
+
+class NoOpExporter(SpanExporter):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.count += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+MODELS = [("openai", "gpt-5.5"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-haiku-4-5")]
+TOOLS = ["read_file", "search", "edit_file", "run_tests"]
+
+
+def agent_run(tracer: trace.Tracer, i: int) -> int:
+    """One run: 1 root + 8 LLM calls (each with an HTTP child) + 7 tool calls = 24 spans."""
+    run_id = f"run-{i}"
+    root = tracer.start_span("invoke_agent bench", attributes={
+        "gen_ai.operation.name": "invoke_agent", "runmeter.run.root": True, "runmeter.run.id": run_id,
+        "runmeter.run.name": "bench", "runmeter.run.owner": "ana", "runmeter.run.project": "perf"})
+    live = LiveRun(run_id, RunLedger(run_id), {"runmeter.run.id": run_id, "runmeter.run.name": "bench"}, root)
+    token = otel_context.attach(otel_context.set_value(RUN_CONTEXT_KEY, live, trace.set_span_in_context(root)))
+    n = 1
+    try:
+        for step in range(8):
+            provider, model = MODELS[(i + step) % 3]
+            with tracer.start_as_current_span(f"chat {model}", kind=trace.SpanKind.CLIENT, attributes={
+                "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider, "gen_ai.request.model": model,
+                "server.address": "api.example.com", "server.port": 443,
+                "runmeter.llm.input_hash": f"{i:08x}{step:08x}"}) as s:
+                with tracer.start_as_current_span("POST", kind=trace.SpanKind.CLIENT, attributes={"http.request.method": "POST"}):
+                    pass
+                s.set_attributes({
+                    "gen_ai.response.model": model, "gen_ai.response.id": f"resp-{step}",
+                    "gen_ai.usage.input_tokens": 1_000 + 500 * step, "gen_ai.usage.output_tokens": 120 + step,
+                    "gen_ai.usage.cache_read.input_tokens": 256 * step,
+                })
+            n += 2
+            for t in range(step % 3):
+                name = TOOLS[(step + t) % 4]
+                with tracer.start_as_current_span(f"execute_tool {name}", attributes={
+                    "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name,
+                    "runmeter.tool.args_hash": f"{(step * 7 + t) % 5:016x}", "runmeter.tool.resource": f"src/m{t}.py"}):
+                    pass
+                n += 1
+    finally:
+        otel_context.detach(token)
+        root.end()
+    return n
+
+
+def measure(build: str, runs: int) -> tuple[float, int, int]:
+    exporter = NoOpExporter()
+    batch = BatchSpanProcessor(exporter, max_queue_size=1 << 16, max_export_batch_size=512)
+    sink = InMemoryRunSink()
+    proc: SpanProcessor = batch if build == "bare" else RunProcessor(batch, sink=sink, limits=RunLimits(grace_s=0.2))
+    provider = TracerProvider()
+    provider.add_span_processor(proc)
+    tracer = provider.get_tracer("bench")
+    spans = 0
+    t0 = time.perf_counter()
+    for i in range(runs):
+        spans += agent_run(tracer, i)
+    elapsed = time.perf_counter() - t0
+    provider.force_flush()
+    provider.shutdown()
+    assert exporter.count == spans, f"{build}: {spans - exporter.count} spans dropped"
+    if build != "bare":
+        assert len(sink.runs) == runs, f"{len(sink.runs)} run records for {runs} runs"
+    return spans / elapsed, spans, len(sink.runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    measure("bare", 20)
+    measure("runmeter", 20)  # warm caches (pricing plans, imports)
+    bare, ours = [], []
+    spans = 0
+    for _ in range(args.rounds):
+        rate, spans, _ = measure("bare", args.runs)
+        bare.append(rate)
+        ours.append(measure("runmeter", args.runs)[0])
+    b, o = statistics.median(bare), statistics.median(ours)
+    print(f"runs per round: {args.runs} ({spans} spans), rounds: {args.rounds}, nothing dropped")
+    print(f"BatchSpanProcessor alone:                median {b:10,.0f} spans/s")
+    print(f"RunProcessor -> BatchSpanProcessor:      median {o:10,.0f} spans/s")
+    print(f"ratio: {o / b:.0%} of bare  (target >= 50%)")
+
+
+if __name__ == "__main__":
+    main()
