@@ -27,7 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pricing.py
 
 generate: $(STAMP)
-	$(BIN)/python -m runmeter.conventions.generate
+	$(BIN)/python conventions/generate.py
 
 clean:
 	rm -rf $(VENV) .runmeter build dist *.egg-info

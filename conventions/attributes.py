@@ -213,6 +213,9 @@ RUNMETER_LOOP_DETECTED_EVENT: Final = 'runmeter.loop.detected'
 RUNMETER_RUN_OUTCOME_EVENT: Final = 'runmeter.run.outcome'
 """An outcome was set on the run."""
 
+GEN_AI_CLIENT_INFERENCE_OPERATION_DETAILS_EVENT: Final = 'gen_ai.client.inference.operation.details'
+"""The inputs and outputs of a GenAI operation, as an event (content capture EVENT_ONLY / SPAN_AND_EVENT)."""
+
 
 # --- metrics ---
 

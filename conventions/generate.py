@@ -3,7 +3,9 @@
 The YAML files in ``registry/`` are the source of truth for every name runmeter
 records. Run ``python -m runmeter.conventions.generate`` after editing them; a
 test fails when the generated files are stale (``--check`` does the same from
-the command line).
+the command line). When code already uses a name the generated module lacks,
+the package cannot import: run the file itself, ``python conventions/generate.py``
+(``make generate`` does).
 """
 
 from __future__ import annotations

@@ -1,1 +1,27 @@
-"""runmeter.instrumentation: see DESIGN.md."""
+"""LLM client instrumentation and the run/tool API.
+
+``OpenAIInstrumentor`` and ``AnthropicInstrumentor`` are OpenTelemetry
+instrumentors (entry points ``opentelemetry_instrumentor``: ``openai``,
+``anthropic``), loaded by ``opentelemetry-instrument python agent.py`` or used
+directly::
+
+    OpenAIInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
+    OpenAIInstrumentor().uninstrument()
+
+Configuration, passed to ``instrument()`` (else the environment, else the
+default): ``capture_content`` / ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``
+(off by default), ``prices`` (a PriceBook; default from ``runmeter.toml``),
+``providers`` (base-URL prefix -> provider name).
+
+``run()`` and ``tool()`` mark runs and tool calls; see :mod:`runmeter.instrumentation._api`.
+Nothing is patched at import time.
+"""
+
+from __future__ import annotations
+
+from runmeter.instrumentation._api import Run, Tool, run, tool
+from runmeter.instrumentation._core import CaptureMode
+from runmeter.instrumentation.anthropic import AnthropicInstrumentor
+from runmeter.instrumentation.openai import OpenAIInstrumentor
+
+__all__ = ["AnthropicInstrumentor", "CaptureMode", "OpenAIInstrumentor", "Run", "Tool", "run", "tool"]

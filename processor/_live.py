@@ -9,16 +9,22 @@ every span of the run and, in ``on_end``, to feed the run's ledger.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Span
 
+from runmeter.conventions import attributes as A
+from runmeter.processor._budget import Breach
 from runmeter.processor._ledger import RunLedger
+from runmeter.processor._loops import LoopSignal
 
-__all__ = ["RUN_CONTEXT_KEY", "LiveRun", "current_run"]
+__all__ = ["INSTRUMENTATION_SCOPE", "RUN_CONTEXT_KEY", "LiveRun", "current_run"]
 
 RUN_CONTEXT_KEY = otel_context.create_key("runmeter-run")
+INSTRUMENTATION_SCOPE = __name__.split(".")[0] + ".instrumentation"  # the runmeter.instrumentation package
+"""Scope of the spans runmeter's own instrumentation makes; it feeds the run ledger itself."""
 
 
 @dataclass
@@ -30,6 +36,24 @@ class LiveRun:
     stamp: dict[str, Any] = field(default_factory=dict)
     """Attributes copied onto every span of the run (id, name, owner, project, task)."""
     root_span: Span | None = None
+
+
+    def note_signals(self, signals: Iterable[LoopSignal]) -> None:
+        """Record loop signals as events on the run's root span (each fires once per run)."""
+        root = self.root_span
+        if root is None or not root.is_recording():
+            return
+        for s in signals:
+            root.add_event(
+                A.RUNMETER_LOOP_DETECTED_EVENT,
+                {A.RUNMETER_LOOP_KIND: s.kind, A.RUNMETER_LOOP_KEY: s.key, A.RUNMETER_LOOP_COUNT: s.count},
+            )
+
+    def note_breach(self, breach: Breach) -> None:
+        """Record a budget breach as an event on the run's root span."""
+        root = self.root_span
+        if root is not None and root.is_recording():
+            root.add_event(A.RUNMETER_BUDGET_EXCEEDED_EVENT, breach.to_attributes())
 
 
 def current_run(ctx: otel_context.Context | None = None) -> LiveRun | None:

@@ -46,7 +46,7 @@ from runmeter.conventions import genai as G
 from runmeter.processor._assembly import assemble, run_id_for
 from runmeter.processor._facts import KIND_LLM, KIND_TOOL, SpanFacts, attributes_of as _attributes_of, read_span
 from runmeter.processor._ledger import RunLedger
-from runmeter.processor._live import LiveRun, current_run
+from runmeter.processor._live import INSTRUMENTATION_SCOPE, LiveRun, current_run
 from runmeter.processor._loops import LoopSignal
 from runmeter.processor._metrics import ProcessorMetrics
 from runmeter.processor._records import OutcomeEvent, RunRecord, RunSink
@@ -198,7 +198,11 @@ class RunProcessor(SpanProcessor):
         now = self._clock()
         if self._mode == "local":
             entry = self._live.get(facts.span_id)
-            self._feed_ledger(facts, entry, added)
+            scope = span.instrumentation_scope
+            if scope is None or scope.name != INSTRUMENTATION_SCOPE:  # runmeter's own spans feed it themselves
+                self._feed_ledger(facts, entry, added)
+            elif facts.kind == KIND_LLM and entry is not None and self._inside_llm_call(entry):
+                added[A.RUNMETER_COST_DUPLICATE] = True
             if entry is not None and entry.live is None and facts.kind in (KIND_LLM, KIND_TOOL) and not facts.run_id:
                 # GenAI span outside any explicit or agent run: the implicit run of its topmost span.
                 added[A.RUNMETER_RUN_ID] = run_id_for(facts.trace_id, entry.top)
@@ -243,13 +247,8 @@ class RunProcessor(SpanProcessor):
             signals = live.ledger.record_llm_call(facts.usage, facts.cost, facts.input_hash)
         elif facts.kind == KIND_TOOL:
             signals = live.ledger.record_tool_call(facts.tool_name or facts.name, facts.args_hash, facts.resource)
-        root = live.root_span
-        if signals and root is not None and root.is_recording():
-            for s in signals:
-                root.add_event(
-                    A.RUNMETER_LOOP_DETECTED_EVENT,
-                    {A.RUNMETER_LOOP_KIND: s.kind, A.RUNMETER_LOOP_KEY: s.key, A.RUNMETER_LOOP_COUNT: s.count},
-                )
+        if signals:
+            live.note_signals(signals)
 
     def _inside_llm_call(self, entry: _Entry) -> bool:
         """True when an ancestor in the same call chain is an LLM call (an SDK span under ours)."""

@@ -1,17 +1,28 @@
 """runmeter: what an LLM agent run really costs.
 
-The public API is re-exported here; ``runmeter.__all__`` is exactly it.
+The public API is re-exported here; ``runmeter.__all__`` is exactly it::
+
+    import runmeter
+    from runmeter import Budget
+
+    with runmeter.run("triage-inbox", owner="ana", project="sales", budget=Budget(max_cost_usd=0.50)) as run:
+        ...
+        run.accept()
+
 Configuration: :mod:`runmeter.config` and :mod:`runmeter.environment_variables`.
 """
 
 from __future__ import annotations
 
 from runmeter.config import ConfigError, Settings, load_settings
-from runmeter.processor import Cost, PriceBook, TokenUsage
+from runmeter.instrumentation import run, tool
+from runmeter.processor import Budget, BudgetExceeded, Cost, PriceBook, TokenUsage
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Budget",
+    "BudgetExceeded",
     "ConfigError",
     "Cost",
     "PriceBook",
@@ -19,4 +30,6 @@ __all__ = [
     "TokenUsage",
     "__version__",
     "load_settings",
+    "run",
+    "tool",
 ]

@@ -24,6 +24,8 @@ SUBPACKAGES = [
 
 # The documented public API (README, "Python API").
 PUBLIC_API = {
+    "Budget",
+    "BudgetExceeded",
     "ConfigError",
     "Cost",
     "PriceBook",
@@ -31,6 +33,8 @@ PUBLIC_API = {
     "TokenUsage",
     "__version__",
     "load_settings",
+    "run",
+    "tool",
 }
 
 

@@ -1,0 +1,89 @@
+"""The instrumentor base: configuration at ``instrument()`` time, wrapping, and its exact undo."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import unwrap
+from wrapt import wrap_function_wrapper
+
+from runmeter.instrumentation._core import CaptureMode, GenAIHandler, parse_capture_mode
+from runmeter.instrumentation._wrap import MethodSpec, already_wrapped, async_wrapper, sync_wrapper
+from runmeter.processor import PriceBook
+
+__all__ = ["ProviderInstrumentor", "Target"]
+
+_CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class Target:
+    owner: type
+    attr: str
+    spec: MethodSpec
+    is_async: bool
+    factory: Callable[[GenAIHandler], Any] | None = None  # a method needing its own wrapper (a stream manager)
+
+
+def _settings() -> Any:
+    # Imported late: the facade's config module sits above this package, and only the
+    # defaults of an argument-less instrument() (as opentelemetry-instrument calls it) need it.
+    from runmeter.config import load_settings
+
+    return load_settings()
+
+
+class ProviderInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Wraps a client's methods on ``instrument()`` and restores them on ``uninstrument()``."""
+
+    label = ""
+    # BaseInstrumentor makes one instance per class (its __new__), and __init__ runs on every
+    # OpenAIInstrumentor() call: the wrapped list is set in _instrument, never in __init__.
+    _wrapped: list[Target] = []
+
+    def _targets(self, providers: dict[str, str]) -> list[Target]:
+        raise NotImplementedError
+
+    def _instrument(self, **kwargs: Any) -> None:
+        capture = kwargs.get("capture_content")
+        if capture is not None and not isinstance(capture, (CaptureMode, str, bool)):
+            raise ValueError(f"capture_content must be a CaptureMode, a string or a bool, not {capture!r}")
+        if isinstance(capture, bool):
+            mode = CaptureMode.SPAN_ONLY if capture else CaptureMode.NO_CONTENT
+        elif isinstance(capture, CaptureMode):
+            mode = capture
+        elif isinstance(capture, str):
+            mode = parse_capture_mode(capture)
+            if mode is CaptureMode.NO_CONTENT and capture.strip().upper() != "NO_CONTENT":
+                raise ValueError(f"unknown capture_content {capture!r}")
+        else:
+            mode = parse_capture_mode(os.environ.get(_CAPTURE_ENV))
+        prices = kwargs.get("prices")
+        providers = kwargs.get("providers")
+        if prices is None or providers is None:
+            settings = _settings()
+            prices = prices if prices is not None else PriceBook(settings.pricing)
+            providers = providers if providers is not None else dict(settings.providers)
+        if not isinstance(prices, PriceBook):
+            raise ValueError("prices must be a runmeter PriceBook")
+        handler = GenAIHandler(kwargs.get("tracer_provider"), kwargs.get("meter_provider"), prices, mode, _VERSION)
+        self._wrapped = []
+        for t in self._targets(dict(providers)):
+            if already_wrapped(t.owner, t.attr, f"{t.owner.__module__}.{t.owner.__qualname__}.{t.attr}"):
+                continue
+            if t.factory is not None:
+                wrapper = t.factory(handler)
+            else:
+                wrapper = (async_wrapper if t.is_async else sync_wrapper)(handler, t.spec)
+            wrap_function_wrapper(t.owner, t.attr, wrapper)
+            self._wrapped.append(t)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        for t in self._wrapped:
+            unwrap(t.owner, t.attr)
+        self._wrapped = []

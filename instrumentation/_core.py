@@ -1,0 +1,296 @@
+"""The shared GenAI core: one place that starts, prices, finishes and fails a model-call span.
+
+A provider module (``openai.py``, ``anthropic.py``) only turns its SDK's request
+and response objects into an :class:`Invocation`; everything else — span name
+and attributes per the GenAI semantic conventions, pricing, metrics, the content
+policy, the run budget check and the ledger — lives here.
+
+Errors: runmeter's own failures are caught in their own ``try`` and never reach
+the user's call (``internal_error``); the provider's exceptions are recorded on
+the span and re-raised unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.metrics import MeterProvider, get_meter
+from opentelemetry.semconv._incubating.metrics.gen_ai_metrics import GEN_AI_CLIENT_OPERATION_DURATION, GEN_AI_CLIENT_TOKEN_USAGE
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+
+from runmeter.conventions import attributes as A
+from runmeter.conventions import genai as G
+from runmeter.conventions import load_dialects
+from runmeter.processor import BudgetExceeded, PriceBook, TokenUsage, current_run, short_hash
+from runmeter.processor._live import INSTRUMENTATION_SCOPE, LiveRun
+from runmeter.processor._selfcheck import internal_error
+
+__all__ = ["CaptureMode", "GenAIHandler", "Invocation", "hash_json", "parse_capture_mode"]
+
+SCOPE = INSTRUMENTATION_SCOPE  # the processor leaves the ledger to us for spans of this scope
+_TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
+_DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
+_CURRENCY = "USD"
+_INFERENCE_DETAILS_EVENT = A.GEN_AI_CLIENT_INFERENCE_OPERATION_DETAILS_EVENT
+
+
+class CaptureMode(Enum):
+    NO_CONTENT = "NO_CONTENT"
+    SPAN_ONLY = "SPAN_ONLY"
+    EVENT_ONLY = "EVENT_ONLY"
+    SPAN_AND_EVENT = "SPAN_AND_EVENT"
+
+    @property
+    def on_span(self) -> bool:
+        return self in (CaptureMode.SPAN_ONLY, CaptureMode.SPAN_AND_EVENT)
+
+    @property
+    def on_event(self) -> bool:
+        return self in (CaptureMode.EVENT_ONLY, CaptureMode.SPAN_AND_EVENT)
+
+    @property
+    def any(self) -> bool:
+        return self is not CaptureMode.NO_CONTENT
+
+
+def parse_capture_mode(value: str | None) -> CaptureMode:
+    """The official instrumentations' values, case-insensitive; ``true`` is legacy SPAN_ONLY; else NO_CONTENT."""
+    if not value:
+        return CaptureMode.NO_CONTENT
+    v = value.strip().upper()
+    if v == "TRUE":
+        return CaptureMode.SPAN_ONLY
+    try:
+        return CaptureMode(v)
+    except ValueError:
+        return CaptureMode.NO_CONTENT
+
+
+def hash_json(value: Any) -> str:
+    """A short hash of any JSON-able value, stable across runs and key order."""
+    return short_hash(json.dumps(value, sort_keys=True, default=str, separators=(",", ":")))
+
+
+@dataclass
+class Invocation:
+    """One model call, provider-independent, in OpenTelemetry GenAI terms."""
+
+    operation: str
+    provider: str
+    request_model: str | None
+    server_address: str | None = None
+    server_port: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # gen_ai.request.* attribute -> value
+    stream: bool = False
+    input_hash: str | None = None
+    input_messages: list[dict[str, Any]] | None = None  # spec message parts; only kept when capture is on
+    system_instructions: list[dict[str, Any]] | None = None
+    input_chars: int = 0  # for estimating tokens when a stream reports no usage
+    # filled from the response
+    response_model: str | None = None
+    response_id: str | None = None
+    finish_reasons: list[str] = field(default_factory=list)
+    usage: TokenUsage | None = None
+    output_text: list[str] = field(default_factory=list)
+    output_messages: list[dict[str, Any]] | None = None
+    requested_tools: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Call:
+    span: Span
+    inv: Invocation
+    start: float
+    owner: str
+    project: str
+    live: LiveRun | None
+
+
+class GenAIHandler:
+    """Configured once at ``instrument()`` time; shared by every wrapped method."""
+
+    def __init__(
+        self,
+        tracer_provider: TracerProvider | None,
+        meter_provider: MeterProvider | None,
+        prices: PriceBook,
+        capture: CaptureMode,
+        version: str,
+    ) -> None:
+        self.tracer = trace.get_tracer(SCOPE, version, tracer_provider=tracer_provider)
+        meter = get_meter(SCOPE, version, meter_provider=meter_provider)
+        self.token_usage = meter.create_histogram(
+            GEN_AI_CLIENT_TOKEN_USAGE, unit="{token}", description="Number of input and output tokens used",
+            explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
+        )
+        self.duration = meter.create_histogram(
+            GEN_AI_CLIENT_OPERATION_DURATION, unit="s", description="GenAI operation duration",
+            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+        )
+        self.cost = meter.create_counter(A.RUNMETER_CLIENT_COST_METRIC, unit=A.RUNMETER_CLIENT_COST_UNIT, description="Cost of model calls")
+        self.prices = prices
+        self.capture = capture
+        self._dialects = load_dialects()
+
+    # --- before the call -------------------------------------------------------------------------
+
+    def check_budget(self, inv: Invocation) -> None:
+        """Raise BudgetExceeded before the request when the current run's budget says stop."""
+        live = current_run()
+        if live is None or live.ledger.budget is None:
+            return
+        try:
+            breaches = live.ledger.check_llm_call(inv.input_hash)
+        except BudgetExceeded as exc:
+            live.note_breach(exc.breach)
+            raise
+        for b in breaches:
+            live.note_breach(b)
+
+    def start(self, inv: Invocation) -> _Call:
+        model = inv.request_model or ""
+        attrs: dict[str, Any] = {
+            G.GEN_AI_OPERATION_NAME: inv.operation,
+            G.GEN_AI_PROVIDER_NAME: inv.provider,
+        }
+        if inv.request_model:
+            attrs[G.GEN_AI_REQUEST_MODEL] = inv.request_model
+        if inv.server_address:
+            attrs[G.SERVER_ADDRESS] = inv.server_address
+        if inv.server_port:
+            attrs[G.SERVER_PORT] = inv.server_port
+        if inv.input_hash:
+            attrs[A.RUNMETER_LLM_INPUT_HASH] = inv.input_hash
+        attrs.update(inv.params)
+        span = self.tracer.start_span(f"{inv.operation} {model}".strip(), kind=SpanKind.CLIENT, attributes=attrs)
+        live = current_run()
+        owner = project = ""
+        if live is not None:
+            owner = str(live.stamp.get(A.RUNMETER_RUN_OWNER, ""))
+            project = str(live.stamp.get(A.RUNMETER_RUN_PROJECT, ""))
+        if self.capture.on_span and inv.input_messages is not None:
+            span.set_attribute(G.GEN_AI_INPUT_MESSAGES, json.dumps(inv.input_messages, default=str))
+            if inv.system_instructions:
+                span.set_attribute(G.GEN_AI_SYSTEM_INSTRUCTIONS, json.dumps(inv.system_instructions, default=str))
+        return _Call(span, inv, time.monotonic(), owner, project, live)
+
+    # --- after the call ----------------------------------------------------------------------------
+
+    def finish(self, call: _Call, estimated: bool = False) -> None:
+        """Set response attributes, price the call, record metrics, feed the run ledger, end the span."""
+        span, inv = call.span, call.inv
+        duration = time.monotonic() - call.start
+        try:
+            attrs: dict[str, Any] = {}
+            if inv.response_model:
+                attrs[G.GEN_AI_RESPONSE_MODEL] = inv.response_model
+            if inv.response_id:
+                attrs[G.GEN_AI_RESPONSE_ID] = inv.response_id
+            if inv.finish_reasons:
+                attrs[G.GEN_AI_RESPONSE_FINISH_REASONS] = list(inv.finish_reasons)
+            if inv.requested_tools:
+                attrs[A.RUNMETER_TOOL_REQUESTED] = list(inv.requested_tools)
+            usage = inv.usage
+            if usage is None and estimated:
+                usage = TokenUsage(
+                    input_tokens=max(1, inv.input_chars // 4),
+                    output_tokens=max(1, sum(len(t) for t in inv.output_text) // 4),
+                )
+            cost_usd = None
+            if usage is not None:
+                attrs[G.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
+                attrs[G.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
+                if usage.cache_read_tokens:
+                    attrs[G.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
+                if usage.cache_write_tokens:
+                    attrs[G.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_tokens
+                if usage.reasoning_tokens:
+                    attrs[G.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+                model = inv.response_model or inv.request_model
+                cost = self.prices.price(
+                    self._dialects.price_provider(inv.provider), model, usage, duration_s=duration, estimated=estimated
+                )
+                if estimated:
+                    attrs[A.RUNMETER_COST_ESTIMATED] = True
+                if cost.total is not None:
+                    cost_usd = cost.total
+                    attrs[A.RUNMETER_COST_USD] = float(cost.total)
+                    attrs[A.RUNMETER_COST_SOURCE] = cost.source
+                    attrs[G.GEN_AI_USAGE_COST_AMOUNT] = float(cost.total)
+                    attrs[G.GEN_AI_USAGE_COST_CURRENCY] = _CURRENCY
+                    attrs[G.GEN_AI_USAGE_COST_SOURCE] = cost.source
+                else:
+                    attrs[A.RUNMETER_COST_UNPRICED] = True
+            else:
+                attrs[A.RUNMETER_COST_UNPRICED] = True
+            if self.capture.any and inv.output_messages is not None:
+                out_json = json.dumps(inv.output_messages, default=str)
+                if self.capture.on_span:
+                    attrs[G.GEN_AI_OUTPUT_MESSAGES] = out_json
+                if self.capture.on_event:
+                    event: dict[str, Any] = {G.GEN_AI_OUTPUT_MESSAGES: out_json}
+                    if inv.input_messages is not None:
+                        event[G.GEN_AI_INPUT_MESSAGES] = json.dumps(inv.input_messages, default=str)
+                    span.add_event(_INFERENCE_DETAILS_EVENT, event)
+            span.set_attributes(attrs)
+            self._metrics(call, usage, cost_usd, duration, None)
+            if call.live is not None:
+                call.live.note_signals(call.live.ledger.record_llm_call(usage, cost_usd, inv.input_hash))
+        except Exception as exc:
+            internal_error("instrumentation.finish", exc)
+        finally:
+            span.end()
+
+    def fail(self, call: _Call, exc: BaseException) -> None:
+        """Record the provider's (or the user's) exception; the caller re-raises it."""
+        span = call.span
+        try:
+            error_type = type(exc).__qualname__
+            span.set_attribute(G.ERROR_TYPE, error_type)
+            span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
+            span.record_exception(exc)
+            self._metrics(call, None, None, time.monotonic() - call.start, error_type)
+        except Exception as own:
+            internal_error("instrumentation.fail", own)
+        finally:
+            span.end()
+
+    def _metrics(self, call: _Call, usage: TokenUsage | None, cost: Any, duration: float, error_type: str | None) -> None:
+        inv = call.inv
+        base: dict[str, Any] = {G.GEN_AI_OPERATION_NAME: inv.operation, G.GEN_AI_PROVIDER_NAME: inv.provider}
+        if inv.request_model:
+            base[G.GEN_AI_REQUEST_MODEL] = inv.request_model
+        if inv.response_model:
+            base[G.GEN_AI_RESPONSE_MODEL] = inv.response_model
+        if inv.server_address:
+            base[G.SERVER_ADDRESS] = inv.server_address
+        if error_type:
+            self.duration.record(duration, {**base, G.ERROR_TYPE: error_type})
+            return
+        self.duration.record(duration, base)
+        if usage is not None:
+            self.token_usage.record(usage.input_tokens, {**base, G.GEN_AI_TOKEN_TYPE: "input"})
+            self.token_usage.record(usage.output_tokens, {**base, G.GEN_AI_TOKEN_TYPE: "output"})
+        if cost is not None:
+            self.cost.add(float(cost), {**base, A.RUNMETER_RUN_OWNER: call.owner, A.RUNMETER_RUN_PROJECT: call.project})
+
+
+def text_parts(role: str, content: Any) -> dict[str, Any]:
+    """A spec message ({role, parts}) from OpenAI/Anthropic content (a string or a list of parts)."""
+    parts: list[dict[str, Any]] = []
+    if isinstance(content, str):
+        parts.append({"type": "text", "content": content})
+    elif isinstance(content, Sequence):
+        for p in content:
+            if isinstance(p, dict) and p.get("type") in ("text", "input_text", "output_text"):
+                parts.append({"type": "text", "content": p.get("text", "")})
+            elif isinstance(p, dict):
+                parts.append({"type": str(p.get("type", "unknown"))})
+    return {"role": role, "parts": parts}
+

@@ -1,0 +1,138 @@
+"""Sync and async wrapper factories shared by the provider modules.
+
+A provider gives a :class:`MethodSpec`: how to build an :class:`Invocation`
+from the call's arguments, how to read a response, and how to read a stream
+chunk. The factories do the rest once — budget check, span, the user's call
+in its own ``try``, streams, raw responses — so no sync body is copied into an
+async twin.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from wrapt import FunctionWrapper
+
+from runmeter.instrumentation._core import GenAIHandler, Invocation
+from runmeter.instrumentation._stream import AsyncStream, Finisher, SyncStream
+from runmeter.processor import BudgetExceeded
+from runmeter.processor._selfcheck import internal_error
+
+__all__ = ["MethodSpec", "already_wrapped", "async_wrapper", "prepare_call", "sync_wrapper"]
+
+_log = logging.getLogger(__name__)
+_warned: set[str] = set()
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    build: Callable[[Any, dict[str, Any], GenAIHandler], Invocation]
+    read: Callable[[Invocation, Any], None]
+    chunk: Callable[[Invocation, Any], None] | None = None
+
+
+def already_wrapped(owner: Any, attr: str, label: str) -> bool:
+    """True (and said once) when another instrumentation already wraps ``owner.attr``."""
+    if isinstance(owner.__dict__.get(attr), FunctionWrapper):
+        if label not in _warned:
+            _warned.add(label)
+            _log.warning(
+                "runmeter: %s is already instrumented by another library; runmeter will not wrap it again. "
+                "Its spans are still priced and assembled into runs by the RunProcessor.", label,
+            )
+        return True
+    return False
+
+
+def prepare_call(handler: GenAIHandler, spec: MethodSpec, instance: Any, kwargs: dict[str, Any], stream: bool | None = None) -> Any:
+    """The started call, or None when runmeter cannot instrument this one (the call goes on bare)."""
+    if not is_instrumentation_enabled():
+        return None
+    try:
+        inv = spec.build(instance, kwargs, handler)
+        if stream is not None:
+            inv.stream = stream
+    except Exception as exc:
+        internal_error(f"{spec.name}.build", exc)
+        return None
+    try:
+        handler.check_budget(inv)
+    except BudgetExceeded:
+        raise  # the user asked for this: stop before the request is sent
+    except Exception as exc:
+        internal_error(f"{spec.name}.budget", exc)
+    try:
+        return handler.start(inv)
+    except Exception as exc:
+        internal_error(f"{spec.name}.start", exc)
+        return None
+
+
+def _parsed(result: Any) -> Any:
+    """The SDK object behind a ``with_raw_response`` result (``parse()`` is cached by the SDK)."""
+    if hasattr(result, "http_response") and callable(getattr(result, "parse", None)):
+        return result.parse()
+    return result
+
+
+def _finisher(handler: GenAIHandler, spec: MethodSpec, call: Any) -> Finisher:
+    inv = call.inv
+    return Finisher(
+        on_chunk=lambda item: spec.chunk(inv, item) if spec.chunk else None,
+        on_end=lambda: handler.finish(call, estimated=inv.usage is None),
+        on_error=lambda exc: handler.fail(call, exc),
+    )
+
+
+def _after(handler: GenAIHandler, spec: MethodSpec, call: Any, result: Any, stream_type: type) -> Any:
+    try:
+        if call.inv.stream:
+            if hasattr(result, "http_response"):
+                handler.finish(call, estimated=True)  # raw streamed response: its stream is the user's to parse
+                return result
+            return stream_type(result, _finisher(handler, spec, call))
+        spec.read(call.inv, _parsed(result))
+        handler.finish(call)
+    except Exception as exc:
+        internal_error(f"{spec.name}.response", exc)
+        if call.span.is_recording():
+            call.span.end()
+    return result
+
+
+def sync_wrapper(handler: GenAIHandler, spec: MethodSpec) -> Callable[..., Any]:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = prepare_call(handler, spec, instance, kwargs)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        try:
+            with trace.use_span(call.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+                result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            handler.fail(call, exc)
+            raise
+        return _after(handler, spec, call, result, SyncStream)
+
+    return wrapper
+
+
+def async_wrapper(handler: GenAIHandler, spec: MethodSpec) -> Callable[..., Any]:
+    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = prepare_call(handler, spec, instance, kwargs)
+        if call is None:
+            return await wrapped(*args, **kwargs)
+        try:
+            with trace.use_span(call.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+                result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            handler.fail(call, exc)
+            raise
+        return _after(handler, spec, call, result, AsyncStream)
+
+    return wrapper

@@ -1,0 +1,250 @@
+"""OpenAI client instrumentation (``openai`` 2.x and 3.x), and any OpenAI-compatible server.
+
+Wraps ``chat.completions.create``, ``responses.create`` and ``embeddings.create``,
+sync and async, streamed or not, and their ``with_raw_response`` forms (for a
+client made after ``instrument()``). Zero code: ``opentelemetry-instrument python
+agent.py`` loads it through the ``opentelemetry_instrumentor`` entry point.
+Directly::
+
+    OpenAIInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
+
+Options (argument, then environment, then default): ``capture_content``
+(``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``: NO_CONTENT, SPAN_ONLY,
+EVENT_ONLY, SPAN_AND_EVENT), ``prices`` (a PriceBook; default from
+``runmeter.toml``), ``providers`` (base-URL prefix -> provider name, for
+vLLM, Ollama, LM Studio...).
+
+If another instrumentation already wraps a method (the official
+``opentelemetry-instrumentation-openai-v2``, say), runmeter leaves it alone and
+says so once; the RunProcessor still prices and assembles that library's spans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from runmeter.instrumentation._base import ProviderInstrumentor, Target
+from runmeter.instrumentation._core import GenAIHandler, Invocation, hash_json, text_parts
+from runmeter.instrumentation._wrap import MethodSpec
+from runmeter.processor import TokenUsage
+from runmeter.conventions import genai as G
+
+__all__ = ["OpenAIInstrumentor"]
+
+_REQUEST_PARAMS = {
+    "temperature": G.GEN_AI_REQUEST_TEMPERATURE,
+    "top_p": G.GEN_AI_REQUEST_TOP_P,
+    "max_tokens": G.GEN_AI_REQUEST_MAX_TOKENS,
+    "max_completion_tokens": G.GEN_AI_REQUEST_MAX_TOKENS,
+    "max_output_tokens": G.GEN_AI_REQUEST_MAX_TOKENS,
+    "frequency_penalty": G.GEN_AI_REQUEST_FREQUENCY_PENALTY,
+    "presence_penalty": G.GEN_AI_REQUEST_PRESENCE_PENALTY,
+    "seed": G.GEN_AI_REQUEST_SEED,
+    "n": G.GEN_AI_REQUEST_CHOICE_COUNT,
+}
+_KNOWN_HOSTS = {
+    "api.openai.com": "openai",
+    "api.deepseek.com": "deepseek",
+    "api.groq.com": "groq",
+    "openrouter.ai": "openrouter",
+    "api.together.xyz": "together",
+    "api.mistral.ai": "mistral_ai",
+    "api.x.ai": "x_ai",
+    "generativelanguage.googleapis.com": "gcp.gemini",
+}
+
+
+def _given(value: Any) -> bool:
+    return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
+
+
+def _params(kwargs: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, attr in _REQUEST_PARAMS.items():
+        v = kwargs.get(key)
+        if _given(v) and isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[attr] = v
+    stop = kwargs.get("stop")
+    if _given(stop):
+        out[G.GEN_AI_REQUEST_STOP_SEQUENCES] = [stop] if isinstance(stop, str) else [str(s) for s in stop]
+    return out
+
+
+def _provider(instance: Any, handler: GenAIHandler, providers: dict[str, str]) -> tuple[str, str | None, int | None]:
+    client = getattr(instance, "_client", None)
+    url = getattr(client, "base_url", None)
+    host = getattr(url, "host", None)
+    port = getattr(url, "port", None)
+    text = str(url) if url is not None else ""
+    for prefix, name in providers.items():
+        if text.startswith(prefix):
+            return name, host, port
+    if host and (host.endswith(".openai.azure.com") or host.endswith(".cognitiveservices.azure.com")):
+        return "azure.ai.openai", host, port
+    if port == 11434:
+        return "ollama", host, port
+    return _KNOWN_HOSTS.get(host or "", "openai"), host, port or (443 if text.startswith("https") else None)
+
+
+def _tool_key(name: Any, arguments: Any) -> str:
+    return f"{name}#{hash_json(arguments)}"
+
+
+class _Specs:
+    """The three methods' request/response mappings, bound to the instrumentor's provider map."""
+
+    def __init__(self, providers: dict[str, str]) -> None:
+        self.providers = providers
+
+    def _base(self, op: str, instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invocation:
+        provider, host, port = _provider(instance, handler, self.providers)
+        model = kwargs.get("model")
+        return Invocation(
+            operation=op, provider=provider, request_model=str(model) if _given(model) else None,
+            server_address=host, server_port=port, params=_params(kwargs), stream=bool(kwargs.get("stream")),
+        )
+
+    # chat.completions.create
+    def chat(self, instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invocation:
+        inv = self._base("chat", instance, kwargs, handler)
+        messages = kwargs.get("messages") or []
+        messages = list(messages) if not isinstance(messages, list) else messages
+        kwargs["messages"] = messages  # an iterable the SDK would consume once stays readable
+        inv.input_hash = hash_json(messages)
+        inv.input_chars = sum(len(str(m.get("content") or "")) for m in messages if isinstance(m, dict))
+        if handler.capture.any:
+            inv.input_messages = [text_parts(str(m.get("role")), m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") != "system"]
+            inv.system_instructions = [p for m in messages if isinstance(m, dict) and m.get("role") == "system" for p in text_parts("system", m.get("content"))["parts"]]
+        return inv
+
+    @staticmethod
+    def read_chat(inv: Invocation, resp: Any) -> None:
+        inv.response_model = getattr(resp, "model", None)
+        inv.response_id = getattr(resp, "id", None)
+        u = getattr(resp, "usage", None)
+        if u is not None:
+            inv.usage = _usage(u)
+        outputs = []
+        for choice in getattr(resp, "choices", None) or []:
+            if choice.finish_reason:
+                inv.finish_reasons.append(choice.finish_reason)
+            msg = choice.message
+            for tc in getattr(msg, "tool_calls", None) or []:
+                fn = getattr(tc, "function", None)
+                if fn is not None:
+                    inv.requested_tools.append(_tool_key(fn.name, fn.arguments))
+            outputs.append({**text_parts("assistant", msg.content or ""), "finish_reason": choice.finish_reason})
+        inv.output_messages = outputs
+
+    @staticmethod
+    def chat_chunk(inv: Invocation, chunk: Any) -> None:
+        if inv.response_model is None:
+            inv.response_model = getattr(chunk, "model", None)
+            inv.response_id = getattr(chunk, "id", None)
+        u = getattr(chunk, "usage", None)
+        if u is not None:
+            inv.usage = _usage(u)
+        for choice in getattr(chunk, "choices", None) or []:
+            delta = choice.delta
+            if delta is not None and delta.content:
+                inv.output_text.append(delta.content)
+            for tc in getattr(delta, "tool_calls", None) or []:
+                fn = getattr(tc, "function", None)
+                if fn is not None and fn.name:
+                    inv.requested_tools.append(_tool_key(fn.name, fn.arguments))
+            if choice.finish_reason:
+                inv.finish_reasons.append(choice.finish_reason)
+                inv.output_messages = [{**text_parts("assistant", "".join(inv.output_text)), "finish_reason": choice.finish_reason}]
+
+    # responses.create
+    def responses(self, instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invocation:
+        inv = self._base("chat", instance, kwargs, handler)
+        given = kwargs.get("input")
+        instructions = kwargs.get("instructions")
+        inv.input_hash = hash_json([instructions if _given(instructions) else None, given if _given(given) else None])
+        inv.input_chars = len(str(given)) if _given(given) else 0
+        if handler.capture.any and _given(given):
+            inv.input_messages = [text_parts("user", given)] if isinstance(given, str) else [
+                text_parts(str(m.get("role", "user")), m.get("content")) for m in given if isinstance(m, dict)
+            ]
+            if _given(instructions):
+                inv.system_instructions = [{"type": "text", "content": str(instructions)}]
+        return inv
+
+    @staticmethod
+    def read_responses(inv: Invocation, resp: Any) -> None:
+        inv.response_model = getattr(resp, "model", None)
+        inv.response_id = getattr(resp, "id", None)
+        status = getattr(resp, "status", None)
+        if status:
+            inv.finish_reasons.append(str(status))
+        u = getattr(resp, "usage", None)
+        if u is not None:
+            cached = getattr(getattr(u, "input_tokens_details", None), "cached_tokens", None)
+            reasoning = getattr(getattr(u, "output_tokens_details", None), "reasoning_tokens", None)
+            inv.usage = TokenUsage.from_openai(u.input_tokens, u.output_tokens, cached, reasoning)
+        texts = []
+        for item in getattr(resp, "output", None) or []:
+            kind = getattr(item, "type", None)
+            if kind == "function_call":
+                inv.requested_tools.append(_tool_key(item.name, item.arguments))
+            elif kind == "message":
+                texts += [getattr(c, "text", "") for c in item.content if getattr(c, "type", "") == "output_text"]
+        inv.output_messages = [text_parts("assistant", "".join(texts))]
+
+    @classmethod
+    def responses_event(cls, inv: Invocation, event: Any) -> None:
+        kind = getattr(event, "type", None)
+        if kind == "response.output_text.delta":
+            inv.output_text.append(getattr(event, "delta", "") or "")
+        elif kind in ("response.completed", "response.incomplete", "response.failed"):
+            inv.finish_reasons.clear()
+            cls.read_responses(inv, event.response)
+
+    # embeddings.create
+    def embeddings(self, instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invocation:
+        inv = self._base("embeddings", instance, kwargs, handler)
+        inv.stream = False
+        given = kwargs.get("input")
+        inv.input_hash = hash_json(given if _given(given) else None)
+        return inv
+
+    @staticmethod
+    def read_embeddings(inv: Invocation, resp: Any) -> None:
+        inv.response_model = getattr(resp, "model", None)
+        u = getattr(resp, "usage", None)
+        if u is not None:
+            inv.usage = TokenUsage(input_tokens=u.prompt_tokens or 0, output_tokens=0)
+
+
+def _usage(u: Any) -> TokenUsage:
+    cached = getattr(getattr(u, "prompt_tokens_details", None), "cached_tokens", None)
+    reasoning = getattr(getattr(u, "completion_tokens_details", None), "reasoning_tokens", None)
+    return TokenUsage.from_openai(u.prompt_tokens, u.completion_tokens, cached, reasoning)
+
+
+class OpenAIInstrumentor(ProviderInstrumentor):
+    """runmeter's instrumentation of the ``openai`` client."""
+
+    label = "openai"
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("openai >= 2.0.0, < 4",)
+
+    def _targets(self, providers: dict[str, str]) -> list[Target]:
+        from openai.resources import embeddings, responses
+        from openai.resources.chat import completions
+
+        s = _Specs(providers)
+        chat = MethodSpec("openai.chat", s.chat, s.read_chat, s.chat_chunk)
+        resp = MethodSpec("openai.responses", s.responses, s.read_responses, s.responses_event)
+        emb = MethodSpec("openai.embeddings", s.embeddings, s.read_embeddings)
+        return [
+            Target(completions.Completions, "create", chat, False),
+            Target(completions.AsyncCompletions, "create", chat, True),
+            Target(responses.Responses, "create", resp, False),
+            Target(responses.AsyncResponses, "create", resp, True),
+            Target(embeddings.Embeddings, "create", emb, False),
+            Target(embeddings.AsyncEmbeddings, "create", emb, True),
+        ]

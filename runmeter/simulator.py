@@ -1,0 +1,345 @@
+"""A local LLM simulator on 127.0.0.1 speaking the OpenAI and Anthropic wire formats.
+
+For ``make demo``, the tests, and trying runmeter with no keys and no network::
+
+    with Simulator() as sim:
+        client = openai.OpenAI(base_url=sim.openai_url, api_key="sk-local")
+        anthropic.Anthropic(base_url=sim.anthropic_url, api_key="sk-ant-local")
+
+Endpoints: ``POST /v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings``
+(OpenAI: JSON, or server-sent events with ``stream: true``, with the usage chunk
+only when ``stream_options.include_usage`` is set), and ``POST /v1/messages``
+(Anthropic: JSON or its SSE event stream, with ``message_start`` carrying the
+placeholder ``output_tokens: 1`` and ``message_delta`` the cumulative usage, as
+the real API does).
+
+What it answers is a :class:`Reply`: the next queued one (``sim.queue(...)``),
+else ``sim.responder(request)``, else a deterministic default whose usage
+follows from the request. Each reply can carry an HTTP error (429 with
+``Retry-After``, 500) or cut its stream mid-way. Every request is kept in
+``sim.requests`` (path, headers, body) so tests can count them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ["Reply", "Request", "Simulator", "ToolCall"]
+
+
+@dataclass
+class ToolCall:
+    name: str
+    arguments: dict[str, Any]
+    id: str = "call_1"
+
+
+@dataclass
+class Reply:
+    """One answer. Token counts are in each provider's own terms:
+
+    OpenAI: ``input_tokens`` is ``prompt_tokens`` (cached included), ``output_tokens``
+    is ``completion_tokens`` (reasoning included). Anthropic: ``input_tokens`` excludes
+    ``cached_tokens`` (cache reads) and ``cache_write_tokens``.
+    """
+
+    text: str = "Done."
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    model: str | None = None  # the response's model id; default: the request's
+    status: int = 200
+    retry_after: str | None = None
+    cut_after_chunks: int | None = None  # stream: drop the connection after this many events
+    delay_s: float = 0.0
+
+
+@dataclass
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+def _words(obj: Any) -> int:
+    """A deterministic size of a request body: characters of its text / 4."""
+    return max(1, len(json.dumps(obj, sort_keys=True, default=str)) // 4)
+
+
+class Simulator:
+    """Threaded HTTP server; use as a context manager or call start()/stop()."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.requests: list[Request] = []
+        self.responder: Callable[[Request], Reply] | None = None
+        self._queue: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        sim = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:
+                sim._handle(self)
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def openai_url(self) -> str:
+        return self.url + "/v1"
+
+    @property
+    def anthropic_url(self) -> str:
+        return self.url
+
+    def start(self) -> Simulator:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="llm-simulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def queue(self, *replies: Reply) -> None:
+        with self._lock:
+            self._queue.extend(replies)
+
+    def count(self, path_suffix: str = "") -> int:
+        return sum(1 for r in self.requests if r.path.endswith(path_suffix))
+
+    # --- handling ---------------------------------------------------------------------------
+
+    def _next_reply(self, req: Request) -> Reply:
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+        if self.responder is not None:
+            return self.responder(req)
+        return Reply()
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b"{}"
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {}
+        req = Request(h.path.split("?")[0], {k.lower(): v for k, v in h.headers.items()}, body)
+        with self._lock:
+            self.requests.append(req)
+        reply = self._next_reply(req)
+        if reply.delay_s:
+            time.sleep(reply.delay_s)
+        if reply.status != 200:
+            self._error(h, req, reply)
+            return
+        path = req.path
+        if path.endswith("/chat/completions"):
+            self._chat(h, req, reply)
+        elif path.endswith("/responses"):
+            self._responses(h, req, reply)
+        elif path.endswith("/embeddings"):
+            self._json(h, self._embeddings(req, reply))
+        elif path.endswith("/messages"):
+            self._messages(h, req, reply)
+        else:
+            self._json(h, {"error": {"message": f"unknown path {path}", "type": "invalid_request_error"}}, 404)
+
+    # --- wire helpers -----------------------------------------------------------------------
+
+    def _json(self, h: BaseHTTPRequestHandler, payload: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(data)
+
+    def _error(self, h: BaseHTTPRequestHandler, req: Request, reply: Reply) -> None:
+        headers = {"Retry-After": reply.retry_after} if reply.retry_after else {}
+        if req.path.endswith("/messages"):
+            kind = "rate_limit_error" if reply.status == 429 else "api_error"
+            payload: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": f"simulated {reply.status}"}}
+        else:
+            kind = "rate_limit_exceeded" if reply.status == 429 else "server_error"
+            payload = {"error": {"message": f"simulated {reply.status}", "type": kind, "code": kind}}
+        self._json(h, payload, reply.status, headers)
+
+    def _sse(self, h: BaseHTTPRequestHandler, events: list[tuple[str | None, dict[str, Any] | str]], cut: int | None) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.send_header("Cache-Control", "no-cache")
+        h.send_header("Connection", "close")
+        h.end_headers()
+        for i, (name, data) in enumerate(events):
+            if cut is not None and i >= cut:
+                h.wfile.flush()
+                h.close_connection = True
+                return  # the connection drops mid-stream
+            payload = data if isinstance(data, str) else json.dumps(data)
+            chunk = (f"event: {name}\n" if name else "") + f"data: {payload}\n\n"
+            h.wfile.write(chunk.encode())
+            h.wfile.flush()
+        h.close_connection = True
+
+    # --- OpenAI ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _oa_usage(req: Request, reply: Reply) -> dict[str, Any]:
+        prompt = reply.input_tokens if reply.input_tokens is not None else _words(req.body.get("messages") or req.body.get("input"))
+        completion = reply.output_tokens if reply.output_tokens is not None else max(1, len(reply.text) // 4) + reply.reasoning_tokens
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+        }
+
+    def _chat(self, h: BaseHTTPRequestHandler, req: Request, reply: Reply) -> None:
+        model = reply.model or req.body.get("model", "gpt-5.5")
+        usage = self._oa_usage(req, reply)
+        finish = "tool_calls" if reply.tool_calls else "stop"
+        tool_calls = [
+            {"id": t.id, "type": "function", "function": {"name": t.name, "arguments": json.dumps(t.arguments)}}
+            for t in reply.tool_calls
+        ]
+        base = {"id": "chatcmpl-sim", "created": int(time.time()), "model": model, "system_fingerprint": "fp_sim"}
+        if not req.body.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": None if tool_calls else reply.text, "refusal": None}
+            if tool_calls:
+                message["tool_calls"] = tool_calls
+            self._json(h, {**base, "object": "chat.completion",
+                           "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}], "usage": usage})
+            return
+        chunk = {**base, "object": "chat.completion.chunk"}
+        events: list[tuple[str | None, dict[str, Any] | str]] = [
+            (None, {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+        ]
+        if tool_calls:
+            for i, t in enumerate(tool_calls):
+                events.append((None, {**chunk, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": i, **t}]}, "finish_reason": None}]}))
+        else:
+            for piece in _pieces(reply.text):
+                events.append((None, {**chunk, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}))
+        events.append((None, {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}))
+        if (req.body.get("stream_options") or {}).get("include_usage"):
+            events.append((None, {**chunk, "choices": [], "usage": usage}))
+        events.append((None, "[DONE]"))
+        self._sse(h, events, reply.cut_after_chunks)
+
+    def _responses(self, h: BaseHTTPRequestHandler, req: Request, reply: Reply) -> None:
+        model = reply.model or req.body.get("model", "gpt-5.5")
+        u = self._oa_usage(req, reply)
+        usage = {
+            "input_tokens": u["prompt_tokens"],
+            "input_tokens_details": {"cached_tokens": reply.cached_tokens},
+            "output_tokens": u["completion_tokens"],
+            "output_tokens_details": {"reasoning_tokens": reply.reasoning_tokens},
+            "total_tokens": u["total_tokens"],
+        }
+        output: list[dict[str, Any]] = []
+        for t in reply.tool_calls:
+            output.append({"type": "function_call", "id": "fc_1", "call_id": t.id, "name": t.name,
+                           "arguments": json.dumps(t.arguments), "status": "completed"})
+        if not reply.tool_calls:
+            output.append({"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+                           "content": [{"type": "output_text", "text": reply.text, "annotations": []}]})
+        response = {"id": "resp_sim", "object": "response", "created_at": int(time.time()), "model": model,
+                    "status": "completed", "output": output, "usage": usage, "parallel_tool_calls": True,
+                    "tool_choice": "auto", "tools": [], "error": None, "incomplete_details": None,
+                    "instructions": None, "metadata": {}, "temperature": 1.0, "top_p": 1.0, "text": {"format": {"type": "text"}}}
+        if not req.body.get("stream"):
+            self._json(h, response)
+            return
+        created = {**response, "status": "in_progress", "output": [], "usage": None}
+        events: list[tuple[str | None, dict[str, Any] | str]] = [
+            ("response.created", {"type": "response.created", "sequence_number": 0, "response": created})
+        ]
+        for i, piece in enumerate(_pieces(reply.text)):
+            events.append(("response.output_text.delta", {"type": "response.output_text.delta", "sequence_number": i + 1,
+                                                          "item_id": "msg_1", "output_index": 0, "content_index": 0,
+                                                          "delta": piece, "logprobs": []}))
+        events.append(("response.completed", {"type": "response.completed", "sequence_number": len(events), "response": response}))
+        self._sse(h, events, reply.cut_after_chunks)
+
+    def _embeddings(self, req: Request, reply: Reply) -> dict[str, Any]:
+        inputs = req.body.get("input")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        prompt = reply.input_tokens if reply.input_tokens is not None else _words(inputs)
+        return {"object": "list", "model": reply.model or req.body.get("model", "text-embedding-3-small"),
+                "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(items))],
+                "usage": {"prompt_tokens": prompt, "total_tokens": prompt}}
+
+    # --- Anthropic -------------------------------------------------------------------------------
+
+    def _messages(self, h: BaseHTTPRequestHandler, req: Request, reply: Reply) -> None:
+        model = reply.model or req.body.get("model", "claude-haiku-4-5")
+        inp = reply.input_tokens if reply.input_tokens is not None else _words(req.body.get("messages"))
+        out = reply.output_tokens if reply.output_tokens is not None else max(1, len(reply.text) // 4)
+        content: list[dict[str, Any]] = [
+            {"type": "tool_use", "id": t.id, "name": t.name, "input": t.arguments} for t in reply.tool_calls
+        ] or [{"type": "text", "text": reply.text}]
+        stop = "tool_use" if reply.tool_calls else "end_turn"
+        usage = {"input_tokens": inp, "output_tokens": out, "cache_read_input_tokens": reply.cached_tokens,
+                 "cache_creation_input_tokens": reply.cache_write_tokens, "service_tier": "standard"}
+        message = {"id": "msg_sim", "type": "message", "role": "assistant", "model": model, "content": content,
+                   "stop_reason": stop, "stop_sequence": None, "usage": usage}
+        if not req.body.get("stream"):
+            self._json(h, message)
+            return
+        start_usage = {**usage, "output_tokens": 1}  # the API's placeholder
+        events: list[tuple[str | None, dict[str, Any] | str]] = [
+            ("message_start", {"type": "message_start", "message": {**message, "content": [], "stop_reason": None, "usage": start_usage}}),
+        ]
+        for i, block in enumerate(content):
+            if block["type"] == "text":
+                events.append(("content_block_start", {"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}}))
+                for piece in _pieces(block["text"]):
+                    events.append(("content_block_delta", {"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": piece}}))
+            else:
+                events.append(("content_block_start", {"type": "content_block_start", "index": i,
+                                                       "content_block": {**block, "input": {}}}))
+                events.append(("content_block_delta", {"type": "content_block_delta", "index": i,
+                                                       "delta": {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}}))
+            events.append(("content_block_stop", {"type": "content_block_stop", "index": i}))
+        # The current API's message_delta usage is cumulative: it repeats the input counts.
+        events.append(("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": usage}))
+        events.append(("message_stop", {"type": "message_stop"}))
+        self._sse(h, events, reply.cut_after_chunks)
+
+
+def _pieces(text: str, size: int = 8) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
