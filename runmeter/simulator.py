@@ -115,7 +115,7 @@ class Simulator:
         return self.url
 
     def start(self) -> Simulator:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="llm-simulator", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="llm-simulator", daemon=True)
         self._thread.start()
         return self
 
@@ -200,18 +200,20 @@ class Simulator:
         h.send_response(200)
         h.send_header("Content-Type", "text/event-stream")
         h.send_header("Cache-Control", "no-cache")
-        h.send_header("Connection", "close")
+        h.send_header("Transfer-Encoding", "chunked")
         h.end_headers()
         for i, (name, data) in enumerate(events):
             if cut is not None and i >= cut:
+                # The connection drops mid-body: no terminating chunk, as when a network path fails.
                 h.wfile.flush()
                 h.close_connection = True
-                return  # the connection drops mid-stream
+                return
             payload = data if isinstance(data, str) else json.dumps(data)
-            chunk = (f"event: {name}\n" if name else "") + f"data: {payload}\n\n"
-            h.wfile.write(chunk.encode())
+            body = ((f"event: {name}\n" if name else "") + f"data: {payload}\n\n").encode()
+            h.wfile.write(f"{len(body):x}\r\n".encode() + body + b"\r\n")
             h.wfile.flush()
-        h.close_connection = True
+        h.wfile.write(b"0\r\n\r\n")
+        h.wfile.flush()
 
     # --- OpenAI ----------------------------------------------------------------------------------
 

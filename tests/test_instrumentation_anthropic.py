@@ -1,0 +1,131 @@
+"""The real anthropic SDK against the simulator; its own spans counted once with ours."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import anthropic
+import pytest
+
+import runmeter
+from runmeter.simulator import Reply, ToolCall
+from tests.instrumented import SECRET, Rig, all_attribute_text, rig  # noqa: F401
+
+MSG = [{"role": "user", "content": "Triage these tickets."}]
+# claude-haiku-4-5: 1,000 uncached x $1/M + 4,000 read x $0.10/M + 1,000 written x $1.25/M + 200 out x $5/M
+HAIKU_COST = 0.00365
+
+
+def reply(**kw):  # type: ignore[no-untyped-def]
+    return Reply(text="Two tickets are urgent.", input_tokens=1_000, output_tokens=200, cached_tokens=4_000, cache_write_tokens=1_000, **kw)
+
+
+def ours(rig: Rig):  # type: ignore[no-untyped-def]
+    (span,) = rig.llm_spans()
+    return span
+
+
+def check(span) -> None:  # type: ignore[no-untyped-def]
+    a = span.attributes
+    assert span.name == "chat claude-haiku-4-5"
+    assert a["gen_ai.provider.name"] == "anthropic" and a["gen_ai.operation.name"] == "chat"
+    # the spec's input_tokens include the cache: 1,000 + 4,000 + 1,000
+    assert a["gen_ai.usage.input_tokens"] == 6_000
+    assert a["gen_ai.usage.cache_read.input_tokens"] == 4_000
+    assert a["gen_ai.usage.cache_creation.input_tokens"] == 1_000
+    assert a["gen_ai.usage.output_tokens"] == 200
+    assert a["runmeter.cost.usd"] == pytest.approx(HAIKU_COST, abs=1e-12)
+    assert a["gen_ai.response.finish_reasons"] == ("end_turn",)
+
+
+def test_create_sync(rig: Rig) -> None:
+    rig.sim.queue(reply())
+    msg = rig.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=300, messages=MSG, system="Be terse.")
+    assert msg.content[0].text == "Two tickets are urgent."
+    check(ours(rig))
+    assert ours(rig).attributes["gen_ai.request.max_tokens"] == 300
+
+
+def test_create_async(rig: Rig) -> None:
+    rig.sim.queue(reply())
+
+    async def go() -> None:
+        async with rig.async_anthropic() as client:
+            await client.messages.create(model="claude-haiku-4-5", max_tokens=300, messages=MSG)
+
+    asyncio.run(go())
+    check(ours(rig))
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_create_stream_overwrites_cumulative_usage(rig: Rig, is_async: bool) -> None:
+    rig.sim.queue(reply())
+    if is_async:
+        async def go() -> None:
+            async with rig.async_anthropic() as client:
+                stream = await client.messages.create(model="claude-haiku-4-5", max_tokens=300, messages=MSG, stream=True)
+                async for _ in stream:
+                    pass
+        asyncio.run(go())
+    else:
+        for _ in rig.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=300, messages=MSG, stream=True):
+            pass
+    span = ours(rig)
+    check(span)  # output is 200, not 201 (message_start's placeholder 1 is overwritten, never added)
+    assert "runmeter.cost.estimated" not in span.attributes
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_messages_stream_helper(rig: Rig, is_async: bool) -> None:
+    rig.sim.queue(reply())
+    if is_async:
+        async def go() -> str:
+            async with rig.async_anthropic() as client:
+                async with client.messages.stream(model="claude-haiku-4-5", max_tokens=300, messages=MSG) as stream:
+                    return "".join([t async for t in stream.text_stream])
+        text = asyncio.run(go())
+    else:
+        with rig.anthropic().messages.stream(model="claude-haiku-4-5", max_tokens=300, messages=MSG) as stream:
+            text = "".join(stream.text_stream)
+    assert text == "Two tickets are urgent."
+    check(ours(rig))
+
+
+def test_sdk_span_and_ours_are_one_call(rig: Rig) -> None:
+    rig.sim.queue(reply())
+    with runmeter.run("claude-run", tracer_provider=rig.tracer_provider):
+        rig.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=300, messages=MSG)
+    sdk_spans = [s for s in rig.spans() if s.name == "anthropic.messages.create"]
+    assert len(sdk_spans) == 1, "the anthropic SDK emits its own span"
+    sdk = sdk_spans[0]
+    assert sdk.parent.span_id == ours(rig).context.span_id
+    assert sdk.attributes["runmeter.cost.duplicate"] is True
+    rig.processor.force_flush()
+    (record,) = rig.sink.runs
+    assert record.llm_calls == 1
+    assert record.cost_usd == Decimal(str(HAIKU_COST))
+
+
+def test_rate_limit_error(rig: Rig) -> None:
+    rig.sim.queue(Reply(status=429, retry_after="2"))
+    with pytest.raises(anthropic.RateLimitError):
+        rig.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=10, messages=MSG)
+    assert ours(rig).attributes["error.type"] == "RateLimitError"
+
+
+def test_tool_use_requested_is_hashed(rig: Rig) -> None:
+    rig.sim.queue(Reply(tool_calls=[ToolCall("search", {"q": "confidential merger"})], input_tokens=10, output_tokens=5))
+    rig.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=10, messages=MSG)
+    (req,) = ours(rig).attributes["runmeter.tool.requested"]
+    assert req.startswith("search#")
+    text = all_attribute_text(rig.spans())
+    assert "confidential" not in text and SECRET not in text and "Triage these" not in text
+
+
+def test_dated_model_id_is_priced(rig: Rig) -> None:
+    rig.sim.queue(reply(model="claude-haiku-4-5-20251001"))
+    rig.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=300, messages=MSG)
+    a = ours(rig).attributes
+    assert a["gen_ai.response.model"] == "claude-haiku-4-5-20251001"
+    assert a["runmeter.cost.usd"] == pytest.approx(HAIKU_COST, abs=1e-12)
