@@ -116,7 +116,7 @@ class RunProcessor(SpanProcessor):
     ) -> None:
         if mode not in ("local", "remote"):
             raise ValueError(f"mode must be 'local' or 'remote', not {mode!r}")
-        self._downstream = downstream
+        self._downstream: tuple[SpanProcessor, ...] = tuple(downstream)
         self._sink = sink
         self._prices = prices if prices is not None else PriceBook()
         self.limits = limits if limits is not None else RunLimits()
@@ -136,6 +136,14 @@ class RunProcessor(SpanProcessor):
             interval = min(max(min(self.limits.grace_s, self.limits.quiet_s) / 2, 0.05), 1.0)
             self._thread = threading.Thread(target=self._loop, args=(interval,), name="runmeter-runs", daemon=True)
             self._thread.start()
+
+    def add_downstream(self, processor: SpanProcessor) -> None:
+        """Hand enriched spans to one more processor (as the SDK configurator adds exporters)."""
+        self._downstream = (*self._downstream, processor)
+
+    @property
+    def sink(self) -> RunSink | None:
+        return self._sink
 
     # --- SpanProcessor ----------------------------------------------------------------
 
@@ -198,11 +206,12 @@ class RunProcessor(SpanProcessor):
         now = self._clock()
         if self._mode == "local":
             entry = self._live.get(facts.span_id)
-            scope = span.instrumentation_scope
-            if scope is None or scope.name != INSTRUMENTATION_SCOPE:  # runmeter's own spans feed it themselves
-                self._feed_ledger(facts, entry, added)
-            elif facts.kind == KIND_LLM and entry is not None and self._inside_llm_call(entry):
-                added[A.RUNMETER_COST_DUPLICATE] = True
+            if facts.kind == KIND_LLM and entry is not None and self._inside_llm_call(entry):
+                added[A.RUNMETER_COST_DUPLICATE] = True  # an SDK's own span under an instrumentation's
+            else:
+                scope = span.instrumentation_scope
+                if scope is None or scope.name != INSTRUMENTATION_SCOPE:  # runmeter's own spans feed it themselves
+                    self._feed_ledger(facts, entry)
             if entry is not None and entry.live is None and facts.kind in (KIND_LLM, KIND_TOOL) and not facts.run_id:
                 # GenAI span outside any explicit or agent run: the implicit run of its topmost span.
                 added[A.RUNMETER_RUN_ID] = run_id_for(facts.trace_id, entry.top)
@@ -235,15 +244,12 @@ class RunProcessor(SpanProcessor):
             return None
         return _copy(span, added) if added else span
 
-    def _feed_ledger(self, facts: SpanFacts, entry: _Entry | None, added: dict[str, Any]) -> None:
+    def _feed_ledger(self, facts: SpanFacts, entry: _Entry | None) -> None:
         if entry is None or entry.live is None:
             return
         live = entry.live
         signals: list[LoopSignal] = []
         if facts.kind == KIND_LLM:
-            if self._inside_llm_call(entry):
-                added[A.RUNMETER_COST_DUPLICATE] = True
-                return
             signals = live.ledger.record_llm_call(facts.usage, facts.cost, facts.input_hash)
         elif facts.kind == KIND_TOOL:
             signals = live.ledger.record_tool_call(facts.tool_name or facts.name, facts.args_hash, facts.resource)

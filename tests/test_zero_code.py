@@ -1,0 +1,59 @@
+"""`opentelemetry-instrument python agent.py`: no code change, spans priced (real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from runmeter.simulator import Reply, Simulator
+
+AGENT = """
+import os, anthropic, openai
+oa = openai.OpenAI(base_url=os.environ["SIM_URL"] + "/v1", api_key="sk-zero-code-secret", max_retries=0)
+oa.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}])
+an = anthropic.Anthropic(base_url=os.environ["SIM_URL"], api_key="sk-zero-code-secret", max_retries=0)
+an.messages.create(model="claude-haiku-4-5", max_tokens=50, messages=[{"role": "user", "content": "hi"}])
+"""
+
+
+def _spans(stdout: str) -> list[dict]:
+    """The console exporter prints one JSON object per span."""
+    dec = json.JSONDecoder()
+    out, i = [], 0
+    while True:
+        j = stdout.find("{", i)
+        if j < 0:
+            return out
+        obj, i = dec.raw_decode(stdout, j)
+        out.append(obj)
+
+
+def test_opentelemetry_instrument_prices_both_clients(tmp_path: Path) -> None:
+    (tmp_path / "agent.py").write_text(AGENT)
+    bin_dir = Path(sys.executable).parent
+    with Simulator() as sim:
+        sim.queue(
+            Reply(input_tokens=57, output_tokens=21, cached_tokens=32),
+            Reply(input_tokens=1_000, output_tokens=200, cached_tokens=4_000, cache_write_tokens=1_000),
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RUNMETER_", "PYTEST"))}
+        env.update(SIM_URL=sim.url, OTEL_TRACES_EXPORTER="console", OTEL_SERVICE_NAME="zero-code-agent")
+        proc = subprocess.run(
+            [str(bin_dir / "opentelemetry-instrument"), sys.executable, "agent.py"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )
+    assert proc.returncode == 0, proc.stderr
+    spans = _spans(proc.stdout)
+    ours = {s["name"]: s for s in spans if s["attributes"].get("runmeter.cost.usd") is not None and s["name"].startswith("chat")}
+    assert set(ours) == {"chat gpt-5.5", "chat claude-haiku-4-5"}
+    assert ours["chat gpt-5.5"]["attributes"]["runmeter.cost.usd"] == 0.000771
+    assert ours["chat claude-haiku-4-5"]["attributes"]["runmeter.cost.usd"] == 0.00365
+    assert all(s["resource"]["attributes"]["service.name"] == "zero-code-agent" for s in spans)
+    sdk = [s for s in spans if s["name"] == "anthropic.messages.create"]
+    assert sdk and sdk[0]["attributes"]["runmeter.cost.duplicate"] is True
+    # an implicit run: each trace root's GenAI spans carry its run id
+    assert all(s["attributes"].get("runmeter.run.id") for s in ours.values())
+    assert "sk-zero-code-secret" not in proc.stdout
