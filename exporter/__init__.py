@@ -1,1 +1,37 @@
-"""runmeter.exporter: see DESIGN.md."""
+"""ClickHouse storage: schema and migrations, embedded chDB and server backends, the span exporter, the spool.
+
+::
+
+    exporter = ClickHouseSpanExporter("chdb://.runmeter")          # or http(s)://user:pass@host:8123/db
+    processor = RunProcessor(BatchSpanProcessor(exporter), sink=exporter.run_sink)
+
+Configuration: ``RUNMETER_CLICKHOUSE_URL`` (default ``chdb://.runmeter``),
+``RUNMETER_SPOOL_DIR``, ``RUNMETER_SPOOL_MAX_BYTES``, or ``[storage]`` in
+``runmeter.toml``. ``OTEL_TRACES_EXPORTER=clickhouse`` selects the exporter.
+The tables, their keys and retention are described in ``exporter/schema/*.sql``.
+"""
+
+from __future__ import annotations
+
+from runmeter.exporter._exporter import ClickHouseRunSink, ClickHouseSpanExporter, open_writer
+from runmeter.exporter._migrations import SchemaOptions, apply_migrations, load_migrations, render
+from runmeter.exporter._spool import Batch, Spool, SpoolFull
+from runmeter.exporter._store import Store, StoreError, StoreURL
+from runmeter.exporter._writer import Writer
+
+__all__ = [
+    "Batch",
+    "ClickHouseRunSink",
+    "ClickHouseSpanExporter",
+    "SchemaOptions",
+    "Spool",
+    "SpoolFull",
+    "Store",
+    "StoreError",
+    "StoreURL",
+    "Writer",
+    "apply_migrations",
+    "load_migrations",
+    "open_writer",
+    "render",
+]

@@ -49,6 +49,7 @@ class SpanFacts:
     error: bool
     service: str
     kind: int
+    operation: str | None = None
     provider: str | None = None
     model: str | None = None
     usage: TokenUsage | None = None
@@ -160,6 +161,7 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
         error=span.status.status_code is StatusCode.ERROR,
         service=str(resource_attrs.get(_SERVICE_NAME, "")),
         kind=kind,
+        operation=op,
         provider=fields.provider,
         model=fields.model,
         external_cost=fields.external_cost_usd,

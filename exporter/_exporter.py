@@ -1,0 +1,152 @@
+"""ClickHouseSpanExporter and ClickHouseRunSink: spans and run records into the store.
+
+The exporter is also the ``clickhouse`` entry point of ``opentelemetry_traces_exporter``,
+so ``OTEL_TRACES_EXPORTER=clickhouse`` (the runmeter distro's default) selects it.
+``export()`` converts a batch of spans to column rows (``otel_traces`` and, for
+LLM and tool calls, ``runmeter_calls``), spools it durably and returns SUCCESS —
+the batch is then acknowledged and will reach ClickHouse — or FAILURE when the
+spool is full. ``run_sink`` writes run records and outcome events through the
+same writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.context import attach, detach, set_value
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY  # type: ignore[attr-defined]
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from runmeter.conventions import load_dialects
+from runmeter.exporter._rows import (
+    CALL_COLUMNS,
+    OUTCOME_COLUMNS,
+    RUN_COLUMNS,
+    TRACE_COLUMNS,
+    call_row,
+    outcome_row,
+    run_row,
+    token_for,
+    trace_row,
+)
+from runmeter.exporter._spool import Batch, Spool
+from runmeter.exporter._store import Store
+from runmeter.exporter._writer import Writer
+from runmeter.processor import OutcomeEvent, PriceBook, RunRecord
+from runmeter.processor._selfcheck import internal_error
+
+__all__ = ["ClickHouseRunSink", "ClickHouseSpanExporter", "default_spool_dir", "open_writer"]
+
+_log = logging.getLogger(__name__)
+_writers: dict[tuple[str, str], Writer] = {}
+
+
+def default_spool_dir(store: Store) -> Path:
+    if store.embedded and store.url.path is not None:
+        return store.url.path.with_name(store.url.path.name + "-spool")
+    return Path(".runmeter-spool")
+
+
+def open_writer(url: str, spool_dir: str | Path | None = None, spool_max_bytes: int = 1 << 30, background: bool = True) -> Writer:
+    """The process's writer for a store (shared by the span exporter and the run sink)."""
+    store = Store(url)
+    spool = Path(spool_dir) if spool_dir else default_spool_dir(store)
+    key = (str(store.url), str(spool.resolve()))
+    w = _writers.get(key)
+    if w is None or w._stop.is_set():
+        w = _writers[key] = Writer(store, Spool(spool, spool_max_bytes), background=background)
+    return w
+
+
+def _settings() -> Any:
+    from runmeter.config import load_settings  # late: the facade's config sits above this package
+
+    return load_settings()
+
+
+class ClickHouseRunSink:
+    """The RunSink of the ClickHouse store."""
+
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+
+    def write_runs(self, records: list[RunRecord]) -> None:
+        if not records:
+            return
+        version = time.time_ns()
+        tables = {"runmeter_runs": {"columns": RUN_COLUMNS, "rows": [run_row(r, version) for r in records]}}
+        self.writer.submit(Batch(token_for(tables), tables))
+
+    def write_outcomes(self, events: list[OutcomeEvent]) -> None:
+        if not events:
+            return
+        tables = {"runmeter_outcomes": {"columns": OUTCOME_COLUMNS, "rows": [outcome_row(e) for e in events]}}
+        self.writer.submit(Batch(token_for(tables), tables))
+
+
+class ClickHouseSpanExporter(SpanExporter):
+    """Spans into ``otel_traces`` (Collector-compatible) and ``runmeter_calls``."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        spool_dir: str | Path | None = None,
+        spool_max_bytes: int | None = None,
+        prices: PriceBook | None = None,
+        writer: Writer | None = None,
+    ) -> None:
+        if writer is None:
+            settings = _settings() if url is None or spool_max_bytes is None or prices is None else None
+            url = url or settings.storage.clickhouse_url
+            spool_dir = spool_dir or (settings.storage.spool_dir if settings else None)
+            spool_max_bytes = spool_max_bytes or settings.storage.spool_max_bytes
+            prices = prices or PriceBook(settings.pricing)
+            writer = open_writer(url, spool_dir, spool_max_bytes)
+        self.writer = writer
+        self.run_sink = ClickHouseRunSink(writer)
+        self._prices = prices or PriceBook()
+        self._dialects = load_dialects()
+        self._shutdown = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._shutdown:
+            return SpanExportResult.FAILURE
+        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))  # our own HTTP calls are not traced
+        try:
+            traces, calls = [], []
+            for span in spans:
+                try:
+                    traces.append(trace_row(span))
+                    row = call_row(span, self._dialects, self._prices)
+                    if row is not None:
+                        calls.append(row)
+                except Exception as exc:  # a malformed span never costs the rest of the batch
+                    internal_error("exporter.convert", exc)
+            tables = {
+                "otel_traces": {"columns": TRACE_COLUMNS, "rows": traces},
+                "runmeter_calls": {"columns": CALL_COLUMNS, "rows": calls},
+            }
+            ok = self.writer.submit(Batch(token_for(tables), tables))
+            return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+        except Exception as exc:
+            internal_error("exporter.export", exc)
+            return SpanExportResult.FAILURE
+        finally:
+            detach(token)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        if self._shutdown:
+            return False
+        return self.writer.flush(timeout_millis / 1000)
+
+    def shutdown(self) -> None:
+        if self._shutdown:
+            return
+        self._shutdown = True
+        self.writer.close()

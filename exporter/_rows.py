@@ -1,0 +1,189 @@
+"""Spans, run records and outcome events as ClickHouse column rows.
+
+Timestamps are integer nanoseconds (``DateTime64(9)``); attribute values are
+stringified as the OpenTelemetry Collector does (booleans ``true``/``false``,
+arrays as JSON). Text that cannot be encoded as UTF-8 (lone surrogates) has
+those characters replaced by U+FFFD; every other value round-trips byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
+from opentelemetry.trace import SpanKind, StatusCode
+
+from runmeter.conventions import DialectMap
+from runmeter.processor import OutcomeEvent, PriceBook, RunRecord, read_span
+from runmeter.processor._facts import KIND_LLM, KIND_TOOL
+
+__all__ = ["CALL_COLUMNS", "OUTCOME_COLUMNS", "RUN_COLUMNS", "TRACE_COLUMNS", "call_row", "outcome_row", "run_row", "token_for", "trace_row"]
+
+TRACE_COLUMNS = [
+    "Timestamp", "TraceId", "SpanId", "ParentSpanId", "TraceState", "SpanName", "SpanKind", "ServiceName",
+    "ResourceAttributes", "ScopeName", "ScopeVersion", "SpanAttributes", "Duration", "StatusCode", "StatusMessage",
+    "Events.Timestamp", "Events.Name", "Events.Attributes",
+    "Links.TraceId", "Links.SpanId", "Links.TraceState", "Links.Attributes",
+]
+CALL_COLUMNS = [
+    "Timestamp", "TraceId", "SpanId", "RunId", "ServiceName", "Kind", "Operation", "Provider", "Model",
+    "InputTokens", "OutputTokens", "CacheReadTokens", "CacheWriteTokens", "ReasoningTokens",
+    "CostUsd", "Priced", "Estimated", "Duplicate", "CostSource", "ExternalCostUsd",
+    "ToolName", "ArgsHash", "Resource", "InputHash", "DurationNs", "Error", "Owner", "Project", "RunName", "TaskId",
+]
+RUN_COLUMNS = [
+    "RunId", "TraceId", "RootSpanId", "Name", "Owner", "Project", "TaskId", "ParentRunId", "ServiceName",
+    "StartTime", "EndTime", "Outcome", "OutcomeReason", "CostUsd", "CostByModel", "ExternalCostUsd",
+    "InputTokens", "OutputTokens", "CacheReadTokens", "CacheWriteTokens", "ReasoningTokens",
+    "LlmCalls", "UnpricedCalls", "EstimatedCalls", "ToolCalls", "ToolCallsTotal", "RepeatedContextReads",
+    "LoopSignals.Kind", "LoopSignals.Key", "LoopSignals.Count", "Budget",
+    "Breaches.Limit", "Breaches.Value", "Breaches.Threshold", "Breaches.Action",
+    "Pricing", "Incomplete", "Implicit", "Spans", "Version",
+]
+OUTCOME_COLUMNS = ["RunId", "Outcome", "Reason", "Time", "Source"]
+
+_KINDS = {
+    SpanKind.INTERNAL: "Internal", SpanKind.SERVER: "Server", SpanKind.CLIENT: "Client",
+    SpanKind.PRODUCER: "Producer", SpanKind.CONSUMER: "Consumer",
+}
+_STATUS = {StatusCode.UNSET: "Unset", StatusCode.OK: "Ok", StatusCode.ERROR: "Error"}
+
+
+def text(value: Any) -> str:
+    """A str that encodes as UTF-8."""
+    s = value if isinstance(value, str) else str(value)
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "replace").decode("utf-8")
+
+
+def stringify(value: Any) -> str:
+    if isinstance(value, str):
+        return text(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, Sequence):
+        return text(json.dumps([v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for v in value], ensure_ascii=False))
+    return text(value)
+
+
+def attr_map(attrs: Mapping[str, Any] | None) -> dict[str, str]:
+    return {text(k): stringify(v) for k, v in (attrs or {}).items()}
+
+
+def trace_row(span: ReadableSpan) -> list[Any]:
+    ctx = span.context
+    parent = span.parent
+    start = span.start_time or 0
+    end = span.end_time or start
+    resource = span.resource.attributes if span.resource is not None else {}
+    scope = span.instrumentation_scope
+    events = span.events or ()
+    links = span.links or ()
+    return [
+        start,
+        f"{ctx.trace_id:032x}" if ctx else "",
+        f"{ctx.span_id:016x}" if ctx else "",
+        f"{parent.span_id:016x}" if parent else "",
+        ctx.trace_state.to_header() if ctx and ctx.trace_state else "",
+        text(span.name),
+        _KINDS.get(span.kind, "Unspecified"),
+        stringify(resource.get(SERVICE_NAME, "")),
+        attr_map(resource),
+        text(scope.name) if scope else "",
+        text(scope.version or "") if scope else "",
+        attr_map(span.attributes),
+        max(0, end - start),
+        _STATUS.get(span.status.status_code, "Unset"),
+        text(span.status.description or ""),
+        [e.timestamp for e in events],
+        [text(e.name) for e in events],
+        [attr_map(e.attributes) for e in events],
+        [f"{lk.context.trace_id:032x}" for lk in links],
+        [f"{lk.context.span_id:016x}" for lk in links],
+        [lk.context.trace_state.to_header() if lk.context.trace_state else "" for lk in links],
+        [attr_map(lk.attributes) for lk in links],
+    ]
+
+
+def call_row(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> list[Any] | None:
+    """A runmeter_calls row for an LLM call or a tool call; None for other spans."""
+    facts, _added = read_span(span, dialects, prices)
+    if facts.kind not in (KIND_LLM, KIND_TOOL):
+        return None
+    u = facts.usage
+    llm = facts.kind == KIND_LLM
+    return [
+        facts.start_ns,
+        f"{facts.trace_id:032x}",
+        f"{facts.span_id:016x}",
+        text(facts.run_id or ""),
+        text(facts.service),
+        "llm" if llm else "tool",
+        text(facts.operation or ""),
+        text(facts.provider or ""),
+        text(facts.model or ""),
+        u.input_tokens if u else 0,
+        u.output_tokens if u else 0,
+        u.cache_read_tokens if u else 0,
+        u.cache_write_tokens if u else 0,
+        u.reasoning_tokens if u else 0,
+        float(facts.cost) if facts.cost is not None else 0.0,
+        1 if facts.cost is not None else 0,
+        1 if facts.estimated else 0,
+        1 if facts.duplicate else 0,
+        text(facts.cost_source),
+        float(facts.external_cost or 0.0),
+        text(facts.tool_name or "") if not llm else "",
+        text(facts.args_hash or ""),
+        text(facts.resource or ""),
+        text(facts.input_hash or ""),
+        max(0, facts.end_ns - facts.start_ns),
+        1 if facts.error else 0,
+        text(facts.owner or ""),
+        text(facts.project or ""),
+        text(facts.run_name or ""),
+        text(facts.task_id or ""),
+    ]
+
+
+def run_row(r: RunRecord, version: int) -> list[Any]:
+    budget: dict[str, str] = {}
+    if r.budget is not None:
+        budget = {k.rsplit(".", 1)[-1]: stringify(v) for k, v in r.budget.to_attributes().items()}
+    return [
+        text(r.run_id), r.trace_id, r.root_span_id, text(r.name), text(r.owner), text(r.project), text(r.task_id),
+        text(r.parent_run_id), text(r.service_name), r.start_ns, r.end_ns, r.outcome, text(r.outcome_reason),
+        float(r.cost_usd), {text(k): float(v) for k, v in r.cost_by_model.items()}, float(r.external_cost_usd),
+        r.tokens.input, r.tokens.output, r.tokens.cache_read, r.tokens.cache_write, r.tokens.reasoning,
+        r.llm_calls, r.unpriced_calls, r.estimated_calls, {text(k): v for k, v in r.tool_calls.items()}, r.tool_calls_total,
+        {text(k): v for k, v in r.repeated_context_reads.items()},
+        [s.kind for s in r.loop_signals], [text(s.key) for s in r.loop_signals], [s.count for s in r.loop_signals],
+        budget,
+        [b.limit for b in r.breaches], [float(b.value) for b in r.breaches], [float(b.threshold) for b in r.breaches],
+        [b.action for b in r.breaches],
+        r.pricing, 1 if r.incomplete else 0, 1 if r.implicit else 0, r.spans, version,
+    ]
+
+
+def outcome_row(e: OutcomeEvent) -> list[Any]:
+    return [text(e.run_id), e.outcome, text(e.reason), e.time_ns, text(e.source)]
+
+
+def token_for(tables: dict[str, dict[str, Any]]) -> str:
+    """A deterministic deduplication token: the same rows give the same token, so a retry is counted once."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in sorted(tables):
+        h.update(name.encode())
+        h.update(json.dumps(tables[name]["rows"], sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8", "replace"))
+    return h.hexdigest()

@@ -1,0 +1,162 @@
+"""One client for both backends, through ``clickhouse-connect``.
+
+* ``chdb:///abs/path`` or ``chdb://relative/path`` — embedded chDB (the ``embedded``
+  extra). Only one process at a time can open a chDB directory, so a session
+  holds an exclusive ``flock`` on ``<path>.lock`` and closes the engine when it
+  ends; other processes wait for it (agents write to the spool meanwhile).
+* ``http(s)://user:password@host:8123/database`` — a ClickHouse server.
+
+Migrations run on the first session of each process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from runmeter.exporter._migrations import SchemaOptions, apply_migrations
+
+__all__ = ["Store", "StoreError", "StoreURL"]
+
+_chdb_process_lock = threading.RLock()  # one chDB path open per process at a time
+
+
+class StoreError(RuntimeError):
+    """The store cannot be reached or used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class StoreURL:
+    kind: str  # "chdb" | "http"
+    path: Path | None = None
+    host: str = ""
+    port: int = 8123
+    username: str = "default"
+    password: str = ""
+    database: str = "default"
+    secure: bool = False
+
+    @classmethod
+    def parse(cls, url: str) -> StoreURL:
+        parts = urlsplit(url)
+        if parts.scheme == "chdb":
+            raw = (parts.netloc + parts.path) if parts.netloc else parts.path
+            if not raw:
+                raise StoreError(f"{url!r}: a chdb URL needs a directory, e.g. chdb://.runmeter or chdb:///var/lib/runmeter")
+            return cls("chdb", path=Path(raw).expanduser().resolve())
+        if parts.scheme in ("http", "https"):
+            if not parts.hostname:
+                raise StoreError(f"{url!r}: no host")
+            return cls(
+                "http",
+                host=parts.hostname,
+                port=parts.port or (8443 if parts.scheme == "https" else 8123),
+                username=unquote(parts.username or "default"),
+                password=unquote(parts.password or ""),
+                database=parts.path.strip("/") or "default",
+                secure=parts.scheme == "https",
+            )
+        raise StoreError(f"{url!r}: use chdb:///path (embedded) or http(s)://user:pass@host:8123/db")
+
+    def redacted(self) -> str:
+        if self.kind == "chdb":
+            return f"chdb://{self.path}"
+        scheme = "https" if self.secure else "http"
+        return f"{scheme}://{self.username}@{self.host}:{self.port}/{self.database}"
+
+
+class Store:
+    """A ClickHouse store; ``with store.session() as client:`` gives a clickhouse-connect client."""
+
+    def __init__(self, url: str, schema: SchemaOptions | None = None, lock_timeout_s: float = 60.0) -> None:
+        self.url = StoreURL.parse(url)
+        self.schema = schema or SchemaOptions()
+        self.lock_timeout_s = lock_timeout_s
+        self._migrated = False
+        self._http_client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def embedded(self) -> bool:
+        return self.url.kind == "chdb"
+
+    def _connect(self) -> Any:
+        import clickhouse_connect
+
+        u = self.url
+        if u.kind == "chdb":
+            try:
+                import chdb  # noqa: F401
+            except ImportError as exc:
+                raise StoreError(
+                    "the embedded store needs chDB: pip install 'runmeter[embedded]', "
+                    "or set RUNMETER_CLICKHOUSE_URL=http://user:pass@host:8123/db"
+                ) from exc
+            u.path.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
+            return clickhouse_connect.get_client(dsn=f"chdb://{u.path}")
+        try:
+            return clickhouse_connect.get_client(
+                host=u.host, port=u.port, username=u.username, password=u.password,
+                database=u.database, secure=u.secure, connect_timeout=5, send_receive_timeout=60,
+                autogenerate_session_id=False,
+            )
+        except Exception as exc:
+            raise StoreError(f"cannot reach ClickHouse at {u.redacted()}: {exc}") from exc
+
+    @contextmanager
+    def session(self, *, wait: bool = True) -> Iterator[Any]:
+        """A client for one unit of work. Raises StoreError; with ``wait=False``, TimeoutError if busy."""
+        if not self.embedded:
+            with self._lock:
+                if self._http_client is None:
+                    self._http_client = self._connect()
+                client = self._http_client
+            self._migrate(client)
+            yield client
+            return
+        assert self.url.path is not None
+        lock_path = self.url.path.with_name(self.url.path.name + ".lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with _chdb_process_lock:
+            with open(lock_path, "a+") as lock_file:
+                self._flock(lock_file, wait)
+                try:
+                    client = self._connect()
+                    try:
+                        self._migrate(client)
+                        yield client
+                    finally:
+                        client.close()
+                finally:
+                    fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    def _flock(self, f: Any, wait: bool) -> None:
+        deadline = time.monotonic() + (self.lock_timeout_s if wait else 0)
+        delay = 0.01
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"the embedded store {self.url.path} is in use by another process") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+
+    def _migrate(self, client: Any) -> None:
+        if not self._migrated:
+            apply_migrations(client, self.schema)
+            self._migrated = True
+
+    def close(self) -> None:
+        with self._lock:
+            if self._http_client is not None:
+                self._http_client.close()
+                self._http_client = None

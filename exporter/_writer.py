@@ -1,0 +1,156 @@
+"""The writer: spool first, then insert idempotently, retry in the background.
+
+``submit(batch)`` writes the batch to the spool (durable: this is the moment it
+is acknowledged) and then tries to drain the spool into ClickHouse. A batch
+that cannot be inserted stays in the spool and is retried with jittered
+exponential backoff in a background thread, on the next ``submit``, on
+``flush()``, and by the next process that opens the same spool. Every insert
+carries the batch's ``insert_deduplication_token``, so a batch inserted twice
+(a retry after a lost answer, a crash between insert and removal) counts once.
+
+Embedded chDB: the drain holds the store's lock only while it inserts, so
+several agent processes and a report can share one store.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from runmeter.exporter._spool import Batch, Spool, SpoolFull
+from runmeter.exporter._store import Store
+from runmeter.processor._selfcheck import internal_error
+
+__all__ = ["Writer"]
+
+_log = logging.getLogger(__name__)
+_INSERT_SETTINGS = {"async_insert": 0, "deduplicate_blocks_in_dependent_materialized_views": 1}
+
+
+def insert_batch(client: Any, batch: Batch) -> None:
+    for table, data in batch.tables.items():
+        if not data["rows"]:
+            continue
+        client.insert(
+            table, data["rows"], column_names=data["columns"],
+            settings={**_INSERT_SETTINGS, "insert_deduplication_token": f"{batch.token}:{table}"},
+        )
+
+
+class Writer:
+    def __init__(self, store: Store, spool: Spool, *, background: bool = True, max_backoff_s: float = 30.0) -> None:
+        self.store = store
+        self.spool = spool
+        self.dropped_rows = 0
+        self.inserted_batches = 0
+        self.failures = 0
+        self._max_backoff = max_backoff_s
+        self._drain_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._last_error: str | None = None
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(target=self._loop, name="runmeter-writer", daemon=True)
+            self._thread.start()
+
+    def submit(self, batch: Batch, *, drain: bool = True) -> bool:
+        """Spool the batch (acknowledged once this returns True); False when the spool is full."""
+        try:
+            self.spool.write(batch)
+        except SpoolFull as exc:
+            self.dropped_rows += batch.rows
+            _log.error("runmeter: %s; %d rows refused so far - is ClickHouse down?", exc, self.dropped_rows)
+            return False
+        if drain:
+            if self.store.embedded:
+                self._wake.set()  # the background thread takes the store's lock, not the exporter thread
+                if self._thread is None:
+                    self.drain(wait=False)
+            else:
+                self.drain(wait=False)
+        return True
+
+    def drain(self, *, wait: bool = True) -> int:
+        """Insert every spooled batch; returns how many were inserted. Never raises."""
+        if not self.spool.pending():
+            return 0
+        if not self._drain_lock.acquire(blocking=wait):
+            return 0
+        done = 0
+        try:
+            with self.store.session(wait=wait) as client:
+                for path in self.spool.pending():
+                    try:
+                        batch = self.spool.read(path)
+                    except FileNotFoundError:
+                        continue  # drained by another process
+                    except (ValueError, KeyError) as exc:
+                        bad = path.with_suffix(".corrupt")
+                        path.rename(bad)
+                        _log.error("runmeter: spool file %s is corrupt (%s); moved aside to %s", path.name, exc, bad.name)
+                        continue
+                    insert_batch(client, batch)
+                    self.spool.remove(path)
+                    done += 1
+            self.inserted_batches += done
+            self._last_error = None
+        except TimeoutError:
+            pass  # another process holds the embedded store: later
+        except Exception as exc:
+            self.failures += 1
+            msg = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            if msg != self._last_error:
+                _log.warning("runmeter: cannot write to %s yet (%s); batches wait in %s", self.store.url.redacted(), msg, self.spool.dir)
+                self._last_error = msg
+        finally:
+            self._drain_lock.release()
+        return done
+
+    def _loop(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            self._wake.wait(timeout=backoff if self.spool.pending() else 5.0)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                before = self.failures
+                self.drain(wait=False)
+                if self.failures > before or self.spool.pending():
+                    backoff = min(self._max_backoff, backoff * 2) * random.uniform(0.5, 1.0)
+                else:
+                    backoff = 0.5
+            except Exception as exc:
+                internal_error("writer.loop", exc)
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Drain until the spool is empty or the deadline; True when empty."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.05
+        while self.spool.pending():
+            self.drain(wait=True)
+            if not self.spool.pending():
+                break
+            if time.monotonic() + delay > deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        return True
+
+    def close(self, timeout_s: float = 10.0) -> bool:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s)
+        ok = self.flush(timeout_s)
+        self.store.close()
+        return ok
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.spool.dir
