@@ -1,0 +1,345 @@
+"""The ``runmeter`` command: reports from the store, late outcomes, prices, and the database.
+
+Every report reads the same named queries as the HTML report and the Grafana
+dashboards (``runmeter/queries/``). Output: a table, ``--json`` or ``--csv``.
+The store is ``--store``, else ``RUNMETER_CLICKHOUSE_URL`` / ``runmeter.toml``,
+else the embedded ``.runmeter/``; batches still in the spool are written before
+a report answers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import time
+from contextlib import contextmanager
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from runmeter.config import ConfigError, load_settings
+from runmeter.exporter import SchemaOptions, Store, StoreError, open_writer, render
+from runmeter.exporter._migrations import applied_versions, load_migrations
+from runmeter.exporter._rows import OUTCOME_COLUMNS, outcome_row, token_for
+from runmeter.exporter._spool import Batch
+from runmeter.processor import OutcomeEvent, PriceBook
+from runmeter.reports import Filters, QueryError, parse_since, project_spend, run_query
+
+app = typer.Typer(help="runmeter: what an LLM agent run really costs.", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="The ClickHouse store: migrations, state, the spool.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+out = Console()
+err = Console(stderr=True)
+
+_OUTCOMES = ("accepted", "rejected", "abandoned", "failed")
+_REPORT_COLUMNS = ("Group", "Runs", "TotalCostUsd", "Accepted", "Rejected", "Abandoned", "Failed", "Unknown",
+                   "CostPerAcceptedRun", "CostPerAcceptedTask", "MedianRunCostUsd", "P90RunCostUsd", "MeanToolCalls", "MeanLlmCalls")
+
+
+class Group(str, Enum):
+    name = "name"
+    owner = "owner"
+    project = "project"
+    provider = "provider"
+    model = "model"
+
+
+class _State:
+    store_url: str | None = None
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@app.callback()
+def main_options(store: Optional[str] = typer.Option(None, "--store", help="chdb:///path or http(s)://user:pass@host:8123/db")) -> None:
+    _State.store_url = store
+
+
+def _settings() -> Any:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+
+
+@contextmanager
+def _client(drain: bool = True) -> Iterator[Any]:
+    settings = _settings()
+    url = _State.store_url or settings.storage.clickhouse_url
+    try:
+        writer = open_writer(url, settings.storage.spool_dir, settings.storage.spool_max_bytes, background=False)
+        if drain and writer.spool.pending():
+            with err.status(f"writing {len(writer.spool.pending())} pending batches to the store..."):
+                if not writer.flush(timeout_s=60):
+                    err.print("[yellow]warning:[/] some batches are still in the spool; the numbers may be behind")
+        with writer.store.session() as client:
+            yield client
+    except StoreError as exc:
+        _fail(str(exc))
+    except TimeoutError as exc:
+        _fail(f"{exc}; try again when it finishes")
+
+
+def _filters(since: str | None, owner: str, project: str, model: str) -> Filters:
+    try:
+        start = parse_since(since)
+    except QueryError as exc:
+        _fail(str(exc), 2)
+    return Filters(since=start, owner=owner, project=project, model=model, abandoned_after_s=int(_settings().runs.abandoned_after_s))
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return float(v)
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _emit(rows: list[dict[str, Any]], as_json: bool, as_csv: bool, title: str, empty: str, columns: tuple[str, ...] = ()) -> None:
+    """JSON and CSV carry every column; the terminal table shows ``columns`` when given."""
+    if as_json:
+        sys.stdout.write(json.dumps([_plain(r) for r in rows], indent=2) + "\n")
+        return
+    if as_csv:
+        buf = io.StringIO()
+        if rows:
+            w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: _plain(v) for k, v in r.items()})
+        sys.stdout.write(buf.getvalue())
+        return
+    if not rows:
+        out.print(f"[dim]{empty}[/]")
+        return
+    table = Table(title=title, show_lines=False)
+    if columns:
+        rows = [{c: r[c] for c in columns if c in r} for r in rows]
+    for col in rows[0]:
+        table.add_column(col, justify="right" if isinstance(rows[0][col], (int, float, Decimal)) else "left", overflow="fold")
+    for r in rows:
+        table.add_row(*("—" if v is None else f"{v:,.6g}" if isinstance(v, float) else str(_plain(v)) for v in r.values()))
+    out.print(table)
+
+
+SinceOpt = typer.Option(None, "--since", help="7d, 24h, 30m, 2w or a date (default 30d)")
+OwnerOpt = typer.Option("", "--owner")
+ProjectOpt = typer.Option("", "--project")
+ModelOpt = typer.Option("", "--model")
+JsonOpt = typer.Option(False, "--json", help="JSON output")
+CsvOpt = typer.Option(False, "--csv", help="CSV output")
+
+
+@app.command()
+def report(
+    group: Group = typer.Option(Group.name, "--group", help="group runs by"),
+    since: Optional[str] = SinceOpt, owner: str = OwnerOpt, project: str = ProjectOpt, model: str = ModelOpt,
+    as_json: bool = JsonOpt, as_csv: bool = CsvOpt,
+    html: Optional[Path] = typer.Option(None, "--html", help="also write a self-contained HTML report"),
+) -> None:
+    """Cost per accepted run (and task), by run name, owner, project, provider or model."""
+    f = _filters(since, owner, project, model)
+    with _client() as client:
+        rows = run_query(client, "cost_per_accepted_run", f, group=group.value)
+        if html is not None:
+            from runmeter.html_report import write_html
+
+            write_html(client, f, html)
+            err.print(f"wrote {html}")
+    if not rows and not (as_json or as_csv):
+        _fail("no runs in the store for these filters (is the store empty? run an agent, or widen --since)", 1)
+    _emit(rows, as_json, as_csv, f"Cost per accepted run, by {group.value} (all columns: --json/--csv)", "no runs", _REPORT_COLUMNS)
+
+
+@app.command()
+def runs(
+    since: Optional[str] = SinceOpt, owner: str = OwnerOpt, project: str = ProjectOpt, model: str = ModelOpt,
+    limit: int = typer.Option(20, "--limit", min=1, max=10_000), as_json: bool = JsonOpt, as_csv: bool = CsvOpt,
+) -> None:
+    """The most expensive runs."""
+    with _client() as client:
+        rows = run_query(client, "expensive_runs", _filters(since, owner, project, model), limit=limit)
+    _emit(rows, as_json, as_csv, "Most expensive runs", "no runs")
+
+
+@app.command("run")
+def run_detail(run_id: str, as_json: bool = JsonOpt) -> None:
+    """One run: its record and its tree of spans with cost and tokens."""
+    with _client() as client:
+        summary = run_query(client, "run_summary", run_id=run_id)
+        if not summary:
+            _fail(f"no run with id {run_id!r} (see `runmeter runs` for ids)")
+        tree = run_query(client, "run_tree", run_id=run_id)
+    if as_json:
+        sys.stdout.write(json.dumps({"run": _plain(summary[0]), "spans": _plain(tree)}, indent=2) + "\n")
+        return
+    s = summary[0]
+    out.print(f"[bold]{s['Name']}[/] {s['RunId']}  outcome: {s['Outcome'] or 'unknown'}  cost: ${s['CostUsd']:.6f}  "
+              f"LLM calls: {s['LlmCalls']}  tools: {sum(s['ToolCalls'].values()) if isinstance(s['ToolCalls'], dict) else s['ToolCalls']}")
+    children: dict[str, list[dict[str, Any]]] = {}
+    ids = {r["SpanId"] for r in tree}
+    for r in tree:
+        children.setdefault(r["ParentSpanId"] if r["ParentSpanId"] in ids else "", []).append(r)
+
+    def show(parent: str, depth: int) -> None:
+        for r in children.get(parent, []):
+            cost = f"  ${r['CostUsd']:.6f}" if r["CostUsd"] else ""
+            toks = f"  {r['InputTokens']}→{r['OutputTokens']} tok" if r["InputTokens"] or r["OutputTokens"] else ""
+            dup = "  (same call as parent)" if r["Duplicate"] else ""
+            out.print(f"{'  ' * depth}{r['SpanName']}  {r['Duration'] / 1e6:.1f} ms{cost}{toks}{dup}")
+            show(r["SpanId"], depth + 1)
+
+    show("", 0)
+
+
+@app.command()
+def loops(since: Optional[str] = SinceOpt, owner: str = OwnerOpt, project: str = ProjectOpt, as_json: bool = JsonOpt, as_csv: bool = CsvOpt) -> None:
+    """Runs stuck in loops: repeated tool calls, context reads, LLM inputs, cycles, and what they cost."""
+    with _client() as client:
+        rows = run_query(client, "loops", _filters(since, owner, project, ""))
+    _emit(rows, as_json, as_csv, "Loop signals (WastedUsd is an estimate where WasteIsEstimate = 1)", "no loop signals",
+          ("RunId", "Name", "Owner", "Kind", "Key", "Count", "RunCostUsd", "WastedUsd", "WasteIsEstimate"))
+
+
+@app.command()
+def budgets(since: Optional[str] = SinceOpt, owner: str = OwnerOpt, project: str = ProjectOpt, as_json: bool = JsonOpt, as_csv: bool = CsvOpt) -> None:
+    """Budget breaches by limit, stopped vs warned, and the spend stops saved (an estimate)."""
+    with _client() as client:
+        rows = run_query(client, "budgets", _filters(since, owner, project, ""))
+    _emit(rows, as_json, as_csv, "Budget breaches (SavedUsdEstimate is an estimate)", "no budget breaches")
+
+
+@app.command()
+def compare(
+    model: list[str] = typer.Option(..., "--model", help="two or more models"),
+    since: Optional[str] = SinceOpt,
+    small_below: int = typer.Option(1_000, "--small-below", help="input tokens below this are 'small'"),
+    large_above: int = typer.Option(10_000, "--large-above", help="input tokens above this are 'large'"),
+    as_json: bool = JsonOpt, as_csv: bool = CsvOpt,
+) -> None:
+    """Model bake-off on your own traces, by prompt size, with the projected spend of moving traffic."""
+    if len(model) < 2:
+        _fail("compare needs at least two --model options", 2)
+    if small_below >= large_above:
+        _fail("--small-below must be below --large-above", 2)
+    with _client() as client:
+        rows = run_query(client, "bakeoff", _filters(since, "", "", ""), models=list(model), small_below=small_below, large_above=large_above)
+    projection = [dict(From=model[0], To=model[1], **p) for p in project_spend(rows, model[0], model[1])]
+    if as_json:
+        sys.stdout.write(json.dumps({"buckets": _plain(rows), "projection": _plain(projection)}, indent=2) + "\n")
+        return
+    _emit(rows, False, as_csv, f"Model bake-off (small < {small_below} ≤ medium ≤ {large_above} < large input tokens)", "no calls for these models")
+    if not as_csv:
+        _emit(projection, False, False, f"If {model[0]}'s traffic moved to {model[1]}", "no overlap to project")
+
+
+@app.command()
+def outcome(
+    run_id: str,
+    value: str = typer.Argument(..., help="accepted | rejected | abandoned | failed"),
+    note: str = typer.Option("", "--note", help="a reason, kept with the outcome"),
+) -> None:
+    """Record a late outcome for a run (a human review); the latest outcome wins."""
+    if value not in _OUTCOMES:
+        _fail(f"outcome must be one of {', '.join(_OUTCOMES)}, not {value!r}", 2)
+    with _client() as client:
+        if not run_query(client, "run_summary", run_id=run_id):
+            _fail(f"no run with id {run_id!r} (see `runmeter runs` for ids)")
+        event = OutcomeEvent(run_id, value, note, time.time_ns(), "cli")
+        tables = {"runmeter_outcomes": {"columns": OUTCOME_COLUMNS, "rows": [outcome_row(event)]}}
+        from runmeter.exporter._writer import insert_batch
+
+        insert_batch(client, Batch(token_for(tables), tables))
+    out.print(f"run {run_id}: {value}" + (f" ({note})" if note else ""))
+
+
+@app.command()
+def prices(model: str, provider: Optional[str] = typer.Option(None, "--provider")) -> None:
+    """A model's price and where it comes from (genai-prices or runmeter.toml)."""
+    book = PriceBook(_settings().pricing)
+    found = book.describe(provider, model)
+    if found is None:
+        _fail(f"no price known for {model!r}: calls to it are recorded as unpriced (add it to runmeter.toml)")
+    model_id, source, price = found
+    out.print(f"[bold]{model_id}[/]  source: {source}")
+    out.print(str(price) if not isinstance(price, dict) else ", ".join(f"{k} = {v}" for k, v in price.items()))
+
+
+@db_app.command("migrate")
+def db_migrate(
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="emit ON CLUSTER DDL with Replicated and Distributed tables"),
+    print_only: bool = typer.Option(False, "--print", help="print the DDL instead of running it"),
+) -> None:
+    """Create or upgrade the schema (also done automatically on first use)."""
+    try:
+        opts = SchemaOptions(cluster=cluster)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    if print_only:
+        for m in load_migrations():
+            sys.stdout.write(f"-- {m.version:03d}_{m.name}\n")
+            for stmt in render(m.text, opts):
+                sys.stdout.write(stmt + ";\n\n")
+        return
+    settings = _settings()
+    url = _State.store_url or settings.storage.clickhouse_url
+    try:
+        store = Store(url, schema=opts)
+        with store.session() as client:
+            versions = sorted(applied_versions(client))
+    except StoreError as exc:
+        _fail(str(exc))
+    out.print(f"schema at version {versions[-1] if versions else 0} ({store.url.redacted()})")
+
+
+@db_app.command("info")
+def db_info() -> None:
+    """Schema version, row counts, and batches waiting in the spool."""
+    settings = _settings()
+    url = _State.store_url or settings.storage.clickhouse_url
+    writer = open_writer(url, settings.storage.spool_dir, settings.storage.spool_max_bytes, background=False)
+    out.print(f"store: {writer.store.url.redacted()}\nspool: {writer.spool.dir} ({len(writer.spool.pending())} batches, {writer.spool.size()} bytes)")
+    with _client(drain=False) as client:
+        versions = sorted(applied_versions(client))
+        out.print(f"schema version: {versions[-1] if versions else 0}")
+        for table in ("otel_traces", "runmeter_calls", "runmeter_runs", "runmeter_outcomes"):
+            count = client.query(f"SELECT count() FROM {table}").result_rows[0][0]
+            out.print(f"{table}: {count:,} rows")
+
+
+@db_app.command("drain")
+def db_drain() -> None:
+    """Write every batch waiting in the spool to the store now."""
+    settings = _settings()
+    url = _State.store_url or settings.storage.clickhouse_url
+    writer = open_writer(url, settings.storage.spool_dir, settings.storage.spool_max_bytes, background=False)
+    pending = len(writer.spool.pending())
+    ok = writer.flush(timeout_s=120)
+    left = len(writer.spool.pending())
+    out.print(f"wrote {pending - left} batches; {left} left in {writer.spool.dir}")
+    if not ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+-- Spend per time bucket by a dimension, from the calls. Unpriced calls are counted, never summed as $0.
+SELECT
+    multiIf({bucket:String} = 'hour', toStartOfHour(Timestamp), toStartOfDay(Timestamp)) AS Bucket,
+    multiIf({group:String} = 'owner', Owner, {group:String} = 'project', Project, {group:String} = 'provider', Provider,
+            {group:String} = 'none', 'all', Model) AS Group,
+    round(sumIf(CostUsd, Priced = 1 AND Estimated = 0), 6) AS PricedUsd,
+    round(sumIf(CostUsd, Priced = 1 AND Estimated = 1), 6) AS EstimatedUsd,
+    countIf(Priced = 0) AS UnpricedCalls,
+    count() AS Calls
+FROM runmeter_calls
+WHERE Kind = 'llm' AND Duplicate = 0
+  AND Timestamp >= {since:DateTime64(9)} AND Timestamp < {until:DateTime64(9)}
+  AND ({owner:String} = '' OR Owner = {owner:String})
+  AND ({project:String} = '' OR Project = {project:String})
+  AND ({model:String} = '' OR Model = {model:String})
+GROUP BY Bucket, Group
+ORDER BY Bucket, Group
