@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,6 +47,7 @@ RUN_COLUMNS = [
 ]
 OUTCOME_COLUMNS = ["RunId", "Outcome", "Reason", "Time", "Source"]
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
 _KINDS = {
     SpanKind.INTERNAL: "Internal", SpanKind.SERVER: "Server", SpanKind.CLIENT: "Client",
     SpanKind.PRODUCER: "Producer", SpanKind.CONSUMER: "Consumer",
@@ -60,7 +62,7 @@ def text(value: Any) -> str:
         s.encode("utf-8")
         return s
     except UnicodeEncodeError:
-        return s.encode("utf-8", "replace").decode("utf-8")
+        return _SURROGATES.sub("\ufffd", s)
 
 
 def stringify(value: Any) -> str:

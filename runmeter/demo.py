@@ -29,6 +29,7 @@ from typing import Any
 
 from rich.console import Console
 
+from runmeter.processor._configfile import CONFIG_FILENAME
 from runmeter.simulator import Reply, Request, Simulator, ToolCall
 
 console = Console()
@@ -119,8 +120,8 @@ def main() -> None:
     with Simulator() as cloud, Simulator() as local:
         cloud.responder = policy
         local.responder = policy
-        config = DEMO_DIR / "runmeter.toml"
-        text = (EXAMPLES / "runmeter.toml").read_text()
+        config = DEMO_DIR / CONFIG_FILENAME
+        text = (EXAMPLES / CONFIG_FILENAME).read_text()
         text = text.replace("[providers]\n", f'[providers]\n"{local.url}" = "vllm"  # the demo\'s local model server\n')
         text += f'\n[storage]\nclickhouse_url = "chdb://{(DEMO_DIR / "store").resolve()}"\n'
         config.write_text(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
@@ -10,6 +11,8 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 RESOURCE = Resource.create({"service.name": "agent-svc"})
 MS = 1_000_000
+# Span times are offsets from an hour ago (stores apply retention TTLs: 1970 would be dropped on insert).
+BASE_NS = (int(time.time()) - 3600) * 1_000_000_000
 
 
 def ctx(trace_id: int, span_id: int, remote: bool = False) -> SpanContext:
@@ -35,11 +38,11 @@ def make_span(
         parent=ctx(trace_id, parent) if parent is not None else None,
         resource=RESOURCE,
         attributes=attrs or {},
-        events=[Event(n, a, timestamp=start_ms * MS) for n, a in (events or [])],
+        events=[Event(n, a, timestamp=BASE_NS + start_ms * MS) for n, a in (events or [])],
         kind=kind,
         status=Status(StatusCode.ERROR) if error else Status(StatusCode.UNSET),
-        start_time=start_ms * MS,
-        end_time=(end_ms if end_ms is not None else start_ms + 10) * MS,
+        start_time=BASE_NS + start_ms * MS,
+        end_time=BASE_NS + (end_ms if end_ms is not None else start_ms + 10) * MS,
     )
 
 

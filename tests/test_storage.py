@@ -1,0 +1,235 @@
+"""ClickHouse storage: schema, idempotent inserts, the spool, odd values, migrations, cluster DDL."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+
+import runmeter
+from runmeter.exporter import (
+    Batch,
+    ClickHouseSpanExporter,
+    SchemaOptions,
+    Spool,
+    Store,
+    StoreError,
+    StoreURL,
+    Writer,
+    apply_migrations,
+    load_migrations,
+    render,
+)
+from runmeter.exporter._migrations import applied_versions
+from runmeter.processor import PriceBook, RunProcessor
+from tests.spans import llm, make_span, run_root
+from tests.stores import StoreRig, store_rig  # noqa: F401
+
+# The Collector's ClickHouse exporter's otel_traces columns (shared/reference/clickhouse-otel-traces.md).
+COLLECTOR_COLUMNS = [
+    ("Timestamp", "DateTime64(9)"), ("TraceId", "String"), ("SpanId", "String"), ("ParentSpanId", "String"),
+    ("TraceState", "String"), ("SpanName", "LowCardinality(String)"), ("SpanKind", "LowCardinality(String)"),
+    ("ServiceName", "LowCardinality(String)"), ("ResourceAttributes", "Map(LowCardinality(String), String)"),
+    ("ScopeName", "String"), ("ScopeVersion", "String"), ("SpanAttributes", "Map(LowCardinality(String), String)"),
+    ("Duration", "UInt64"), ("StatusCode", "LowCardinality(String)"), ("StatusMessage", "String"),
+    ("Events.Timestamp", "Array(DateTime64(9))"), ("Events.Name", "Array(LowCardinality(String))"),
+    ("Events.Attributes", "Array(Map(LowCardinality(String), String))"),
+    ("Links.TraceId", "Array(String)"), ("Links.SpanId", "Array(String)"), ("Links.TraceState", "Array(String)"),
+    ("Links.Attributes", "Array(Map(LowCardinality(String), String))"),
+]
+
+
+def writer_for(rig: StoreRig, **kw: object) -> Writer:
+    return Writer(Store(rig.url), Spool(rig.spool, int(kw.pop("max_bytes", 1 << 30))), background=False, **kw)  # type: ignore[arg-type]
+
+
+def exporter_for(rig: StoreRig, writer: Writer | None = None) -> ClickHouseSpanExporter:
+    return ClickHouseSpanExporter(writer=writer or writer_for(rig), prices=PriceBook())
+
+
+def count(rig: StoreRig, sql: str) -> int:
+    with Store(rig.url).session() as c:
+        return int(c.query(sql).result_rows[0][0])
+
+
+def test_schema_matches_the_collector(store_rig: StoreRig) -> None:
+    with Store(store_rig.url).session() as c:
+        cols = [(r[0], r[1]) for r in c.query("DESCRIBE TABLE otel_traces").result_rows]
+        assert cols == COLLECTOR_COLUMNS
+        ts = {r[0]: r[1] for r in c.query("DESCRIBE TABLE otel_traces_trace_id_ts").result_rows}
+        assert ts == {"TraceId": "String", "Start": "SimpleAggregateFunction(min, DateTime)", "End": "SimpleAggregateFunction(max, DateTime)"}
+        assert sorted(applied_versions(c)) == [m.version for m in load_migrations()]
+
+
+def test_spans_calls_and_runs_arrive(store_rig: StoreRig) -> None:
+    exp = exporter_for(store_rig)
+    proc = RunProcessor(SimpleSpanProcessor(exp), sink=exp.run_sink, mode="remote", background=False)
+    for s in [run_root("stored", 1, end_ms=100, attrs={"runmeter.run.outcome": "accepted"}),
+              llm(2, 1, "gpt-4o-mini", 10_000, 1_000, start_ms=1), make_span("http", 3, 2, start_ms=2)]:
+        proc.on_end(s)
+    proc.sweep(force=True)
+    exp.force_flush()
+    with Store(store_rig.url).session() as c:
+        spans = c.query("SELECT SpanName, SpanKind, ParentSpanId, toUnixTimestamp64Nano(Timestamp), Duration, "
+                        "SpanAttributes['runmeter.cost.usd'] FROM otel_traces ORDER BY Timestamp").result_rows
+        assert [r[0] for r in spans] == ["invoke_agent stored", "chat gpt-4o-mini", "http"]
+        assert spans[0][2] == "" and spans[1][3] - spans[0][3] == 1_000_000 and spans[1][4] == 10_000_000
+        assert spans[1][5] == "0.0021" and spans[1][1] == "Client"
+        calls = c.query("SELECT Kind, Model, InputTokens, OutputTokens, CostUsd, Priced FROM runmeter_calls").result_rows
+        assert calls == [("llm", "gpt-4o-mini", 10_000, 1_000, 0.0021, 1)]
+        run = c.query("SELECT Name, Outcome, CostUsd, LlmCalls, Spans FROM runmeter_runs_current").result_rows
+        assert run == [("stored", "accepted", 0.0021, 1, 3)]
+        trace = c.query("SELECT count() FROM otel_traces_trace_id_ts").result_rows
+        assert trace[0][0] >= 1
+
+
+def test_a_retried_batch_counts_once(store_rig: StoreRig) -> None:
+    writer = writer_for(store_rig)
+    rows = [["r1", "accepted", "", 1_700_000_000_000_000_000, "test"]]
+    tables = {"runmeter_outcomes": {"columns": ["RunId", "Outcome", "Reason", "Time", "Source"], "rows": rows}}
+    batch = Batch("same-token", tables)
+    assert writer.submit(batch) and writer.submit(batch)  # e.g. a retry after a lost acknowledgement
+    writer.flush()
+    assert count(store_rig, "SELECT count() FROM runmeter_outcomes") == 1
+
+
+def test_exporting_the_same_spans_twice_counts_once(store_rig: StoreRig) -> None:
+    exp = exporter_for(store_rig)
+    spans = [llm(2, 1, "gpt-4o-mini", 10, 1)]
+    assert exp.export(spans) is SpanExportResult.SUCCESS
+    assert exp.export(spans) is SpanExportResult.SUCCESS
+    exp.force_flush()
+    assert count(store_rig, "SELECT count() FROM otel_traces") == 1
+    assert count(store_rig, "SELECT count() FROM runmeter_calls") == 1
+
+
+def test_server_down_for_several_batches_then_back(tmp_path: Path) -> None:
+    from tests.chhttp import ClickHouseHTTP
+
+    srv = ClickHouseHTTP(str(tmp_path / "engine")).up()
+    try:
+        rig = StoreRig("http", srv.url, tmp_path / "spool", srv)
+        exp = exporter_for(rig)
+        exp.export([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=1)])
+        exp.force_flush()
+        srv.down()
+        for t in range(2, 7):  # acknowledged while the server is down: they wait in the spool
+            assert exp.export([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=t)]) is SpanExportResult.SUCCESS
+        assert len(exp.writer.spool.pending()) == 5
+        assert exp.force_flush(timeout_millis=300) is False
+        srv.up()
+        srv.fail_next = 2  # the first answers are "too many queries": retried
+        assert exp.force_flush(timeout_millis=20_000) is True
+        assert count(rig, "SELECT count() FROM otel_traces") == 6
+        assert count(rig, "SELECT uniqExact(TraceId) FROM runmeter_calls") == 6
+        exp.shutdown()
+    finally:
+        srv.close()
+
+
+def test_spool_full_refuses_and_counts(tmp_path: Path) -> None:
+    rig = StoreRig("http", "http://default:@127.0.0.1:9/default", tmp_path / "spool")  # nothing listens on port 9
+    writer = writer_for(rig, max_bytes=4_000)
+    exp = exporter_for(rig, writer)
+    results = [exp.export([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=t)]) for t in range(1, 20)]
+    assert SpanExportResult.FAILURE in results and results[0] is SpanExportResult.SUCCESS
+    assert writer.dropped_rows > 0
+    assert writer.spool.size() <= 4_000
+
+
+ODD = {
+    "quotes": "it's \"quoted\" `back` \\slash",
+    "newlines": "line1\nline2\r\nline3\t",
+    "nul": "a\x00b\x00",
+    "unicode": "naïve — 日本語 🚀",
+    "huge": "x" * 1_000_000,
+}
+
+
+def test_odd_values_round_trip_and_do_not_cost_the_batch(store_rig: StoreRig) -> None:
+    exp = exporter_for(store_rig)
+    attrs = {f"test.{k}": v for k, v in ODD.items()}
+    attrs["test.surrogate"] = "bad\udcff"
+    spans = [make_span("odd", 1, attrs=attrs), make_span("fine", 2, attrs={"test.plain": "ok"})]
+    assert exp.export(spans) is SpanExportResult.SUCCESS
+    exp.force_flush()
+    with Store(store_rig.url).session() as c:
+        rows = dict(c.query("SELECT SpanName, SpanAttributes FROM otel_traces").result_rows)
+    assert set(rows) == {"odd", "fine"}
+    for k, v in ODD.items():
+        assert rows["odd"][f"test.{k}"] == v
+    assert rows["odd"]["test.surrogate"] == "bad\ufffd"  # not encodable as UTF-8: replaced, the rest intact
+    assert rows["fine"]["test.plain"] == "ok"
+
+
+def test_migration_from_the_previous_schema_version(tmp_path: Path) -> None:
+    url = f"chdb://{tmp_path / 'old'}"
+    previous = max(m.version for m in load_migrations()) - 1
+    store = Store(url)
+    store._migrated = True  # an old runmeter: only the schema it knew
+    with store.session() as c:
+        assert apply_migrations(c, upto=previous) == list(range(1, previous + 1))
+        c.insert("runmeter_runs", [["old-run", "t", "s", "n", "", "", "", "", "svc", 1, 2, "accepted", "", 0.5, {}, 0.0,
+                                    1, 1, 0, 0, 0, 1, 0, 0, {}, 0, {}, [], [], [], {}, [], [], [], [], "priced", 0, 0, 1, 1]],
+                 column_names=["RunId", "TraceId", "RootSpanId", "Name", "Owner", "Project", "TaskId", "ParentRunId", "ServiceName",
+                               "StartTime", "EndTime", "Outcome", "OutcomeReason", "CostUsd", "CostByModel", "ExternalCostUsd",
+                               "InputTokens", "OutputTokens", "CacheReadTokens", "CacheWriteTokens", "ReasoningTokens",
+                               "LlmCalls", "UnpricedCalls", "EstimatedCalls", "ToolCalls", "ToolCallsTotal", "RepeatedContextReads",
+                               "LoopSignals.Kind", "LoopSignals.Key", "LoopSignals.Count", "Budget",
+                               "Breaches.Limit", "Breaches.Value", "Breaches.Threshold", "Breaches.Action",
+                               "Pricing", "Incomplete", "Implicit", "Spans", "Version"])
+    upgraded = Store(url)  # a new runmeter opens the old store: it upgrades in place
+    with upgraded.session() as c:
+        assert sorted(applied_versions(c)) == [m.version for m in load_migrations()]
+        assert c.query("SELECT RunId, Outcome, CostUsd FROM runmeter_runs_current").result_rows == [("old-run", "accepted", 0.5)]
+        assert c.query("SELECT Outcome FROM runmeter_run_outcome WHERE RunId = 'old-run'").result_rows == [("accepted",)]
+
+
+def test_cluster_ddl_parses_and_is_replicated_and_distributed(tmp_path: Path) -> None:
+    import chdb
+
+    opts = SchemaOptions(cluster="prod_cluster")
+    statements = [s for m in load_migrations() for s in render(m.text, opts)]
+    conn = chdb.connect(str(tmp_path / "parse"))
+    for stmt in statements:
+        conn.query(f"EXPLAIN AST {stmt}")  # raises on a syntax error
+        assert "ON CLUSTER prod_cluster" in stmt
+    text = "\n".join(statements)
+    assert "ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')" in text
+    assert "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', Version)" in text
+    assert "ENGINE = Distributed(prod_cluster, currentDatabase(), otel_traces_local, cityHash64(TraceId))" in text
+    conn.close()
+    with pytest.raises(ValueError, match="identifier"):
+        SchemaOptions(cluster="prod; DROP TABLE x")
+
+
+def test_store_urls_and_errors(tmp_path: Path) -> None:
+    assert StoreURL.parse("chdb:///var/lib/rm").path == Path("/var/lib/rm")
+    u = StoreURL.parse("https://ana:s%40cret@ch.example:8443/runs")
+    assert (u.host, u.port, u.username, u.password, u.database, u.secure) == ("ch.example", 8443, "ana", "s@cret", "runs", True)
+    assert "s@cret" not in u.redacted()
+    with pytest.raises(StoreError, match="use chdb"):
+        StoreURL.parse("mysql://x")
+    with pytest.raises(StoreError, match="cannot reach ClickHouse"):
+        with Store("http://default:@127.0.0.1:9/default").session():
+            pass
+
+
+def test_run_records_replace_on_update(store_rig: StoreRig) -> None:
+    """A complete record after an incomplete one (or a re-send): the latest wins."""
+    exp = exporter_for(store_rig)
+    from runmeter.processor import InMemoryRunSink, assemble, read_span
+    from runmeter.conventions import load_dialects
+
+    facts = [read_span(s, load_dialects(), PriceBook())[0] for s in [run_root("r", 1, end_ms=10), llm(2, 1, "gpt-4o-mini", 10_000, 1_000)]]
+    cut = assemble(facts[:1], incomplete=True).records
+    full = assemble(facts).records
+    exp.run_sink.write_runs(cut)
+    exp.run_sink.write_runs(full)
+    exp.force_flush()
+    with Store(store_rig.url).session() as c:
+        assert c.query("SELECT Incomplete, CostUsd FROM runmeter_runs_current").result_rows == [(0, 0.0021)]
