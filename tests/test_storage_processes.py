@@ -1,0 +1,91 @@
+"""Several processes, one embedded store; a process killed mid-export; the distro's default store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from runmeter.exporter import Spool, Store, Writer
+
+HERE = Path(__file__).resolve().parent
+WRITER = [sys.executable, str(HERE / "writer_proc.py")]
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "OTEL_", "RUNMETER_"))}
+
+
+def test_sigkill_after_acknowledging_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:
+    url, spool = f"chdb://{tmp_path / 'store'}", tmp_path / "spool"
+    child = subprocess.Popen([*WRITER, "spans", url, str(spool), "1", "1000000"], stdout=subprocess.PIPE, text=True, env=_env())
+    acked = []
+    assert child.stdout is not None
+    while len(acked) < 60:
+        line = child.stdout.readline()
+        assert line, "the writer died early"
+        acked.append(int(line))
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    writer = Writer(Store(url), Spool(spool), background=False)  # the next process to open the store
+    assert writer.flush(timeout_s=60)
+    with Store(url).session() as c:
+        rows = c.query("SELECT reinterpretAsUInt64(reverse(unhex(TraceId))) AS t, count() FROM otel_traces GROUP BY t").result_rows
+    stored = dict(rows)
+    missing = [t for t in acked if t not in stored]
+    assert not missing, f"acknowledged but lost: {missing[:10]}"
+    assert all(n == 1 for n in stored.values()), "a batch was counted twice"
+
+
+def test_two_writers_and_a_reader_on_one_embedded_store(tmp_path: Path) -> None:
+    url, spool = f"chdb://{tmp_path / 'store'}", tmp_path / "spool"
+    a = subprocess.Popen([*WRITER, "runs", url, str(spool), "1", "21"], stdout=subprocess.PIPE, text=True, env=_env())
+    b = subprocess.Popen([*WRITER, "runs", url, str(spool), "1001", "1021"], stdout=subprocess.PIPE, text=True, env=_env())
+    reads = 0
+    while a.poll() is None or b.poll() is None:  # a report while they run
+        with Store(url, lock_timeout_s=120).session() as c:
+            c.query("SELECT count() FROM runmeter_runs_current")
+        reads += 1
+        time.sleep(0.2)
+    for p in (a, b):
+        p.communicate()
+    assert a.returncode == 0 and b.returncode == 0 and reads >= 1
+    Writer(Store(url), Spool(spool), background=False).flush(timeout_s=60)
+    with Store(url).session() as c:
+        runs = c.query("SELECT count(), uniqExact(RunId), sum(LlmCalls) FROM runmeter_runs_current").result_rows[0]
+        spans = c.query("SELECT count(), uniqExact(TraceId, SpanId) FROM otel_traces").result_rows[0]
+        calls = c.query("SELECT count() FROM runmeter_calls").result_rows[0][0]
+    assert runs == (40, 40, 80)  # every run once, two calls each
+    assert spans == (120, 120)
+    assert calls == 80
+
+
+AGENT = """
+import os, openai, runmeter
+client = openai.OpenAI(base_url=os.environ["SIM_URL"], api_key="sk-x", max_retries=0)
+with runmeter.run("stored-run", owner="ana") as run:
+    client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}])
+    run.accept()
+"""
+
+
+def test_opentelemetry_instrument_stores_runs_in_the_embedded_store_by_default(tmp_path: Path) -> None:
+    from runmeter.simulator import Reply, Simulator
+
+    (tmp_path / "agent.py").write_text(AGENT)
+    with Simulator() as sim:
+        sim.queue(Reply(input_tokens=57, output_tokens=21, cached_tokens=32))
+        env = dict(_env(), SIM_URL=sim.openai_url)
+        proc = subprocess.run([str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable, "agent.py"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / ".runmeter").is_dir()  # the default store, like mlruns/
+    with Store(f"chdb://{tmp_path / '.runmeter'}").session() as c:
+        runs = c.query("SELECT Name, Owner, Outcome, CostUsd, LlmCalls FROM runmeter_runs_current").result_rows
+        spans = c.query("SELECT count() FROM otel_traces").result_rows[0][0]
+    assert runs == [("stored-run", "ana", "accepted", 0.000771, 1)]
+    assert spans == 2
