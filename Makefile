@@ -18,8 +18,16 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/python -m runmeter.demo
 
+# The HTML report is tested in a real headless Chromium: Debian's, installed here when missing
+# (Playwright's own browser download does not work offline).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then apt-get install -y -q chromium fonts-liberation >/dev/null || \
+	  (apt-get update -q >/dev/null && apt-get install -y -q chromium fonts-liberation >/dev/null); \
+	else echo "make test needs Debian's chromium for the HTML report test: sudo apt-get install chromium" >&2; exit 1; fi
+
 # pytest exits 5 when it collected no tests: that fails here too, with a word why.
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	@$(BIN)/python -m pytest -q $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 

@@ -18,7 +18,8 @@ from runmeter.reports import Filters, run_query
 __all__ = ["render_html", "write_html"]
 
 _CSS = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#1b1f24;padding:0 1rem}
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1280px;color:#1b1f24;padding:0 1rem}
+.scroll{overflow-x:auto}
 h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.15rem;margin-top:2.2rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
 .sub{color:#666} table{border-collapse:collapse;width:100%;margin:.6rem 0} th,td{padding:.3rem .5rem;border-bottom:1px solid #eee;text-align:right}
 th:first-child,td:first-child{text-align:left} th{background:#f6f8fa;font-weight:600} .note{color:#666;font-size:.9em}
@@ -123,7 +124,7 @@ def _table(rows: list[dict[str, Any]], section: str, money: tuple[str, ...] = ()
             raw = "" if v is None else _e(v)
             cells.append(f'<td data-field="{section}.{i}.{_e(c)}" data-value="{raw}">{shown}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<div class=\"scroll\"><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
 
 
 def render_html(data: dict[str, list[dict[str, Any]]], filters: Filters) -> str:
@@ -159,7 +160,7 @@ def render_html(data: dict[str, list[dict[str, Any]]], filters: Filters) -> str:
 <h2>Loops: runs that kept working past the point of value</h2>{_bars(loops_cost)}
 <p class="note">Wasted spend is measured for identical LLM inputs and estimated for tool repeats (WasteIsEstimate = 1).</p>
 {_table(data["loops"], "loops", money)}
-<h2>Budgets</h2><p class="note">SavedUsdEstimate is an estimate: what same-named runs that were not stopped cost, minus what the stopped runs cost.</p>
+<h2>Budgets</h2><p class="note">SavedUsdEstimate is an estimate: a stopped run, had it made as many LLM calls as same-named runs that were not stopped, at its cost per call so far.</p>
 {_table(data["budgets"], "budgets", money)}
 <h2>Most expensive runs</h2>{_table(data["expensive"], "expensive", money)}
 </body></html>
