@@ -1,0 +1,176 @@
+"""Grafana dashboards and alert rules, generated from the same named queries as the CLI.
+
+``python -m runmeter.grafana`` writes ``deploy/grafana/dashboards/*.json`` and
+``deploy/grafana/provisioning/alerting/runmeter.yaml``. Each panel's SQL is a
+query from ``runmeter/queries/`` with its ClickHouse parameters turned into
+the ClickHouse data source's macros and dashboard variables
+(``{since:DateTime64(9)}`` -> ``$__fromTime``, ``{owner:String}`` ->
+``${owner:sqlstring}``...), so a figure is the same in the terminal, the HTML
+report and Grafana. A test runs every panel's SQL with the macros expanded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runmeter.reports import load_query
+
+__all__ = ["ALERTS", "DASHBOARDS", "grafana_sql", "outputs"]
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT_DIR = ROOT / "deploy" / "grafana"
+DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "runmeter-clickhouse"}
+_PARAM = re.compile(r"\{([a-z_]+):([A-Za-z0-9(), ]+)\}")
+
+# Parameters every dashboard maps the same way.
+_COMMON = {
+    "since": "$__fromTime",
+    "until": "$__toTime",
+    "owner": "${owner:sqlstring}",
+    "project": "${project:sqlstring}",
+    "model": "${model:sqlstring}",
+    "run_name": "''",
+    "abandoned_after_s": "${abandoned_after_s}",
+    "models": "[${models:singlequote}]",
+    "small_below": "${small_below}",
+    "large_above": "${large_above}",
+    "run_id": "${run_id:sqlstring}",
+}
+
+
+def grafana_sql(query: str, **fixed: str) -> str:
+    """A named query with its parameters as Grafana macros/variables (``fixed`` wins)."""
+    mapping = {**_COMMON, **fixed}
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in mapping:
+            raise KeyError(f"query {query}: no Grafana mapping for parameter {name!r}")
+        return mapping[name]
+
+    return _PARAM.sub(sub, load_query(query))
+
+
+def _panel(pid: int, title: str, kind: str, sql: str, x: int, y: int, w: int = 12, h: int = 8, fmt: int = 1) -> dict[str, Any]:
+    return {
+        "id": pid, "title": title, "type": kind, "datasource": DATASOURCE,
+        "gridPos": {"x": x, "y": y, "w": w, "h": h},
+        "targets": [{"refId": "A", "datasource": DATASOURCE, "editorType": "sql", "format": fmt, "queryType": "table", "rawSql": sql}],
+    }
+
+
+def _var(name: str, query: str | None = None, default: str = "", multi: bool = False) -> dict[str, Any]:
+    if query is None:
+        return {"name": name, "type": "textbox", "query": default, "current": {"value": default, "text": default}, "label": name}
+    return {"name": name, "type": "query", "datasource": DATASOURCE, "query": query, "multi": multi, "includeAll": False,
+            "refresh": 2, "current": {}, "label": name}
+
+
+_VARS = [
+    _var("owner"), _var("project"), _var("model"), _var("abandoned_after_s", default="86400"),
+]
+
+# dashboard file -> (title, panels as (title, type, query, fixed params))
+DASHBOARDS: dict[str, tuple[str, list[tuple[str, str, str, dict[str, str]]]]] = {
+    "overview": ("runmeter — overview", [
+        ("Spend per day by model", "barchart", "spend_over_time", {"group": "'model'", "bucket": "'day'"}),
+        ("Cost per accepted run, by model", "table", "cost_per_accepted_run", {"group": "'model'"}),
+        ("Outcomes and cost per accepted run, by run name", "table", "cost_per_accepted_run", {"group": "'name'"}),
+        ("Spend by owner", "table", "cost_per_accepted_run", {"group": "'owner'"}),
+    ]),
+    "runs": ("runmeter — runs", [
+        ("Most expensive runs", "table", "expensive_runs", {"limit": "50"}),
+        ("Spend by project", "table", "cost_per_accepted_run", {"group": "'project'"}),
+        ("Spend by provider", "table", "cost_per_accepted_run", {"group": "'provider'"}),
+    ]),
+    "loops-budgets": ("runmeter — loops & budgets", [
+        ("Loop signals and wasted spend", "table", "loops", {}),
+        ("Budget breaches", "table", "budgets", {}),
+    ]),
+    "bakeoff": ("runmeter — model bake-off", [
+        ("Calls, tokens and cost by prompt size", "table", "bakeoff", {}),
+    ]),
+}
+
+# Alert rules: (uid, title, SQL returning one number, threshold above which it fires, minutes window)
+ALERTS: list[tuple[str, str, str, float]] = [
+    ("runmeter-loops", "Runs stuck in loops",
+     "SELECT count() AS value FROM runmeter_runs_current WHERE length(LoopSignals.Kind) > 0 AND EndTime > now64(9) - INTERVAL 15 MINUTE", 0),
+    ("runmeter-long-runs", "Long runs (over 30 minutes)",
+     "SELECT count() AS value FROM runmeter_runs_current WHERE dateDiff('second', StartTime, EndTime) > 1800 AND EndTime > now64(9) - INTERVAL 15 MINUTE", 0),
+    ("runmeter-abandoned", "Runs abandoned (no outcome a day after they ended)",
+     "SELECT count() AS value FROM runmeter_runs_current AS r LEFT JOIN runmeter_run_outcome AS o ON o.RunId = r.RunId "
+     "WHERE r.ParentRunId = '' AND ifNull(o.Outcome, '') = '' AND r.EndTime BETWEEN now64(9) - INTERVAL 2 DAY AND now64(9) - INTERVAL 1 DAY", 0),
+    ("runmeter-budget-breaches", "Budget breaches",
+     "SELECT count() AS value FROM runmeter_runs_current ARRAY JOIN Breaches.Limit AS lim WHERE EndTime > now64(9) - INTERVAL 15 MINUTE", 0),
+]
+
+
+def _dashboard(uid: str, title: str, panels: list[tuple[str, str, str, dict[str, str]]]) -> dict[str, Any]:
+    out = []
+    for i, (ptitle, kind, query, fixed) in enumerate(panels):
+        out.append(_panel(i + 1, ptitle, kind, grafana_sql(query, **fixed), x=(i % 2) * 12, y=(i // 2) * 8))
+    variables = list(_VARS)
+    if uid == "bakeoff":
+        variables += [
+            _var("models", "SELECT DISTINCT Model FROM runmeter_calls WHERE Kind = 'llm' ORDER BY Model", multi=True),
+            _var("small_below", default="1000"), _var("large_above", default="10000"),
+        ]
+    return {
+        "uid": f"runmeter-{uid}", "title": title, "tags": ["runmeter", "llm", "cost"], "schemaVersion": 39, "version": 1,
+        "time": {"from": "now-7d", "to": "now"}, "refresh": "1m", "editable": True,
+        "templating": {"list": variables}, "panels": out,
+    }
+
+
+def _alerts() -> dict[str, Any]:
+    rules = []
+    for uid, title, sql, threshold in ALERTS:
+        rules.append({
+            "uid": uid, "title": title, "condition": "C", "for": "0m", "noDataState": "OK", "execErrState": "Error",
+            "labels": {"team": "platform", "source": "runmeter"},
+            "annotations": {"summary": title},
+            "data": [
+                {"refId": "A", "datasourceUid": DATASOURCE["uid"], "relativeTimeRange": {"from": 900, "to": 0},
+                 "model": {"refId": "A", "editorType": "sql", "format": 1, "queryType": "table", "rawSql": sql}},
+                {"refId": "C", "datasourceUid": "__expr__",
+                 "model": {"refId": "C", "type": "threshold", "expression": "A", "conditions": [{"evaluator": {"type": "gt", "params": [threshold]}}]}},
+            ],
+        })
+    return {"apiVersion": 1, "groups": [{"orgId": 1, "name": "runmeter", "folder": "runmeter", "interval": "1m", "rules": rules}]}
+
+
+def outputs() -> dict[Path, str]:
+    files: dict[Path, str] = {}
+    for uid, (title, panels) in DASHBOARDS.items():
+        files[OUT_DIR / "dashboards" / f"{uid}.json"] = json.dumps(_dashboard(uid, title, panels), indent=2) + "\n"
+    files[OUT_DIR / "provisioning" / "alerting" / "runmeter.yaml"] = (
+        "# Generated by `python -m runmeter.grafana`; do not edit by hand.\n" + yaml.safe_dump(_alerts(), sort_keys=False, width=200)
+    )
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runmeter.grafana", description=__doc__)
+    parser.add_argument("--check", action="store_true", help="fail if the generated files are stale")
+    args = parser.parse_args(argv)
+    stale = [p for p, text in outputs().items() if not p.exists() or p.read_text(encoding="utf-8") != text]
+    if args.check:
+        for p in stale:
+            print(f"stale: {p}", file=sys.stderr)
+        return 1 if stale else 0
+    for p, text in outputs().items():
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
