@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := embedded,openai,anthropic,test,bench
+EXTRAS := embedded,openai,anthropic,test
 
 .PHONY: demo test bench generate clean
 
@@ -31,8 +31,19 @@ test: $(STAMP) $(CHROMIUM)
 	@$(BIN)/python -m pytest -q $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/pricing.py
+# Benchmarks run in their own environment: it also holds the official OpenAI instrumentation.
+BENCH := .venv-bench
+$(BENCH)/.installed-stamp: pyproject.toml constraints.txt
+	test -x $(BENCH)/bin/python || $(PY) -m venv $(BENCH)
+	$(BENCH)/bin/python -m pip install -q --upgrade pip
+	$(BENCH)/bin/python -m pip install -q -c constraints.txt -e '.[embedded,openai,bench]'
+	touch $@
+
+bench: $(BENCH)/.installed-stamp
+	$(BENCH)/bin/python benchmarks/pricing.py
+	$(BENCH)/bin/python benchmarks/processor_throughput.py
+	$(BENCH)/bin/python benchmarks/instrumentation_overhead.py
+	$(BENCH)/bin/python benchmarks/export_throughput.py
 
 generate: $(STAMP)
 	$(BIN)/python conventions/generate.py

@@ -25,7 +25,9 @@ from runmeter.exporter._migrations import SchemaOptions, apply_migrations
 
 __all__ = ["Store", "StoreError", "StoreURL"]
 
-_chdb_process_lock = threading.RLock()  # one chDB path open per process at a time
+# One chDB path open per process at a time. A plain Lock, not an RLock: a writer may open a
+# session on its background thread and close it from the thread that shuts it down.
+_chdb_process_lock = threading.Lock()
 
 
 class StoreError(RuntimeError):

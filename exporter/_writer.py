@@ -42,8 +42,14 @@ def insert_batch(client: Any, batch: Batch) -> None:
 
 
 class Writer:
-    def __init__(self, store: Store, spool: Spool, *, background: bool = True, max_backoff_s: float = 30.0) -> None:
+    def __init__(
+        self, store: Store, spool: Spool, *, background: bool = True, max_backoff_s: float = 30.0, hold_s: float = 2.0
+    ) -> None:
         self.store = store
+        # An embedded store's session (and its lock) is kept across drains for at most hold_s, so a
+        # busy exporter does not reopen chDB per batch and other processes still get their turn.
+        self.hold_s = hold_s
+        self._held: tuple[Any, Any, float] | None = None
         self.spool = spool
         self.dropped_rows = 0
         self.inserted_batches = 0
@@ -83,25 +89,28 @@ class Writer:
             return 0
         done = 0
         try:
-            with self.store.session(wait=wait) as client:
-                for path in self.spool.pending():
-                    try:
-                        batch = self.spool.read(path)
-                    except FileNotFoundError:
-                        continue  # drained by another process
-                    except (ValueError, KeyError) as exc:
-                        bad = path.with_suffix(".corrupt")
-                        path.rename(bad)
-                        _log.error("runmeter: spool file %s is corrupt (%s); moved aside to %s", path.name, exc, bad.name)
-                        continue
-                    insert_batch(client, batch)
-                    self.spool.remove(path)
-                    done += 1
+            client = self._client(wait)
+            for path in self.spool.pending():
+                try:
+                    batch = self.spool.read(path)
+                except FileNotFoundError:
+                    continue  # drained by another process
+                except (ValueError, KeyError) as exc:
+                    bad = path.with_suffix(".corrupt")
+                    path.rename(bad)
+                    _log.error("runmeter: spool file %s is corrupt (%s); moved aside to %s", path.name, exc, bad.name)
+                    continue
+                insert_batch(client, batch)
+                self.spool.remove(path)
+                done += 1
             self.inserted_batches += done
             self._last_error = None
+            if self.hold_s <= 0:
+                self._release()
         except TimeoutError:
             pass  # another process holds the embedded store: later
         except Exception as exc:
+            self._release()
             self.failures += 1
             msg = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
             if msg != self._last_error:
@@ -111,22 +120,53 @@ class Writer:
             self._drain_lock.release()
         return done
 
+    def _client(self, wait: bool) -> Any:
+        """The held session's client, or a new session (lock held by the caller)."""
+        if self._held is not None and time.monotonic() - self._held[2] < self.hold_s:
+            return self._held[1]
+        self._release()
+        cm = self.store.session(wait=wait)
+        client = cm.__enter__()
+        self._held = (cm, client, time.monotonic())
+        return client
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            try:
+                held[0].__exit__(None, None, None)
+            except Exception as exc:
+                internal_error("writer.release", exc)
+
+    def release_idle(self) -> None:
+        """Give the store back (its lock, for an embedded one) if nothing is waiting to be written."""
+        if self._held is not None and self._drain_lock.acquire(blocking=False):
+            try:
+                if not self.spool.pending():
+                    self._release()
+            finally:
+                self._drain_lock.release()
+
     def _loop(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():
-            self._wake.wait(timeout=backoff if self.spool.pending() else 5.0)
+            self._wake.wait(timeout=backoff if self.spool.pending() else (self.hold_s if self._held else 5.0))
             self._wake.clear()
             if self._stop.is_set():
                 break
             try:
                 before = self.failures
                 self.drain(wait=False)
+                if self._held is not None and time.monotonic() - self._held[2] >= self.hold_s:
+                    self.release_idle()
                 if self.failures > before or self.spool.pending():
                     backoff = min(self._max_backoff, backoff * 2) * random.uniform(0.5, 1.0)
                 else:
                     backoff = 0.5
             except Exception as exc:
                 internal_error("writer.loop", exc)
+        with self._drain_lock:
+            self._release()
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Drain until the spool is empty or the deadline; True when empty."""
@@ -140,6 +180,7 @@ class Writer:
                 return False
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+        self.release_idle()
         return True
 
     def close(self, timeout_s: float = 10.0) -> bool:
@@ -148,6 +189,8 @@ class Writer:
         if self._thread is not None:
             self._thread.join(timeout=timeout_s)
         ok = self.flush(timeout_s)
+        with self._drain_lock:
+            self._release()
         self.store.close()
         return ok
 

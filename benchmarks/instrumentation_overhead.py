@@ -1,0 +1,112 @@
+"""The cost of instrumenting one chat completion: bare, the official openai-v2 instrumentation, runmeter.
+
+The network is taken out of the measurement: every client gets an in-process
+``MockTransport`` that answers with the same JSON body, so what is timed is the
+SDK plus the instrumentation. The three variants run interleaved, round after
+round, in one process; the script prints the median time per call of each and
+its ratio to the bare call. runmeter also prices the call and checks the run's
+budget (the call runs inside ``runmeter.run(..., budget=...)``).
+
+Target: runmeter's ratio <= the official instrumentation's.
+
+    make bench        # or: .venv-bench/bin/python benchmarks/instrumentation_overhead.py [--calls 2000]
+
+Needs the ``bench`` extra (the official instrumentation), which ``make bench``
+installs in its own environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import openai
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+BODY = json.dumps({
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": "gpt-5.5",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Three unread, one urgent."}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 57, "completion_tokens": 21, "total_tokens": 78,
+              "prompt_tokens_details": {"cached_tokens": 32}, "completion_tokens_details": {"reasoning_tokens": 0}},
+}).encode()
+MESSAGES = [{"role": "system", "content": "You triage inboxes."}, {"role": "user", "content": "Summarize the inbox."}]
+
+
+class NullExporter(SpanExporter):
+    def export(self, spans: object) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def _transport() -> object:
+    import httpx2
+
+    return httpx2.MockTransport(lambda request: httpx2.Response(200, content=BODY, headers={"content-type": "application/json"}))
+
+
+def _client() -> openai.OpenAI:
+    import httpx2
+
+    return openai.OpenAI(api_key="sk-bench", base_url="https://api.openai.com/v1", http_client=httpx2.Client(transport=_transport()))
+
+
+def _call(client: openai.OpenAI) -> None:
+    client.chat.completions.create(model="gpt-5.5", messages=MESSAGES)
+
+
+def measure(fn: Callable[[], None], calls: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t0) / calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor as OfficialInstrumentor
+
+    import runmeter
+    from runmeter.instrumentation import OpenAIInstrumentor
+    from runmeter.processor import PriceBook
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(NullExporter()))
+    client = _client()
+    budget = runmeter.Budget(max_cost_usd=1e9, max_llm_calls=10**9)
+
+    def bare() -> None:
+        _call(client)
+
+    def official() -> None:
+        _call(client)
+
+    def ours() -> None:
+        _call(client)
+
+    results: dict[str, list[float]] = {"bare": [], "official openai-v2": [], "runmeter": []}
+    for _ in range(args.rounds + 1):  # the first round warms up and is dropped
+        results["bare"].append(measure(bare, args.calls))
+        OfficialInstrumentor().instrument(tracer_provider=provider)
+        results["official openai-v2"].append(measure(official, args.calls))
+        OfficialInstrumentor().uninstrument()
+        OpenAIInstrumentor().instrument(tracer_provider=provider, prices=PriceBook(), providers={})
+        with runmeter.run("bench", budget=budget, tracer_provider=provider):
+            results["runmeter"].append(measure(ours, args.calls))
+        OpenAIInstrumentor().uninstrument()
+    med = {k: statistics.median(v[1:]) for k, v in results.items()}
+    print(f"calls per round: {args.calls}, rounds: {args.rounds}, network: in-process MockTransport")
+    for name, t in med.items():
+        print(f"{name:<20} median {t * 1e6:8.1f} us/call   ratio to bare {t / med['bare']:.3f}x")
+    verdict = "meets" if med["runmeter"] <= med["official openai-v2"] else "misses"
+    print(f"runmeter {verdict} the target (ratio <= the official instrumentation's), while also pricing and checking the budget")
+
+
+if __name__ == "__main__":
+    main()
