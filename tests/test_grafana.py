@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from runmeter.exporter import Store
-from runmeter.grafana import ALERTS, DASHBOARDS, OUT_DIR, outputs
+from runmeter.grafana import ALERTS, ALERTS_FILE, DASHBOARDS, OUT_DIR, outputs
 from runmeter.reports import Filters, run_query
 from tests.report_store import build
 from tests.spans import BASE_NS
@@ -89,7 +89,7 @@ def _at(sql: str, now_ns: int) -> str:
     ("runmeter-abandoned", 36 * 3600, 2),  # triage-3 and looper never got an outcome
 ])
 def test_alert_rules(store_url: str, uid: str, now_offset_s: int, expected: int) -> None:
-    rules = {r["uid"]: r for r in yaml.safe_load((OUT_DIR / "provisioning" / "alerting" / "runmeter.yaml").read_text())["groups"][0]["rules"]}
+    rules = {r["uid"]: r for r in yaml.safe_load(ALERTS_FILE.read_text())["groups"][0]["rules"]}
     sql = rules[uid]["data"][0]["model"]["rawSql"]
     assert sql == next(a[2] for a in ALERTS if a[0] == uid)
     with Store(store_url).session() as c:
