@@ -73,8 +73,8 @@ def parse_capture_mode(value: str | None) -> CaptureMode:
 
 
 def hash_json(value: Any) -> str:
-    """A short hash of any JSON-able value, stable across runs and key order."""
-    return short_hash(json.dumps(value, sort_keys=True, default=str, separators=(",", ":")))
+    """A short hash of any JSON-able value, stable across runs (the same value built the same way, the same hash)."""
+    return short_hash(json.dumps(value, default=str, separators=(",", ":")))
 
 
 @dataclass
@@ -92,6 +92,7 @@ class Invocation:
     input_messages: list[dict[str, Any]] | None = None  # spec message parts; only kept when capture is on
     system_instructions: list[dict[str, Any]] | None = None
     input_chars: int = 0  # for estimating tokens when a stream reports no usage
+    input_source: Any = None  # the request's messages, measured only when an estimate is needed
     # filled from the response
     response_model: str | None = None
     response_id: str | None = None
@@ -198,8 +199,9 @@ class GenAIHandler:
                 attrs[A.RUNMETER_TOOL_REQUESTED] = list(inv.requested_tools)
             usage = inv.usage
             if usage is None and estimated:
+                chars = inv.input_chars or _content_chars(inv.input_source)
                 usage = TokenUsage(
-                    input_tokens=max(1, inv.input_chars // 4),
+                    input_tokens=max(1, chars // 4),
                     output_tokens=max(1, sum(len(t) for t in inv.output_text) // 4),
                 )
             cost_usd = None
@@ -279,6 +281,15 @@ class GenAIHandler:
             self.token_usage.record(usage.output_tokens, {**base, G.GEN_AI_TOKEN_TYPE: "output"})
         if cost is not None:
             self.cost.add(float(cost), {**base, A.RUNMETER_RUN_OWNER: call.owner, A.RUNMETER_RUN_PROJECT: call.project})
+
+
+def _content_chars(messages: Any) -> int:
+    """Characters of text in a list of chat messages (the input of a token estimate)."""
+    if isinstance(messages, str):
+        return len(messages)
+    if not isinstance(messages, list):
+        return 0
+    return sum(len(str(m.get("content") or "")) for m in messages if isinstance(m, dict))
 
 
 def text_parts(role: str, content: Any) -> dict[str, Any]:

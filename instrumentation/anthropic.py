@@ -56,7 +56,7 @@ def _build(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invo
         server_address=getattr(url, "host", None), server_port=getattr(url, "port", None) or 443,
         params=params, stream=bool(kwargs.get("stream")),
         input_hash=hash_json([system if _given(system) else None, messages]),
-        input_chars=sum(len(str(m.get("content") or "")) for m in messages if isinstance(m, dict)),
+        input_source=messages,
     )
     if handler.capture.any:
         inv.input_messages = [text_parts(str(m.get("role")), m.get("content")) for m in messages if isinstance(m, dict)]

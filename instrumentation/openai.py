@@ -71,9 +71,25 @@ def _params(kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_PROVIDER_CACHE: dict[tuple[int, int], tuple[Any, tuple[str, str | None, int | None]]] = {}
+
+
 def _provider(instance: Any, handler: GenAIHandler, providers: dict[str, str]) -> tuple[str, str | None, int | None]:
+    """(provider name, host, port) of a resource's client; cached per client base URL object."""
     client = getattr(instance, "_client", None)
     url = getattr(client, "base_url", None)
+    key = (id(client), id(providers))
+    cached = _PROVIDER_CACHE.get(key)
+    if cached is not None and cached[0] is url:
+        return cached[1]
+    if len(_PROVIDER_CACHE) > 256:
+        _PROVIDER_CACHE.clear()
+    found = _resolve_provider(url, providers)
+    _PROVIDER_CACHE[key] = (url, found)
+    return found
+
+
+def _resolve_provider(url: Any, providers: dict[str, str]) -> tuple[str, str | None, int | None]:
     host = getattr(url, "host", None)
     port = getattr(url, "port", None)
     text = str(url) if url is not None else ""
@@ -112,7 +128,7 @@ class _Specs:
         messages = list(messages) if not isinstance(messages, list) else messages
         kwargs["messages"] = messages  # an iterable the SDK would consume once stays readable
         inv.input_hash = hash_json(messages)
-        inv.input_chars = sum(len(str(m.get("content") or "")) for m in messages if isinstance(m, dict))
+        inv.input_source = messages
         if handler.capture.any:
             inv.input_messages = [text_parts(str(m.get("role")), m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") != "system"]
             inv.system_instructions = [p for m in messages if isinstance(m, dict) and m.get("role") == "system" for p in text_parts("system", m.get("content"))["parts"]]
@@ -163,7 +179,7 @@ class _Specs:
         given = kwargs.get("input")
         instructions = kwargs.get("instructions")
         inv.input_hash = hash_json([instructions if _given(instructions) else None, given if _given(given) else None])
-        inv.input_chars = len(str(given)) if _given(given) else 0
+        inv.input_source = given if _given(given) else None
         if handler.capture.any and _given(given):
             inv.input_messages = [text_parts("user", given)] if isinstance(given, str) else [
                 text_parts(str(m.get("role", "user")), m.get("content")) for m in given if isinstance(m, dict)

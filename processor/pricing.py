@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["Cost", "PriceBook", "TokenUsage"]
 
 GENAI_PRICES_SOURCE = f"genai-prices@{genai_prices.__version__}"
+_ZERO = Decimal(0)
 _MAX_CACHED = 4096  # (provider, model[, day]) entries; remote spans may name any model
 
 
@@ -141,12 +142,16 @@ _Price = Union[Decimal, gp_types.TieredPrices]
 
 @dataclass(frozen=True, slots=True)
 class _Step:
-    field: str | None  # TokenUsage field, or None for a unit runmeter does not report (counts 0)
+    field: str | None  # TokenUsage field, or None for a request-priced unit
     is_request: bool
     price: _Price
     per: int
     direction: str
     carve: tuple[int, ...]  # indices of more specific priced units carved out of this one
+    # price per unit (price / per), and for tiered prices the (threshold, price per unit) tiers, highest
+    # first: one multiplication per step. Token units are priced per 10^6, so these divisions are exact.
+    unit: Decimal
+    tiers: tuple[tuple[int, Decimal], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,18 +183,25 @@ def _compile(model_price: gp_types.ModelPrice, model_id: str, provider_id: str, 
             for d in units
             if d is not u and u.dimensions.items() <= d.dimensions.items()
         )
-        steps.append(_Step(_USAGE_FIELDS[u.usage_key], False, prices[u.usage_key], u.per, u.dimensions.get("direction", ""), carve))
+        steps.append(_step(_USAGE_FIELDS[u.usage_key], False, prices[u.usage_key], u.per, u.dimensions.get("direction", ""), carve))
     for u, p in resolved:
         if u.usage_key == "requests":
-            steps.append(_Step(None, True, p, u.per, u.dimensions.get("direction", ""), ()))
+            steps.append(_step(None, True, p, u.per, u.dimensions.get("direction", ""), ()))
     tiered = any(isinstance(s.price, gp_types.TieredPrices) for s in steps)
     return _Plan(tuple(steps), tiered, model_id, provider_id, source)
+
+
+def _step(field: str | None, is_request: bool, price: _Price, per: int, direction: str, carve: tuple[int, ...]) -> _Step:
+    if isinstance(price, gp_types.TieredPrices):
+        tiers = tuple((t.start, t.price / per) for t in reversed(price.tiers))
+        return _Step(field, is_request, price, per, direction, carve, price.base / per, tiers)
+    return _Step(field, is_request, price, per, direction, carve, price / per)
 
 
 def _run(plan: _Plan, usage: TokenUsage) -> tuple[Decimal, Decimal, Decimal]:
     total_input = usage.input_tokens if plan.tiered else 0
     leaves: list[int] = []
-    total = inp = out = Decimal(0)
+    total = inp = out = _ZERO
     for step in plan.steps:
         if step.is_request:
             count = 1
@@ -200,16 +212,14 @@ def _run(plan: _Plan, usage: TokenUsage) -> tuple[Decimal, Decimal, Decimal]:
             if count < 0:
                 raise ValueError(f"invalid usage for {plan.model_id}: more specific token counts exceed their total")
             leaves.append(count)
-        price = step.price
-        if isinstance(price, gp_types.TieredPrices):
-            rate = price.base
-            for tier in reversed(price.tiers):
-                if total_input > tier.start:
-                    rate = tier.price
-                    break
-        else:
-            rate = price
-        amount = rate * count / step.per
+        rate = step.unit
+        for start, tier_rate in step.tiers:
+            if total_input > start:
+                rate = tier_rate
+                break
+        if not count:
+            continue
+        amount = rate * count
         total += amount
         if step.direction == "input":
             inp += amount
