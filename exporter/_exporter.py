@@ -31,7 +31,6 @@ from runmeter.exporter._rows import (
     call_row,
     outcome_row,
     run_row,
-    token_for,
     trace_row,
 )
 from runmeter.exporter._spool import Batch, Spool
@@ -80,13 +79,13 @@ class ClickHouseRunSink:
             return
         version = time.time_ns()
         tables = {"runmeter_runs": {"columns": RUN_COLUMNS, "rows": [run_row(r, version) for r in records]}}
-        self.writer.submit(Batch(token_for(tables), tables))
+        self.writer.submit(Batch.of(tables))
 
     def write_outcomes(self, events: list[OutcomeEvent]) -> None:
         if not events:
             return
         tables = {"runmeter_outcomes": {"columns": OUTCOME_COLUMNS, "rows": [outcome_row(e) for e in events]}}
-        self.writer.submit(Batch(token_for(tables), tables))
+        self.writer.submit(Batch.of(tables))
 
 
 class ClickHouseSpanExporter(SpanExporter):
@@ -132,7 +131,7 @@ class ClickHouseSpanExporter(SpanExporter):
                 "otel_traces": {"columns": TRACE_COLUMNS, "rows": traces},
                 "runmeter_calls": {"columns": CALL_COLUMNS, "rows": calls},
             }
-            ok = self.writer.submit(Batch(token_for(tables), tables))
+            ok = self.writer.submit(Batch.of(tables))
             return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
         except Exception as exc:
             internal_error("exporter.export", exc)

@@ -8,7 +8,6 @@ those characters replaced by U+FFFD; every other value round-trips byte for byte
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -22,7 +21,7 @@ from runmeter.conventions import DialectMap
 from runmeter.processor import OutcomeEvent, PriceBook, RunRecord, read_span
 from runmeter.processor._facts import KIND_LLM, KIND_TOOL
 
-__all__ = ["CALL_COLUMNS", "OUTCOME_COLUMNS", "RUN_COLUMNS", "TRACE_COLUMNS", "call_row", "outcome_row", "run_row", "token_for", "trace_row"]
+__all__ = ["CALL_COLUMNS", "OUTCOME_COLUMNS", "RUN_COLUMNS", "TRACE_COLUMNS", "call_row", "outcome_row", "run_row", "trace_row"]
 
 TRACE_COLUMNS = [
     "Timestamp", "TraceId", "SpanId", "ParentSpanId", "TraceState", "SpanName", "SpanKind", "ServiceName",
@@ -180,12 +179,3 @@ def run_row(r: RunRecord, version: int) -> list[Any]:
 
 def outcome_row(e: OutcomeEvent) -> list[Any]:
     return [text(e.run_id), e.outcome, text(e.reason), e.time_ns, text(e.source)]
-
-
-def token_for(tables: dict[str, dict[str, Any]]) -> str:
-    """A deterministic deduplication token: the same rows give the same token, so a retry is counted once."""
-    h = hashlib.blake2b(digest_size=16)
-    for name in sorted(tables):
-        h.update(name.encode())
-        h.update(json.dumps(tables[name]["rows"], sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8", "replace"))
-    return h.hexdigest()

@@ -13,13 +13,15 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Batch", "Spool", "SpoolFull"]
+__all__ = ["SEGMENT_SUFFIX", "Batch", "Spool", "SpoolFull"]
 
 _SUFFIX = ".batch.json"
+SEGMENT_SUFFIX = ".segment.json"
 
 
 class SpoolFull(Exception):
@@ -28,18 +30,33 @@ class SpoolFull(Exception):
 
 @dataclass
 class Batch:
-    """Rows for one or more tables, with a deterministic deduplication token."""
+    """Rows for one or more tables, with a deterministic deduplication token.
+
+    ``Batch.of(tables)`` serializes the rows once; the token is a hash of those bytes, so
+    the same rows always carry the same token (a retried batch is counted once).
+    ``sources`` names the spool files a merged batch (a *segment*) was made from.
+    """
 
     token: str
     tables: dict[str, dict[str, Any]]  # table -> {"columns": [...], "rows": [[...], ...]}
+    sources: list[str] = field(default_factory=list)
+    _encoded: bytes | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, tables: dict[str, dict[str, Any]], sources: list[str] | None = None) -> Batch:
+        encoded = json.dumps(tables, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+        token = hashlib.blake2b(encoded, digest_size=16).hexdigest()
+        return cls(token, tables, sources or [], encoded)
 
     def to_json(self) -> bytes:
-        return json.dumps({"token": self.token, "tables": self.tables}, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        tables = self._encoded or json.dumps(self.tables, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+        head = json.dumps({"token": self.token, "sources": self.sources}, separators=(",", ":"))[:-1]
+        return head.encode() + b',"tables":' + tables + b"}"
 
     @classmethod
     def from_json(cls, data: bytes) -> Batch:
         doc = json.loads(data)
-        return cls(str(doc["token"]), dict(doc["tables"]))
+        return cls(str(doc["token"]), dict(doc["tables"]), list(doc.get("sources", [])))
 
     @property
     def rows(self) -> int:
@@ -71,22 +88,33 @@ class Spool:
                 raise SpoolFull(f"spool {self.dir} is full ({self.max_bytes} bytes)")
             self._seq += 1
             name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}-{batch.token[:16]}"
-            tmp = self.dir / (name + ".tmp")
-            final = self.dir / (name + _SUFFIX)
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-            fd = os.open(self.dir, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        return final
+            return self._write(data, name, _SUFFIX)
 
     def pending(self) -> list[Path]:
-        return sorted(self.dir.glob("*" + _SUFFIX))
+        """Batches and segments waiting, oldest first."""
+        return sorted([*self.dir.glob("*" + _SUFFIX), *self.dir.glob("*" + SEGMENT_SUFFIX)])
+
+    def write_segment(self, batch: Batch) -> Path:
+        """Durably store a merged batch (unbounded: its sources are already counted)."""
+        with self._lock:
+            self._seq += 1
+            name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}-{batch.token[:16]}"
+            return self._write(batch.to_json(), name, SEGMENT_SUFFIX)
+
+    def _write(self, data: bytes, name: str, suffix: str) -> Path:
+        tmp = self.dir / (name + ".tmp")
+        final = self.dir / (name + suffix)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+        fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return final
 
     @staticmethod
     def read(path: Path) -> Batch:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runmeter.exporter._spool import Batch, Spool, SpoolFull
+from runmeter.exporter._spool import SEGMENT_SUFFIX, Batch, Spool, SpoolFull
 from runmeter.exporter._store import Store
 from runmeter.processor._selfcheck import internal_error
 
@@ -29,6 +29,13 @@ __all__ = ["Writer"]
 
 _log = logging.getLogger(__name__)
 _INSERT_SETTINGS = {"async_insert": 0, "deduplicate_blocks_in_dependent_materialized_views": 1}
+
+
+MAX_SEGMENT_ROWS = 100_000
+
+
+def _mergeable(a: Batch, b: Batch) -> bool:
+    return all(name not in a.tables or a.tables[name]["columns"] == data["columns"] for name, data in b.tables.items())
 
 
 def insert_batch(client: Any, batch: Batch) -> None:
@@ -50,6 +57,7 @@ class Writer:
         # busy exporter does not reopen chDB per batch and other processes still get their turn.
         self.hold_s = hold_s
         self._held: tuple[Any, Any, float] | None = None
+        self._mine: dict[str, Batch] = {}
         self.spool = spool
         self.dropped_rows = 0
         self.inserted_batches = 0
@@ -67,11 +75,13 @@ class Writer:
     def submit(self, batch: Batch, *, drain: bool = True) -> bool:
         """Spool the batch (acknowledged once this returns True); False when the spool is full."""
         try:
-            self.spool.write(batch)
+            path = self.spool.write(batch)
         except SpoolFull as exc:
             self.dropped_rows += batch.rows
             _log.error("runmeter: %s; %d rows refused so far - is ClickHouse down?", exc, self.dropped_rows)
             return False
+        if len(self._mine) < 1024:
+            self._mine[path.name] = batch  # this process's batches are not parsed back from disk
         if drain:
             if self.store.embedded:
                 self._wake.set()  # the background thread takes the store's lock, not the exporter thread
@@ -90,19 +100,21 @@ class Writer:
         done = 0
         try:
             client = self._client(wait)
+            for seg in [p for p in self.spool.pending() if p.name.endswith(SEGMENT_SUFFIX)]:
+                done += self._insert_segment(client, seg)  # left by a crash: its sources go first
+            group: list[tuple[Path, Batch]] = []
+            rows = 0
             for path in self.spool.pending():
-                try:
-                    batch = self.spool.read(path)
-                except FileNotFoundError:
-                    continue  # drained by another process
-                except (ValueError, KeyError) as exc:
-                    bad = path.with_suffix(".corrupt")
-                    path.rename(bad)
-                    _log.error("runmeter: spool file %s is corrupt (%s); moved aside to %s", path.name, exc, bad.name)
+                batch = self._read(path)
+                if batch is None:
                     continue
-                insert_batch(client, batch)
-                self.spool.remove(path)
-                done += 1
+                if group and (rows + batch.rows > MAX_SEGMENT_ROWS or not _mergeable(group[0][1], batch)):
+                    done += self._insert_group(client, group)
+                    group, rows = [], 0
+                group.append((path, batch))
+                rows += batch.rows
+            if group:
+                done += self._insert_group(client, group)
             self.inserted_batches += done
             self._last_error = None
             if self.hold_s <= 0:
@@ -119,6 +131,50 @@ class Writer:
         finally:
             self._drain_lock.release()
         return done
+
+    def _read(self, path: Path) -> Batch | None:
+        mine = self._mine.pop(path.name, None)
+        if mine is not None:
+            return mine
+        try:
+            return self.spool.read(path)
+        except FileNotFoundError:
+            return None  # drained by another process
+        except (ValueError, KeyError) as exc:
+            bad = path.with_suffix(".corrupt")
+            path.rename(bad)
+            _log.error("runmeter: spool file %s is corrupt (%s); moved aside to %s", path.name, exc, bad.name)
+            return None
+
+    def _insert_group(self, client: Any, group: list[tuple[Path, Batch]]) -> int:
+        """Insert spooled batches; several become one durable segment first (one insert per table)."""
+        if len(group) == 1:
+            path, batch = group[0]
+            insert_batch(client, batch)
+            self.spool.remove(path)
+            return 1
+        tables: dict[str, dict[str, Any]] = {}
+        for _, batch in group:
+            for name, data in batch.tables.items():
+                t = tables.setdefault(name, {"columns": data["columns"], "rows": []})
+                t["rows"].extend(data["rows"])
+        segment = Batch.of(tables, sources=[p.name for p, _ in group])
+        seg_path = self.spool.write_segment(segment)  # durable before its sources go
+        for path, _ in group:
+            self.spool.remove(path)
+        insert_batch(client, segment)
+        self.spool.remove(seg_path)
+        return len(group)
+
+    def _insert_segment(self, client: Any, path: Path) -> int:
+        segment = self._read(path)
+        if segment is None:
+            return 0
+        for name in segment.sources:
+            self.spool.remove(self.spool.dir / name)
+        insert_batch(client, segment)
+        self.spool.remove(path)
+        return len(segment.sources)
 
     def _client(self, wait: bool) -> Any:
         """The held session's client, or a new session (lock held by the caller)."""

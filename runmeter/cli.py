@@ -28,7 +28,7 @@ from rich.table import Table
 from runmeter.config import ConfigError, load_settings
 from runmeter.exporter import SchemaOptions, Store, StoreError, open_writer, render
 from runmeter.exporter._migrations import applied_versions, load_migrations
-from runmeter.exporter._rows import OUTCOME_COLUMNS, outcome_row, token_for
+from runmeter.exporter._rows import OUTCOME_COLUMNS, outcome_row
 from runmeter.exporter._spool import Batch
 from runmeter.processor import OutcomeEvent, PriceBook
 from runmeter.reports import Filters, QueryError, parse_since, project_spend, run_query
@@ -265,7 +265,7 @@ def outcome(
         tables = {"runmeter_outcomes": {"columns": OUTCOME_COLUMNS, "rows": [outcome_row(event)]}}
         from runmeter.exporter._writer import insert_batch
 
-        insert_batch(client, Batch(token_for(tables), tables))
+        insert_batch(client, Batch.of(tables))
     out.print(f"run {run_id}: {value}" + (f" ({note})" if note else ""))
 
 
