@@ -26,10 +26,20 @@ $(CHROMIUM):
 	  (apt-get update -q >/dev/null && apt-get install -y -q chromium fonts-liberation >/dev/null); \
 	else echo "make test needs Debian's chromium for the HTML report test: sudo apt-get install chromium" >&2; exit 1; fi
 
+# The instrumentation tests run again on the previous openai major (2.x), which many agents pin.
+V2 := .venv-openai2
+$(V2)/.installed-stamp: pyproject.toml constraints-openai2.txt
+	test -x $(V2)/bin/python || $(PY) -m venv $(V2)
+	$(V2)/bin/python -m pip install -q --upgrade pip
+	$(V2)/bin/python -m pip install -q -c constraints-openai2.txt -e '.[$(EXTRAS)]'
+	touch $@
+
 # pytest exits 5 when it collected no tests: that fails here too, with a word why.
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(V2)/.installed-stamp $(CHROMIUM)
 	@$(BIN)/python -m pytest -q $(PYTEST_ARGS); status=$$?; \
-	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; [ $$status -eq 0 ] || exit $$status; \
+	echo "--- again on openai 2.x ($(V2))"; \
+	$(V2)/bin/python -m pytest -q -p no:cacheprovider tests/test_instrumentation_openai.py tests/test_zero_code.py
 
 # Benchmarks run in their own environment: it also holds the official OpenAI instrumentation.
 BENCH := .venv-bench
@@ -49,4 +59,4 @@ generate: $(STAMP)
 	$(BIN)/python conventions/generate.py
 
 clean:
-	rm -rf $(VENV) .runmeter build dist *.egg-info
+	rm -rf $(VENV) $(V2) $(BENCH) .runmeter .runmeter-demo build dist *.egg-info
