@@ -316,3 +316,29 @@ def test_bad_instrument_arguments_raise(rig: Rig) -> None:
     with pytest.raises(ValueError, match="PriceBook"):
         OpenAIInstrumentor().instrument(prices={"gpt": 1}, providers={})
     OpenAIInstrumentor().instrument(tracer_provider=rig.tracer_provider, prices=runmeter.PriceBook(), providers={})
+
+
+def test_another_instrumentation_already_wrapping_is_left_alone(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    """As when the official openai-v2 instrumentation is loaded first: runmeter does not wrap again."""
+    import wrapt
+    from openai.resources.chat.completions import Completions
+    from opentelemetry.instrumentation.utils import unwrap
+
+    from runmeter.instrumentation import OpenAIInstrumentor
+
+    OpenAIInstrumentor().uninstrument()
+    calls = []
+    wrapt.wrap_function_wrapper(Completions, "create", lambda wrapped, inst, args, kwargs: calls.append(1) or wrapped(*args, **kwargs))
+    try:
+        with caplog.at_level("WARNING"):
+            OpenAIInstrumentor().instrument(tracer_provider=rig.tracer_provider, prices=runmeter.PriceBook(), providers={})
+            OpenAIInstrumentor().uninstrument()
+            OpenAIInstrumentor().instrument(tracer_provider=rig.tracer_provider, prices=runmeter.PriceBook(), providers={})
+        assert sum("already instrumented by another library" in r.message for r in caplog.records) == 1  # said once
+        rig.sim.queue(usage_reply())
+        rig.openai().chat.completions.create(model="gpt-5.5", messages=MSG)
+        assert calls == [1] and rig.llm_spans() == []  # one wrapper only: the other library's
+    finally:
+        OpenAIInstrumentor().uninstrument()
+        unwrap(Completions, "create")
+        OpenAIInstrumentor().instrument(tracer_provider=rig.tracer_provider, prices=runmeter.PriceBook(), providers={})

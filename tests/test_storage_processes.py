@@ -89,3 +89,31 @@ def test_opentelemetry_instrument_stores_runs_in_the_embedded_store_by_default(t
         spans = c.query("SELECT count() FROM otel_traces").result_rows[0][0]
     assert runs == [("stored-run", "ana", "accepted", 0.000771, 1)]
     assert spans == 2
+
+
+def test_console_and_clickhouse_exporters_share_one_run_processor(tmp_path: Path) -> None:
+    from tests.test_zero_code import _spans
+    from runmeter.simulator import Reply, Simulator
+
+    (tmp_path / "agent.py").write_text(AGENT)
+    with Simulator() as sim:
+        sim.queue(Reply(input_tokens=57, output_tokens=21, cached_tokens=32))
+        env = dict(_env(), SIM_URL=sim.openai_url, OTEL_TRACES_EXPORTER="console,clickhouse")
+        proc = subprocess.run([str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable, "agent.py"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    printed = _spans(proc.stdout)
+    assert {s["name"] for s in printed} == {"chat gpt-5.5", "invoke_agent stored-run"}
+    with Store(f"chdb://{tmp_path / '.runmeter'}").session() as c:
+        assert c.query("SELECT count() FROM runmeter_runs_current").result_rows[0][0] == 1  # one record, not one per exporter
+        assert c.query("SELECT count() FROM otel_traces").result_rows[0][0] == 2
+
+
+def test_without_chdb_the_error_says_what_to_do(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['chdb'] = None\n"
+        "from runmeter.exporter import Store, StoreError\n"
+        f"try:\n    Store('chdb://{tmp_path / 's'}')._connect()\nexcept StoreError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
+    assert "pip install 'runmeter[embedded]'" in out.stdout and "RUNMETER_CLICKHOUSE_URL" in out.stdout
