@@ -31,6 +31,16 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up mid-answer (a dropped stream) is normal here, not an error to print."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, BrokenPipeError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 __all__ = ["Reply", "Request", "Simulator", "ToolCall"]
 
 
@@ -95,7 +105,7 @@ class Simulator:
             def do_POST(self) -> None:
                 sim._handle(self)
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server = _QuietServer((host, port), Handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

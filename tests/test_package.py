@@ -10,6 +10,7 @@ import venv
 from pathlib import Path
 
 import pytest
+from decimal import Decimal
 
 import runmeter
 
@@ -99,4 +100,4 @@ def test_built_wheel_installs_into_a_fresh_venv(tmp_path: Path, root: Path) -> N
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     out = subprocess.run([str(py), "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "0.000771"
+    assert Decimal(out.stdout.strip()) == Decimal("0.000771")
