@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -88,34 +89,43 @@ def solve(client: openai.OpenAI, model: str, task: str, task_id: str, owner: str
                 messages.append({"role": "tool", "tool_call_id": tc.id, "content": result})
         else:
             answer = ""
-        if "[silent]" in task:
-            return "ended without an outcome"  # nobody reviewed it: abandoned after the window
-        if not answer or "cannot" in answer.lower():
-            run.abandon("the agent gave up")
-            return "abandoned"
-        if check(root):
-            run.accept()
-            return "accepted"
-        run.reject("add(2, 3) != 5 after the edit")
-        return "rejected"
+        return conclude(run, task, answer, root)
 
 
-def main(default_model: str = "gpt-5.5") -> None:
-    parser = argparse.ArgumentParser(description="A bug-fixing agent measured by runmeter.")
+def conclude(run: runmeter.instrumentation.Run, task: str, answer: str, root: Path) -> str:
+    """Record the run's outcome: accepted when the fix passes the check."""
+    if "[silent]" in task:
+        return "ended without an outcome"  # nobody reviewed it: abandoned after the window
+    if not answer or "cannot" in answer.lower():
+        run.abandon("the agent gave up")
+        return "abandoned"
+    if check(root):
+        run.accept()
+        return "accepted"
+    run.reject("add(2, 3) != 5 after the edit")
+    return "rejected"
+
+
+def run_tasks(description: str, default_model: str, default_owner: str, client: Any, solve_one: Callable[..., str]) -> None:
+    """Parse the command line (or AGENT_* variables) and solve each task, reporting its outcome."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", default=os.environ.get("AGENT_MODEL", default_model))
     parser.add_argument("--tasks", default=os.environ.get("AGENT_TASKS", "fix add()"), help="';'-separated tasks")
-    parser.add_argument("--owner", default=os.environ.get("AGENT_OWNER", "ana"))
+    parser.add_argument("--owner", default=os.environ.get("AGENT_OWNER", default_owner))
     parser.add_argument("--project", default=os.environ.get("AGENT_PROJECT", "calc"))
     parser.add_argument("--max-cost", type=float, default=float(os.environ.get("AGENT_MAX_COST", "0.50")))
     args = parser.parse_args()
-    client = openai.OpenAI(max_retries=1)
     budget = Budget(max_cost_usd=args.max_cost, max_identical_repeats=3, max_tool_calls=30)
     for i, task in enumerate(t.strip() for t in args.tasks.split(";") if t.strip()):
         try:
-            result = solve(client, args.model, task, f"{args.project}-{i % 4}", args.owner, args.project, budget)
+            result = solve_one(client, args.model, task, f"{args.project}-{i % 4}", args.owner, args.project, budget)
         except BudgetExceeded as exc:
             result = f"stopped by budget: {exc.limit}"
         print(f"{args.model:>22}  {task[:40]:<40}  {result}")
+
+
+def main(default_model: str = "gpt-5.5") -> None:
+    run_tasks("A bug-fixing agent measured by runmeter.", default_model, "ana", openai.OpenAI(max_retries=1), solve)
 
 
 if __name__ == "__main__":

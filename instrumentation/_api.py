@@ -52,6 +52,12 @@ _OUTCOMES = frozenset(v.value for v in Outcome)
 _VERSION = "0.1.0"
 
 
+def _record_error(span: Span, exc: BaseException) -> None:
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
+    span.set_attribute(G.ERROR_TYPE, type(exc).__qualname__)
+
+
 def _tracer(provider: TracerProvider | None) -> trace.Tracer:
     return trace.get_tracer(INSTRUMENTATION_SCOPE, _VERSION, tracer_provider=provider)
 
@@ -177,9 +183,7 @@ class Run(_Scope):
                 if self.outcome is None:
                     reason = f"budget exceeded: {exc.limit}" if isinstance(exc, BudgetExceeded) else type(exc).__qualname__
                     self._set_outcome(Outcome.FAILED.value, reason)
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
-                span.set_attribute(G.ERROR_TYPE, type(exc).__qualname__)
+                _record_error(span, exc)
         except Exception as own:
             internal_error("run.close", own)
         finally:
@@ -278,9 +282,7 @@ class Tool(_Scope):
             return
         try:
             if exc is not None:
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
-                span.set_attribute(G.ERROR_TYPE, type(exc).__qualname__)
+                _record_error(span, exc)
             if self._live is not None:
                 self._live.note_signals(self._live.ledger.record_tool_call(self.name, self._args_hash, self.resource))
         except Exception as own:

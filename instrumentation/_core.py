@@ -31,12 +31,11 @@ from runmeter.processor import BudgetExceeded, PriceBook, TokenUsage, current_ru
 from runmeter.processor._live import INSTRUMENTATION_SCOPE, LiveRun
 from runmeter.processor._selfcheck import internal_error
 
-__all__ = ["CaptureMode", "GenAIHandler", "Invocation", "hash_json", "parse_capture_mode"]
+__all__ = ["CaptureMode", "GenAIHandler", "Invocation", "given", "hash_json", "parse_capture_mode"]
 
 SCOPE = INSTRUMENTATION_SCOPE  # the processor leaves the ledger to us for spans of this scope
 _TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
 _DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
-_CURRENCY = "USD"
 _INFERENCE_DETAILS_EVENT = A.GEN_AI_CLIENT_INFERENCE_OPERATION_DETAILS_EVENT
 
 
@@ -70,6 +69,11 @@ def parse_capture_mode(value: str | None) -> CaptureMode:
         return CaptureMode(v)
     except ValueError:
         return CaptureMode.NO_CONTENT
+
+
+def given(value: Any) -> bool:
+    """True for an argument the caller passed (the SDKs mark the others NotGiven / Omit)."""
+    return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
 
 
 def hash_json(value: Any) -> str:
@@ -220,15 +224,8 @@ class GenAIHandler:
                 )
                 if estimated:
                     attrs[A.RUNMETER_COST_ESTIMATED] = True
-                if cost.total is not None:
-                    cost_usd = cost.total
-                    attrs[A.RUNMETER_COST_USD] = float(cost.total)
-                    attrs[A.RUNMETER_COST_SOURCE] = cost.source
-                    attrs[G.GEN_AI_USAGE_COST_AMOUNT] = float(cost.total)
-                    attrs[G.GEN_AI_USAGE_COST_CURRENCY] = _CURRENCY
-                    attrs[G.GEN_AI_USAGE_COST_SOURCE] = cost.source
-                else:
-                    attrs[A.RUNMETER_COST_UNPRICED] = True
+                cost_usd = cost.total
+                attrs.update(cost.attributes())
             else:
                 attrs[A.RUNMETER_COST_UNPRICED] = True
             if self.capture.any and inv.output_messages is not None:

@@ -21,7 +21,7 @@ import wrapt
 
 from runmeter.conventions import genai as G
 from runmeter.instrumentation._base import ProviderInstrumentor, Target
-from runmeter.instrumentation._core import GenAIHandler, Invocation, hash_json, text_parts
+from runmeter.instrumentation._core import GenAIHandler, Invocation, given, hash_json, text_parts
 from runmeter.instrumentation._wrap import MethodSpec, prepare_call
 from runmeter.processor import TokenUsage
 from runmeter.processor._selfcheck import internal_error
@@ -36,31 +36,27 @@ _PARAMS = {
 }
 
 
-def _given(value: Any) -> bool:
-    return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
-
-
 def _build(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invocation:
     url = getattr(getattr(instance, "_client", None), "base_url", None)
     model = kwargs.get("model")
-    params = {attr: kwargs[k] for k, attr in _PARAMS.items() if _given(kwargs.get(k)) and isinstance(kwargs[k], (int, float))}
+    params = {attr: kwargs[k] for k, attr in _PARAMS.items() if given(kwargs.get(k)) and isinstance(kwargs[k], (int, float))}
     stop = kwargs.get("stop_sequences")
-    if _given(stop):
+    if given(stop):
         params[G.GEN_AI_REQUEST_STOP_SEQUENCES] = [str(s) for s in stop]
     messages = kwargs.get("messages") or []
     messages = list(messages) if not isinstance(messages, list) else messages
     kwargs["messages"] = messages
     system = kwargs.get("system")
     inv = Invocation(
-        operation="chat", provider="anthropic", request_model=str(model) if _given(model) else None,
+        operation="chat", provider="anthropic", request_model=str(model) if given(model) else None,
         server_address=getattr(url, "host", None), server_port=getattr(url, "port", None) or 443,
         params=params, stream=bool(kwargs.get("stream")),
-        input_hash=hash_json([system if _given(system) else None, messages]),
+        input_hash=hash_json([system if given(system) else None, messages]),
         input_source=messages,
     )
     if handler.capture.any:
         inv.input_messages = [text_parts(str(m.get("role")), m.get("content")) for m in messages if isinstance(m, dict)]
-        if _given(system):
+        if given(system):
             inv.system_instructions = text_parts("system", system)["parts"]
     return inv
 

@@ -25,7 +25,7 @@ from collections.abc import Collection
 from typing import Any
 
 from runmeter.instrumentation._base import ProviderInstrumentor, Target
-from runmeter.instrumentation._core import GenAIHandler, Invocation, hash_json, text_parts
+from runmeter.instrumentation._core import GenAIHandler, Invocation, given, hash_json, text_parts
 from runmeter.instrumentation._wrap import MethodSpec
 from runmeter.processor import TokenUsage
 from runmeter.conventions import genai as G
@@ -55,18 +55,14 @@ _KNOWN_HOSTS = {
 }
 
 
-def _given(value: Any) -> bool:
-    return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
-
-
 def _params(kwargs: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, attr in _REQUEST_PARAMS.items():
         v = kwargs.get(key)
-        if _given(v) and isinstance(v, (int, float)) and not isinstance(v, bool):
+        if given(v) and isinstance(v, (int, float)) and not isinstance(v, bool):
             out[attr] = v
     stop = kwargs.get("stop")
-    if _given(stop):
+    if given(stop):
         out[G.GEN_AI_REQUEST_STOP_SEQUENCES] = [stop] if isinstance(stop, str) else [str(s) for s in stop]
     return out
 
@@ -117,7 +113,7 @@ class _Specs:
         provider, host, port = _provider(instance, handler, self.providers)
         model = kwargs.get("model")
         return Invocation(
-            operation=op, provider=provider, request_model=str(model) if _given(model) else None,
+            operation=op, provider=provider, request_model=str(model) if given(model) else None,
             server_address=host, server_port=port, params=_params(kwargs), stream=bool(kwargs.get("stream")),
         )
 
@@ -176,15 +172,15 @@ class _Specs:
     # responses.create
     def responses(self, instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invocation:
         inv = self._base("chat", instance, kwargs, handler)
-        given = kwargs.get("input")
+        request_input = kwargs.get("input")
         instructions = kwargs.get("instructions")
-        inv.input_hash = hash_json([instructions if _given(instructions) else None, given if _given(given) else None])
-        inv.input_source = given if _given(given) else None
-        if handler.capture.any and _given(given):
-            inv.input_messages = [text_parts("user", given)] if isinstance(given, str) else [
-                text_parts(str(m.get("role", "user")), m.get("content")) for m in given if isinstance(m, dict)
+        inv.input_hash = hash_json([instructions if given(instructions) else None, request_input if given(request_input) else None])
+        inv.input_source = request_input if given(request_input) else None
+        if handler.capture.any and given(request_input):
+            inv.input_messages = [text_parts("user", request_input)] if isinstance(request_input, str) else [
+                text_parts(str(m.get("role", "user")), m.get("content")) for m in request_input if isinstance(m, dict)
             ]
-            if _given(instructions):
+            if given(instructions):
                 inv.system_instructions = [{"type": "text", "content": str(instructions)}]
         return inv
 
@@ -222,8 +218,8 @@ class _Specs:
     def embeddings(self, instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invocation:
         inv = self._base("embeddings", instance, kwargs, handler)
         inv.stream = False
-        given = kwargs.get("input")
-        inv.input_hash = hash_json(given if _given(given) else None)
+        request_input = kwargs.get("input")
+        inv.input_hash = hash_json(request_input if given(request_input) else None)
         return inv
 
     @staticmethod

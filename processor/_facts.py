@@ -28,7 +28,6 @@ __all__ = ["KIND_AGENT", "KIND_LLM", "KIND_OTHER", "KIND_TOOL", "SpanFacts", "re
 
 KIND_OTHER, KIND_LLM, KIND_TOOL, KIND_AGENT = 0, 1, 2, 3
 _SERVICE_NAME = "service.name"
-_CURRENCY = "USD"
 
 
 def short_hash(data: str | bytes) -> str:
@@ -210,11 +209,7 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
         if cost is not None and cost.total is not None:
             facts.cost = cost.total
             facts.cost_source = cost.source
-            added[A.RUNMETER_COST_USD] = float(cost.total)
-            added[A.RUNMETER_COST_SOURCE] = cost.source
-            added[G.GEN_AI_USAGE_COST_AMOUNT] = float(cost.total)
-            added[G.GEN_AI_USAGE_COST_CURRENCY] = _CURRENCY
-            added[G.GEN_AI_USAGE_COST_SOURCE] = cost.source
+            added.update(cost.attributes())
         else:
             added[A.RUNMETER_COST_UNPRICED] = True
     elif facts.usage is None and attrs.get(A.RUNMETER_COST_UNPRICED) is not True:

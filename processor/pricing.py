@@ -25,12 +25,15 @@ import threading
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import genai_prices
 from genai_prices import data_snapshot
 from genai_prices import types as gp_types
 from genai_prices.units import _get_registry
+
+from runmeter.conventions import attributes as A
+from runmeter.conventions import genai as G
 
 if TYPE_CHECKING:
     from runmeter.processor._overrides import PriceOverrides
@@ -39,6 +42,7 @@ __all__ = ["Cost", "PriceBook", "TokenUsage"]
 
 GENAI_PRICES_SOURCE = f"genai-prices@{genai_prices.__version__}"
 _ZERO = Decimal(0)
+_CURRENCY = "USD"
 _MAX_CACHED = 4096  # (provider, model[, day]) entries; remote spans may name any model
 
 
@@ -126,6 +130,19 @@ class Cost:
     @property
     def usd(self) -> float | None:
         return None if self.total is None else float(self.total)
+
+    def attributes(self) -> dict[str, Any]:
+        """The span attributes of this cost: runmeter's and the upstream GenAI cost proposal's, or unpriced."""
+        if self.total is None:
+            return {A.RUNMETER_COST_UNPRICED: True}
+        usd = float(self.total)
+        return {
+            A.RUNMETER_COST_USD: usd,
+            A.RUNMETER_COST_SOURCE: self.source,
+            G.GEN_AI_USAGE_COST_AMOUNT: usd,
+            G.GEN_AI_USAGE_COST_CURRENCY: _CURRENCY,
+            G.GEN_AI_USAGE_COST_SOURCE: self.source,
+        }
 
 
 # genai-prices usage keys runmeter knows how to fill from TokenUsage.

@@ -73,12 +73,19 @@ def _settings() -> Any:
         _fail(str(exc), 2)
 
 
-@contextmanager
-def _client(drain: bool = True) -> Iterator[Any]:
+def _writer() -> Any:
     settings = _settings()
     url = _State.store_url or settings.storage.clickhouse_url
     try:
-        writer = open_writer(url, settings.storage.spool_dir, settings.storage.spool_max_bytes, background=False)
+        return open_writer(url, settings.storage.spool_dir, settings.storage.spool_max_bytes, background=False)
+    except StoreError as exc:
+        _fail(str(exc))
+
+
+@contextmanager
+def _client(drain: bool = True) -> Iterator[Any]:
+    try:
+        writer = _writer()
         if drain and writer.spool.pending():
             with err.status(f"writing {len(writer.spool.pending())} pending batches to the store..."):
                 if not writer.flush(timeout_s=60):
@@ -311,9 +318,7 @@ def db_migrate(
 @db_app.command("info")
 def db_info() -> None:
     """Schema version, row counts, and batches waiting in the spool."""
-    settings = _settings()
-    url = _State.store_url or settings.storage.clickhouse_url
-    writer = open_writer(url, settings.storage.spool_dir, settings.storage.spool_max_bytes, background=False)
+    writer = _writer()
     out.print(f"store: {writer.store.url.redacted()}\nspool: {writer.spool.dir} ({len(writer.spool.pending())} batches, {writer.spool.size()} bytes)")
     with _client(drain=False) as client:
         versions = sorted(applied_versions(client))
@@ -326,9 +331,7 @@ def db_info() -> None:
 @db_app.command("drain")
 def db_drain() -> None:
     """Write every batch waiting in the spool to the store now."""
-    settings = _settings()
-    url = _State.store_url or settings.storage.clickhouse_url
-    writer = open_writer(url, settings.storage.spool_dir, settings.storage.spool_max_bytes, background=False)
+    writer = _writer()
     pending = len(writer.spool.pending())
     ok = writer.flush(timeout_s=120)
     left = len(writer.spool.pending())
