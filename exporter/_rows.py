@@ -18,7 +18,8 @@ from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
 from opentelemetry.trace import SpanKind, StatusCode
 
 from runmeter.conventions import DialectMap
-from runmeter.processor import OutcomeEvent, PriceBook, RunRecord, read_span
+from runmeter.processor import OutcomeEvent, PriceBook, RunRecord
+from runmeter.processor._facts import facts_of
 from runmeter.processor._facts import KIND_LLM, KIND_TOOL
 
 __all__ = ["CALL_COLUMNS", "OUTCOME_COLUMNS", "RUN_COLUMNS", "TRACE_COLUMNS", "call_row", "outcome_row", "run_row", "trace_row"]
@@ -57,6 +58,8 @@ _STATUS = {StatusCode.UNSET: "Unset", StatusCode.OK: "Ok", StatusCode.ERROR: "Er
 def text(value: Any) -> str:
     """A str that encodes as UTF-8."""
     s = value if isinstance(value, str) else str(value)
+    if s.isascii():
+        return s
     try:
         s.encode("utf-8")
         return s
@@ -82,12 +85,28 @@ def attr_map(attrs: Mapping[str, Any] | None) -> dict[str, str]:
     return {text(k): stringify(v) for k, v in (attrs or {}).items()}
 
 
+_RESOURCES: dict[int, tuple[Any, dict[str, str], str]] = {}
+
+
+def _resource(resource: Any) -> tuple[dict[str, str], str]:
+    """A resource's attribute map and service name, stringified once per resource object."""
+    cached = _RESOURCES.get(id(resource))
+    if cached is not None and cached[0] is resource:
+        return cached[1], cached[2]
+    attrs = resource.attributes if resource is not None else {}
+    found = (attr_map(attrs), stringify(attrs.get(SERVICE_NAME, "")))
+    if len(_RESOURCES) > 1024:
+        _RESOURCES.clear()
+    _RESOURCES[id(resource)] = (resource, *found)
+    return found
+
+
 def trace_row(span: ReadableSpan) -> list[Any]:
     ctx = span.context
     parent = span.parent
     start = span.start_time or 0
     end = span.end_time or start
-    resource = span.resource.attributes if span.resource is not None else {}
+    resource_map, service = _resource(span.resource)
     scope = span.instrumentation_scope
     events = span.events or ()
     links = span.links or ()
@@ -99,8 +118,8 @@ def trace_row(span: ReadableSpan) -> list[Any]:
         ctx.trace_state.to_header() if ctx and ctx.trace_state else "",
         text(span.name),
         _KINDS.get(span.kind, "Unspecified"),
-        stringify(resource.get(SERVICE_NAME, "")),
-        attr_map(resource),
+        service,
+        dict(resource_map),
         text(scope.name) if scope else "",
         text(scope.version or "") if scope else "",
         attr_map(span.attributes),
@@ -119,7 +138,7 @@ def trace_row(span: ReadableSpan) -> list[Any]:
 
 def call_row(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> list[Any] | None:
     """A runmeter_calls row for an LLM call or a tool call; None for other spans."""
-    facts, _added = read_span(span, dialects, prices)
+    facts = facts_of(span, dialects, prices)
     if facts.kind not in (KIND_LLM, KIND_TOOL):
         return None
     u = facts.usage

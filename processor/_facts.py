@@ -24,7 +24,7 @@ from runmeter.conventions import genai as G
 from runmeter.processor._budget import Breach, Budget
 from runmeter.processor.pricing import PriceBook, TokenUsage
 
-__all__ = ["KIND_AGENT", "KIND_LLM", "KIND_OTHER", "KIND_TOOL", "SpanFacts", "read_span", "short_hash"]
+__all__ = ["KIND_AGENT", "KIND_LLM", "KIND_OTHER", "KIND_TOOL", "SpanFacts", "facts_of", "read_span", "remember", "short_hash"]
 
 KIND_OTHER, KIND_LLM, KIND_TOOL, KIND_AGENT = 0, 1, 2, 3
 _SERVICE_NAME = "service.name"
@@ -131,6 +131,25 @@ def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
     if isinstance(inner, dict):
         return inner
     return dict(span.attributes or {})
+
+
+_FACTS_SLOT = "_runmeter_facts"
+
+
+def remember(span: ReadableSpan, facts: SpanFacts) -> None:
+    """Keep the facts the RunProcessor read on the span it forwards, so the exporter does not read
+    (and price) the span twice. The forwarded span is the processor's own copy, or the readable
+    span the SDK made for this end() alone."""
+    try:
+        setattr(span, _FACTS_SLOT, facts)
+    except AttributeError:
+        pass  # a span type without room for it: read again later
+
+
+def facts_of(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> SpanFacts:
+    """The span's facts: remembered by the processor that forwarded it, else read now."""
+    known = getattr(span, _FACTS_SLOT, None)
+    return known if isinstance(known, SpanFacts) else read_span(span, dialects, prices)[0]
 
 
 def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tuple[SpanFacts, dict[str, Any]]:

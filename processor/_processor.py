@@ -44,7 +44,7 @@ from runmeter.conventions import DialectMap, load_dialects
 from runmeter.conventions import attributes as A
 from runmeter.conventions import genai as G
 from runmeter.processor._assembly import assemble, run_id_for
-from runmeter.processor._facts import KIND_LLM, KIND_TOOL, SpanFacts, attributes_of as _attributes_of, read_span
+from runmeter.processor._facts import KIND_LLM, KIND_TOOL, SpanFacts, attributes_of as _attributes_of, read_span, remember
 from runmeter.processor._ledger import RunLedger
 from runmeter.processor._live import INSTRUMENTATION_SCOPE, LiveRun, current_run
 from runmeter.processor._loops import LoopSignal
@@ -242,7 +242,12 @@ class RunProcessor(SpanProcessor):
             self._drain()  # a bound was hit: assemble now (amortized: once per max_spans_per_run spans)
         if self._mode == "remote":
             return None
-        return _copy(span, added) if added else span
+        out = _copy(span, added) if added else span
+        if added:  # what the copy says now
+            facts.run_id = added.get(A.RUNMETER_RUN_ID, facts.run_id)
+            facts.duplicate = added.get(A.RUNMETER_COST_DUPLICATE, facts.duplicate)
+        remember(out, facts)
+        return out
 
     def _feed_ledger(self, facts: SpanFacts, entry: _Entry | None) -> None:
         if entry is None or entry.live is None:
