@@ -22,6 +22,7 @@ LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embe
 _PATH = Path(__file__).with_name("dialects.yaml")
 _OPERATION = "\0operation"
 _DIALECT = "\0dialect"
+_OWN = "\0own"
 _DOTTED_PROVIDERS = frozenset({"openai", "anthropic", "google", "mistral", "xai", "azure", "amazon-bedrock"})
 _TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 
@@ -48,6 +49,7 @@ class GenAIFields:
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
     external_cost_usd: float | None = None
+    own: dict[str, str] | None = None  # the caller's own string attributes (see DialectMap.read_also)
     tool_name: str | None = None
     tool_arguments: str | None = None
     agent_name: str | None = None
@@ -128,6 +130,11 @@ class DialectMap:
             for key in d.detect:
                 self._index.setdefault(key, []).append((_DIALECT, rank, _as_str))
 
+    def read_also(self, names: Mapping[str, str]) -> None:
+        """Also collect these string attributes (name -> key in ``GenAIFields.own``) in the same pass."""
+        for name, key in names.items():
+            self._index.setdefault(name, []).append((_OWN, 0, key))  # type: ignore[arg-type]
+
     def dialect_of(self, attrs: Mapping[str, Any]) -> Dialect | None:
         for d in self.dialects:
             for key in d.detect:
@@ -152,6 +159,12 @@ class DialectMap:
             if entries is None:
                 continue
             for field_name, rank, conv in entries:
+                if field_name == _OWN:
+                    if isinstance(raw, str) and raw:
+                        if out.own is None:
+                            out.own = {}
+                        out.own[conv] = raw  # type: ignore[index]
+                    continue
                 if field_name == _OPERATION:
                     if rank < op_rank:
                         op_rank, op_value = rank, raw

@@ -154,6 +154,9 @@ def facts_of(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> Spa
 
 def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tuple[SpanFacts, dict[str, Any]]:
     """The span's facts, and the attributes runmeter adds to its copy (empty if none)."""
+    if not getattr(dialects, "_reads_runmeter", False):
+        dialects.read_also(_RUNMETER_STRINGS)
+        dialects._reads_runmeter = True  # type: ignore[attr-defined]
     attrs = attributes_of(span)
     ctx = span.context
     parent = span.parent
@@ -189,9 +192,8 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
         estimated=attrs.get(A.RUNMETER_COST_ESTIMATED) is True,
         duplicate=attrs.get(A.RUNMETER_COST_DUPLICATE) is True,
     )
-    for key, value in attrs.items():  # one pass for runmeter's own string attributes
-        slot = _RUNMETER_STRINGS.get(key)
-        if slot is not None and isinstance(value, str) and value:
+    if fields.own:  # runmeter's own string attributes, collected in the same pass
+        for slot, value in fields.own.items():
             setattr(facts, slot, value)
     if facts.explicit_root or kind == KIND_AGENT:
         # Budgets and their breaches are recorded on the run's root span.
