@@ -34,8 +34,18 @@ $(V2)/.installed-stamp: pyproject.toml constraints-openai2.txt
 	$(V2)/bin/python -m pip install -q -c constraints-openai2.txt -e '.[$(EXTRAS)]'
 	touch $@
 
+# An environment that sees .venv's packages plus opentelemetry-distro, to test the two distros side by side.
+DISTRO := .venv-otel-distro
+$(DISTRO)/.installed-stamp: $(STAMP)
+	test -x $(DISTRO)/bin/python || $(PY) -m venv $(DISTRO)
+	$(DISTRO)/bin/python -c "import site, sysconfig, pathlib; main = '$(abspath $(VENV))'; \
+	  src = pathlib.Path(main, 'lib', f'python{sysconfig.get_python_version()}', 'site-packages'); \
+	  pathlib.Path(sysconfig.get_paths()['purelib'], 'runmeter-main.pth').write_text(f'import site; site.addsitedir({str(src)!r})\n')"
+	$(DISTRO)/bin/python -m pip install -q --no-deps "opentelemetry-distro==0.66b2"
+	touch $@
+
 # pytest exits 5 when it collected no tests: that fails here too, with a word why.
-test: $(STAMP) $(V2)/.installed-stamp $(CHROMIUM)
+test: $(STAMP) $(V2)/.installed-stamp $(DISTRO)/.installed-stamp $(CHROMIUM)
 	@$(BIN)/python -m pytest -q $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; [ $$status -eq 0 ] || exit $$status; \
 	echo "--- again on openai 2.x ($(V2))"; \
@@ -59,4 +69,4 @@ generate: $(STAMP)
 	$(BIN)/python conventions/generate.py
 
 clean:
-	rm -rf $(VENV) $(V2) $(BENCH) .runmeter .runmeter-demo build dist *.egg-info
+	rm -rf $(VENV) $(V2) $(BENCH) $(DISTRO) .runmeter .runmeter-demo build dist *.egg-info

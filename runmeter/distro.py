@@ -19,7 +19,8 @@ exporters. The distro defaults metrics and logs exporters to ``none`` (set
 With ``opentelemetry-distro`` installed too, the two distros compete and the
 first one found wins; set ``OTEL_PYTHON_DISTRO=runmeter`` and
 ``OTEL_PYTHON_CONFIGURATOR=runmeter`` to choose runmeter's (it sets the latter
-itself when it is the one loaded).
+itself when it is the one loaded). With the plain SDK configurator, runmeter's
+instrumentation still prices its own spans, but no runs are assembled or stored.
 """
 
 from __future__ import annotations
