@@ -135,13 +135,6 @@ class DialectMap:
         for name, key in names.items():
             self._index.setdefault(name, []).append((_OWN, 0, key))  # type: ignore[arg-type]
 
-    def dialect_of(self, attrs: Mapping[str, Any]) -> Dialect | None:
-        for d in self.dialects:
-            for key in d.detect:
-                if key in attrs:
-                    return d
-        return None
-
     def read(self, attrs: Mapping[str, Any]) -> GenAIFields:
         """Canonical GenAI fields of an attribute mapping (never raises on bad values).
 

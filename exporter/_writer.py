@@ -249,7 +249,3 @@ class Writer:
             self._release()
         self.store.close()
         return ok
-
-    @property
-    def spool_dir(self) -> Path:
-        return self.spool.dir

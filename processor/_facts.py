@@ -20,7 +20,6 @@ from opentelemetry.trace import StatusCode
 
 from runmeter.conventions import DialectMap, GenAIFields
 from runmeter.conventions import attributes as A
-from runmeter.conventions import genai as G
 from runmeter.processor._budget import Breach, Budget
 from runmeter.processor.pricing import PriceBook, TokenUsage
 

@@ -38,7 +38,6 @@ from typing import Any, Literal
 from opentelemetry.context import Context
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import get_current_span
 
 from runmeter.conventions import DialectMap, load_dialects
 from runmeter.conventions import attributes as A
@@ -49,7 +48,7 @@ from runmeter.processor._ledger import RunLedger
 from runmeter.processor._live import INSTRUMENTATION_SCOPE, LiveRun, current_run
 from runmeter.processor._loops import LoopSignal
 from runmeter.processor._metrics import ProcessorMetrics
-from runmeter.processor._records import OutcomeEvent, RunRecord, RunSink
+from runmeter.processor._records import OutcomeEvent, RunSink
 from runmeter.processor._selfcheck import internal_error
 from runmeter.processor.pricing import PriceBook
 

@@ -52,3 +52,8 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+# Shared fixtures (defined next to their helpers): available to every test module.
+from tests.instrumented import rig  # noqa: E402, F401
+from tests.stores import store_rig  # noqa: E402, F401

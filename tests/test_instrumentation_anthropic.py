@@ -10,7 +10,7 @@ import pytest
 
 import runmeter
 from runmeter.simulator import Reply, ToolCall
-from tests.instrumented import SECRET, Rig, all_attribute_text, rig  # noqa: F401
+from tests.instrumented import SECRET, Rig, all_attribute_text
 
 MSG = [{"role": "user", "content": "Triage these tickets."}]
 # claude-haiku-4-5: 1,000 uncached x $1/M + 4,000 read x $0.10/M + 1,000 written x $1.25/M + 200 out x $5/M

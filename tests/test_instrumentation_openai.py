@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from decimal import Decimal
 
 import openai
 import pytest
@@ -13,7 +12,7 @@ from wrapt import FunctionWrapper
 import runmeter
 from runmeter import Budget, BudgetExceeded
 from runmeter.simulator import Reply, ToolCall
-from tests.instrumented import SECRET, Rig, all_attribute_text, rig  # noqa: F401
+from tests.instrumented import SECRET, Rig, all_attribute_text
 
 MSG = [{"role": "user", "content": "Summarize the inbox."}]
 # gpt-5.5: 25 uncached x $5/M + 32 cached x $0.50/M + 21 out x $30/M = 0.000125 + 0.000016 + 0.00063

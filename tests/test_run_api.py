@@ -8,7 +8,7 @@ import pytest
 
 import runmeter
 from runmeter import Budget, BudgetExceeded
-from tests.instrumented import Rig, rig  # noqa: F401
+from tests.instrumented import Rig
 
 
 def by_name(rig: Rig) -> dict[str, object]:

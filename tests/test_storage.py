@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 
-import runmeter
 from runmeter.exporter import (
     Batch,
     ClickHouseSpanExporter,
@@ -27,7 +23,7 @@ from runmeter.exporter import (
 from runmeter.exporter._migrations import applied_versions
 from runmeter.processor import PriceBook, RunProcessor
 from tests.spans import llm, make_span, run_root
-from tests.stores import StoreRig, store_rig  # noqa: F401
+from tests.stores import StoreRig
 
 # The Collector's ClickHouse exporter's otel_traces columns (shared/reference/clickhouse-otel-traces.md).
 COLLECTOR_COLUMNS = [
@@ -223,7 +219,7 @@ def test_store_urls_and_errors(tmp_path: Path) -> None:
 def test_run_records_replace_on_update(store_rig: StoreRig) -> None:
     """A complete record after an incomplete one (or a re-send): the latest wins."""
     exp = exporter_for(store_rig)
-    from runmeter.processor import InMemoryRunSink, assemble, read_span
+    from runmeter.processor import assemble, read_span
     from runmeter.conventions import load_dialects
 
     facts = [read_span(s, load_dialects(), PriceBook())[0] for s in [run_root("r", 1, end_ms=10), llm(2, 1, "gpt-4o-mini", 10_000, 1_000)]]
