@@ -263,6 +263,7 @@ class GenAIHandler:
             span.end()
 
     def _metrics(self, call: _Call, usage: TokenUsage | None, cost: Any, duration: float, error_type: str | None) -> None:
+        # A fresh attributes dict per measurement: the SDK may keep the one it is given.
         inv = call.inv
         base: dict[str, Any] = {G.GEN_AI_OPERATION_NAME: inv.operation, G.GEN_AI_PROVIDER_NAME: inv.provider}
         if inv.request_model:

@@ -22,8 +22,9 @@ never a silent zero.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Union
 
@@ -100,6 +101,12 @@ class TokenUsage:
 
     def validate(self) -> None:
         """Raise ``ValueError`` if the parts exceed their totals."""
+        if (
+            self.cache_read_tokens + self.cache_write_tokens <= self.input_tokens
+            and self.reasoning_tokens <= self.output_tokens
+            and min(self.cache_read_tokens, self.cache_write_tokens, self.reasoning_tokens) >= 0
+        ):
+            return  # the common case: valid
         for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
             if getattr(self, name) < 0:
                 raise ValueError(f"invalid usage: {name} is negative")
@@ -266,6 +273,8 @@ class PriceBook:
         self._plans: dict[tuple[str | None, str, date], _Plan] = {}
         # id(ModelPrice) -> (that ModelPrice, its plan); the object is kept so its id stays unique.
         self._by_price: dict[int, tuple[gp_types.ModelPrice, _Plan]] = {}
+        self._today_date = date.min
+        self._today_until = 0.0
 
     @property
     def overrides(self) -> PriceOverrides | None:
@@ -302,17 +311,27 @@ class PriceBook:
         total, inp, out = _run(plan, usage)
         return Cost(total, inp, out, plan.source, estimated=estimated, model_id=plan.model_id, provider_id=plan.provider_id)
 
+    def _today(self) -> date:
+        """Today's UTC date, recomputed only when the clock passes midnight (the hot path prices "now")."""
+        now = time.time()
+        if now >= self._today_until:
+            today = datetime.fromtimestamp(now, timezone.utc).date()
+            midnight = datetime(today.year, today.month, today.day, tzinfo=timezone.utc) + timedelta(days=1)
+            self._today_date, self._today_until = today, midnight.timestamp()
+        return self._today_date
+
     def _plan(self, provider: str | None, model: str, when: datetime | None) -> _Plan | None:
         if when is None:
-            when = datetime.now(timezone.utc)
-        elif when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)  # naive means UTC, as in genai-prices
-        key = (provider, model, when.astimezone(timezone.utc).date())
+            key = (provider, model, self._today())
+        else:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)  # naive means UTC, as in genai-prices
+            key = (provider, model, when.astimezone(timezone.utc).date())
         plan = self._plans.get(key)
         if plan is not None:
             return plan
         with self._lock:
-            return self._resolve(provider, model, when, key)
+            return self._resolve(provider, model, when or datetime.now(timezone.utc), key)
 
     def _resolve(self, provider: str | None, model: str, when: datetime, key: tuple[str | None, str, date]) -> _Plan | None:
         if len(self._plans) >= _MAX_CACHED:
