@@ -14,6 +14,7 @@ Configuration: :mod:`runmeter.config` and :mod:`runmeter.environment_variables`.
 
 from __future__ import annotations
 
+from runmeter._outcome import outcome
 from runmeter.config import ConfigError, Settings, load_settings
 from runmeter.instrumentation import run, tool
 from runmeter.processor import Budget, BudgetExceeded, Cost, PriceBook, TokenUsage
@@ -30,6 +31,7 @@ __all__ = [
     "TokenUsage",
     "__version__",
     "load_settings",
+    "outcome",
     "run",
     "tool",
 ]

@@ -34,6 +34,7 @@ PUBLIC_API = {
     "TokenUsage",
     "__version__",
     "load_settings",
+    "outcome",
     "run",
     "tool",
 }

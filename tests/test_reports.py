@@ -178,3 +178,16 @@ def test_cli_db_commands(store_url: str) -> None:
     ddl = runner.invoke(app, ["db", "migrate", "--cluster", "c1", "--print"])
     assert ddl.exit_code == 0 and "ON CLUSTER c1" in ddl.stdout
     assert runner.invoke(app, ["db", "migrate", "--cluster", "bad name", "--print"]).exit_code == 2
+
+
+def test_python_outcome_api_latest_wins(tmp_path: Path) -> None:
+    import runmeter
+    from runmeter.exporter._exporter import open_writer
+
+    url = build(tmp_path)
+    runmeter.outcome("summarize-10", "accepted", "second review", store=url)
+    open_writer(url).flush()
+    data = {r["Group"]: r for r in json.loads(cli(url, "report", "--json").stdout)}
+    assert data["summarize"]["Accepted"] == 1 and data["summarize"]["CostPerAcceptedRun"] == 0.1
+    with pytest.raises(ValueError, match="outcome must be one of"):
+        runmeter.outcome("summarize-10", "meh", store=url)
