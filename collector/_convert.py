@@ -1,0 +1,176 @@
+"""OTLP trace requests to SDK ``ReadableSpan``s, span by span, with limits.
+
+The collector feeds the RunProcessor and the ClickHouse exporter with the same
+span objects an agent process does. Each span is checked on its own: a span
+with a wrong-length trace or span id, a missing name or times, is rejected with
+a reason and counted, and never costs the valid spans of the same request
+(OTLP ``partial_success``). Attribute values longer than the limit are cut,
+attributes past the per-span limit are dropped and counted, as the SDK does.
+Protobuf itself rejects invalid UTF-8 in string fields when the request is
+parsed: such a request is malformed as a whole.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1 import trace_pb2
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+
+__all__ = ["Converted", "Limits", "MalformedRequest", "convert", "parse_request"]
+
+_KINDS = {
+    trace_pb2.Span.SPAN_KIND_UNSPECIFIED: SpanKind.INTERNAL,
+    trace_pb2.Span.SPAN_KIND_INTERNAL: SpanKind.INTERNAL,
+    trace_pb2.Span.SPAN_KIND_SERVER: SpanKind.SERVER,
+    trace_pb2.Span.SPAN_KIND_CLIENT: SpanKind.CLIENT,
+    trace_pb2.Span.SPAN_KIND_PRODUCER: SpanKind.PRODUCER,
+    trace_pb2.Span.SPAN_KIND_CONSUMER: SpanKind.CONSUMER,
+}
+_STATUS = {
+    trace_pb2.Status.STATUS_CODE_UNSET: StatusCode.UNSET,
+    trace_pb2.Status.STATUS_CODE_OK: StatusCode.OK,
+    trace_pb2.Status.STATUS_CODE_ERROR: StatusCode.ERROR,
+}
+
+
+class MalformedRequest(ValueError):
+    """The request as a whole cannot be read (bad protobuf, invalid UTF-8 in a string field)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_attributes_per_span: int = 256
+    max_attribute_value_length: int = 65_536
+    max_events_per_span: int = 256
+    max_links_per_span: int = 128
+
+
+@dataclass
+class Converted:
+    spans: list[ReadableSpan] = field(default_factory=list)
+    rejected: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    dropped_attributes: int = 0
+
+    @property
+    def error_message(self) -> str:
+        """For ``partial_success.error_message``: each reason with its count."""
+        return "; ".join(f"{n} span(s): {reason}" for reason, n in sorted(self.reasons.items()))
+
+
+def parse_request(data: bytes) -> ExportTraceServiceRequest:
+    req = ExportTraceServiceRequest()
+    try:
+        req.ParseFromString(data)
+    except (DecodeError, UnicodeDecodeError, ValueError) as exc:
+        raise MalformedRequest(f"not a valid OTLP ExportTraceServiceRequest: {exc}") from None
+    return req
+
+
+def _value(v: AnyValue, limit: int) -> Any:
+    kind = v.WhichOneof("value")
+    if kind == "string_value":
+        return v.string_value[:limit]
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "int_value":
+        return v.int_value
+    if kind == "double_value":
+        return v.double_value
+    if kind == "bytes_value":
+        return v.bytes_value[:limit].hex()
+    if kind == "array_value":
+        items = [_value(x, limit) for x in v.array_value.values]
+        scalars = [x for x in items if isinstance(x, (str, bool, int, float))]
+        kinds = {type(x) for x in scalars}
+        return tuple(scalars) if len(kinds) <= 1 else tuple(str(x) for x in scalars)
+    if kind == "kvlist_value":
+        return str({kv.key: _value(kv.value, limit) for kv in v.kvlist_value.values})[:limit]
+    return None
+
+
+def _attributes(kvs: Iterable[KeyValue], limits: Limits, out: Converted) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
+    for kv in kvs:
+        if len(attrs) >= limits.max_attributes_per_span:
+            out.dropped_attributes += 1
+            continue
+        value = _value(kv.value, limits.max_attribute_value_length)
+        if value is not None and kv.key:
+            attrs[kv.key] = value
+    return attrs
+
+
+def _span(s: trace_pb2.Span, resource: Resource, scope: InstrumentationScope, limits: Limits, out: Converted) -> ReadableSpan | str:
+    if len(s.trace_id) != 16 or s.trace_id == bytes(16):
+        return "trace_id must be 16 bytes, not all zero"
+    if len(s.span_id) != 8 or s.span_id == bytes(8):
+        return "span_id must be 8 bytes, not all zero"
+    if s.parent_span_id and len(s.parent_span_id) != 8:
+        return "parent_span_id must be empty or 8 bytes"
+    if not s.name:
+        return "name is empty"
+    if not s.start_time_unix_nano or s.end_time_unix_nano < s.start_time_unix_nano:
+        return "start/end times missing or end before start"
+    trace_id = int.from_bytes(s.trace_id, "big")
+    try:
+        state = TraceState.from_header([s.trace_state]) if s.trace_state else None
+    except ValueError:
+        state = None
+    ctx = SpanContext(trace_id, int.from_bytes(s.span_id, "big"), is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED), trace_state=state)
+    parent = (
+        SpanContext(trace_id, int.from_bytes(s.parent_span_id, "big"), is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+        if s.parent_span_id and s.parent_span_id != bytes(8) else None
+    )
+    events = [
+        Event(e.name, _attributes(e.attributes, limits, out), timestamp=e.time_unix_nano)
+        for e in list(s.events)[: limits.max_events_per_span]
+    ]
+    links = [
+        Link(SpanContext(int.from_bytes(lk.trace_id, "big"), int.from_bytes(lk.span_id, "big"), is_remote=True),
+             _attributes(lk.attributes, limits, out))
+        for lk in list(s.links)[: limits.max_links_per_span]
+        if len(lk.trace_id) == 16 and len(lk.span_id) == 8
+    ]
+    return ReadableSpan(
+        name=s.name,
+        context=ctx,
+        parent=parent,
+        resource=resource,
+        attributes=_attributes(s.attributes, limits, out),
+        events=events,
+        links=links,
+        kind=_KINDS.get(s.kind, SpanKind.INTERNAL),  # an unknown enum value reads as INTERNAL
+        status=Status(_STATUS.get(s.status.code, StatusCode.UNSET), s.status.message or None),
+        start_time=s.start_time_unix_nano,
+        end_time=s.end_time_unix_nano,
+        instrumentation_scope=scope,
+    )
+
+
+def convert(req: ExportTraceServiceRequest, limits: Limits | None = None) -> Converted:
+    """The request's valid spans, and the rest counted by reason."""
+    limits = limits or Limits()
+    out = Converted()
+    for rs in req.resource_spans:
+        resource = Resource(_attributes(rs.resource.attributes, limits, out), rs.schema_url or None)
+        for ss in rs.scope_spans:
+            scope = InstrumentationScope(ss.scope.name, ss.scope.version or None, ss.schema_url or None)
+            for s in ss.spans:
+                result = _span(s, resource, scope, limits, out)
+                if isinstance(result, str):
+                    out.rejected += 1
+                    out.reasons[result] += 1
+                else:
+                    out.spans.append(result)
+    return out
