@@ -15,7 +15,7 @@ from opentelemetry.semconv._incubating.attributes.server_attributes import (  # 
     SERVER_PORT,
 )
 
-from runmeter.conventions.attributes import (  # noqa: F401
+from runmeter.conventions.attributes import (  # type: ignore[no-redef]  # noqa: F401  (ours win where both define a name)
     GEN_AI_PROVIDER_NAME,
     GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
     GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,

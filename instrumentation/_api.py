@@ -33,7 +33,10 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from contextvars import Token
+
 from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, TracerProvider
 
@@ -141,7 +144,7 @@ class Run(_Scope):
         self.outcome: str | None = None
         self.span: Span | None = None
         self.ledger: RunLedger | None = None
-        self._token: object | None = None
+        self._token: Token[Context] | None = None
 
     def _fresh(self) -> Run:
         return Run(self.name, owner=self.owner, project=self.project, task_id=self.task_id, run_id=self._given_id,
@@ -240,7 +243,7 @@ class Tool(_Scope):
         self._resource_arg = resource_arg
         self._provider = tracer_provider
         self.span: Span | None = None
-        self._token: object | None = None
+        self._token: Token[Context] | None = None
         self._live: LiveRun | None = None
         self._args_hash: str | None = None
 
