@@ -70,8 +70,11 @@ class Spool:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._seq = 0
+        self._writes = 0
+        self._estimate = 0
 
     def size(self) -> int:
+        """Bytes waiting, read from disk (other processes share the directory)."""
         total = 0
         for p in self.dir.glob("*" + _SUFFIX):
             try:
@@ -84,8 +87,14 @@ class Spool:
         """Durably store a batch; raises SpoolFull at the bound."""
         data = batch.to_json()
         with self._lock:
-            if self.size() + len(data) > self.max_bytes:
+            # Listing the directory on every write would cost O(files) under a backlog: the size is
+            # re-read every 64 writes, or when the estimate nears the bound, and estimated between.
+            self._writes += 1
+            if self._writes % 64 == 1 or self._estimate + len(data) > self.max_bytes:
+                self._estimate = self.size()
+            if self._estimate + len(data) > self.max_bytes:
                 raise SpoolFull(f"spool {self.dir} is full ({self.max_bytes} bytes)")
+            self._estimate += len(data)
             self._seq += 1
             name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}-{batch.token[:16]}"
             return self._write(data, name, _SUFFIX)
