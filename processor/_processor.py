@@ -93,7 +93,7 @@ class _Trace:
     last_seen: float
     facts: dict[int, SpanFacts] = field(default_factory=dict)
     held: list[tuple[ReadableSpan, dict[str, Any]]] = field(default_factory=list)
-    open: int = 0
+    open: set[int] = field(default_factory=set)  # spans started here and not ended yet (local mode)
     root_seen: bool = False
     due: float | None = None
 
@@ -183,7 +183,7 @@ class RunProcessor(SpanProcessor):
             self._live[ctx.span_id] = _Entry(live, parent_id, top, op)
             if ctx.trace_id not in self._cut:
                 trace = self._trace(ctx.trace_id)
-                trace.open += 1
+                trace.open.add(ctx.span_id)
                 trace.due = None
         if self._pending:
             self._drain()
@@ -230,8 +230,8 @@ class RunProcessor(SpanProcessor):
             if facts.parent_id is None or (span.parent is not None and span.parent.is_remote):
                 trace.root_seen = True
             if self._mode == "local":
-                trace.open = max(0, trace.open - 1)
-                if trace.open == 0:
+                trace.open.discard(facts.span_id)
+                if not trace.open:
                     trace.due = now + self.limits.grace_s
             else:
                 trace.held.append((span, added))
@@ -308,10 +308,10 @@ class RunProcessor(SpanProcessor):
                 if now - trace.first_seen >= lim.max_run_age_s:
                     self._evict(trace_id, incomplete=True)
                 elif self._mode == "local":
-                    if trace.open == 0 and trace.facts and (force or final or (trace.due is not None and now >= trace.due)):
+                    if not trace.open and trace.facts and (force or final or (trace.due is not None and now >= trace.due)):
                         self._evict(trace_id, incomplete=False)
                     elif final:
-                        self._evict(trace_id, incomplete=trace.open > 0)
+                        self._evict(trace_id, incomplete=bool(trace.open))
                 elif force or final or (trace.root_seen and now - trace.last_seen >= lim.quiet_s):
                     self._evict(trace_id, incomplete=final and not trace.root_seen)
         return self._drain()
@@ -334,6 +334,8 @@ class RunProcessor(SpanProcessor):
         with self._lock:
             if self._mode == "local":
                 for sid in trace.facts:
+                    self._live.pop(sid, None)
+                for sid in trace.open:  # spans that never ended (leaked by the program): forgotten too
                     self._live.pop(sid, None)
             if incomplete and assembly is not None and assembly.records:
                 self._cut[trace_id] = assembly.records[0].run_id

@@ -305,3 +305,16 @@ def test_remote_run_completes_after_quiet_period_and_only_with_its_root() -> Non
     lost = [x for x in sink.runs if x.trace_id == f"{0xFED:032x}"]
     assert len(lost) == 1 and lost[0].incomplete
     proc.shutdown()
+
+
+def test_a_span_that_never_ends_does_not_leak(rig: Any) -> None:
+    leaked = rig.tracer.start_span("never ended")  # a program bug: no end()
+    chat(rig.tracer, 100, 10)  # another trace, which completes as usual
+    rig.clock.t += 3
+    rig.proc.sweep()
+    assert [r.incomplete for r in rig.sink.runs] == [False]
+    assert rig.proc.live_spans == 1 and rig.proc.open_traces == 1
+    rig.clock.t += 86_400  # past max_run_age_s
+    rig.proc.sweep()
+    assert rig.proc.live_spans == 0 and rig.proc.open_traces == 0  # forgotten, memory bounded
+    assert leaked.is_recording()
