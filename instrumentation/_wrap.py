@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import attach, detach
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from wrapt import FunctionWrapper
 
@@ -111,12 +112,14 @@ def sync_wrapper(handler: GenAIHandler, spec: MethodSpec) -> Callable[..., Any]:
         call = prepare_call(handler, spec, instance, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
+        token = attach(trace.set_span_in_context(call.span))  # current during the call, so SDK/HTTP spans nest
         try:
-            with trace.use_span(call.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-                result = wrapped(*args, **kwargs)
+            result = wrapped(*args, **kwargs)
         except BaseException as exc:
+            detach(token)
             handler.fail(call, exc)
             raise
+        detach(token)
         return _after(handler, spec, call, result, SyncStream)
 
     return wrapper
@@ -127,12 +130,14 @@ def async_wrapper(handler: GenAIHandler, spec: MethodSpec) -> Callable[..., Any]
         call = prepare_call(handler, spec, instance, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
+        token = attach(trace.set_span_in_context(call.span))
         try:
-            with trace.use_span(call.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-                result = await wrapped(*args, **kwargs)
+            result = await wrapped(*args, **kwargs)
         except BaseException as exc:
+            detach(token)
             handler.fail(call, exc)
             raise
+        detach(token)
         return _after(handler, spec, call, result, AsyncStream)
 
     return wrapper
