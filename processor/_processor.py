@@ -144,6 +144,11 @@ class RunProcessor(SpanProcessor):
     def sink(self) -> RunSink | None:
         return self._sink
 
+    @sink.setter
+    def sink(self, sink: RunSink | None) -> None:
+        """Where run records go; set late when the store's exporter is configured after the first one."""
+        self._sink = sink
+
     # --- SpanProcessor ----------------------------------------------------------------
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:

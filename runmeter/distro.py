@@ -81,7 +81,7 @@ class RunmeterConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
                 return processor
             processor.add_downstream(batch)
             if processor.sink is None and sink is not None:
-                processor._sink = sink
+                processor.sink = sink
             return _NoOp()
 
         kwargs.setdefault("export_span_processor", export_processor)
