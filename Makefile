@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := embedded,openai,anthropic,test
+EXTRAS := embedded,openai,anthropic,collector,test
 
 .PHONY: demo test bench generate clean
 

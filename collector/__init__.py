@@ -1,14 +1,55 @@
 """The runmeter collector: OTLP in from any language and instrumentation, runs out to ClickHouse.
 
-Built so far: :func:`convert`, which turns an OTLP ``ExportTraceServiceRequest`` into
-SDK spans span by span — invalid spans rejected with a reason and counted (for
-``partial_success``), never costing the valid spans of the same request — with
-limits on attributes, value lengths, events and links. The receivers (OTLP gRPC
-:4317, HTTP :4318), the write-ahead log and ``runmeter collector`` are not built yet.
+``runmeter collector`` listens for OTLP/gRPC (:4317) and OTLP/HTTP (:4318),
+writes each request to a write-ahead log before acknowledging it, and sends
+the spans through the same :class:`~runmeter.processor.RunProcessor` (remote
+completion rules) into the same ClickHouse exporter an agent process uses.
+See ``collector/_service.py`` for the pipeline and README.md for operation.
+
+Names are loaded on first use, so ``runmeter.config`` can read the collector's
+settings without importing protobuf, gRPC or aiohttp into every agent.
 """
 
 from __future__ import annotations
 
-from runmeter.collector._convert import Converted, Limits, MalformedRequest, convert, parse_request
+import importlib
+from typing import Any
 
-__all__ = ["Converted", "Limits", "MalformedRequest", "convert", "parse_request"]
+__all__ = [
+    "Collector",
+    "CollectorServer",
+    "CollectorSettings",
+    "Converted",
+    "Limits",
+    "MalformedRequest",
+    "Refused",
+    "TokenAuth",
+    "WriteAheadLog",
+    "check",
+    "convert",
+    "parse_json_request",
+    "parse_request",
+]
+
+_WHERE = {
+    "Collector": "_service",
+    "Refused": "_service",
+    "CollectorServer": "_server",
+    "CollectorSettings": "_options",
+    "TokenAuth": "_auth",
+    "WriteAheadLog": "_wal",
+    "Converted": "_convert",
+    "Limits": "_convert",
+    "MalformedRequest": "_convert",
+    "check": "_convert",
+    "convert": "_convert",
+    "parse_json_request": "_convert",
+    "parse_request": "_convert",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

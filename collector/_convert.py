@@ -12,11 +12,14 @@ parsed: such a request is malformed as a whole.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -24,9 +27,10 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from runmeter.conventions import attributes as A
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-__all__ = ["Converted", "Limits", "MalformedRequest", "convert", "parse_request"]
+__all__ = ["Converted", "Limits", "MalformedRequest", "check", "convert", "parse_json_request", "parse_request"]
 
 _KINDS = {
     trace_pb2.Span.SPAN_KIND_UNSPECIFIED: SpanKind.INTERNAL,
@@ -41,6 +45,11 @@ _STATUS = {
     trace_pb2.Status.STATUS_CODE_OK: StatusCode.OK,
     trace_pb2.Status.STATUS_CODE_ERROR: StatusCode.ERROR,
 }
+
+
+_ZERO16, _ZERO8 = bytes(16), bytes(8)
+_HAS_IS_REMOTE = trace_pb2.SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
+_IS_REMOTE = trace_pb2.SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 
 
 class MalformedRequest(ValueError):
@@ -58,6 +67,7 @@ class Limits:
 @dataclass
 class Converted:
     spans: list[ReadableSpan] = field(default_factory=list)
+    accepted: int = 0
     rejected: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     dropped_attributes: int = 0
@@ -74,6 +84,42 @@ def parse_request(data: bytes) -> ExportTraceServiceRequest:
         req.ParseFromString(data)
     except (DecodeError, UnicodeDecodeError, ValueError) as exc:
         raise MalformedRequest(f"not a valid OTLP ExportTraceServiceRequest: {exc}") from None
+    return req
+
+
+_ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
+
+
+def _hex_ids_to_base64(node: Any) -> None:
+    """OTLP/JSON writes trace and span ids as hex; protobuf's JSON mapping expects base64."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _ID_FIELDS and isinstance(value, str):
+                try:
+                    node[key] = base64.b64encode(bytes.fromhex(value)).decode()
+                except ValueError:
+                    raise MalformedRequest(f"{key} {value[:40]!r} is not hex") from None
+            else:
+                _hex_ids_to_base64(value)
+    elif isinstance(node, list):
+        for item in node:
+            _hex_ids_to_base64(item)
+
+
+def parse_json_request(data: bytes) -> ExportTraceServiceRequest:
+    """An OTLP/JSON request (ids in hex, enums as integers, unknown fields ignored, per the spec)."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedRequest(f"not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise MalformedRequest("an OTLP/JSON request is a JSON object")
+    _hex_ids_to_base64(obj)
+    req = ExportTraceServiceRequest()
+    try:
+        json_format.ParseDict(obj, req, ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError) as exc:
+        raise MalformedRequest(f"not a valid OTLP/JSON ExportTraceServiceRequest: {exc}") from None
     return req
 
 
@@ -111,10 +157,11 @@ def _attributes(kvs: Iterable[KeyValue], limits: Limits, out: Converted) -> dict
     return attrs
 
 
-def _span(s: trace_pb2.Span, resource: Resource, scope: InstrumentationScope, limits: Limits, out: Converted) -> ReadableSpan | str:
-    if len(s.trace_id) != 16 or s.trace_id == bytes(16):
+def _problem(s: trace_pb2.Span) -> str | None:
+    """Why the span cannot be stored, or None."""
+    if len(s.trace_id) != 16 or s.trace_id == _ZERO16:
         return "trace_id must be 16 bytes, not all zero"
-    if len(s.span_id) != 8 or s.span_id == bytes(8):
+    if len(s.span_id) != 8 or s.span_id == _ZERO8:
         return "span_id must be 8 bytes, not all zero"
     if s.parent_span_id and len(s.parent_span_id) != 8:
         return "parent_span_id must be empty or 8 bytes"
@@ -122,15 +169,64 @@ def _span(s: trace_pb2.Span, resource: Resource, scope: InstrumentationScope, li
         return "name is empty"
     if not s.start_time_unix_nano or s.end_time_unix_nano < s.start_time_unix_nano:
         return "start/end times missing or end before start"
+    return None
+
+
+def _claimed_project(kvs: Iterable[KeyValue]) -> str | None:
+    for kv in kvs:
+        if kv.key == A.RUNMETER_RUN_PROJECT:
+            return kv.value.string_value
+    return None
+
+
+def check(req: ExportTraceServiceRequest, project: str | None = None) -> Converted:
+    """The cheap checks :func:`convert` makes, without building spans: what to answer before logging.
+
+    With ``project`` (a token bound to a project), a span whose resource or
+    attributes name another project is rejected too.
+    """
+    out = Converted()
+    for rs in req.resource_spans:
+        claimed = _claimed_project(rs.resource.attributes) if project is not None else None
+        for ss in rs.scope_spans:
+            for s in ss.spans:
+                problem = _problem(s)
+                if problem is None and project is not None:
+                    mine = _claimed_project(s.attributes) or claimed
+                    if mine and mine != project:
+                        problem = f"this token may only send project {project!r}"
+                if problem is not None:
+                    out.rejected += 1
+                    out.reasons[problem] += 1
+                else:
+                    out.accepted += 1
+    return out
+
+
+def _span(
+    s: trace_pb2.Span, resource: Resource, scope: InstrumentationScope, limits: Limits, out: Converted, project: str | None
+) -> ReadableSpan | str:
+    problem = _problem(s)
+    if problem is not None:
+        return problem
+    attributes = _attributes(s.attributes, limits, out)
+    if project is not None:
+        claimed = attributes.get(A.RUNMETER_RUN_PROJECT) or resource.attributes.get(A.RUNMETER_RUN_PROJECT)
+        if claimed and claimed != project:
+            return f"this token may only send project {project!r}"
+        attributes[A.RUNMETER_RUN_PROJECT] = project
     trace_id = int.from_bytes(s.trace_id, "big")
     try:
         state = TraceState.from_header([s.trace_state]) if s.trace_state else None
     except ValueError:
         state = None
     ctx = SpanContext(trace_id, int.from_bytes(s.span_id, "big"), is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED), trace_state=state)
+    # The parent is remote only when the sender says so (OTLP span flags bits 8 and 9): a remote
+    # parent makes the span a local root, which the RunProcessor treats as a trace root.
+    remote_parent = bool(s.flags & _IS_REMOTE) if s.flags & _HAS_IS_REMOTE else False
     parent = (
-        SpanContext(trace_id, int.from_bytes(s.parent_span_id, "big"), is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-        if s.parent_span_id and s.parent_span_id != bytes(8) else None
+        SpanContext(trace_id, int.from_bytes(s.parent_span_id, "big"), is_remote=remote_parent, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+        if s.parent_span_id and s.parent_span_id != _ZERO8 else None
     )
     events = [
         Event(e.name, _attributes(e.attributes, limits, out), timestamp=e.time_unix_nano)
@@ -147,7 +243,7 @@ def _span(s: trace_pb2.Span, resource: Resource, scope: InstrumentationScope, li
         context=ctx,
         parent=parent,
         resource=resource,
-        attributes=_attributes(s.attributes, limits, out),
+        attributes=attributes,
         events=events,
         links=links,
         kind=_KINDS.get(s.kind, SpanKind.INTERNAL),  # an unknown enum value reads as INTERNAL
@@ -158,8 +254,12 @@ def _span(s: trace_pb2.Span, resource: Resource, scope: InstrumentationScope, li
     )
 
 
-def convert(req: ExportTraceServiceRequest, limits: Limits | None = None) -> Converted:
-    """The request's valid spans, and the rest counted by reason."""
+def convert(req: ExportTraceServiceRequest, limits: Limits | None = None, project: str | None = None) -> Converted:
+    """The request's valid spans, and the rest counted by reason.
+
+    With ``project`` (the sender's token is bound to it), every span is stamped
+    with that project and a span naming another one is rejected, as :func:`check` says.
+    """
     limits = limits or Limits()
     out = Converted()
     for rs in req.resource_spans:
@@ -167,10 +267,11 @@ def convert(req: ExportTraceServiceRequest, limits: Limits | None = None) -> Con
         for ss in rs.scope_spans:
             scope = InstrumentationScope(ss.scope.name, ss.scope.version or None, ss.schema_url or None)
             for s in ss.spans:
-                result = _span(s, resource, scope, limits, out)
+                result = _span(s, resource, scope, limits, out, project)
                 if isinstance(result, str):
                     out.rejected += 1
                     out.reasons[result] += 1
                 else:
                     out.spans.append(result)
+    out.accepted = len(out.spans)
     return out

@@ -258,3 +258,31 @@ RUNMETER_RUN_DURATION_UNIT: Final = 's'
 RUNMETER_RUNS_OLDEST_OPEN_AGE_METRIC: Final = 'runmeter.runs.oldest_open_age'
 """Age of the oldest run still in progress, for long-run alerts. (gauge, s)"""
 RUNMETER_RUNS_OLDEST_OPEN_AGE_UNIT: Final = 's'
+
+RUNMETER_COLLECTOR_SPANS_RECEIVED_METRIC: Final = 'runmeter.collector.spans.received'
+"""Spans the collector received over OTLP (gRPC and HTTP), before checks. (counter, {span})"""
+RUNMETER_COLLECTOR_SPANS_RECEIVED_UNIT: Final = '{span}'
+
+RUNMETER_COLLECTOR_SPANS_ACCEPTED_METRIC: Final = 'runmeter.collector.spans.accepted'
+"""Spans written to the collector's write-ahead log and acknowledged. (counter, {span})"""
+RUNMETER_COLLECTOR_SPANS_ACCEPTED_UNIT: Final = '{span}'
+
+RUNMETER_COLLECTOR_SPANS_REJECTED_METRIC: Final = 'runmeter.collector.spans.rejected'
+"""Spans rejected as invalid or not allowed, by reason (`error.type`); reported to the client in partial_success. (counter, {span})"""
+RUNMETER_COLLECTOR_SPANS_REJECTED_UNIT: Final = '{span}'
+
+RUNMETER_COLLECTOR_SPANS_WRITTEN_METRIC: Final = 'runmeter.collector.spans.written'
+"""Spans handed durably to the store's writer (its spool), after which the log releases them. (counter, {span})"""
+RUNMETER_COLLECTOR_SPANS_WRITTEN_UNIT: Final = '{span}'
+
+RUNMETER_COLLECTOR_REQUESTS_REFUSED_METRIC: Final = 'runmeter.collector.requests.refused'
+"""Requests refused as a whole, by reason (`error.type`) - retryable (log full, draining) or not (unauthenticated, malformed, too large). (counter, {request})"""
+RUNMETER_COLLECTOR_REQUESTS_REFUSED_UNIT: Final = '{request}'
+
+RUNMETER_COLLECTOR_LOG_SIZE_METRIC: Final = 'runmeter.collector.log.size'
+"""Bytes held by the collector's write-ahead log on disk. (gauge, By)"""
+RUNMETER_COLLECTOR_LOG_SIZE_UNIT: Final = 'By'
+
+RUNMETER_COLLECTOR_STORE_LAG_METRIC: Final = 'runmeter.collector.store.lag'
+"""Bytes acknowledged but not yet in ClickHouse (the log's unreleased records plus the writer's spool). (gauge, By)"""
+RUNMETER_COLLECTOR_STORE_LAG_UNIT: Final = 'By'

@@ -224,6 +224,15 @@ class Writer:
         with self._drain_lock:
             self._release()
 
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Rows of a query on the store, through the writer's session (an embedded store allows one)."""
+        with self._drain_lock:
+            try:
+                return list(self._client(wait=True).query(sql, parameters=parameters).result_rows)
+            except Exception:
+                self._release()
+                raise
+
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Drain until the spool is empty or the deadline; True when empty."""
         deadline = time.monotonic() + timeout_s

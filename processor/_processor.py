@@ -346,18 +346,17 @@ class RunProcessor(SpanProcessor):
                 self._cut[trace_id] = assembly.records[0].run_id
                 while len(self._cut) > _MAX_TOMBSTONES:
                     self._cut.popitem(last=False)
-        if self._mode == "remote":
-            self._forward_held(trace, assembly)
-        if assembly is None or not assembly.records:
-            return 0
-        for r in assembly.records:
+        records = assembly.records if assembly is not None else []
+        for r in records:
             self._metrics.record_run(r)
-        if self._sink is not None:
+        if records and self._sink is not None:
             try:
-                self._sink.write_runs(assembly.records)
+                self._sink.write_runs(records)
             except Exception as exc:
                 internal_error("sink.write_runs", exc)
-        return len(assembly.records)
+        if self._mode == "remote":  # after the runs: once a span is downstream, the collector may forget it
+            self._forward_held(trace, assembly)
+        return len(records)
 
     def _forward_held(self, trace: _Trace, assembly: Any) -> None:
         run_of = assembly.run_of if assembly is not None else {}

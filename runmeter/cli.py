@@ -340,6 +340,54 @@ def db_drain() -> None:
         raise typer.Exit(1)
 
 
+@app.command()
+def collector(
+    config: Optional[Path] = typer.Option(None, "--config", help="runmeter.toml with a [collector] section (else found as usual)"),
+    grpc_endpoint: Optional[str] = typer.Option(None, "--grpc", help="OTLP/gRPC host:port (default 0.0.0.0:4317)"),
+    http_endpoint: Optional[str] = typer.Option(None, "--http", help="OTLP/HTTP host:port (default 0.0.0.0:4318)"),
+    admin_endpoint: Optional[str] = typer.Option(None, "--admin", help="/healthz, /readyz, /metrics host:port (default 0.0.0.0:8888)"),
+    wal_dir: Optional[str] = typer.Option(None, "--wal-dir", help="the write-ahead log's directory"),
+    tokens_file: Optional[str] = typer.Option(None, "--tokens-file", help="bearer tokens (TOML); without it no token is asked"),
+    tls_cert: Optional[str] = typer.Option(None, "--tls-cert"),
+    tls_key: Optional[str] = typer.Option(None, "--tls-key"),
+    tls_client_ca: Optional[str] = typer.Option(None, "--tls-client-ca", help="require client certificates signed by this CA (mTLS)"),
+    log_format: Optional[str] = typer.Option(None, "--log-format", help="json (default) or text"),
+) -> None:
+    """Receive OTLP from any language, assemble and price runs, write them to ClickHouse.
+
+    Needs the collector extra: pip install 'runmeter[collector]'.
+    """
+    import logging
+
+    from pydantic import ValidationError
+
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    flags = {"grpc_endpoint": grpc_endpoint, "http_endpoint": http_endpoint, "admin_endpoint": admin_endpoint, "wal_dir": wal_dir,
+             "tokens_file": tokens_file, "tls_cert": tls_cert, "tls_key": tls_key, "tls_client_ca": tls_client_ca, "log_format": log_format}
+    try:
+        cs = settings.collector.model_validate({**settings.collector.model_dump(), **{k: v for k, v in flags.items() if v is not None}})
+    except ValidationError as exc:
+        _fail(f"collector setting: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}", 2)
+    try:
+        from runmeter.collector._server import CollectorServer, JsonFormatter
+        from runmeter.processor import RunLimits
+    except ImportError as exc:
+        _fail(f"the collector needs its extra ({exc.name} is missing): pip install 'runmeter[collector]'")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if cs.log_format == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    url = _State.store_url or settings.storage.clickhouse_url
+    try:
+        writer = open_writer(url, settings.storage.spool_dir, settings.storage.spool_max_bytes)
+        server = CollectorServer(cs, writer, prices=PriceBook(settings.pricing), run_limits=RunLimits.from_settings(settings.runs))
+    except (ConfigError, StoreError, OSError, ValueError) as exc:
+        _fail(str(exc), 2)
+    raise typer.Exit(0 if server.serve_forever() else 1)
+
+
 def main() -> None:
     app()
 

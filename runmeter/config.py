@@ -20,10 +20,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runmeter import environment_variables as ev
+from runmeter.collector._options import CollectorSettings
 from runmeter.processor import ConfigError, PriceOverrides
 from runmeter.processor._configfile import CONFIG_FILENAME, read_toml, validation_error
 
-__all__ = ["ConfigError", "RunSettings", "Settings", "StorageSettings", "find_config_file", "load_settings"]
+__all__ = ["CollectorSettings", "ConfigError", "RunSettings", "Settings", "StorageSettings", "find_config_file", "load_settings"]
 
 _log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class _File(BaseModel):
     model_config = ConfigDict(extra="forbid")
     storage: StorageSettings = StorageSettings()
     runs: RunSettings = RunSettings()
+    collector: CollectorSettings = CollectorSettings()
     providers: dict[str, str] = {}
     pricing: dict[str, Any] = {}
 
@@ -60,6 +62,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
     storage: StorageSettings = StorageSettings()
     runs: RunSettings = RunSettings()
+    collector: CollectorSettings = CollectorSettings()
     providers: dict[str, str] = {}
     """Base-URL prefix -> provider name, for OpenAI-compatible servers (vLLM, Ollama...)."""
     pricing: PriceOverrides = PriceOverrides()
@@ -80,7 +83,9 @@ _ENV_FIELDS: dict[str, tuple[str, str]] = {
     ev.RUNMETER_LOOP_THRESHOLD: ("runs", "loop_threshold"),
     ev.RUNMETER_ABANDONED_AFTER_S: ("runs", "abandoned_after_s"),
 }
-_SECTIONS: dict[str, type[BaseModel]] = {"storage": StorageSettings, "runs": RunSettings}
+# Every [collector] key also reads from RUNMETER_COLLECTOR_<KEY> (e.g. RUNMETER_COLLECTOR_WAL_DIR).
+_ENV_FIELDS.update({f"RUNMETER_COLLECTOR_{name.upper()}": ("collector", name) for name in CollectorSettings.model_fields})
+_SECTIONS: dict[str, type[BaseModel]] = {"storage": StorageSettings, "runs": RunSettings, "collector": CollectorSettings}
 
 
 def find_config_file(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> tuple[Path, tuple[str, ...]] | None:
@@ -125,7 +130,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
             raise validation_error(exc, file, text, base) from None
     else:
         parsed = _File()
-    sections = {"storage": parsed.storage.model_dump(), "runs": parsed.runs.model_dump()}
+    sections = {"storage": parsed.storage.model_dump(), "runs": parsed.runs.model_dump(), "collector": parsed.collector.model_dump()}
     for var, (section, field) in _ENV_FIELDS.items():
         value = env.get(var)
         if value is None or value == "":
@@ -141,6 +146,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     return Settings(
         storage=StorageSettings.model_validate(sections["storage"]),
         runs=RunSettings.model_validate(sections["runs"]),
+        collector=CollectorSettings.model_validate(sections["collector"]),
         providers=dict(parsed.providers),
         pricing=pricing,
         source=source,

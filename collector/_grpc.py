@@ -1,0 +1,103 @@
+"""OTLP/gRPC on :4317: ``opentelemetry.proto.collector.trace.v1.TraceService/Export``.
+
+The method is served from the service descriptor in ``opentelemetry-proto``
+with the request left as bytes, so a malformed message gets a clear
+``INVALID_ARGUMENT`` (grpcio's own deserializer would answer ``INTERNAL``) and
+the bytes go to the log as received. Backpressure: ``RESOURCE_EXHAUSTED`` with
+``RetryInfo`` (log full) or ``UNAVAILABLE`` (draining) - both retried by OTLP
+clients; ``UNAUTHENTICATED`` for a missing or unknown token.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+from google.protobuf.any_pb2 import Any as AnyProto
+from google.protobuf.duration_pb2 import Duration
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTracePartialSuccess, ExportTraceServiceResponse
+
+from runmeter.collector._auth import TokenAuth, Unauthenticated
+from runmeter.collector._convert import MalformedRequest, parse_request
+from runmeter.collector._service import Collector, Refused
+
+__all__ = ["grpc_server"]
+
+_log = logging.getLogger("runmeter.collector")
+_SERVICE = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"]
+
+
+def _retry_status(code: int, message: str, seconds: int) -> tuple[tuple[str, bytes], ...]:
+    """The trailing ``grpc-status-details-bin`` that tells OTLP clients when to retry."""
+    detail = AnyProto()
+    detail.Pack(error_details_pb2.RetryInfo(retry_delay=Duration(seconds=seconds)))
+    status = status_pb2.Status(code=code, message=message, details=[detail])
+    return (("grpc-status-details-bin", status.SerializeToString()),)
+
+
+def grpc_server(collector: Collector, auth: TokenAuth | None) -> tuple[grpc.Server, int]:
+    """A started server and its port (``grpc_endpoint`` may ask for port 0)."""
+    s = collector.settings
+
+    def export(data: bytes, context: grpc.ServicerContext) -> ExportTraceServiceResponse:
+        project = None
+        if auth is not None:
+            header = next((v for k, v in context.invocation_metadata() if k == "authorization"), None)
+            try:
+                project = auth.authenticate(header if isinstance(header, str) else None).project
+            except Unauthenticated as exc:
+                collector.refuse("unauthenticated")
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        try:
+            req = parse_request(data)
+        except MalformedRequest as exc:
+            collector.refuse("malformed")
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            checked, fut = collector.accept(req, data, project)
+            if fut is not None:
+                fut.result()
+        except Refused as exc:
+            code = grpc.StatusCode.RESOURCE_EXHAUSTED if exc.reason == "log_full" else grpc.StatusCode.UNAVAILABLE
+            rpc_code = code_pb2.RESOURCE_EXHAUSTED if exc.reason == "log_full" else code_pb2.UNAVAILABLE
+            context.set_trailing_metadata(_retry_status(rpc_code, str(exc), exc.retry_after_s or 1))
+            context.abort(code, str(exc))
+        except Exception as exc:  # the log could not be written: retryable, nothing acknowledged
+            collector.refuse("log_error")
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot log the request: {exc}")
+        if checked.rejected:
+            return ExportTraceServiceResponse(
+                partial_success=ExportTracePartialSuccess(rejected_spans=checked.rejected, error_message=checked.error_message)
+            )
+        return ExportTraceServiceResponse()
+
+    handler = grpc.method_handlers_generic_handler(
+        _SERVICE.full_name,
+        {"Export": grpc.unary_unary_rpc_method_handler(export, response_serializer=ExportTraceServiceResponse.SerializeToString)},
+    )
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=s.grpc_workers, thread_name_prefix="runmeter-grpc"),
+        handlers=[handler],
+        options=[
+            ("grpc.max_receive_message_length", s.max_decompressed_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    if s.tls_cert and s.tls_key:
+        creds = grpc.ssl_server_credentials(
+            [(Path(s.tls_key).read_bytes(), Path(s.tls_cert).read_bytes())],
+            root_certificates=Path(s.tls_client_ca).read_bytes() if s.tls_client_ca else None,
+            require_client_auth=bool(s.tls_client_ca),
+        )
+        port = server.add_secure_port(s.grpc_endpoint, creds)
+    else:
+        port = server.add_insecure_port(s.grpc_endpoint)
+    if not port:
+        raise OSError(f"cannot listen on {s.grpc_endpoint} for OTLP/gRPC")
+    server.start()
+    _log.info("OTLP/gRPC listening", extra={"endpoint": s.grpc_endpoint, "port": port, "tls": bool(s.tls_cert)})
+    return server, port

@@ -1,0 +1,33 @@
+"""The collector's settings: ``[collector]`` in ``runmeter.toml``, ``RUNMETER_COLLECTOR_*``, or flags."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["CollectorSettings"]
+
+
+class CollectorSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grpc_endpoint: str = "0.0.0.0:4317"
+    http_endpoint: str = "0.0.0.0:4318"
+    # /healthz, /readyz and /metrics (Prometheus), apart from the OTLP ports so probes need no token.
+    admin_endpoint: str = "0.0.0.0:8888"
+    wal_dir: str = ".runmeter-collector/wal"
+    wal_max_bytes: int = Field(default=1 << 30, gt=0)
+    wal_segment_bytes: int = Field(default=64 << 20, gt=0)
+    # One request on the wire (HTTP body, compressed) and after gunzip (HTTP) or as a gRPC message.
+    max_request_bytes: int = Field(default=16 << 20, gt=0)
+    max_decompressed_bytes: int = Field(default=64 << 20, gt=0)
+    max_attributes_per_span: int = Field(default=256, gt=0)
+    max_attribute_value_length: int = Field(default=65_536, gt=0)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    # With a client CA, clients must present a certificate it signed (mTLS).
+    tls_client_ca: str | None = None
+    tokens_file: str | None = None
+    drain_timeout_s: float = Field(default=30.0, gt=0)
+    retry_after_s: int = Field(default=5, ge=1)
+    log_format: str = Field(default="json", pattern="^(json|text)$")
+    grpc_workers: int = Field(default=16, ge=1)

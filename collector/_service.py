@@ -1,0 +1,383 @@
+"""The collector's pipeline, between the receivers and the store.
+
+::
+
+    receiver ─ check ─► write-ahead log (group commit, fsync) ─► acknowledge
+                                  │ in order, once durable
+                                  ▼
+               convert ─► RunProcessor (remote) ─► _Tracker ─► ClickHouseSpanExporter ─► spool ─► ClickHouse
+                                                      │ once the spans are in the spool
+                                                      └─► release the log records
+
+A log record is released only when every span of it is durably in the store
+writer's spool (and its runs were handed to the run sink before that), so a
+crash at any point loses nothing acknowledged. After a crash the records past
+the checkpoint are replayed; the spans of those traces that already reached
+ClickHouse are looked up first and not written again, so each acknowledged
+span is stored exactly once (the replayed runs are re-assembled and replace
+their earlier rows: ``runmeter_runs`` is a ReplacingMergeTree).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import struct
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import metrics
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+
+from runmeter.collector._convert import Converted, Limits, check, convert, parse_request
+from runmeter.collector._options import CollectorSettings
+from runmeter.collector._wal import LogFull, WriteAheadLog
+from runmeter.conventions import attributes as A
+from runmeter.exporter import ClickHouseSpanExporter, Writer
+from runmeter.processor import PriceBook, RunLimits, RunProcessor
+
+__all__ = ["Collector", "Refused"]
+
+_log = logging.getLogger("runmeter.collector")
+_PROJECT_LEN = struct.Struct("<H")
+_Key = tuple[int, int]
+
+
+class Refused(Exception):
+    """The request is refused as a whole; ``retryable`` ones carry a ``retry_after_s``."""
+
+    def __init__(self, reason: str, message: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+    @property
+    def retryable(self) -> bool:
+        return self.retry_after_s is not None
+
+
+def _encode(project: str | None, data: bytes) -> bytes:
+    p = (project or "").encode()
+    return _PROJECT_LEN.pack(len(p)) + p + data
+
+
+def _decode(payload: bytes) -> tuple[str | None, bytes]:
+    (n,) = _PROJECT_LEN.unpack_from(payload)
+    project = payload[2:2 + n].decode() or None
+    return project, payload[2 + n:]
+
+
+@dataclass
+class _Metrics:
+    received: Any
+    accepted: Any
+    rejected: Any
+    written: Any
+    refused: Any
+
+
+class _Tracker(SpanProcessor):
+    """Downstream of the RunProcessor: exports spans in batches and releases their log records."""
+
+    def __init__(self, exporter: SpanExporter, wal: WriteAheadLog, written: Any, batch_size: int = 4096, interval_s: float = 0.2) -> None:
+        self._exporter = exporter
+        self._wal = wal
+        self._written = written
+        self._batch_size = batch_size
+        self._interval = interval_s
+        self._lock = threading.Lock()
+        self._keys: dict[_Key, int | list[int]] = {}  # span -> the log record(s) it came in
+        self._left: dict[int, int] = {}  # log record -> spans not yet written
+        self._buf: list[ReadableSpan] = []
+        self.skip: set[_Key] = set()  # spans already in ClickHouse (found when replaying)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._export_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="runmeter-collector-export", daemon=True)
+        self._thread.start()
+
+    def expect(self, seq: int, spans: Sequence[ReadableSpan]) -> None:
+        if not spans:
+            self._wal.release(seq)
+            return
+        with self._lock:
+            self._left[seq] = len(spans)
+            for s in spans:
+                key = (s.context.trace_id, s.context.span_id)
+                prev = self._keys.get(key)
+                if prev is None:
+                    self._keys[key] = seq
+                elif isinstance(prev, list):
+                    prev.append(seq)
+                else:  # the same span again (a client's retry): one record each
+                    self._keys[key] = [prev, seq]
+
+    def on_end(self, span: ReadableSpan) -> None:
+        with self._lock:
+            self._buf.append(span)
+            full = len(self._buf) >= self._batch_size
+        if full:
+            self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self.flush_once(deadline=None)
+
+    def flush_once(self, deadline: float | None) -> bool:
+        """Export what is buffered; retries with backoff until it is spooled (or the deadline)."""
+        with self._export_lock:
+            with self._lock:
+                batch, self._buf = self._buf, []
+            if not batch:
+                return True
+            todo = [s for s in batch if (s.context.trace_id, s.context.span_id) not in self.skip] if self.skip else batch
+            delay = 0.1
+            while todo:
+                try:
+                    result = self._exporter.export(todo)
+                except Exception as exc:  # the exporter never raises; if it does, the spans wait
+                    _log.error("export failed: %s", exc)
+                    result = SpanExportResult.FAILURE
+                if result is SpanExportResult.SUCCESS:
+                    self._written.add(len(todo))
+                    break
+                if (deadline is not None and time.monotonic() + delay > deadline) or (deadline is None and self._stop.is_set()):
+                    with self._lock:  # keep them for later: their log records stay unreleased
+                        self._buf[:0] = batch
+                    return False
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            self._release(batch)
+            return True
+
+    def _release(self, batch: list[ReadableSpan]) -> None:
+        done: list[int] = []
+        with self._lock:
+            for s in batch:
+                key = (s.context.trace_id, s.context.span_id)
+                self.skip.discard(key)
+                seq = self._keys.pop(key, None)
+                if isinstance(seq, list):
+                    first = seq.pop(0)
+                    if len(seq) == 1:
+                        self._keys[key] = seq[0]
+                    else:
+                        self._keys[key] = seq
+                    seq = first
+                if seq is None:
+                    continue
+                left = self._left[seq] - 1
+                if left:
+                    self._left[seq] = left
+                else:
+                    del self._left[seq]
+                    done.append(seq)
+        for seq in done:
+            self._wal.release(seq)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.flush_once(time.monotonic() + timeout_millis / 1000)
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+
+class Collector:
+    """Receivers call :meth:`accept`; everything after the log happens on the collector's threads."""
+
+    def __init__(
+        self,
+        settings: CollectorSettings,
+        writer: Writer,
+        *,
+        prices: PriceBook | None = None,
+        run_limits: RunLimits | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        self.settings = settings
+        self.writer = writer
+        self.limits = Limits(settings.max_attributes_per_span, settings.max_attribute_value_length)
+        meter = (meter_provider or metrics.get_meter_provider()).get_meter("runmeter.collector")
+        self.metrics = _Metrics(
+            received=meter.create_counter(A.RUNMETER_COLLECTOR_SPANS_RECEIVED_METRIC, A.RUNMETER_COLLECTOR_SPANS_RECEIVED_UNIT),
+            accepted=meter.create_counter(A.RUNMETER_COLLECTOR_SPANS_ACCEPTED_METRIC, A.RUNMETER_COLLECTOR_SPANS_ACCEPTED_UNIT),
+            rejected=meter.create_counter(A.RUNMETER_COLLECTOR_SPANS_REJECTED_METRIC, A.RUNMETER_COLLECTOR_SPANS_REJECTED_UNIT),
+            written=meter.create_counter(A.RUNMETER_COLLECTOR_SPANS_WRITTEN_METRIC, A.RUNMETER_COLLECTOR_SPANS_WRITTEN_UNIT),
+            refused=meter.create_counter(A.RUNMETER_COLLECTOR_REQUESTS_REFUSED_METRIC, A.RUNMETER_COLLECTOR_REQUESTS_REFUSED_UNIT),
+        )
+        meter.create_observable_gauge(
+            A.RUNMETER_COLLECTOR_LOG_SIZE_METRIC, [lambda _: [metrics.Observation(self.wal.size)]], A.RUNMETER_COLLECTOR_LOG_SIZE_UNIT
+        )
+        meter.create_observable_gauge(
+            A.RUNMETER_COLLECTOR_STORE_LAG_METRIC, [lambda _: [metrics.Observation(self.store_lag_bytes)]], A.RUNMETER_COLLECTOR_STORE_LAG_UNIT
+        )
+        self._queue: queue.SimpleQueue[tuple[int, ExportTraceServiceRequest, str | None] | None] = queue.SimpleQueue()
+        self.wal = WriteAheadLog(
+            settings.wal_dir, max_bytes=settings.wal_max_bytes, segment_bytes=settings.wal_segment_bytes, on_durable=self._durable
+        )
+        self.exporter = ClickHouseSpanExporter(writer=writer, prices=prices)
+        self.tracker = _Tracker(self.exporter, self.wal, self.metrics.written)
+        self.processor = RunProcessor(
+            self.tracker, sink=self.exporter.run_sink, prices=prices, limits=run_limits, mode="remote", meter_provider=meter_provider
+        )
+        self.draining = False
+        self.replayed = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="runmeter-collector-process", daemon=True)
+        self._worker.start()
+
+    # --- intake (receiver threads) ----------------------------------------------------------
+
+    def accept(self, req: ExportTraceServiceRequest, data: bytes | None, project: str | None) -> tuple[Converted, Future[int] | None]:
+        """Check the request and log it; the future completes once it is durable (then acknowledge).
+
+        Raises :class:`Refused` when the log is full or the collector is draining.
+        """
+        checked = check(req, project)
+        self.metrics.received.add(checked.accepted + checked.rejected)
+        for reason, n in checked.reasons.items():
+            self.metrics.rejected.add(n, {ERROR_TYPE: reason})
+        if not checked.accepted:
+            return checked, None
+        if self.draining:
+            self.refuse("draining")
+            raise Refused("draining", "the collector is shutting down; retry on another replica", self.settings.retry_after_s)
+        payload = _encode(project, data if data is not None else req.SerializeToString())
+        try:
+            fut = self.wal.append(payload, (req, project, checked.accepted))
+        except LogFull as exc:
+            self.refuse("log_full")
+            raise Refused("log_full", f"{exc}: ClickHouse is behind; retry later", self.settings.retry_after_s) from None
+        return checked, fut
+
+    def refuse(self, reason: str) -> None:
+        self.metrics.refused.add(1, {ERROR_TYPE: reason})
+
+    def _durable(self, seq: int, item: Any) -> None:  # the log's writer thread, in sequence order
+        req, project, n = item
+        self.metrics.accepted.add(n)
+        self._queue.put((seq, req, project))
+
+    # --- processing (one thread) ------------------------------------------------------------
+
+    def _work(self) -> None:
+        try:
+            self._replay()
+        except Exception:
+            _log.exception("replaying the write-ahead log failed; its records stay for the next start")
+        self.replayed.set()
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            self._process(*item)
+
+    def _process(self, seq: int, req: ExportTraceServiceRequest, project: str | None) -> None:
+        try:
+            converted = convert(req, self.limits, project)
+        except Exception:
+            _log.exception("record %d cannot be converted; it stays in the log", seq)
+            return
+        self.tracker.expect(seq, converted.spans)
+        for span in converted.spans:
+            self.processor.on_end(span)
+
+    def _replay(self) -> None:
+        records = self.wal.replay
+        self.wal.replay = []
+        if not records:
+            return
+        _log.warning("replaying %d write-ahead log record(s) left by the last run", len(records))
+        decoded = []
+        trace_ids: set[str] = set()
+        for r in records:
+            project, data = _decode(r.payload)
+            req = parse_request(data)
+            decoded.append((r.seq, req, project))
+            for rs in req.resource_spans:
+                for ss in rs.scope_spans:
+                    trace_ids.update(s.trace_id.hex() for s in ss.spans)
+        self.tracker.skip = self._stored(sorted(trace_ids))
+        for item in decoded:
+            self._process(*item)
+        _log.info("replay done: %d span(s) were already stored and are not written again", len(self.tracker.skip))
+
+    def _stored(self, trace_ids: list[str]) -> set[_Key]:
+        """Spans of these traces already in ClickHouse; waits (with backoff) until the store answers."""
+        delay = 0.5
+        while True:
+            try:
+                if not self.writer.flush(timeout_s=60):  # what an earlier run spooled goes in first
+                    raise RuntimeError("the spool does not drain")
+                found: set[_Key] = set()
+                for i in range(0, len(trace_ids), 1000):
+                    rows = self.writer.query(
+                        "SELECT TraceId, SpanId FROM otel_traces WHERE TraceId IN {ids:Array(String)}",
+                        {"ids": trace_ids[i:i + 1000]},
+                    )
+                    found.update((int(t, 16), int(s, 16)) for t, s in rows)
+                return found
+            except Exception as exc:
+                _log.warning("cannot look up replayed traces in ClickHouse yet (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    # --- state ------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.replayed.is_set() and not self.draining and self.wal.size < 0.9 * self.settings.wal_max_bytes
+
+    @property
+    def healthy(self) -> bool:
+        return self._worker.is_alive() or self.draining
+
+    @property
+    def store_lag_bytes(self) -> int:
+        return self.wal.pending_bytes + self.writer.spool.size()
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Process everything logged so far, complete every open run and write it all (tests, drain)."""
+        deadline = time.monotonic() + timeout_s
+        while self.wal.pending and time.monotonic() < deadline:
+            if self._queue.empty():
+                self.processor.sweep(force=True)
+                self.tracker.flush_once(deadline)
+            time.sleep(0.01)
+        return self.writer.flush(max(0.0, deadline - time.monotonic())) and not self.wal.pending
+
+    def shutdown(self, timeout_s: float | None = None) -> bool:
+        """Stop taking requests, finish what was acknowledged within the deadline, close.
+
+        What does not finish in time stays in the log and is replayed on the next start.
+        """
+        timeout_s = self.settings.drain_timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout_s
+        self.draining = True
+        self.wal.close()  # writes what is queued; durable records reach the processing queue
+        self._queue.put(None)
+        self._worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        self.processor.sweep(final=True)
+        done = self.tracker.flush_once(deadline)
+        self.tracker.shutdown()
+        self.processor.shutdown()
+        done = self.writer.close(timeout_s=max(0.5, deadline - time.monotonic())) and done
+        self.wal.close()
+        if not done or self.wal.pending:
+            _log.warning("shut down with %d log record(s) not yet written; they are replayed on the next start", self.wal.pending)
+        return done and not self.wal.pending

@@ -1,0 +1,291 @@
+"""The collector's write-ahead log: a request is on disk (fsync) before it is acknowledged.
+
+Records are appended to segment files ``<first seq>.wal`` in ``directory``::
+
+    record = u32 length | u32 crc32(payload) | u64 seq | payload
+
+A single writer thread takes every append waiting at that moment, writes them
+with one ``write`` and makes them durable with one ``fdatasync`` (group
+commit), then completes their futures in sequence order and hands each record
+to ``on_durable``: nothing is processed that a crash could still take back.
+
+Processing *releases* a record once its spans are durably with the store's
+writer. The log keeps every record from the oldest unreleased one on (the
+*watermark* is the highest sequence below which all are released, persisted
+in ``checkpoint``); whole segments below the watermark are deleted. After a
+crash, :meth:`WriteAheadLog.open` returns the records after the checkpoint
+for replay. A torn tail (a record half written when the process died, never
+acknowledged) is cut off; a damaged record in an older segment is skipped and
+counted, never fatal.
+
+The log is bounded: :meth:`append` raises :class:`LogFull` past ``max_bytes``,
+which the receivers turn into a retryable refusal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["LogFull", "WalRecord", "WriteAheadLog"]
+
+_log = logging.getLogger(__name__)
+_HEADER = struct.Struct("<IIQ")
+_SUFFIX = ".wal"
+_CHECKPOINT = "checkpoint"
+_MAX_RECORD = 1 << 30
+
+
+class LogFull(Exception):
+    """The log holds ``max_bytes``: refuse (retryably) until processing catches up."""
+
+
+@dataclass(frozen=True)
+class WalRecord:
+    seq: int
+    payload: bytes
+
+
+@dataclass
+class _Segment:
+    path: Path
+    first: int
+    last: int
+    size: int
+
+
+class WriteAheadLog:
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        max_bytes: int = 1 << 30,
+        segment_bytes: int = 64 << 20,
+        fsync: bool = True,
+        on_durable: Callable[[int, Any], None] | None = None,
+    ) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        self._fsync = fsync
+        self._on_durable = on_durable
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._queue: list[tuple[int, bytes, Any, Future[int]]] = []
+        self._segments: list[_Segment] = []
+        self._released: set[int] = set()
+        self._sizes: dict[int, int] = {}  # unreleased record -> its bytes
+        self.damaged = 0
+        self._closed = False
+        self._checkpoint_written = 0.0
+        self._checkpoint_lock = threading.Lock()
+        self.watermark = self._read_checkpoint()
+        self.replay: list[WalRecord] = self._recover()
+        last = max([s.last for s in self._segments] + [self.watermark])
+        self._next_seq = last + 1
+        self._durable_seq = last
+        self._fd: int | None = None
+        self._active: _Segment | None = None
+        self._thread = threading.Thread(target=self._run, name="runmeter-wal", daemon=True)
+        self._thread.start()
+
+    # --- recovery --------------------------------------------------------------------------
+
+    def _read_checkpoint(self) -> int:
+        try:
+            return int((self.dir / _CHECKPOINT).read_text().strip() or 0)
+        except FileNotFoundError:
+            return 0
+        except ValueError:
+            _log.error("runmeter collector: %s is damaged; replaying the whole log", self.dir / _CHECKPOINT)
+            return 0
+
+    def _recover(self) -> list[WalRecord]:
+        paths = sorted(self.dir.glob("*" + _SUFFIX))
+        records: list[WalRecord] = []
+        for i, path in enumerate(paths):
+            last_segment = i == len(paths) - 1
+            data = path.read_bytes()
+            pos, first, last = 0, 0, 0
+            while pos < len(data):
+                if pos + _HEADER.size > len(data):
+                    break
+                length, crc, seq = _HEADER.unpack_from(data, pos)
+                end = pos + _HEADER.size + length
+                payload = data[pos + _HEADER.size:end]
+                if length > _MAX_RECORD or end > len(data) or zlib.crc32(payload) != crc:
+                    break
+                first = first or seq
+                last = seq
+                if seq > self.watermark:
+                    records.append(WalRecord(seq, payload))
+                    self._sizes[seq] = end - pos
+                pos = end
+            if pos < len(data):
+                if last_segment:  # torn tail: written when the process died, never acknowledged
+                    with open(path, "r+b") as f:
+                        f.truncate(pos)
+                        os.fsync(f.fileno())
+                    _log.warning("runmeter collector: cut a torn record at the end of %s (%d bytes)", path, len(data) - pos)
+                else:
+                    self.damaged += 1
+                    _log.error("runmeter collector: %s is damaged after byte %d; the rest of it is skipped", path, pos)
+            if last == 0:  # nothing readable in it (created just before a crash, or all torn)
+                path.unlink()
+                continue
+            self._segments.append(_Segment(path, first, last, pos))
+        self._trim()
+        return records
+
+    # --- appending -------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        return sum(s.size for s in self._segments)
+
+    @property
+    def pending(self) -> int:
+        """Records acknowledged or waiting, not yet released."""
+        return self._next_seq - 1 - self.watermark - len(self._released)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of the records not yet released."""
+        return sum(self._sizes.values())
+
+    def append(self, payload: bytes, item: Any = None) -> Future[int]:
+        """Queue a record; the future completes with its sequence number once it is on disk.
+
+        ``item`` goes to ``on_durable`` with the sequence number (in order), so the
+        caller can hand the parsed request on without reading it back.
+        """
+        fut: Future[int] = Future()
+        with self._cond:
+            if self._closed:
+                raise LogFull("the log is closed (the collector is shutting down)")
+            queued = sum(len(p) + _HEADER.size for _, p, _, _ in self._queue)
+            if self.size + queued + len(payload) + _HEADER.size > self.max_bytes:
+                raise LogFull(f"the write-ahead log holds {self.size} of {self.max_bytes} bytes")
+            seq = self._next_seq
+            self._next_seq += 1
+            self._queue.append((seq, payload, item, fut))
+            self._cond.notify()
+        return fut
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue and self._closed:
+                    return
+                batch, self._queue = self._queue, []
+            try:
+                self._write(batch)
+            except Exception as exc:  # a disk error: every waiting request is refused, none acknowledged
+                _log.error("runmeter collector: cannot write the log: %s", exc)
+                for _, _, _, fut in batch:
+                    fut.set_exception(LogFull(f"cannot write the log: {exc}"))
+                continue
+            for seq, _, item, fut in batch:
+                if self._on_durable is not None:
+                    try:
+                        self._on_durable(seq, item)
+                    except Exception as exc:
+                        _log.error("runmeter collector: on_durable failed for record %d: %s", seq, exc)
+                fut.set_result(seq)
+
+    def _write(self, batch: list[tuple[int, bytes, Any, Future[int]]]) -> None:
+        if self._active is None or self._active.size >= self.segment_bytes:
+            self._roll(batch[0][0])
+        assert self._fd is not None and self._active is not None
+        buf = bytearray()
+        for seq, payload, _, _ in batch:
+            buf += _HEADER.pack(len(payload), zlib.crc32(payload), seq)
+            buf += payload
+        view = memoryview(buf)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        if self._fsync:
+            os.fdatasync(self._fd)
+        with self._lock:
+            for seq, payload, _, _ in batch:
+                self._sizes[seq] = len(payload) + _HEADER.size
+            self._active.size += len(buf)
+            self._active.last = batch[-1][0]
+            self._durable_seq = batch[-1][0]
+
+    def _roll(self, first: int) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        path = self.dir / f"{first:020d}{_SUFFIX}"
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if self._fsync:
+            _fsync_dir(self.dir)
+        seg = _Segment(path, first, first - 1, os.fstat(self._fd).st_size)
+        with self._lock:
+            self._segments.append(seg)
+            self._active = seg
+
+    # --- release ---------------------------------------------------------------------------
+
+    def release(self, seq: int) -> None:
+        """Processing is done with record ``seq``: its spans are durably with the store's writer."""
+        with self._lock:
+            if seq <= self.watermark:
+                return
+            self._released.add(seq)
+            self._sizes.pop(seq, None)
+            moved = False
+            while self.watermark + 1 in self._released:
+                self._released.discard(self.watermark + 1)
+                self.watermark += 1
+                moved = True
+        if moved:
+            self._trim()
+
+    def _trim(self, force: bool = False) -> None:
+        """Delete segments wholly below the watermark; persist the checkpoint (at most 5 per second)."""
+        with self._lock:
+            dead = [s for s in self._segments if s.last <= self.watermark and s is not self._active]
+            self._segments = [s for s in self._segments if s not in dead]
+            watermark = self.watermark
+        now = time.monotonic()
+        if dead or force or now - self._checkpoint_written >= 0.2:
+            with self._checkpoint_lock:
+                self._checkpoint_written = now
+                tmp = self.dir / (_CHECKPOINT + ".tmp")
+                tmp.write_text(str(watermark))
+                os.replace(tmp, self.dir / _CHECKPOINT)
+        for s in dead:
+            s.path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Write what is queued, persist the checkpoint, stop the writer thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout=30)
+        self._trim(force=True)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
