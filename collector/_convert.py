@@ -75,7 +75,7 @@ class Converted:
     @property
     def error_message(self) -> str:
         """For ``partial_success.error_message``: each reason with its count."""
-        return "; ".join(f"{n} span(s): {reason}" for reason, n in sorted(self.reasons.items()))
+        return "; ".join(f"{n} span(s): {REASONS[reason]}" for reason, n in sorted(self.reasons.items()))
 
 
 def parse_request(data: bytes) -> ExportTraceServiceRequest:
@@ -157,18 +157,29 @@ def _attributes(kvs: Iterable[KeyValue], limits: Limits, out: Converted) -> dict
     return attrs
 
 
+# Why a span is rejected: the code (counted in metrics as error.type) and what the client is told.
+REASONS = {
+    "bad_trace_id": "trace_id must be 16 bytes, not all zero",
+    "bad_span_id": "span_id must be 8 bytes, not all zero",
+    "bad_parent_span_id": "parent_span_id must be empty or 8 bytes",
+    "empty_name": "name is empty",
+    "bad_times": "start/end times missing or end before start",
+    "project_not_allowed": "the span names a project its token may not send",
+}
+
+
 def _problem(s: trace_pb2.Span) -> str | None:
-    """Why the span cannot be stored, or None."""
+    """Why the span cannot be stored (a key of REASONS), or None."""
     if len(s.trace_id) != 16 or s.trace_id == _ZERO16:
-        return "trace_id must be 16 bytes, not all zero"
+        return "bad_trace_id"
     if len(s.span_id) != 8 or s.span_id == _ZERO8:
-        return "span_id must be 8 bytes, not all zero"
+        return "bad_span_id"
     if s.parent_span_id and len(s.parent_span_id) != 8:
-        return "parent_span_id must be empty or 8 bytes"
+        return "bad_parent_span_id"
     if not s.name:
-        return "name is empty"
+        return "empty_name"
     if not s.start_time_unix_nano or s.end_time_unix_nano < s.start_time_unix_nano:
-        return "start/end times missing or end before start"
+        return "bad_times"
     return None
 
 
@@ -194,7 +205,7 @@ def check(req: ExportTraceServiceRequest, project: str | None = None) -> Convert
                 if problem is None and project is not None:
                     mine = _claimed_project(s.attributes) or claimed
                     if mine and mine != project:
-                        problem = f"this token may only send project {project!r}"
+                        problem = "project_not_allowed"
                 if problem is not None:
                     out.rejected += 1
                     out.reasons[problem] += 1
@@ -213,7 +224,7 @@ def _span(
     if project is not None:
         claimed = attributes.get(A.RUNMETER_RUN_PROJECT) or resource.attributes.get(A.RUNMETER_RUN_PROJECT)
         if claimed and claimed != project:
-            return f"this token may only send project {project!r}"
+            return "project_not_allowed"
         attributes[A.RUNMETER_RUN_PROJECT] = project
     trace_id = int.from_bytes(s.trace_id, "big")
     try:

@@ -181,10 +181,15 @@ class HttpServers:
             self._loop.run_until_complete(self._start())
         except BaseException as exc:
             self._error = exc
+            self._loop.close()
             started.set()
             return
         started.set()
-        self._loop.run_forever()
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.close()
 
     async def _start(self) -> None:
         for app, endpoint, ctx in self._apps:

@@ -341,7 +341,7 @@ class Collector:
 
     @property
     def ready(self) -> bool:
-        return self.replayed.is_set() and not self.draining and self.wal.size < 0.9 * self.settings.wal_max_bytes
+        return self.replayed.is_set() and not self.draining and self.wal.pending_bytes < 0.9 * self.settings.wal_max_bytes
 
     @property
     def healthy(self) -> bool:

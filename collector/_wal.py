@@ -18,8 +18,9 @@ for replay. A torn tail (a record half written when the process died, never
 acknowledged) is cut off; a damaged record in an older segment is skipped and
 counted, never fatal.
 
-The log is bounded: :meth:`append` raises :class:`LogFull` past ``max_bytes``,
-which the receivers turn into a retryable refusal.
+The log is bounded: :meth:`append` raises :class:`LogFull` when the records not
+yet released would pass ``max_bytes`` (on disk it holds at most one segment
+more), which the receivers turn into a retryable refusal.
 """
 
 from __future__ import annotations
@@ -173,9 +174,9 @@ class WriteAheadLog:
         with self._cond:
             if self._closed:
                 raise LogFull("the log is closed (the collector is shutting down)")
-            queued = sum(len(p) + _HEADER.size for _, p, _, _ in self._queue)
-            if self.size + queued + len(payload) + _HEADER.size > self.max_bytes:
-                raise LogFull(f"the write-ahead log holds {self.size} of {self.max_bytes} bytes")
+            held = sum(self._sizes.values()) + sum(len(p) + _HEADER.size for _, p, _, _ in self._queue)
+            if held + len(payload) + _HEADER.size > self.max_bytes:
+                raise LogFull(f"the write-ahead log holds {held} unreleased bytes of {self.max_bytes}")
             seq = self._next_seq
             self._next_seq += 1
             self._queue.append((seq, payload, item, fut))

@@ -1,0 +1,241 @@
+"""runmeter collector end to end: real OTLP clients in, runs with costs out of ClickHouse."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import random
+from pathlib import Path
+
+import grpc
+import pytest
+from google.rpc import status_pb2
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from tests.collector_rig import mini_cost, post, request_bytes, running
+from tests.spans import BASE_NS, MS, llm, make_span, run_root
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+def _run(trace_id: int, name: str = "triage", project: str | None = None) -> list:  # type: ignore[type-arg]
+    extra = {"runmeter.run.project": project} if project else {}
+    return [
+        run_root(name, 1, trace_id=trace_id, end_ms=100, attrs=extra),
+        llm(2, 1, "gpt-4o-mini", 1000, 100, trace_id=trace_id, start_ms=10),
+        llm(3, 1, "gpt-4o-mini", 2000, 50, trace_id=trace_id, start_ms=40),
+    ]
+
+
+def _runs(c, trace_ids: list[int]) -> dict[str, tuple]:  # type: ignore[no-untyped-def, type-arg]
+    ids = ", ".join(f"'{t:032x}'" for t in trace_ids)
+    rows = c.rows(f"SELECT TraceId, CostUsd, LlmCalls, Project FROM runmeter_runs FINAL WHERE TraceId IN ({ids})")
+    return {r[0]: tuple(r[1:]) for r in rows}
+
+
+def _grpc_call(target: str, body: bytes, metadata: tuple = ()) -> tuple[grpc.StatusCode, bytes | None, grpc.Call | None]:  # type: ignore[type-arg]
+    with grpc.insecure_channel(target) as ch:
+        fn = ch.unary_unary(EXPORT)
+        try:
+            resp, call = fn.with_call(body, metadata=metadata, timeout=30)
+            return call.code(), resp, call
+        except grpc.RpcError as err:
+            return err.code(), None, err  # type: ignore[return-value]
+
+
+def test_python_otlp_grpc_and_http_exporters_arrive_as_priced_runs(tmp_path: Path) -> None:
+    with running(tmp_path) as c:
+        grpc_exp = GrpcExporter(endpoint=c.grpc, insecure=True)
+        http_exp = HttpExporter(endpoint=c.http)
+        assert grpc_exp.export(_run(0xA1)) is SpanExportResult.SUCCESS
+        assert http_exp.export(_run(0xA2)) is SpanExportResult.SUCCESS
+        grpc_exp.shutdown()
+        http_exp.shutdown()
+        runs = _runs(c, [0xA1, 0xA2])
+        expected = mini_cost(3000, 150)
+        assert set(runs) == {f"{0xA1:032x}", f"{0xA2:032x}"}
+        for cost, calls, _ in runs.values():
+            assert cost == pytest.approx(expected, rel=1e-9) and calls == 2
+        assert c.rows(f"SELECT count() FROM otel_traces WHERE TraceId IN ('{0xA1:032x}', '{0xA2:032x}')") == [(6,)]
+
+
+def test_otlp_json_gzip_and_chunked_bodies(tmp_path: Path) -> None:
+    with running(tmp_path) as c:
+        # OTLP/JSON as the spec writes it: hex ids, lowerCamelCase, enums as integers, unknown fields ignored.
+        t0 = BASE_NS
+        body = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "js-agent"}}]},
+                                   "scopeSpans": [{"scope": {"name": "manual"}, "futureField": 1, "spans": [
+            {"traceId": f"{0xB1:032x}", "spanId": f"{1:016x}", "name": "invoke_agent a", "kind": 1,
+             "startTimeUnixNano": str(t0), "endTimeUnixNano": str(t0 + 90 * MS),
+             "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "invoke_agent"}}]},
+            {"traceId": f"{0xB1:032x}", "spanId": f"{2:016x}", "parentSpanId": f"{1:016x}", "name": "chat gpt-4o-mini", "kind": 3,
+             "startTimeUnixNano": str(t0 + MS), "endTimeUnixNano": str(t0 + 50 * MS),
+             "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                            {"key": "gen_ai.provider.name", "value": {"stringValue": "openai"}},
+                            {"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o-mini"}},
+                            {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "4000"}},
+                            {"key": "gen_ai.usage.output_tokens", "value": {"intValue": 300}}]},
+        ]}]}]}
+        status, raw, headers = post(c.http, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        assert status == 200 and headers["Content-Type"].startswith("application/json")
+        assert json.loads(raw) == {}  # full success: no partial_success
+        status, raw, _ = post(c.http, gzip.compress(request_bytes(_run(0xB2))), {"Content-Encoding": "gzip"})
+        assert status == 200 and ExportTraceServiceResponse.FromString(raw) == ExportTraceServiceResponse()
+        # Transfer-Encoding: chunked with no Content-Length (the JS SDK's HTTP exporter sends this).
+        conn = http.client.HTTPConnection("127.0.0.1", c.server.ports["http"], timeout=30)
+        data = request_bytes(_run(0xB3))
+        conn.request("POST", "/v1/traces", body=iter([data[:50], data[50:]]), headers={"Content-Type": "application/x-protobuf"},
+                     encode_chunked=True)
+        assert conn.getresponse().status == 200
+        conn.close()
+        runs = _runs(c, [0xB1, 0xB2, 0xB3])
+        assert runs[f"{0xB1:032x}"][:2] == (pytest.approx(mini_cost(4000, 300), rel=1e-9), 1)
+        assert runs[f"{0xB2:032x}"][0] == pytest.approx(mini_cost(3000, 150), rel=1e-9)
+        assert runs[f"{0xB3:032x}"][0] == pytest.approx(mini_cost(3000, 150), rel=1e-9)
+
+
+def test_invalid_spans_are_rejected_alone_with_partial_success(tmp_path: Path) -> None:
+    req = ExportTraceServiceRequest.FromString(request_bytes(_run(0xC1)))
+    spans = req.resource_spans[0].scope_spans[0].spans
+    bad = spans.add()
+    bad.CopyFrom(spans[1])
+    bad.trace_id = b"\x01" * 5
+    nameless = spans.add()
+    nameless.CopyFrom(spans[2])
+    nameless.span_id = b"\x07" * 8
+    nameless.name = ""
+    body = req.SerializeToString()
+    with running(tmp_path) as c:
+        status, raw, _ = post(c.http, body)
+        assert status == 200
+        partial = ExportTraceServiceResponse.FromString(raw).partial_success
+        assert partial.rejected_spans == 2
+        assert "trace_id must be 16 bytes" in partial.error_message and "name is empty" in partial.error_message
+        code, resp, _ = _grpc_call(c.grpc, _with_new_trace(body, 0xC2))
+        assert code is grpc.StatusCode.OK and ExportTraceServiceResponse.FromString(resp).partial_success.rejected_spans == 2
+        runs = _runs(c, [0xC1, 0xC2])
+        assert [r[:2] for r in runs.values()] == [(pytest.approx(mini_cost(3000, 150)), 2)] * 2  # the valid spans all kept
+
+
+def _with_new_trace(body: bytes, trace_id: int) -> bytes:
+    req = ExportTraceServiceRequest.FromString(body)
+    for s in req.resource_spans[0].scope_spans[0].spans:
+        if len(s.trace_id) == 16:
+            s.trace_id = trace_id.to_bytes(16, "big")
+    return req.SerializeToString()
+
+
+def test_malformed_requests_get_clear_errors_and_are_counted(tmp_path: Path) -> None:
+    with running(tmp_path, max_request_bytes=64 * 1024, max_decompressed_bytes=256 * 1024) as c:
+        status, raw, _ = post(c.http, b"\xff\xff\xff garbage")
+        assert status == 400 and "not a valid OTLP" in status_pb2.Status.FromString(raw).message
+        status, raw, _ = post(c.http, b"{not json", {"Content-Type": "application/json"})
+        assert status == 400 and "not valid JSON" in json.loads(raw)["message"]
+        status, _, _ = post(c.http, b"x", {"Content-Type": "text/plain"})
+        assert status == 415
+        # Invalid UTF-8 in a string field: protobuf refuses the whole message.
+        req = ExportTraceServiceRequest.FromString(request_bytes(_run(0xD1)))
+        good_name = req.resource_spans[0].scope_spans[0].spans[0].name.encode()
+        broken = req.SerializeToString().replace(good_name, b"\xc3\x28" + good_name[2:])
+        assert post(c.http, broken)[0] == 400
+        code, _, err = _grpc_call(c.grpc, broken)
+        assert code is grpc.StatusCode.INVALID_ARGUMENT and "not a valid OTLP" in err.details()  # type: ignore[union-attr]
+        # A gzip bomb stops at the inflate limit; an oversized body at the wire limit.
+        bomb = gzip.compress(b"\x00" * (8 << 20))
+        assert len(bomb) < 64 * 1024
+        status, raw, _ = post(c.http, bomb, {"Content-Encoding": "gzip"})
+        assert status == 413 and "inflates past" in status_pb2.Status.FromString(raw).message
+        assert post(c.http, b"\x00" * (65 * 1024))[0] == 413
+        code, _, _ = _grpc_call(c.grpc, b"\x0a" * (300 * 1024))
+        assert code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        metrics = _metrics(c.admin)
+        assert metrics['runmeter_collector_requests_refused_total{error_type="malformed"'] >= 4
+        assert metrics['runmeter_collector_requests_refused_total{error_type="too_large"'] == 2
+        # And the server still takes good requests.
+        assert post(c.http, request_bytes(_run(0xD2)))[0] == 200
+        assert _runs(c, [0xD2])[f"{0xD2:032x}"][1] == 2
+
+
+def _metrics(admin: str) -> dict[str, float]:
+    """Prometheus text as {'name{first_label="v"': value} (labels after the first dropped)."""
+    import urllib.request
+
+    out: dict[str, float] = {}
+    with urllib.request.urlopen(admin + "/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            name, _, value = line.rpartition(" ")
+            key = name.split(",")[0]
+            out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
+def test_health_readiness_and_self_metrics(tmp_path: Path) -> None:
+    import urllib.request
+
+    with running(tmp_path) as c:
+        with urllib.request.urlopen(c.admin + "/healthz") as r:
+            assert r.status == 200
+        with urllib.request.urlopen(c.admin + "/readyz") as r:
+            assert json.loads(r.read())["ready"] is True
+        post(c.http, request_bytes(_run(0xE1)))
+        body = ExportTraceServiceRequest.FromString(request_bytes(_run(0xE2)))
+        body.resource_spans[0].scope_spans[0].spans[0].span_id = b""
+        post(c.http, body.SerializeToString())
+        c.rows("SELECT 1")
+        m = _metrics(c.admin)
+        assert m["runmeter_collector_spans_received_total{otel_scope_name=\"runmeter.collector\""] == 6
+        assert m["runmeter_collector_spans_accepted_total{otel_scope_name=\"runmeter.collector\""] == 5
+        assert m["runmeter_collector_spans_written_total{otel_scope_name=\"runmeter.collector\""] == 5
+        assert m['runmeter_collector_spans_rejected_total{error_type="bad_span_id"'] == 1
+        assert m["runmeter_collector_store_lag_bytes{otel_scope_name=\"runmeter.collector\""] == 0
+
+
+def test_fuzzed_requests_never_crash_and_valid_spans_are_kept(tmp_path: Path) -> None:
+    rng = random.Random(20261122)
+    seed = request_bytes(_run(0xF0) + [make_span("tool x", 9, 1, trace_id=0xF0, attrs={"k": "v" * 40, "n": 3})])
+    statuses: dict[int, int] = {}
+    with running(tmp_path) as c:
+        conn = http.client.HTTPConnection("127.0.0.1", c.server.ports["http"], timeout=30)
+        with grpc.insecure_channel(c.grpc) as ch:
+            export = ch.unary_unary(EXPORT)
+            for i in range(1500):
+                if i % 100 == 0:  # a clean request among the mutants, by the other transport too
+                    clean = request_bytes(_run(0x1000 + i))
+                    export(clean, timeout=10)
+                data = bytearray(seed)
+                for _ in range(rng.randint(1, 6)):
+                    op = rng.random()
+                    pos = rng.randrange(len(data))
+                    if op < 0.5:
+                        data[pos] = rng.randrange(256)
+                    elif op < 0.75:
+                        del data[pos:pos + rng.randint(1, 20)]
+                    else:
+                        data[pos:pos] = rng.randbytes(rng.randint(1, 20))
+                if i % 2:
+                    conn.request("POST", "/v1/traces", body=bytes(data), headers={"Content-Type": "application/x-protobuf"})
+                    r = conn.getresponse()
+                    r.read()
+                    statuses[r.status] = statuses.get(r.status, 0) + 1
+                else:
+                    try:
+                        export(bytes(data), timeout=10)
+                        statuses[200] = statuses.get(200, 0) + 1
+                    except grpc.RpcError as err:
+                        assert err.code() is grpc.StatusCode.INVALID_ARGUMENT, err.details()
+                        statuses[400] = statuses.get(400, 0) + 1
+        conn.close()
+        assert set(statuses) <= {200, 400} and statuses.get(400, 0) > 100 and statuses.get(200, 0) > 20
+        # After all that, a clean request is stored whole and priced, and so were those sent among the mutants.
+        assert post(c.http, request_bytes(_run(0xF1)))[0] == 200
+        clean_ids = [0xF1] + [0x1000 + i for i in range(0, 1500, 100)]
+        runs = _runs(c, clean_ids)
+        assert len(runs) == len(clean_ids)
+        assert all(r[:2] == (pytest.approx(mini_cost(3000, 150)), 2) for r in runs.values())
+        assert c.server.collector.healthy
