@@ -237,6 +237,7 @@ class Collector:
             self.tracker, sink=self.exporter.run_sink, prices=prices, limits=run_limits, mode="remote", meter_provider=meter_provider
         )
         self.draining = False
+        self._full_at = -1e9  # when the log last refused a request
         self.replayed = threading.Event()
         self._worker = threading.Thread(target=self._work, name="runmeter-collector-process", daemon=True)
         self._worker.start()
@@ -261,6 +262,7 @@ class Collector:
         try:
             fut = self.wal.append(payload, (req, project, checked.accepted))
         except LogFull as exc:
+            self._full_at = time.monotonic()
             self.refuse("log_full")
             raise Refused("log_full", f"{exc}: ClickHouse is behind; retry later", self.settings.retry_after_s) from None
         return checked, fut
@@ -313,9 +315,10 @@ class Collector:
                 for ss in rs.scope_spans:
                     trace_ids.update(s.trace_id.hex() for s in ss.spans)
         self.tracker.skip = self._stored(sorted(trace_ids))
+        stored = len(self.tracker.skip)
         for item in decoded:
             self._process(*item)
-        _log.info("replay done: %d span(s) were already stored and are not written again", len(self.tracker.skip))
+        _log.info("replay done: %d span(s) were already stored and are not written again", stored)
 
     def _stored(self, trace_ids: list[str]) -> set[_Key]:
         """Spans of these traces already in ClickHouse; waits (with backoff) until the store answers."""
@@ -341,7 +344,9 @@ class Collector:
 
     @property
     def ready(self) -> bool:
-        return self.replayed.is_set() and not self.draining and self.wal.pending_bytes < 0.9 * self.settings.wal_max_bytes
+        """Replayed, not draining, and the log neither nearly full nor refusing in the last retry_after_s."""
+        full = self.wal.pending_bytes >= 0.9 * self.settings.wal_max_bytes or time.monotonic() - self._full_at < self.settings.retry_after_s
+        return self.replayed.is_set() and not self.draining and not full
 
     @property
     def healthy(self) -> bool:

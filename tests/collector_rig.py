@@ -100,8 +100,8 @@ class Subprocess:
 
     def start(self) -> Subprocess:
         env = {**os.environ, "RUNMETER_CONFIG": str(self.tmp / "runmeter.toml")}
-        log = open(self.tmp / "collector.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "runmeter.cli", "collector"], env=env, cwd=self.tmp, stdout=log, stderr=log)
+        with open(self.tmp / "collector.log", "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen([sys.executable, "-m", "runmeter.cli", "collector"], env=env, cwd=self.tmp, stdout=log, stderr=log)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, (self.tmp / "collector.log").read_text()[-3000:]
