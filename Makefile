@@ -44,8 +44,21 @@ $(DISTRO)/.installed-stamp: $(STAMP)
 	$(DISTRO)/bin/python -m pip install -q --no-deps "opentelemetry-distro==0.66b2"
 	touch $@
 
+# The collector is tested with a Node.js client too: the OpenTelemetry JS SDK from npm, pinned by the lock file.
+NODE_STAMP := tests/node/node_modules/.package-lock.json
+$(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+
+# The Helm chart is rendered in the tests with Go's text/template and sprig (the engines Helm uses):
+# Debian's Go and sprig, installed here when missing (there is no helm binary offline).
+GO_STAMP := /usr/share/gocode/src/github.com/Masterminds/sprig
+$(GO_STAMP):
+	@if [ "$$(id -u)" = 0 ]; then apt-get install -y -q golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev >/dev/null || \
+	  (apt-get update -q >/dev/null && apt-get install -y -q golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev >/dev/null); \
+	else echo "make test needs Go and sprig to render the Helm chart: sudo apt-get install golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev" >&2; exit 1; fi
+
 # pytest exits 5 when it collected no tests: that fails here too, with a word why.
-test: $(STAMP) $(V2)/.installed-stamp $(DISTRO)/.installed-stamp $(CHROMIUM)
+test: $(STAMP) $(V2)/.installed-stamp $(DISTRO)/.installed-stamp $(CHROMIUM) $(NODE_STAMP) $(GO_STAMP)
 	@$(BIN)/python -m pytest -q $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; [ $$status -eq 0 ] || exit $$status; \
 	echo "--- again on openai 2.x ($(V2))"; \

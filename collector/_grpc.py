@@ -27,7 +27,7 @@ from runmeter.collector._service import Collector, Refused
 
 __all__ = ["grpc_server"]
 
-_log = logging.getLogger("runmeter.collector")
+_log = logging.getLogger(__name__)
 _SERVICE = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"]
 
 

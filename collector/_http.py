@@ -31,7 +31,7 @@ from runmeter.collector._service import Collector, Refused
 
 __all__ = ["HttpServers"]
 
-_log = logging.getLogger("runmeter.collector")
+_log = logging.getLogger(__name__)
 _PROTOBUF = "application/x-protobuf"
 _JSON = "application/json"
 

@@ -23,7 +23,7 @@ from runmeter.processor import PriceBook, RunLimits
 
 __all__ = ["CollectorServer", "JsonFormatter"]
 
-_log = logging.getLogger("runmeter.collector")
+_log = logging.getLogger(__name__)
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 

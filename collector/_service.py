@@ -46,7 +46,7 @@ from runmeter.processor import PriceBook, RunLimits, RunProcessor
 
 __all__ = ["Collector", "Refused"]
 
-_log = logging.getLogger("runmeter.collector")
+_log = logging.getLogger(__name__)
 _PROJECT_LEN = struct.Struct("<H")
 _Key = tuple[int, int]
 
@@ -213,7 +213,7 @@ class Collector:
         self.settings = settings
         self.writer = writer
         self.limits = Limits(settings.max_attributes_per_span, settings.max_attribute_value_length)
-        meter = (meter_provider or metrics.get_meter_provider()).get_meter("runmeter.collector")
+        meter = (meter_provider or metrics.get_meter_provider()).get_meter(__package__ or __name__)
         self.metrics = _Metrics(
             received=meter.create_counter(A.RUNMETER_COLLECTOR_SPANS_RECEIVED_METRIC, A.RUNMETER_COLLECTOR_SPANS_RECEIVED_UNIT),
             accepted=meter.create_counter(A.RUNMETER_COLLECTOR_SPANS_ACCEPTED_METRIC, A.RUNMETER_COLLECTOR_SPANS_ACCEPTED_UNIT),
@@ -238,6 +238,7 @@ class Collector:
         )
         self.draining = False
         self._full_at = -1e9  # when the log last refused a request
+        self._enqueued = self._processed = 0  # live records handed to / done by the processing thread
         self.replayed = threading.Event()
         self._worker = threading.Thread(target=self._work, name="runmeter-collector-process", daemon=True)
         self._worker.start()
@@ -273,6 +274,7 @@ class Collector:
     def _durable(self, seq: int, item: Any) -> None:  # the log's writer thread, in sequence order
         req, project, n = item
         self.metrics.accepted.add(n)
+        self._enqueued += 1
         self._queue.put((seq, req, project))
 
     # --- processing (one thread) ------------------------------------------------------------
@@ -288,6 +290,7 @@ class Collector:
             if item is None:
                 return
             self._process(*item)
+            self._processed += 1
 
     def _process(self, seq: int, req: ExportTraceServiceRequest, project: str | None) -> None:
         try:
@@ -360,7 +363,7 @@ class Collector:
         """Process everything logged so far, complete every open run and write it all (tests, drain)."""
         deadline = time.monotonic() + timeout_s
         while self.wal.pending and time.monotonic() < deadline:
-            if self._queue.empty():
+            if self.replayed.is_set() and self._processed == self._enqueued:  # every span is in the RunProcessor
                 self.processor.sweep(force=True)
                 self.tracker.flush_once(deadline)
             time.sleep(0.01)
