@@ -68,7 +68,7 @@ def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete:
 
     runs: list[_Run] = []
     run_by_root: dict[int, _Run] = {}
-    implicit: dict[int, _Run] = {}
+    implicit: dict[int, _Run] = {}  # by its top span, or by the missing parent of its top spans
     chain_of: dict[int, int] = {}  # LLM span -> head of its call chain
     depth: dict[int, int] = {}
 
@@ -91,9 +91,13 @@ def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete:
         if current is not None:
             current.members.append(f)
         else:
-            imp = implicit.get(top.span_id)
+            # Spans whose parent is missing (it went to another collector replica, or was never
+            # exported) form one run per missing parent, named after it: when that parent is the
+            # run's root, the calls carry the very run id its own replica writes.
+            anchor = top.parent_id if top.parent_id is not None and top.parent_id not in by_id else top.span_id
+            imp = implicit.get(anchor)
             if imp is None:
-                imp = implicit[top.span_id] = _Run(top, top.run_id or run_id_for(top.trace_id, top.span_id), True)
+                imp = implicit[anchor] = _Run(top, top.run_id or run_id_for(top.trace_id, anchor), True)
             imp.members.append(f)
         if f.kind == KIND_LLM:
             if chain is None:

@@ -14,7 +14,9 @@ ended plus ``grace_s`` for late children.
 
 ``mode="remote"`` (in the collector, spans from OTLP): spans are held per trace
 until the trace's root has arrived and the trace has been quiet for
-``quiet_s``; then they are stamped with their run id and forwarded.
+``quiet_s``; then they are stamped with their run id and forwarded. A trace whose
+root never arrives (it went to another collector replica, or is not exported)
+completes after ``rootless_quiet_s`` of quiet, flagged incomplete.
 
 Memory is bounded whatever the input: at most ``max_open_runs`` traces,
 ``max_spans_per_run`` spans each, ``max_run_age_s`` of age. A trace cut by a
@@ -67,6 +69,7 @@ class RunLimits:
 
     grace_s: float = 2.0
     quiet_s: float = 30.0
+    rootless_quiet_s: float = 600.0
     max_open_runs: int = 10_000
     max_spans_per_run: int = 20_000
     max_run_age_s: float = 86_400.0
@@ -317,8 +320,11 @@ class RunProcessor(SpanProcessor):
                         self._evict(trace_id, incomplete=False)
                     elif final:
                         self._evict(trace_id, incomplete=bool(trace.open))
-                elif force or final or (trace.root_seen and now - trace.last_seen >= lim.quiet_s):
-                    self._evict(trace_id, incomplete=final and not trace.root_seen)
+                else:
+                    idle = now - trace.last_seen
+                    rootless = not trace.root_seen and idle >= lim.rootless_quiet_s
+                    if force or final or rootless or (trace.root_seen and idle >= lim.quiet_s):
+                        self._evict(trace_id, incomplete=(final or rootless) and not trace.root_seen)
         return self._drain()
 
     def _drain(self) -> int:

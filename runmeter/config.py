@@ -40,6 +40,7 @@ class RunSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     grace_s: float = Field(default=2.0, ge=0)
     quiet_s: float = Field(default=30.0, gt=0)
+    rootless_quiet_s: float = Field(default=600.0, gt=0)
     max_open_runs: int = Field(default=10_000, ge=1)
     max_spans_per_run: int = Field(default=20_000, ge=1)
     max_run_age_s: float = Field(default=86_400.0, gt=0)
@@ -77,6 +78,7 @@ _ENV_FIELDS: dict[str, tuple[str, str]] = {
     ev.RUNMETER_SPOOL_MAX_BYTES: ("storage", "spool_max_bytes"),
     ev.RUNMETER_RUN_GRACE_S: ("runs", "grace_s"),
     ev.RUNMETER_RUN_QUIET_S: ("runs", "quiet_s"),
+    ev.RUNMETER_RUN_ROOTLESS_QUIET_S: ("runs", "rootless_quiet_s"),
     ev.RUNMETER_MAX_OPEN_RUNS: ("runs", "max_open_runs"),
     ev.RUNMETER_MAX_SPANS_PER_RUN: ("runs", "max_spans_per_run"),
     ev.RUNMETER_MAX_RUN_AGE_S: ("runs", "max_run_age_s"),

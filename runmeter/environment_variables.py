@@ -26,6 +26,9 @@ RUNMETER_RUN_GRACE_S = "RUNMETER_RUN_GRACE_S"
 RUNMETER_RUN_QUIET_S = "RUNMETER_RUN_QUIET_S"
 """Remote spans (collector): a run completes when its root has arrived and the trace was quiet this long. Default 30."""
 
+RUNMETER_RUN_ROOTLESS_QUIET_S = "RUNMETER_RUN_ROOTLESS_QUIET_S"
+"""Remote spans whose root never arrives: the trace completes, flagged incomplete, after this much quiet. Default 600."""
+
 RUNMETER_MAX_OPEN_RUNS = "RUNMETER_MAX_OPEN_RUNS"
 """Most runs held open at once; the oldest is emitted ``incomplete`` beyond it. Default 10000."""
 

@@ -36,9 +36,9 @@ def render_bin() -> Path:
     return out
 
 
-def render(render_bin: Path, *values: str) -> tuple[list[dict[str, Any]], str]:
+def render(render_bin: Path, *values: str, release: str = "rm", namespace: str = "obs") -> tuple[list[dict[str, Any]], str]:
     files = [str(VALUES / f"values-{v}.yaml") for v in values]
-    r = subprocess.run([str(render_bin), str(CHART), "rm", "obs", *files], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([str(render_bin), str(CHART), release, namespace, *files], capture_output=True, text=True, timeout=60)
     if r.returncode:
         raise RuntimeError(r.stderr)
     docs, notes = [], ""
@@ -168,3 +168,25 @@ def test_ephemeral_without_volume_or_dashboards(render_bin: Path) -> None:
     url = StoreURL.parse(objs[("Secret", "rm-runmeter-clickhouse")]["stringData"]["RUNMETER_CLICKHOUSE_URL"])
     assert (url.secure, url.port, url.username, url.password, url.database) == (True, 8443, "ingest", "p@ss:w/rd", "runmeter")
     assert objs[("Service", "rm-runmeter")]["spec"]["type"] == "LoadBalancer"
+
+
+@pytest.mark.parametrize("config", ["gateway-k8s.yaml", "gateway-static.yaml"])
+def test_otelcol_gateway_routes_by_trace_id_to_runmeter(config: str) -> None:
+    cfg = yaml.safe_load((ROOT / "deploy" / "otelcol" / config).read_text())
+    pipeline = cfg["service"]["pipelines"]["traces"]
+    for kind in ("receivers", "processors", "exporters"):
+        assert set(pipeline[kind]) <= set(cfg[kind]), f"{config}: a {kind[:-1]} used but not defined"
+    lb = cfg["exporters"]["loadbalancing/runmeter"]
+    assert lb["routing_key"] == "traceID" and "otlp" in lb["protocol"]
+    assert len(lb["resolver"]) == 1  # the exporter takes exactly one resolver
+    assert any(e.startswith(("otlp/tempo", "otlp/jaeger")) for e in pipeline["exporters"])  # tracing backend kept
+
+
+def test_the_k8s_gateway_resolves_the_charts_headless_service(render_bin: Path) -> None:
+    cfg = yaml.safe_load((ROOT / "deploy" / "otelcol" / "gateway-k8s.yaml").read_text())
+    resolver = cfg["exporters"]["loadbalancing/runmeter"]["resolver"]["k8s"]
+    name, namespace = resolver["service"].split(".")
+    docs, _ = render(render_bin, "production", release="runmeter", namespace=namespace)
+    headless = by_kind(docs)[("Service", name)]
+    assert headless["spec"]["clusterIP"] == "None"
+    assert set(resolver["ports"]) <= {p["port"] for p in headless["spec"]["ports"]}

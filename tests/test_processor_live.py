@@ -307,6 +307,24 @@ def test_remote_run_completes_after_quiet_period_and_only_with_its_root() -> Non
     proc.shutdown()
 
 
+def test_remote_trace_whose_root_never_arrives_completes_after_rootless_quiet() -> None:
+    clock = Clock()
+    sink = InMemoryRunSink()
+    limits = RunLimits(quiet_s=30, rootless_quiet_s=120, max_run_age_s=86_400)
+    proc = RunProcessor(sink=sink, mode="remote", background=False, clock=clock, limits=limits)
+    proc.on_end(llm(3, 99, "gpt-4o-mini", 10_000, 1_000, trace_id=0xFED))  # its root went to another replica
+    clock.t += 60
+    proc.on_end(llm(4, 99, "gpt-4o-mini", 10_000, 1_000, trace_id=0xFED, start_ms=70_000))  # still coming: quiet restarts
+    clock.t += 119
+    proc.sweep()
+    assert sink.runs == [] and proc.open_traces == 1
+    clock.t += 2
+    proc.sweep()
+    (r,) = sink.runs
+    assert r.incomplete and r.llm_calls == 2 and r.cost_usd == Decimal("0.0042") and proc.open_traces == 0
+    proc.shutdown()
+
+
 def test_a_span_that_never_ends_does_not_leak(rig: Any) -> None:
     leaked = rig.tracer.start_span("never ended")  # a program bug: no end()
     chat(rig.tracer, 100, 10)  # another trace, which completes as usual

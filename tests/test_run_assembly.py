@@ -138,6 +138,18 @@ def test_trace_without_explicit_root_is_an_implicit_run() -> None:
     assert stamped[3] == run_id_for(T, 1)
 
 
+def test_a_trace_split_across_replicas_sums_into_one_run_id() -> None:
+    # Replica A got the agent root and one call; replica B got the other two calls (their parent,
+    # the root, is not there). B's calls must carry the run id A writes, so storage sums them.
+    root = make_span("invoke_agent triage", 1, attrs={"gen_ai.operation.name": "invoke_agent"}, end_ms=500)
+    on_a, spans_a = feed([root, llm(2, 1, "gpt-4o-mini", 10_000, 1_000)])
+    on_b, spans_b = feed([llm(3, 1, "gpt-4o-mini", 10_000, 1_000, start_ms=100), llm(4, 1, "gpt-4o-mini", 10_000, 1_000, start_ms=200)])
+    (run_a,), (run_b,) = on_a.values(), on_b.values()
+    assert run_a.run_id == run_b.run_id == run_id_for(T, 1)
+    assert run_a.cost_usd == MINI_10K_1K and run_b.cost_usd == 2 * MINI_10K_1K and run_b.llm_calls == 2
+    assert {s.attributes["runmeter.run.id"] for s in spans_a + spans_b} == {run_id_for(T, 1)}
+
+
 def test_trace_without_genai_spans_makes_no_run() -> None:
     records, exported = feed([make_span("GET /health", 1), make_span("db.query", 2, 1)])
     assert records == {} and len(exported) == 2
