@@ -328,14 +328,26 @@ class RunProcessor(SpanProcessor):
         return self._drain()
 
     def _drain(self) -> int:
+        """Assemble the evicted traces; their runs go to the sink in one call, then (remote) their spans downstream."""
         with self._lock:
             pending, self._pending = self._pending, []
-        written = 0
-        for trace_id, trace, incomplete in pending:
-            written += self._complete(trace_id, trace, incomplete)
-        return written
+        if not pending:
+            return 0
+        done = [(trace, self._assemble(trace_id, trace, incomplete)) for trace_id, trace, incomplete in pending]
+        records = [r for _, assembly in done if assembly is not None for r in assembly.records]
+        for r in records:
+            self._metrics.record_run(r)
+        if records and self._sink is not None:
+            try:
+                self._sink.write_runs(records)
+            except Exception as exc:
+                internal_error("sink.write_runs", exc)
+        if self._mode == "remote":  # after the runs: once a span is downstream, the collector may forget it
+            for trace, assembly in done:
+                self._forward_held(trace, assembly)
+        return len(records)
 
-    def _complete(self, trace_id: int, trace: _Trace, incomplete: bool) -> int:
+    def _assemble(self, trace_id: int, trace: _Trace, incomplete: bool) -> Any:
         try:
             assembly = assemble(trace.facts.values(), loop_threshold=self.limits.loop_threshold, incomplete=incomplete)
         except Exception as exc:
@@ -352,17 +364,7 @@ class RunProcessor(SpanProcessor):
                 self._cut[trace_id] = assembly.records[0].run_id
                 while len(self._cut) > _MAX_TOMBSTONES:
                     self._cut.popitem(last=False)
-        records = assembly.records if assembly is not None else []
-        for r in records:
-            self._metrics.record_run(r)
-        if records and self._sink is not None:
-            try:
-                self._sink.write_runs(records)
-            except Exception as exc:
-                internal_error("sink.write_runs", exc)
-        if self._mode == "remote":  # after the runs: once a span is downstream, the collector may forget it
-            self._forward_held(trace, assembly)
-        return len(records)
+        return assembly
 
     def _forward_held(self, trace: _Trace, assembly: Any) -> None:
         run_of = assembly.run_of if assembly is not None else {}

@@ -1,0 +1,234 @@
+"""Collector ingest, in one run: bare protobuf decoding, the collector's acknowledged rate, its
+end-to-end rate into chDB, and the Python SDK's own OTLP pipeline.
+
+* bare decode: ``ExportTraceServiceRequest.ParseFromString`` over the pre-serialized requests
+  (the floor any receiver pays);
+* acknowledged: a load generator in *another process* sends the same pre-serialized requests over
+  OTLP/gRPC to ``runmeter collector`` (a subprocess: received, checked, logged with fsync, acked);
+* end-to-end: from the first request until every span is in chDB (the collector's
+  ``spans.written`` reaches the total and its ``store.lag`` is 0), then the spans in the store are
+  counted after a graceful stop: nothing may be missing;
+* the Python SDK pipeline: spans made with the SDK through its default ``BatchSpanProcessor`` and
+  OTLP/gRPC exporter to the same collector, spans delivered per second (and how many it dropped).
+
+Targets: acknowledged >= 30 % of bare decode; end-to-end >= 5x the SDK pipeline.
+
+    .venv-bench/bin/python benchmarks/collector_ingest.py [--requests 120] [--spans 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+RESOURCE = Resource.create({"service.name": "bench-agent"})
+
+
+def make_requests(n_requests: int, spans_per_request: int) -> list[bytes]:
+    """Agent traces of 8 spans (a root, 5 chat calls, 2 tool calls), in requests of the given size."""
+    base = (int(time.time()) - 600) * 10**9
+    out = []
+    trace = 0
+    for r in range(n_requests):
+        spans = []
+        for i in range(spans_per_request):
+            if i % 8 == 0:
+                trace += 1
+            k = i % 8
+            ctx = SpanContext(trace, k + 1, False, TraceFlags(1))
+            parent = None if k == 0 else SpanContext(trace, 1, False, TraceFlags(1))
+            if k == 0:
+                name, attrs, kind = "invoke_agent bench", {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "bench"}, SpanKind.INTERNAL
+            elif k < 6:
+                name, kind = "chat gpt-4o-mini", SpanKind.CLIENT
+                attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+                         "gen_ai.response.model": "gpt-4o-mini-2024-07-18", "gen_ai.usage.input_tokens": 1000 * k,
+                         "gen_ai.usage.output_tokens": 100 + k, "gen_ai.response.finish_reasons": ("stop",), "server.address": "api.openai.com"}
+            else:
+                name, kind = "execute_tool read_file", SpanKind.INTERNAL
+                attrs = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "read_file"}
+            start = base + r * 1000 + i
+            spans.append(ReadableSpan(name=name, context=ctx, parent=parent, resource=RESOURCE, attributes=attrs, kind=kind,
+                                      start_time=start, end_time=start + 5_000_000))
+        out.append(encode_spans(spans).SerializeToString())
+    return out
+
+
+def bare_decode(requests: list[bytes], spans_per_request: int, rounds: int = 5) -> float:
+    rates = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for data in requests:
+            ExportTraceServiceRequest.FromString(data)
+        rates.append(len(requests) * spans_per_request / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def _load(port: int, requests: list[bytes], threads: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    import grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
+        export = ch.unary_unary(EXPORT)
+
+        def send(data: bytes) -> None:
+            delay = 0.05
+            while True:
+                try:
+                    export(data, timeout=60)
+                    return
+                except grpc.RpcError as err:  # backpressure: retry, as OTLP clients do
+                    if err.code() not in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE):
+                        raise
+                    time.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(send, requests))
+        out.put((time.time(), time.perf_counter() - t0))
+
+
+def _metrics(admin: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("runmeter_collector_"):
+                name, _, value = line.rpartition(" ")
+                key = name.split("{")[0]
+                out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def start_collector(tmp: Path) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+    grpc_port, http_port, admin = _free_ports(3)
+    (tmp / "runmeter.toml").write_text(
+        f'[storage]\nclickhouse_url = "chdb://{tmp / "store"}"\nspool_dir = "{tmp / "spool"}"\n'
+        f'[runs]\nquiet_s = 0.5\n'
+        f'[collector]\ngrpc_endpoint = "127.0.0.1:{grpc_port}"\nhttp_endpoint = "127.0.0.1:{http_port}"\n'
+        f'admin_endpoint = "127.0.0.1:{admin}"\nwal_dir = "{tmp / "wal"}"\nlog_format = "text"\n'
+    )
+    env = {**os.environ, "RUNMETER_CONFIG": str(tmp / "runmeter.toml")}
+    log = open(tmp / "collector.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "runmeter.cli", "collector"], env=env, cwd=tmp, stdout=log, stderr=log)
+    log.close()
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1):
+                return proc, {"grpc": grpc_port, "admin": admin}
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("the collector did not start: " + (tmp / "collector.log").read_text()[-2000:])
+
+
+def sdk_pipeline(port: int, spans: int) -> tuple[float, int]:
+    """The Python SDK's default pipeline: spans made, BatchSpanProcessor, OTLP/gRPC exporter."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
+
+    delivered = 0
+
+    class Counting(OTLPSpanExporter):
+        def export(self, batch):  # type: ignore[no-untyped-def]
+            nonlocal delivered
+            result = super().export(batch)
+            if result is SpanExportResult.SUCCESS:
+                delivered += len(batch)
+            return result
+
+    provider = TracerProvider(resource=RESOURCE)
+    provider.add_span_processor(BatchSpanProcessor(Counting(endpoint=f"127.0.0.1:{port}", insecure=True)))
+    tracer = provider.get_tracer("bench")
+    attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+             "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 100}
+    t0 = time.perf_counter()
+    for i in range(spans // 8):
+        with tracer.start_as_current_span("invoke_agent bench", attributes={"gen_ai.operation.name": "invoke_agent"}):
+            for _ in range(7):
+                with tracer.start_as_current_span("chat gpt-4o-mini", attributes=attrs):
+                    pass
+    provider.force_flush(120_000)
+    elapsed = time.perf_counter() - t0
+    provider.shutdown()
+    return delivered / elapsed, spans - delivered
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=120)
+    ap.add_argument("--spans", type=int, default=512, help="spans per request")
+    ap.add_argument("--threads", type=int, default=8, help="concurrent requests from the load generator")
+    args = ap.parse_args()
+    total = args.requests * args.spans
+    requests = make_requests(args.requests, args.spans)
+    decode = bare_decode(requests, args.spans)
+    print(f"{total} spans in {args.requests} requests of {args.spans} ({sum(map(len, requests)) / 2**20:.1f} MiB)")
+    print(f"bare protobuf decode           {decode:12,.0f} spans/s")
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        proc, ports = start_collector(tmp)
+        try:
+            ctx = mp.get_context("spawn")
+            q = ctx.Queue()
+            t_start = time.time()
+            gen = ctx.Process(target=_load, args=(ports["grpc"], requests, args.threads, q))
+            gen.start()
+            t_end_acked, acked_elapsed = q.get(timeout=600)
+            gen.join()
+            while True:
+                m = _metrics(ports["admin"])
+                if m.get("runmeter_collector_spans_written_total", 0) >= total and m.get("runmeter_collector_store_lag_bytes", 1) == 0:
+                    break
+                time.sleep(0.05)
+            e2e_elapsed = time.time() - t_start
+            sdk_rate, sdk_dropped = sdk_pipeline(ports["grpc"], 40_000)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(120)
+        from runmeter.exporter import Store
+
+        store = Store(f"chdb://{tmp / 'store'}")
+        with store.session() as c:
+            stored = c.query("SELECT count() FROM otel_traces WHERE ServiceName = 'bench-agent'").result_rows[0][0]
+        store.close()
+
+    acked = total / acked_elapsed
+    e2e = total / e2e_elapsed
+    print(f"collector acknowledged         {acked:12,.0f} spans/s   {acked / decode:6.1%} of bare decode (target >= 30 %)")
+    print(f"collector end-to-end into chDB {e2e:12,.0f} spans/s   {e2e / sdk_rate:6.1f}x the SDK pipeline (target >= 5x)")
+    print(f"Python SDK OTLP pipeline       {sdk_rate:12,.0f} spans/s   (dropped {sdk_dropped} of 40000 at its default queue)")
+    sdk_spans = 40_000 - sdk_dropped
+    print(f"stored: {stored} of {total + sdk_spans} acknowledged spans ({'none missing' if stored == total + sdk_spans else 'MISSING'})")
+
+
+if __name__ == "__main__":
+    main()
