@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,13 +145,23 @@ def _value(v: AnyValue, limit: int) -> Any:
     return None
 
 
-def _attributes(kvs: Iterable[KeyValue], limits: Limits, out: Converted) -> dict[str, Any]:
+def _attributes(kvs: Sequence[KeyValue], limits: Limits, out: Converted) -> dict[str, Any]:
+    if len(kvs) > limits.max_attributes_per_span:
+        out.dropped_attributes += len(kvs) - limits.max_attributes_per_span
+        kvs = kvs[: limits.max_attributes_per_span]
+    limit = limits.max_attribute_value_length
     attrs: dict[str, Any] = {}
     for kv in kvs:
-        if len(attrs) >= limits.max_attributes_per_span:
-            out.dropped_attributes += 1
-            continue
-        value = _value(kv.value, limits.max_attribute_value_length)
+        v = kv.value
+        kind = v.WhichOneof("value")
+        if kind == "string_value":  # the common cases inline: this runs for every attribute of every span
+            value: Any = v.string_value
+            if len(value) > limit:
+                value = value[:limit]
+        elif kind == "int_value":
+            value = v.int_value
+        else:
+            value = _value(v, limit)
         if value is not None and kv.key:
             attrs[kv.key] = value
     return attrs

@@ -5,13 +5,15 @@
     receiver ─ check ─► write-ahead log (group commit, fsync) ─► acknowledge
                                   │ in order, once durable
                                   ▼
-               convert ─► RunProcessor (remote) ─► _Tracker ─► ClickHouseSpanExporter ─► spool ─► ClickHouse
-                                                      │ once the spans are in the spool
-                                                      └─► release the log records
+               convert ─► RunProcessor (remote) ─► _Tracker ─► ClickHouseSpanExporter ─► ClickHouse
+                              │ runs                  │ once the insert succeeded
+                              ▼                       └─► release the log records
+                        run sink ─► spool ─► ClickHouse
 
-A log record is released only when every span of it is durably in the store
-writer's spool (and its runs were handed to the run sink before that), so a
-crash at any point loses nothing acknowledged. After a crash the records past
+A log record is released only when every span of it is in ClickHouse (and the
+runs of its traces were in the durable spool before that), so a crash at any
+point loses nothing acknowledged; the log, not a second copy in the spool, keeps
+the spans until then. After a crash the records past
 the checkpoint are replayed; the spans of those traces that already reached
 ClickHouse are looked up first and not written again, so each acknowledged
 span is stored exactly once (the replayed runs are re-assembled and replace
@@ -231,7 +233,9 @@ class Collector:
         self.wal = WriteAheadLog(
             settings.wal_dir, max_bytes=settings.wal_max_bytes, segment_bytes=settings.wal_segment_bytes, on_durable=self._durable
         )
-        self.exporter = ClickHouseSpanExporter(writer=writer, prices=prices)
+        # Spans go straight into ClickHouse: the log keeps them durable until the insert succeeds
+        # (no second copy in the spool). Run records, written once per run, go through the spool.
+        self.exporter = ClickHouseSpanExporter(writer=writer, prices=prices, spool=False)
         self.tracker = _Tracker(self.exporter, self.wal, self.metrics.written)
         self.processor = RunProcessor(
             self.tracker, sink=self.exporter.run_sink, prices=prices, limits=run_limits, mode="remote", meter_provider=meter_provider

@@ -272,7 +272,7 @@ RUNMETER_COLLECTOR_SPANS_REJECTED_METRIC: Final = 'runmeter.collector.spans.reje
 RUNMETER_COLLECTOR_SPANS_REJECTED_UNIT: Final = '{span}'
 
 RUNMETER_COLLECTOR_SPANS_WRITTEN_METRIC: Final = 'runmeter.collector.spans.written'
-"""Spans handed durably to the store's writer (its spool), after which the log releases them. (counter, {span})"""
+"""Spans written to ClickHouse, after which the write-ahead log releases them. (counter, {span})"""
 RUNMETER_COLLECTOR_SPANS_WRITTEN_UNIT: Final = '{span}'
 
 RUNMETER_COLLECTOR_REQUESTS_REFUSED_METRIC: Final = 'runmeter.collector.requests.refused'

@@ -11,6 +11,7 @@ same writer.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -99,7 +100,10 @@ class ClickHouseSpanExporter(SpanExporter):
         spool_max_bytes: int | None = None,
         prices: PriceBook | None = None,
         writer: Writer | None = None,
+        spool: bool = True,
     ) -> None:
+        """``spool=False``: insert in ``export()`` itself and report failure if ClickHouse refuses -
+        for a caller that keeps the spans durable until then (the collector's write-ahead log)."""
         if writer is None:
             settings = _settings() if url is None or spool_max_bytes is None or prices is None else None
             url = url or settings.storage.clickhouse_url
@@ -112,6 +116,8 @@ class ClickHouseSpanExporter(SpanExporter):
         self._prices = prices or PriceBook()
         self._dialects = load_dialects()
         self._shutdown = False
+        self._spool = spool
+        self._last_error = ""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
@@ -131,6 +137,8 @@ class ClickHouseSpanExporter(SpanExporter):
                 "otel_traces": {"columns": TRACE_COLUMNS, "rows": traces},
                 "runmeter_calls": {"columns": CALL_COLUMNS, "rows": calls},
             }
+            if not self._spool:
+                return self._insert(spans, tables)
             ok = self.writer.submit(Batch.of(tables))
             return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
         except Exception as exc:
@@ -138,6 +146,20 @@ class ClickHouseSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
         finally:
             detach(token)
+
+    def _insert(self, spans: Sequence[ReadableSpan], tables: dict[str, Any]) -> SpanExportResult:
+        # The same spans always carry the same token: a retry after a partial failure is counted once.
+        ids = "".join(f"{s.context.trace_id:032x}{s.context.span_id:016x}" for s in spans if s.context is not None)
+        try:
+            self.writer.insert(Batch(hashlib.blake2b(ids.encode(), digest_size=16).hexdigest(), tables))
+        except Exception as exc:
+            msg = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            if msg != self._last_error:
+                _log.warning("runmeter: cannot write %d spans to %s yet (%s)", len(spans), self.writer.store.url.redacted(), msg)
+                self._last_error = msg
+            return SpanExportResult.FAILURE
+        self._last_error = ""
+        return SpanExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         if self._shutdown:

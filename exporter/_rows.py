@@ -76,7 +76,7 @@ def stringify(value: Any) -> str:
         return repr(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
-    if isinstance(value, Sequence):
+    if isinstance(value, (tuple, list)) or isinstance(value, Sequence):
         return text(json.dumps([v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for v in value], ensure_ascii=False))
     return text(value)
 

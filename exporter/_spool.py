@@ -55,8 +55,20 @@ class Batch:
 
     @classmethod
     def from_json(cls, data: bytes) -> Batch:
+        """A batch, or a segment: a manifest of sources (no tables), or, as written before 0.1.1, the merged rows."""
         doc = json.loads(data)
-        return cls(str(doc["token"]), dict(doc["tables"]), list(doc.get("sources", [])))
+        return cls(str(doc["token"]), dict(doc.get("tables", {})), list(doc.get("sources", [])))
+
+    @staticmethod
+    def merge(batches: list[Batch], sources: list[str]) -> Batch:
+        """One batch of the batches' rows, in order; its token follows from theirs (the same group, the same token)."""
+        tables: dict[str, dict[str, Any]] = {}
+        for batch in batches:
+            for name, data in batch.tables.items():
+                t = tables.setdefault(name, {"columns": data["columns"], "rows": []})
+                t["rows"].extend(data["rows"])
+        token = hashlib.blake2b("".join(b.token for b in batches).encode(), digest_size=16).hexdigest()
+        return Batch(token, tables, sources)
 
     @property
     def rows(self) -> int:
@@ -103,12 +115,18 @@ class Spool:
         """Batches and segments waiting, oldest first."""
         return sorted([*self.dir.glob("*" + _SUFFIX), *self.dir.glob("*" + SEGMENT_SUFFIX)])
 
-    def write_segment(self, batch: Batch) -> Path:
-        """Durably store a merged batch (unbounded: its sources are already counted)."""
+    def write_segment(self, token: str, sources: list[str]) -> Path:
+        """Durably record that ``sources`` are inserted together as one batch with ``token``.
+
+        A segment is a manifest, not a copy of the rows: its sources stay in the spool until the
+        insert succeeded, so after a crash the same files are merged again in the same order and
+        inserted with the same token (counted once).
+        """
         with self._lock:
             self._seq += 1
-            name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}-{batch.token[:16]}"
-            return self._write(batch.to_json(), name, SEGMENT_SUFFIX)
+            name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}-{token[:16]}"
+            data = json.dumps({"token": token, "sources": sources}, separators=(",", ":")).encode()
+            return self._write(data, name, SEGMENT_SUFFIX)
 
     def _write(self, data: bytes, name: str, suffix: str) -> Path:
         tmp = self.dir / (name + ".tmp")

@@ -50,9 +50,20 @@ def insert_batch(client: Any, batch: Batch) -> None:
 
 class Writer:
     def __init__(
-        self, store: Store, spool: Spool, *, background: bool = True, max_backoff_s: float = 30.0, hold_s: float = 2.0
+        self,
+        store: Store,
+        spool: Spool,
+        *,
+        background: bool = True,
+        max_backoff_s: float = 30.0,
+        hold_s: float = 2.0,
+        linger_s: float = 0.2,
     ) -> None:
         self.store = store
+        # The background thread waits this long after a batch is spooled, so the batches that
+        # follow go in the same insert: ClickHouse (chDB most of all) pays a fixed cost per insert.
+        self.linger_s = linger_s
+        self._submitted = threading.Event()
         # An embedded store's session (and its lock) is kept across drains for at most hold_s, so a
         # busy exporter does not reopen chDB per batch and other processes still get their turn.
         self.hold_s = hold_s
@@ -83,6 +94,7 @@ class Writer:
         if len(self._mine) < 1024:
             self._mine[path.name] = batch  # this process's batches are not parsed back from disk
         if drain:
+            self._submitted.set()
             if self.store.embedded:
                 self._wake.set()  # the background thread takes the store's lock, not the exporter thread
                 if self._thread is None:
@@ -104,7 +116,11 @@ class Writer:
                 done += self._insert_segment(client, seg)  # left by a crash: its sources go first
             group: list[tuple[Path, Batch]] = []
             rows = 0
-            for path in self.spool.pending():
+            pending = self.spool.pending()
+            claimed = self._claimed([p for p in pending if p.name.endswith(SEGMENT_SUFFIX)])  # another drainer's
+            for path in pending:
+                if path.name.endswith(SEGMENT_SUFFIX) or path.name in claimed:
+                    continue
                 batch = self._read(path)
                 if batch is None:
                     continue
@@ -147,34 +163,52 @@ class Writer:
             return None
 
     def _insert_group(self, client: Any, group: list[tuple[Path, Batch]]) -> int:
-        """Insert spooled batches; several become one durable segment first (one insert per table)."""
+        """Insert spooled batches; several go as one insert per table, recorded first in a segment manifest."""
         if len(group) == 1:
             path, batch = group[0]
             insert_batch(client, batch)
             self.spool.remove(path)
             return 1
-        tables: dict[str, dict[str, Any]] = {}
-        for _, batch in group:
-            for name, data in batch.tables.items():
-                t = tables.setdefault(name, {"columns": data["columns"], "rows": []})
-                t["rows"].extend(data["rows"])
-        segment = Batch.of(tables, sources=[p.name for p, _ in group])
-        seg_path = self.spool.write_segment(segment)  # durable before its sources go
+        merged = Batch.merge([b for _, b in group], [p.name for p, _ in group])
+        seg_path = self.spool.write_segment(merged.token, merged.sources)  # durable before the insert
+        insert_batch(client, merged)
         for path, _ in group:
             self.spool.remove(path)
-        insert_batch(client, segment)
         self.spool.remove(seg_path)
         return len(group)
 
     def _insert_segment(self, client: Any, path: Path) -> int:
+        """A segment left by a crash: insert its sources again as the same merged batch."""
         segment = self._read(path)
         if segment is None:
             return 0
-        for name in segment.sources:
-            self.spool.remove(self.spool.dir / name)
-        insert_batch(client, segment)
+        if not segment.tables:  # a manifest
+            paths = [self.spool.dir / name for name in segment.sources]
+            batches = [b for b in (self._read(p) for p in paths if p.exists()) if b is not None]
+            if len(batches) == len(paths):
+                merged = Batch.merge(batches, segment.sources)
+                insert_batch(client, Batch(segment.token, merged.tables))
+            # else: sources are removed only after the insert succeeded - it did; finish the clean-up
+            for p in paths:
+                self.spool.remove(p)
+        else:  # a segment holding the rows (written by runmeter 0.1.0): its sources are gone already
+            insert_batch(client, segment)
         self.spool.remove(path)
         return len(segment.sources)
+
+    def _claimed(self, segments: list[Path]) -> set[str]:
+        names: set[str] = set()
+        for seg in segments:
+            batch = self._read_quiet(seg)
+            if batch is not None:
+                names.update(batch.sources)
+        return names
+
+    def _read_quiet(self, path: Path) -> Batch | None:
+        try:
+            return self.spool.read(path)
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
 
     def _client(self, wait: bool) -> Any:
         """The held session's client, or a new session (lock held by the caller)."""
@@ -208,6 +242,9 @@ class Writer:
         while not self._stop.is_set():
             self._wake.wait(timeout=backoff if self.spool.pending() else (self.hold_s if self._held else 5.0))
             self._wake.clear()
+            if self._submitted.is_set() and self.linger_s > 0:
+                self._submitted.clear()
+                self._stop.wait(self.linger_s)  # let the next batches join this insert
             if self._stop.is_set():
                 break
             try:
@@ -223,6 +260,16 @@ class Writer:
                 internal_error("writer.loop", exc)
         with self._drain_lock:
             self._release()
+
+    def insert(self, batch: Batch) -> None:
+        """Insert now, without the spool (the caller keeps the rows durable until this returns). Raises."""
+        with self._drain_lock:
+            try:
+                insert_batch(self._client(wait=True), batch)
+            except Exception:
+                self._release()
+                raise
+        self._wake.set()  # the background thread gives an idle embedded store back
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """Rows of a query on the store, through the writer's session (an embedded store allows one)."""

@@ -132,6 +132,27 @@ def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
     return dict(span.attributes or {})
 
 
+def stamp(span: Any, values: Mapping[str, str]) -> None:
+    """Add runmeter's run attributes (plain strings it made) to a live span.
+
+    ``set_attributes`` cleans and copies each value and takes the attributes' lock per key; these
+    values need no cleaning, so when the span's ``BoundedAttributes`` has room they go into its
+    dict in one update under its lock. Anything unusual (limits hit, another span type) takes
+    the SDK's path.
+    """
+    bounded = getattr(span, "_attributes", None)
+    inner = getattr(bounded, "_dict", None)
+    lock = getattr(bounded, "_lock", None)
+    if isinstance(inner, dict) and lock is not None and getattr(bounded, "_immutable", True) is False:
+        maxlen, max_value_len = getattr(bounded, "maxlen", None), getattr(bounded, "max_value_len", None)
+        if all(isinstance(v, str) and (max_value_len is None or len(v) <= max_value_len) for v in values.values()):
+            with lock:
+                if maxlen is None or len(inner) + len(values) <= maxlen:
+                    inner.update(values)
+                    return
+    span.set_attributes(values)
+
+
 _FACTS_SLOT = "_runmeter_facts"
 
 

@@ -45,7 +45,7 @@ from runmeter.conventions import DialectMap, load_dialects
 from runmeter.conventions import attributes as A
 from runmeter.conventions import genai as G
 from runmeter.processor._assembly import assemble, run_id_for
-from runmeter.processor._facts import KIND_LLM, KIND_TOOL, SpanFacts, attributes_of as _attributes_of, read_span, remember
+from runmeter.processor._facts import KIND_LLM, KIND_TOOL, SpanFacts, attributes_of as _attributes_of, read_span, remember, stamp
 from runmeter.processor._ledger import RunLedger
 from runmeter.processor._live import INSTRUMENTATION_SCOPE, LiveRun, current_run
 from runmeter.processor._loops import LoopSignal
@@ -185,7 +185,7 @@ class RunProcessor(SpanProcessor):
                 ledger = RunLedger(run_id, loop_threshold=self.limits.loop_threshold)
                 live = LiveRun(run_id, ledger, {A.RUNMETER_RUN_ID: run_id}, span)
             if live is not None and live.stamp:
-                span.set_attributes(live.stamp)
+                stamp(span, live.stamp)
         top = parent_entry.top if parent_entry is not None else ctx.span_id
         with self._lock:
             self._live[ctx.span_id] = _Entry(live, parent_id, top, op)
@@ -371,18 +371,23 @@ class RunProcessor(SpanProcessor):
         implicit = assembly.implicit_roots if assembly is not None else set()
         duplicates = assembly.duplicates if assembly is not None else set()
         roots = {r.run_id: r for r in assembly.records} if assembly is not None else {}
+        implicit_runs = {run_of.get(r) for r in implicit}
         for span, added in trace.held:
             try:
                 sid = span.context.span_id if span.context is not None else 0
                 run_id = run_of.get(sid)
-                attrs = span.attributes or {}
-                if run_id is not None and run_id in roots and A.RUNMETER_RUN_ID not in attrs:
+                facts = trace.facts.get(sid)
+                if run_id is not None and run_id in roots and not (facts.run_id if facts is not None else None):
                     added[A.RUNMETER_RUN_ID] = run_id
-                    if any(run_of.get(r) == run_id for r in implicit):
+                    if run_id in implicit_runs:
                         added[A.RUNMETER_RUN_IMPLICIT] = True
                 if sid in duplicates:
                     added[A.RUNMETER_COST_DUPLICATE] = True
                 out = _copy(span, added) if added else span
+                if facts is not None:  # the exporter reads them instead of reading the span again
+                    facts.run_id = added.get(A.RUNMETER_RUN_ID, facts.run_id)
+                    facts.duplicate = added.get(A.RUNMETER_COST_DUPLICATE, facts.duplicate)
+                    remember(out, facts)
             except Exception as exc:
                 internal_error("forward", exc)
                 out = span

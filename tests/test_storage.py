@@ -21,6 +21,7 @@ from runmeter.exporter import (
     render,
 )
 from runmeter.exporter._migrations import applied_versions
+from runmeter.exporter._spool import SEGMENT_SUFFIX
 from runmeter.processor import PriceBook, RunProcessor
 from tests.spans import llm, make_span, run_root
 from tests.stores import StoreRig
@@ -230,3 +231,41 @@ def test_run_records_replace_on_update(store_rig: StoreRig) -> None:
     exp.force_flush()
     with Store(store_rig.url).session() as c:
         assert c.query("SELECT Incomplete, CostUsd FROM runmeter_runs_current").result_rows == [(0, 0.0021)]
+
+
+def _outcome_batch(run_id: str) -> Batch:
+    from runmeter.exporter._rows import OUTCOME_COLUMNS, outcome_row
+    from runmeter.processor import OutcomeEvent
+
+    row = outcome_row(OutcomeEvent(run_id, "accepted", "", 1_700_000_000_000_000_000, "api"))
+    return Batch.of({"runmeter_outcomes": {"columns": OUTCOME_COLUMNS, "rows": [row]}})
+
+
+def test_a_backlog_goes_in_one_insert_and_a_crash_mid_segment_counts_once(tmp_path: Path) -> None:
+    rig = StoreRig("chdb", f"chdb://{tmp_path / 'store'}", tmp_path / "spool")
+    spool = Spool(rig.spool)
+    paths = [spool.write(_outcome_batch(f"r{i}")) for i in range(3)]
+    batches = [Spool.read(p) for p in paths]
+    merged = Batch.merge(batches, [p.name for p in paths])
+    assert merged.rows == 3 and merged.token == Batch.merge(batches, []).token  # the same group, the same token
+    # A crash after the merged insert, before its sources were removed: the manifest and sources remain.
+    spool.write_segment(merged.token, merged.sources)
+    writer = writer_for(rig)
+    from runmeter.exporter._writer import insert_batch
+
+    with writer.store.session() as c:
+        insert_batch(c, merged)
+    writer.store.close()
+    writer.flush()
+    assert count(rig, "SELECT count() FROM runmeter_outcomes") == 3  # re-inserted with its token: deduplicated
+    assert spool.pending() == []
+    # A crash after the sources' removal began: the insert had succeeded, only the clean-up is left.
+    p = spool.write(_outcome_batch("r9"))
+    spool.write_segment("0" * 32, [p.name, "gone.batch"])
+    writer.flush()
+    assert count(rig, "SELECT count() FROM runmeter_outcomes") == 3 and spool.pending() == []
+    # A segment holding its rows, as runmeter 0.1.0 wrote them, is still inserted.
+    legacy = Batch.merge([_outcome_batch("r7"), _outcome_batch("r8")], ["old-1.batch", "old-2.batch"])
+    spool._write(legacy.to_json(), "00000000000000000001-1-000001-legacy", SEGMENT_SUFFIX)
+    writer.flush()
+    assert count(rig, "SELECT count() FROM runmeter_outcomes") == 5 and spool.pending() == []
