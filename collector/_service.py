@@ -284,6 +284,10 @@ class Collector:
     # --- processing (one thread) ------------------------------------------------------------
 
     def _work(self) -> None:
+        try:  # open the store (and migrate it) before the first spans need it
+            self.writer.query("SELECT 1")
+        except Exception as exc:
+            _log.warning("ClickHouse is not reachable yet (%s); spans wait in the log", exc)
         try:
             self._replay()
         except Exception:
