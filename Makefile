@@ -69,14 +69,23 @@ BENCH := .venv-bench
 $(BENCH)/.installed-stamp: pyproject.toml constraints.txt
 	test -x $(BENCH)/bin/python || $(PY) -m venv $(BENCH)
 	$(BENCH)/bin/python -m pip install -q --upgrade pip
-	$(BENCH)/bin/python -m pip install -q -c constraints.txt -e '.[embedded,openai,bench]'
+	$(BENCH)/bin/python -m pip install -q -c constraints.txt -e '.[embedded,openai,collector,bench]'
 	touch $@
 
-bench: $(BENCH)/.installed-stamp
+# Instruction counts (the instrumentation benchmark's noise-free mode) need valgrind.
+VALGRIND := /usr/bin/valgrind
+$(VALGRIND):
+	@if [ "$$(id -u)" = 0 ]; then apt-get install -y -q valgrind >/dev/null || \
+	  (apt-get update -q >/dev/null && apt-get install -y -q valgrind >/dev/null); \
+	else echo "make bench needs valgrind: sudo apt-get install valgrind" >&2; exit 1; fi
+
+bench: $(BENCH)/.installed-stamp $(VALGRIND)
 	$(BENCH)/bin/python benchmarks/pricing.py
 	$(BENCH)/bin/python benchmarks/processor_throughput.py
+	$(BENCH)/bin/python benchmarks/instrumentation_overhead.py --callgrind
 	$(BENCH)/bin/python benchmarks/instrumentation_overhead.py
 	$(BENCH)/bin/python benchmarks/export_throughput.py
+	$(BENCH)/bin/python benchmarks/collector_ingest.py
 
 generate: $(STAMP)
 	$(BIN)/python conventions/generate.py

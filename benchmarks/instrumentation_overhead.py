@@ -10,6 +10,12 @@ budget (the call runs inside ``runmeter.run(..., budget=...)``).
 Target: runmeter's ratio <= the official instrumentation's.
 
     make bench        # or: .venv-bench/bin/python benchmarks/instrumentation_overhead.py [--calls 2000]
+    .venv-bench/bin/python benchmarks/instrumentation_overhead.py --callgrind   # instructions, not time
+
+``--callgrind`` counts instructions instead (``valgrind --tool=callgrind``, which wall-clock
+noise cannot touch): each variant runs in its own process under callgrind with collection off
+while it imports and warms up, then on for exactly ``--calls`` calls; the script prints the
+instructions per call of each and the ratios to the bare call.
 
 Needs the ``bench`` extra (the official instrumentation), which ``make bench``
 installs in its own environment.
@@ -65,11 +71,104 @@ def measure(fn: Callable[[], None], calls: int) -> float:
     return (time.perf_counter() - t0) / calls
 
 
+def _variant(name: str, provider: TracerProvider) -> tuple[Callable[[], None], Callable[[], None]]:
+    """The call to make for a variant, and how to undo its set-up."""
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor as OfficialInstrumentor
+
+    import runmeter
+    from runmeter.instrumentation import OpenAIInstrumentor
+    from runmeter.processor import PriceBook
+
+    client = _client()
+    if name == "bare":
+        return (lambda: _call(client)), (lambda: None)
+    if name == "official openai-v2":
+        OfficialInstrumentor().instrument(tracer_provider=provider)
+        return (lambda: _call(client)), (lambda: OfficialInstrumentor().uninstrument())
+    OpenAIInstrumentor().instrument(tracer_provider=provider, prices=PriceBook(), providers={})
+    run = runmeter.run("bench", budget=runmeter.Budget(max_cost_usd=1e9, max_llm_calls=10**9), tracer_provider=provider)
+    run.__enter__()
+
+    def undo() -> None:
+        run.__exit__(None, None, None)
+        OpenAIInstrumentor().uninstrument()
+
+    return (lambda: _call(client)), undo
+
+
+def _child(name: str, calls: int, warm: int) -> None:
+    """Under callgrind: set up, warm up, say so, wait for collection to be switched on, make the calls."""
+    import sys
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(NullExporter()))
+    call, undo = _variant(name, provider)
+    for _ in range(warm):
+        call()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for _ in range(calls):
+        call()
+    print("done", flush=True)
+    sys.stdin.readline()
+    undo()
+
+
+def callgrind(calls: int, warm: int, repeats: int = 3) -> None:
+    import os
+    import re
+    import subprocess
+    import sys
+    import tempfile
+
+    per_call: dict[str, list[float]] = {"bare": [], "official openai-v2": [], "runmeter": []}
+    env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same dict layouts in every child
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, name in enumerate([n for _ in range(repeats) for n in per_call]):
+            out = os.path.join(tmp, f"cg-{i}.out")
+            child = subprocess.Popen(
+                ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+                 sys.executable, __file__, "--child", name, "--calls", str(calls), "--warm", str(warm)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+            )
+            assert child.stdout is not None and child.stdin is not None
+            assert child.stdout.readline().strip() == "ready", f"{name}: the child did not start"
+            subprocess.run(["callgrind_control", "--instr=on", str(child.pid)], check=True, capture_output=True)
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline().strip() == "done"
+            subprocess.run(["callgrind_control", "--instr=off", str(child.pid)], check=True, capture_output=True)
+            child.stdin.write("exit\n")
+            child.stdin.flush()
+            child.wait(600)
+            text = open(out).read()
+            total = int(re.search(r"^totals: (\d+)", text, re.M).group(1))  # type: ignore[union-attr]
+            per_call[name].append(total / calls)
+    medians = {name: statistics.median(v) for name, v in per_call.items()}
+    bare = medians["bare"]
+    print(f"calls: {calls} measured after {warm} warm-up calls; each variant {repeats}x in its own process under callgrind")
+    for name, ir in medians.items():
+        spread = (max(per_call[name]) - min(per_call[name])) / ir
+        print(f"{name:<20} median {ir:12,.0f} instructions/call (spread {spread:.1%})   ratio to bare {ir / bare:.3f}x")
+    off, ours = medians["official openai-v2"] / bare, medians["runmeter"] / bare
+    verdict = "meets" if ours <= off else "misses"
+    print(f"runmeter {verdict} the target (ratio <= the official instrumentation's: {ours:.3f}x vs {off:.3f}x), "
+          "while also pricing and checking the budget")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--calls", type=int, default=None, help="calls per round (default 1000; 200 with --callgrind)")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--callgrind", action="store_true", help="count instructions under valgrind instead of timing")
+    parser.add_argument("--warm", type=int, default=50, help=argparse.SUPPRESS)
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        return _child(args.child, args.calls, args.warm)
+    if args.callgrind:
+        return callgrind(args.calls or 200, args.warm)
+    args.calls = args.calls or 1000
 
     from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor as OfficialInstrumentor
 

@@ -28,6 +28,7 @@ from runmeter.conventions import attributes as A
 from runmeter.conventions import genai as G
 from runmeter.conventions import load_dialects
 from runmeter.processor import BudgetExceeded, PriceBook, TokenUsage, current_run, short_hash
+from runmeter.processor._facts import stamp
 from runmeter.processor._live import INSTRUMENTATION_SCOPE, LiveRun
 from runmeter.processor._selfcheck import internal_error
 
@@ -83,7 +84,7 @@ def hash_json(value: Any) -> str:
     return short_hash(repr(value))
 
 
-@dataclass
+@dataclass(slots=True)
 class Invocation:
     """One model call, provider-independent, in OpenTelemetry GenAI terms."""
 
@@ -105,11 +106,12 @@ class Invocation:
     finish_reasons: list[str] = field(default_factory=list)
     usage: TokenUsage | None = None
     output_text: list[str] = field(default_factory=list)
-    output_messages: list[dict[str, Any]] | None = None
+    output_messages: list[dict[str, Any]] | None = None  # spec message parts; only made when capture is on
+    capture: bool = False  # content capture is on: readers build input/output messages
     requested_tools: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Call:
     span: Span
     inv: Invocation
@@ -141,17 +143,18 @@ class GenAIHandler:
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
         )
         self.cost = meter.create_counter(A.RUNMETER_CLIENT_COST_METRIC, unit=A.RUNMETER_CLIENT_COST_UNIT, description="Cost of model calls")
+        self._attribute_sets: dict[tuple[Any, ...], tuple[dict[str, Any], ...]] = {}
         self.prices = prices
         self.capture = capture
         self._dialects = load_dialects()
 
     # --- before the call -------------------------------------------------------------------------
 
-    def check_budget(self, inv: Invocation) -> None:
-        """Raise BudgetExceeded before the request when the current run's budget says stop."""
+    def check_budget(self, inv: Invocation) -> LiveRun | None:
+        """Raise BudgetExceeded before the request when the current run's budget says stop; the current run."""
         live = current_run()
         if live is None or live.ledger.budget is None:
-            return
+            return live
         try:
             breaches = live.ledger.check_llm_call(inv.input_hash)
         except BudgetExceeded as exc:
@@ -159,8 +162,9 @@ class GenAIHandler:
             raise
         for b in breaches:
             live.note_breach(b)
+        return live
 
-    def start(self, inv: Invocation) -> _Call:
+    def start(self, inv: Invocation, live: LiveRun | None = None) -> _Call:
         model = inv.request_model or ""
         attrs: dict[str, Any] = {
             G.GEN_AI_OPERATION_NAME: inv.operation,
@@ -172,11 +176,8 @@ class GenAIHandler:
             attrs[G.SERVER_ADDRESS] = inv.server_address
         if inv.server_port:
             attrs[G.SERVER_PORT] = inv.server_port
-        if inv.input_hash:
-            attrs[A.RUNMETER_LLM_INPUT_HASH] = inv.input_hash
         attrs.update(inv.params)
         span = self.tracer.start_span(f"{inv.operation} {model}".strip(), kind=SpanKind.CLIENT, attributes=attrs)
-        live = current_run()
         owner = project = ""
         if live is not None:
             owner = str(live.stamp.get(A.RUNMETER_RUN_OWNER, ""))
@@ -195,14 +196,17 @@ class GenAIHandler:
         duration = time.monotonic() - call.start
         try:
             attrs: dict[str, Any] = {}
+            # Every value in the SDK's stored form (str, int, float, tuple of str): see stamp() below.
+            if inv.input_hash:
+                attrs[A.RUNMETER_LLM_INPUT_HASH] = inv.input_hash
             if inv.response_model:
-                attrs[G.GEN_AI_RESPONSE_MODEL] = inv.response_model
+                attrs[G.GEN_AI_RESPONSE_MODEL] = str(inv.response_model)
             if inv.response_id:
-                attrs[G.GEN_AI_RESPONSE_ID] = inv.response_id
+                attrs[G.GEN_AI_RESPONSE_ID] = str(inv.response_id)
             if inv.finish_reasons:
-                attrs[G.GEN_AI_RESPONSE_FINISH_REASONS] = list(inv.finish_reasons)
+                attrs[G.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(str(r) for r in inv.finish_reasons if r is not None)
             if inv.requested_tools:
-                attrs[A.RUNMETER_TOOL_REQUESTED] = list(inv.requested_tools)
+                attrs[A.RUNMETER_TOOL_REQUESTED] = tuple(str(t) for t in inv.requested_tools)
             usage = inv.usage
             if usage is None and estimated:
                 chars = inv.input_chars or _content_chars(inv.input_source)
@@ -227,7 +231,7 @@ class GenAIHandler:
                 if estimated:
                     attrs[A.RUNMETER_COST_ESTIMATED] = True
                 cost_usd = cost.total
-                attrs.update(cost.attributes())
+                cost.write_attributes(attrs)
             else:
                 attrs[A.RUNMETER_COST_UNPRICED] = True
             if self.capture.any and inv.output_messages is not None:
@@ -239,7 +243,7 @@ class GenAIHandler:
                     if inv.input_messages is not None:
                         event[G.GEN_AI_INPUT_MESSAGES] = json.dumps(inv.input_messages, default=str)
                     span.add_event(_INFERENCE_DETAILS_EVENT, event)
-            span.set_attributes(attrs)
+            stamp(span, attrs, typed=True)  # values made here, in the SDK's stored form: no per-value cleaning
             self._metrics(call, usage, cost_usd, duration, None)
             if call.live is not None:
                 call.live.note_signals(call.live.ledger.record_llm_call(usage, cost_usd, inv.input_hash))
@@ -254,6 +258,8 @@ class GenAIHandler:
         try:
             error_type = type(exc).__qualname__
             span.set_attribute(G.ERROR_TYPE, error_type)
+            if call.inv.input_hash:
+                span.set_attribute(A.RUNMETER_LLM_INPUT_HASH, call.inv.input_hash)
             span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
             span.record_exception(exc)
             self._metrics(call, None, None, time.monotonic() - call.start, error_type)
@@ -263,24 +269,42 @@ class GenAIHandler:
             span.end()
 
     def _metrics(self, call: _Call, usage: TokenUsage | None, cost: Any, duration: float, error_type: str | None) -> None:
-        # A fresh attributes dict per measurement: the SDK may keep the one it is given.
         inv = call.inv
-        base: dict[str, Any] = {G.GEN_AI_OPERATION_NAME: inv.operation, G.GEN_AI_PROVIDER_NAME: inv.provider}
-        if inv.request_model:
-            base[G.GEN_AI_REQUEST_MODEL] = inv.request_model
-        if inv.response_model:
-            base[G.GEN_AI_RESPONSE_MODEL] = inv.response_model
-        if inv.server_address:
-            base[G.SERVER_ADDRESS] = inv.server_address
+        key = (inv.operation, inv.provider, inv.request_model, inv.response_model, inv.server_address, call.owner, call.project, error_type)
+        sets = self._attribute_sets.get(key)
+        if sets is None:
+            sets = self._attribute_sets[key] = _metric_attributes(key)
+            if len(self._attribute_sets) > 1024:
+                self._attribute_sets.clear()
+        duration_attrs, input_attrs, output_attrs, cost_attrs = sets
+        self.duration.record(duration, duration_attrs)
         if error_type:
-            self.duration.record(duration, {**base, G.ERROR_TYPE: error_type})
             return
-        self.duration.record(duration, base)
         if usage is not None:
-            self.token_usage.record(usage.input_tokens, {**base, G.GEN_AI_TOKEN_TYPE: "input"})
-            self.token_usage.record(usage.output_tokens, {**base, G.GEN_AI_TOKEN_TYPE: "output"})
+            self.token_usage.record(usage.input_tokens, input_attrs)
+            self.token_usage.record(usage.output_tokens, output_attrs)
         if cost is not None:
-            self.cost.add(float(cost), {**base, A.RUNMETER_RUN_OWNER: call.owner, A.RUNMETER_RUN_PROJECT: call.project})
+            self.cost.add(float(cost), cost_attrs)
+
+
+def _metric_attributes(key: tuple[Any, ...]) -> tuple[dict[str, Any], ...]:
+    """The attribute sets of one call's measurements. Built once per distinct call shape and shared:
+    the SDK may keep a set it is given, and nothing changes these after they are made."""
+    operation, provider, request_model, response_model, server_address, owner, project, error_type = key
+    base: dict[str, Any] = {G.GEN_AI_OPERATION_NAME: operation, G.GEN_AI_PROVIDER_NAME: provider}
+    if request_model:
+        base[G.GEN_AI_REQUEST_MODEL] = request_model
+    if response_model:
+        base[G.GEN_AI_RESPONSE_MODEL] = response_model
+    if server_address:
+        base[G.SERVER_ADDRESS] = server_address
+    duration = {**base, G.ERROR_TYPE: error_type} if error_type else base
+    return (
+        duration,
+        {**base, G.GEN_AI_TOKEN_TYPE: "input"},
+        {**base, G.GEN_AI_TOKEN_TYPE: "output"},
+        {**base, A.RUNMETER_RUN_OWNER: owner, A.RUNMETER_RUN_PROJECT: project},
+    )
 
 
 def _content_chars(messages: Any) -> int:

@@ -62,24 +62,31 @@ def prepare_call(handler: GenAIHandler, spec: MethodSpec, instance: Any, kwargs:
     except Exception as exc:
         internal_error(f"{spec.name}.build", exc)
         return None
+    live = None
     try:
-        handler.check_budget(inv)
+        live = handler.check_budget(inv)
     except BudgetExceeded:
         raise  # the user asked for this: stop before the request is sent
     except Exception as exc:
         internal_error(f"{spec.name}.budget", exc)
     try:
-        return handler.start(inv)
+        return handler.start(inv, live)
     except Exception as exc:
         internal_error(f"{spec.name}.start", exc)
         return None
 
 
+def _is_raw(result: Any) -> bool:
+    """A ``with_raw_response`` result. Looked up in the instance dict first: ``hasattr`` on a
+    pydantic response model goes through its ``__getattr__`` and an exception, on every call."""
+    attrs = getattr(result, "__dict__", None)
+    has = "http_response" in attrs if isinstance(attrs, dict) else hasattr(result, "http_response")
+    return has and callable(getattr(result, "parse", None))
+
+
 def _parsed(result: Any) -> Any:
     """The SDK object behind a ``with_raw_response`` result (``parse()`` is cached by the SDK)."""
-    if hasattr(result, "http_response") and callable(getattr(result, "parse", None)):
-        return result.parse()
-    return result
+    return result.parse() if _is_raw(result) else result
 
 
 def _finisher(handler: GenAIHandler, spec: MethodSpec, call: Any) -> Finisher:
@@ -94,7 +101,7 @@ def _finisher(handler: GenAIHandler, spec: MethodSpec, call: Any) -> Finisher:
 def _after(handler: GenAIHandler, spec: MethodSpec, call: Any, result: Any, stream_type: type) -> Any:
     try:
         if call.inv.stream:
-            if hasattr(result, "http_response"):
+            if _is_raw(result):
                 handler.finish(call, estimated=True)  # raw streamed response: its stream is the user's to parse
                 return result
             return stream_type(result, _finisher(handler, spec, call))

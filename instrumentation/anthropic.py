@@ -53,6 +53,7 @@ def _build(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invo
         params=params, stream=bool(kwargs.get("stream")),
         input_hash=hash_json([system if given(system) else None, messages]),
         input_source=messages,
+        capture=handler.capture.any,
     )
     if handler.capture.any:
         inv.input_messages = [text_parts(str(m.get("role")), m.get("content")) for m in messages if isinstance(m, dict)]
@@ -93,7 +94,8 @@ def _read(inv: Invocation, msg: Any) -> None:
             texts.append(block.text)
         elif kind == "tool_use":
             inv.requested_tools.append(f"{block.name}#{hash_json(block.input)}")
-    inv.output_messages = [{**text_parts("assistant", "".join(texts)), "finish_reason": inv.finish_reasons[0] if inv.finish_reasons else None}]
+    if inv.capture:
+        inv.output_messages = [{**text_parts("assistant", "".join(texts)), "finish_reason": inv.finish_reasons[0] if inv.finish_reasons else None}]
 
 
 def _event(inv: Invocation, event: Any) -> None:
@@ -109,7 +111,8 @@ def _event(inv: Invocation, event: Any) -> None:
         reason = getattr(event.delta, "stop_reason", None)
         if reason:
             inv.finish_reasons = [reason]
-            inv.output_messages = [{**text_parts("assistant", "".join(inv.output_text)), "finish_reason": reason}]
+            if inv.capture:
+                inv.output_messages = [{**text_parts("assistant", "".join(inv.output_text)), "finish_reason": reason}]
     elif kind == "content_block_delta":
         text = getattr(event.delta, "text", None)
         if text:

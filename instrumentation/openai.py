@@ -115,6 +115,7 @@ class _Specs:
         return Invocation(
             operation=op, provider=provider, request_model=str(model) if given(model) else None,
             server_address=host, server_port=port, params=_params(kwargs), stream=bool(kwargs.get("stream")),
+            capture=handler.capture.any,
         )
 
     # chat.completions.create
@@ -146,8 +147,10 @@ class _Specs:
                 fn = getattr(tc, "function", None)
                 if fn is not None:
                     inv.requested_tools.append(_tool_key(fn.name, fn.arguments))
-            outputs.append({**text_parts("assistant", msg.content or ""), "finish_reason": choice.finish_reason})
-        inv.output_messages = outputs
+            if inv.capture:
+                outputs.append({**text_parts("assistant", msg.content or ""), "finish_reason": choice.finish_reason})
+        if inv.capture:
+            inv.output_messages = outputs
 
     @staticmethod
     def chat_chunk(inv: Invocation, chunk: Any) -> None:
@@ -167,7 +170,8 @@ class _Specs:
                     inv.requested_tools.append(_tool_key(fn.name, fn.arguments))
             if choice.finish_reason:
                 inv.finish_reasons.append(choice.finish_reason)
-                inv.output_messages = [{**text_parts("assistant", "".join(inv.output_text)), "finish_reason": choice.finish_reason}]
+                if inv.capture:
+                    inv.output_messages = [{**text_parts("assistant", "".join(inv.output_text)), "finish_reason": choice.finish_reason}]
 
     # responses.create
     def responses(self, instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invocation:
@@ -203,7 +207,8 @@ class _Specs:
                 inv.requested_tools.append(_tool_key(item.name, item.arguments))
             elif kind == "message":
                 texts += [getattr(c, "text", "") for c in item.content if getattr(c, "type", "") == "output_text"]
-        inv.output_messages = [text_parts("assistant", "".join(texts))]
+        if inv.capture:
+            inv.output_messages = [text_parts("assistant", "".join(texts))]
 
     @classmethod
     def responses_event(cls, inv: Invocation, event: Any) -> None:

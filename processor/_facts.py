@@ -132,20 +132,31 @@ def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
     return dict(span.attributes or {})
 
 
-def stamp(span: Any, values: Mapping[str, str]) -> None:
-    """Add runmeter's run attributes (plain strings it made) to a live span.
+def _clean(value: Any, max_len: int | None) -> bool:
+    """True when the SDK would store ``value`` unchanged: a short str, an int, float or bool, or a tuple of short str."""
+    t = type(value)
+    if t is str:
+        return max_len is None or len(value) <= max_len
+    if t is int or t is float or t is bool:
+        return True
+    return t is tuple and all(type(v) is str and (max_len is None or len(v) <= max_len) for v in value)
+
+
+def stamp(span: Any, values: Mapping[str, Any], *, typed: bool = False) -> None:
+    """Add attributes runmeter made (already in the form the SDK stores) to a live span.
 
     ``set_attributes`` cleans and copies each value and takes the attributes' lock per key; these
     values need no cleaning, so when the span's ``BoundedAttributes`` has room they go into its
-    dict in one update under its lock. Anything unusual (limits hit, another span type) takes
-    the SDK's path.
+    dict in one update under its lock. Anything unusual (a list, a long string, limits hit,
+    another span type) takes the SDK's path. ``typed``: the caller built every value as a str,
+    int, float, bool or tuple of str, so only string lengths are checked, and only under a limit.
     """
     bounded = getattr(span, "_attributes", None)
     inner = getattr(bounded, "_dict", None)
     lock = getattr(bounded, "_lock", None)
     if isinstance(inner, dict) and lock is not None and getattr(bounded, "_immutable", True) is False:
         maxlen, max_value_len = getattr(bounded, "maxlen", None), getattr(bounded, "max_value_len", None)
-        if all(isinstance(v, str) and (max_value_len is None or len(v) <= max_value_len) for v in values.values()):
+        if (typed and max_value_len is None) or all(_clean(v, max_value_len) for v in values.values()):
             with lock:
                 if maxlen is None or len(inner) + len(values) <= maxlen:
                     inner.update(values)

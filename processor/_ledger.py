@@ -10,6 +10,7 @@ once per limit. Thread-safe; no I/O.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import Counter
@@ -22,6 +23,12 @@ from runmeter.processor._loops import LoopDetector, LoopSignal
 from runmeter.processor.pricing import TokenUsage
 
 __all__ = ["RunLedger"]
+
+
+@functools.lru_cache(maxsize=256)
+def _as_decimal(limit: float) -> Decimal:
+    """A budget's float limit as the Decimal it reads as (checked before every call: made once)."""
+    return Decimal(repr(limit))
 
 
 class RunLedger:
@@ -87,7 +94,7 @@ class RunLedger:
 
     def _common(self, b: Budget) -> list[Breach]:
         found: list[Breach] = []
-        if b.max_cost_usd is not None and self.cost_usd >= Decimal(repr(b.max_cost_usd)):
+        if b.max_cost_usd is not None and self.cost_usd >= _as_decimal(b.max_cost_usd):
             found.append(Breach(Limit.COST.value, float(self.cost_usd), b.max_cost_usd, b.action))
         tokens = self.input_tokens + self.output_tokens
         if b.max_tokens is not None and tokens >= b.max_tokens:

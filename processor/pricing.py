@@ -140,16 +140,21 @@ class Cost:
 
     def attributes(self) -> dict[str, Any]:
         """The span attributes of this cost: runmeter's and the upstream GenAI cost proposal's, or unpriced."""
+        out: dict[str, Any] = {}
+        self.write_attributes(out)
+        return out
+
+    def write_attributes(self, out: dict[str, Any]) -> None:
+        """:meth:`attributes`, written into ``out`` (the instrumentation's per-call dict)."""
         if self.total is None:
-            return {A.RUNMETER_COST_UNPRICED: True}
+            out[A.RUNMETER_COST_UNPRICED] = True
+            return
         usd = float(self.total)
-        return {
-            A.RUNMETER_COST_USD: usd,
-            A.RUNMETER_COST_SOURCE: self.source,
-            G.GEN_AI_USAGE_COST_AMOUNT: usd,
-            G.GEN_AI_USAGE_COST_CURRENCY: _CURRENCY,
-            G.GEN_AI_USAGE_COST_SOURCE: self.source,
-        }
+        out[A.RUNMETER_COST_USD] = usd
+        out[A.RUNMETER_COST_SOURCE] = self.source
+        out[G.GEN_AI_USAGE_COST_AMOUNT] = usd
+        out[G.GEN_AI_USAGE_COST_CURRENCY] = _CURRENCY
+        out[G.GEN_AI_USAGE_COST_SOURCE] = self.source
 
 
 # genai-prices usage keys runmeter knows how to fill from TokenUsage.
