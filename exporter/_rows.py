@@ -82,7 +82,16 @@ def stringify(value: Any) -> str:
 
 
 def attr_map(attrs: Mapping[str, Any] | None) -> dict[str, str]:
-    return {text(k): stringify(v) for k, v in (attrs or {}).items()}
+    out: dict[str, str] = {}
+    if not attrs:
+        return out
+    for k, v in attrs.items():
+        # The common case inline (ASCII string keys and values): this runs for every attribute of every span.
+        if type(v) is str and v.isascii() and type(k) is str and k.isascii():
+            out[k] = v
+        else:
+            out[text(k)] = stringify(v)
+    return out
 
 
 _RESOURCES: dict[int, tuple[Any, dict[str, str], str]] = {}
@@ -108,8 +117,21 @@ def trace_row(span: ReadableSpan) -> list[Any]:
     end = span.end_time or start
     resource_map, service = _resource(span.resource)
     scope = span.instrumentation_scope
-    events = span.events or ()
-    links = span.links or ()
+    events = span.events
+    links = span.links
+    if events:
+        ev = ([e.timestamp for e in events], [text(e.name) for e in events], [attr_map(e.attributes) for e in events])
+    else:
+        ev = ([], [], [])
+    if links:
+        lk = (
+            [f"{x.context.trace_id:032x}" for x in links],
+            [f"{x.context.span_id:016x}" for x in links],
+            [x.context.trace_state.to_header() if x.context.trace_state else "" for x in links],
+            [attr_map(x.attributes) for x in links],
+        )
+    else:
+        lk = ([], [], [], [])
     return [
         start,
         f"{ctx.trace_id:032x}" if ctx else "",
@@ -126,13 +148,8 @@ def trace_row(span: ReadableSpan) -> list[Any]:
         max(0, end - start),
         _STATUS.get(span.status.status_code, "Unset"),
         text(span.status.description or ""),
-        [e.timestamp for e in events],
-        [text(e.name) for e in events],
-        [attr_map(e.attributes) for e in events],
-        [f"{lk.context.trace_id:032x}" for lk in links],
-        [f"{lk.context.span_id:016x}" for lk in links],
-        [lk.context.trace_state.to_header() if lk.context.trace_state else "" for lk in links],
-        [attr_map(lk.attributes) for lk in links],
+        *ev,
+        *lk,
     ]
 
 

@@ -9,14 +9,16 @@ past ``max_bytes`` is refused, and the caller reports failure (and counts it).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
 import time
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 __all__ = ["SEGMENT_SUFFIX", "Batch", "Spool", "SpoolFull"]
 
@@ -26,6 +28,22 @@ SEGMENT_SUFFIX = ".segment.json"
 
 class SpoolFull(Exception):
     """The spool is at its size bound."""
+
+
+def _dumps(value: Any) -> bytes:
+    """JSON bytes; orjson (a dozen times faster on rows of maps and arrays), else the standard
+    library for what orjson refuses (integers past 64 bits)."""
+    try:
+        return orjson.dumps(value, default=str)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:  # NaN or Infinity, as the standard library writes them
+        return json.loads(data)
 
 
 @dataclass
@@ -44,19 +62,19 @@ class Batch:
 
     @classmethod
     def of(cls, tables: dict[str, dict[str, Any]], sources: list[str] | None = None) -> Batch:
-        encoded = json.dumps(tables, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+        encoded = _dumps(tables)
         token = hashlib.blake2b(encoded, digest_size=16).hexdigest()
         return cls(token, tables, sources or [], encoded)
 
     def to_json(self) -> bytes:
-        tables = self._encoded or json.dumps(self.tables, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
-        head = json.dumps({"token": self.token, "sources": self.sources}, separators=(",", ":"))[:-1]
-        return head.encode() + b',"tables":' + tables + b"}"
+        tables = self._encoded or _dumps(self.tables)
+        head = _dumps({"token": self.token, "sources": self.sources})[:-1]
+        return head + b',"tables":' + tables + b"}"
 
     @classmethod
     def from_json(cls, data: bytes) -> Batch:
         """A batch, or a segment: a manifest of sources (no tables), or, as written before 0.1.1, the merged rows."""
-        doc = json.loads(data)
+        doc = _loads(data)
         return cls(str(doc["token"]), dict(doc.get("tables", {})), list(doc.get("sources", [])))
 
     @staticmethod
@@ -125,7 +143,7 @@ class Spool:
         with self._lock:
             self._seq += 1
             name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}-{token[:16]}"
-            data = json.dumps({"token": token, "sources": sources}, separators=(",", ":")).encode()
+            data = _dumps({"token": token, "sources": sources})
             return self._write(data, name, SEGMENT_SUFFIX)
 
     def _write(self, data: bytes, name: str, suffix: str) -> Path:

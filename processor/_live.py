@@ -37,6 +37,10 @@ class LiveRun:
     """Attributes copied onto every span of the run (id, name, owner, project, task)."""
     root_span: Span | None = None
 
+    def __post_init__(self) -> None:
+        # Strings once per run, so every span of it can take them without the SDK's per-value cleaning.
+        self.stamp = {k: v if isinstance(v, str) else str(v) for k, v in self.stamp.items() if v is not None}
+
 
     def note_signals(self, signals: Iterable[LoopSignal]) -> None:
         """Record loop signals as events on the run's root span (each fires once per run)."""

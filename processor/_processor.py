@@ -185,7 +185,7 @@ class RunProcessor(SpanProcessor):
                 ledger = RunLedger(run_id, loop_threshold=self.limits.loop_threshold)
                 live = LiveRun(run_id, ledger, {A.RUNMETER_RUN_ID: run_id}, span)
             if live is not None and live.stamp:
-                stamp(span, live.stamp)
+                stamp(span, live.stamp, typed=True)
         top = parent_entry.top if parent_entry is not None else ctx.span_id
         with self._lock:
             self._live[ctx.span_id] = _Entry(live, parent_id, top, op)
