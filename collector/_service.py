@@ -43,7 +43,7 @@ from runmeter.collector._convert import Converted, Limits, check, convert, parse
 from runmeter.collector._options import CollectorSettings
 from runmeter.collector._wal import LogFull, WriteAheadLog
 from runmeter.conventions import attributes as A
-from runmeter.exporter import ClickHouseSpanExporter, Writer
+from runmeter.exporter import ClickHouseSpanExporter, StoredRows, Writer
 from runmeter.processor import PriceBook, RunLimits, RunProcessor
 
 __all__ = ["Collector", "Refused"]
@@ -89,7 +89,7 @@ class _Metrics:
 class _Tracker(SpanProcessor):
     """Downstream of the RunProcessor: exports spans in batches and releases their log records."""
 
-    def __init__(self, exporter: SpanExporter, wal: WriteAheadLog, written: Any, batch_size: int = 4096, interval_s: float = 0.2) -> None:
+    def __init__(self, exporter: ClickHouseSpanExporter, wal: WriteAheadLog, written: Any, batch_size: int = 4096, interval_s: float = 0.2) -> None:
         self._exporter = exporter
         self._wal = wal
         self._written = written
@@ -99,7 +99,7 @@ class _Tracker(SpanProcessor):
         self._keys: dict[_Key, int | list[int]] = {}  # span -> the log record(s) it came in
         self._left: dict[int, int] = {}  # log record -> spans not yet written
         self._buf: list[ReadableSpan] = []
-        self.skip: set[_Key] = set()  # spans already in ClickHouse (found when replaying)
+        self.stored = StoredRows()  # rows ClickHouse already holds (found when replaying)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._export_lock = threading.Lock()
@@ -142,11 +142,12 @@ class _Tracker(SpanProcessor):
                 batch, self._buf = self._buf, []
             if not batch:
                 return True
-            todo = [s for s in batch if (s.context.trace_id, s.context.span_id) not in self.skip] if self.skip else batch
+            stored = self.stored if len(self.stored) else None
             delay = 0.1
+            todo = batch
             while todo:
                 try:
-                    result = self._exporter.export(todo)
+                    result = self._exporter.export_new(todo, stored)
                 except Exception as exc:  # the exporter never raises; if it does, the spans wait
                     _log.error("export failed: %s", exc)
                     result = SpanExportResult.FAILURE
@@ -167,7 +168,7 @@ class _Tracker(SpanProcessor):
         with self._lock:
             for s in batch:
                 key = (s.context.trace_id, s.context.span_id)
-                self.skip.discard(key)
+                self.stored.discard(key)
                 seq = self._keys.pop(key, None)
                 if isinstance(seq, list):
                     first = seq.pop(0)
@@ -325,26 +326,27 @@ class Collector:
             for rs in req.resource_spans:
                 for ss in rs.scope_spans:
                     trace_ids.update(s.trace_id.hex() for s in ss.spans)
-        self.tracker.skip = self._stored(sorted(trace_ids))
-        stored = len(self.tracker.skip)
+        self.tracker.stored = self._stored(sorted(trace_ids))
+        stored = len(self.tracker.stored)
         for item in decoded:
             self._process(*item)
         _log.info("replay done: %d span(s) were already stored and are not written again", stored)
 
-    def _stored(self, trace_ids: list[str]) -> set[_Key]:
-        """Spans of these traces already in ClickHouse; waits (with backoff) until the store answers."""
+    def _stored(self, trace_ids: list[str]) -> StoredRows:
+        """Rows of these traces already in ClickHouse, per table; waits (with backoff) until the store answers."""
         delay = 0.5
         while True:
             try:
                 if not self.writer.flush(timeout_s=60):  # what an earlier run spooled goes in first
                     raise RuntimeError("the spool does not drain")
-                found: set[_Key] = set()
-                for i in range(0, len(trace_ids), 1000):
-                    rows = self.writer.query(
-                        "SELECT TraceId, SpanId FROM otel_traces WHERE TraceId IN {ids:Array(String)}",
-                        {"ids": trace_ids[i:i + 1000]},
-                    )
-                    found.update((int(t, 16), int(s, 16)) for t, s in rows)
+                found = StoredRows()
+                for table, keys in (("otel_traces", found.traces), ("runmeter_calls", found.calls)):
+                    for i in range(0, len(trace_ids), 1000):
+                        rows = self.writer.query(
+                            f"SELECT TraceId, SpanId FROM {table} WHERE TraceId IN {{ids:Array(String)}}",
+                            {"ids": trace_ids[i:i + 1000]},
+                        )
+                        keys.update((int(t, 16), int(s, 16)) for t, s in rows)
                 return found
             except Exception as exc:
                 _log.warning("cannot look up replayed traces in ClickHouse yet (%s); retrying in %.1fs", exc, delay)

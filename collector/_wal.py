@@ -90,13 +90,12 @@ class WriteAheadLog:
         self._closed = False
         self._checkpoint_written = 0.0
         self._checkpoint_lock = threading.Lock()
+        self._fd: int | None = None
+        self._active: _Segment | None = None  # the segment being appended to (none until the first write)
         self.watermark = self._read_checkpoint()
         self.replay: list[WalRecord] = self._recover()
         last = max([s.last for s in self._segments] + [self.watermark])
         self._next_seq = last + 1
-        self._durable_seq = last
-        self._fd: int | None = None
-        self._active: _Segment | None = None
         self._thread = threading.Thread(target=self._run, name="runmeter-wal", daemon=True)
         self._thread.start()
 
@@ -225,7 +224,6 @@ class WriteAheadLog:
                 self._sizes[seq] = len(payload) + _HEADER.size
             self._active.size += len(buf)
             self._active.last = batch[-1][0]
-            self._durable_seq = batch[-1][0]
 
     def _roll(self, first: int) -> None:
         if self._fd is not None:

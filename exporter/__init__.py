@@ -13,7 +13,7 @@ The tables, their keys and retention are described in ``exporter/schema/*.sql``.
 
 from __future__ import annotations
 
-from runmeter.exporter._exporter import ClickHouseRunSink, ClickHouseSpanExporter, open_writer
+from runmeter.exporter._exporter import ClickHouseRunSink, ClickHouseSpanExporter, StoredRows, open_writer
 from runmeter.exporter._migrations import SchemaOptions, apply_migrations, load_migrations, render
 from runmeter.exporter._spool import Batch, Spool, SpoolFull
 from runmeter.exporter._store import Store, StoreError, StoreURL
@@ -29,6 +29,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreURL",
+    "StoredRows",
     "Writer",
     "apply_migrations",
     "load_migrations",

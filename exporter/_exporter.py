@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from dataclasses import dataclass, field
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from runmeter.exporter._writer import Writer
 from runmeter.processor import OutcomeEvent, PriceBook, RunRecord
 from runmeter.processor._selfcheck import internal_error
 
-__all__ = ["ClickHouseRunSink", "ClickHouseSpanExporter", "default_spool_dir", "open_writer"]
+__all__ = ["ClickHouseRunSink", "ClickHouseSpanExporter", "StoredRows", "default_spool_dir", "open_writer"]
 
 _log = logging.getLogger(__name__)
 _writers: dict[tuple[str, str], Writer] = {}
@@ -89,6 +90,21 @@ class ClickHouseRunSink:
         self.writer.submit(Batch.of(tables))
 
 
+@dataclass
+class StoredRows:
+    """(trace id, span id) of the spans a table already holds, per table."""
+
+    traces: set[tuple[int, int]] = field(default_factory=set)
+    calls: set[tuple[int, int]] = field(default_factory=set)
+
+    def __len__(self) -> int:
+        return len(self.traces | self.calls)
+
+    def discard(self, key: tuple[int, int]) -> None:
+        self.traces.discard(key)
+        self.calls.discard(key)
+
+
 class ClickHouseSpanExporter(SpanExporter):
     """Spans into ``otel_traces`` (Collector-compatible) and ``runmeter_calls``."""
 
@@ -120,6 +136,11 @@ class ClickHouseSpanExporter(SpanExporter):
         self._last_error = ""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.export_new(spans)
+
+    def export_new(self, spans: Sequence[ReadableSpan], stored: StoredRows | None = None) -> SpanExportResult:
+        """:meth:`export`, leaving out the rows ClickHouse already holds (``stored``: after a crash,
+        a span may be in ``otel_traces`` and not yet in ``runmeter_calls``, which are two inserts)."""
         if self._shutdown:
             return SpanExportResult.FAILURE
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))  # our own HTTP calls are not traced
@@ -127,10 +148,13 @@ class ClickHouseSpanExporter(SpanExporter):
             traces, calls = [], []
             for span in spans:
                 try:
-                    traces.append(trace_row(span))
-                    row = call_row(span, self._dialects, self._prices)
-                    if row is not None:
-                        calls.append(row)
+                    key = (span.context.trace_id, span.context.span_id) if stored is not None and span.context else None
+                    if key is None or key not in stored.traces:
+                        traces.append(trace_row(span))
+                    if key is None or key not in stored.calls:
+                        row = call_row(span, self._dialects, self._prices)
+                        if row is not None:
+                            calls.append(row)
                 except Exception as exc:  # a malformed span never costs the rest of the batch
                     internal_error("exporter.convert", exc)
             tables = {
@@ -148,8 +172,9 @@ class ClickHouseSpanExporter(SpanExporter):
             detach(token)
 
     def _insert(self, spans: Sequence[ReadableSpan], tables: dict[str, Any]) -> SpanExportResult:
-        # The same spans always carry the same token: a retry after a partial failure is counted once.
-        ids = "".join(f"{s.context.trace_id:032x}{s.context.span_id:016x}" for s in spans if s.context is not None)
+        # The same rows always carry the same token (rows are named by their trace and span ids,
+        # columns 1 and 2 of both tables): a retry after a partial failure is counted once.
+        ids = "|".join("".join(row[1] + row[2] for row in t["rows"]) for t in tables.values())
         try:
             self.writer.insert(Batch(hashlib.blake2b(ids.encode(), digest_size=16).hexdigest(), tables))
         except Exception as exc:

@@ -1,0 +1,120 @@
+"""The collector's write-ahead log on its own: durability, replay, release, torn tails, group commit, bounds."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from runmeter.collector import WriteAheadLog
+from runmeter.collector._wal import LogFull
+
+
+def _append_all(wal: WriteAheadLog, payloads: list[bytes]) -> list[int]:
+    return [wal.append(p).result(timeout=10) for p in payloads]
+
+
+def test_records_survive_a_restart_and_only_unreleased_ones_replay(tmp_path: Path) -> None:
+    wal = WriteAheadLog(tmp_path, segment_bytes=64)  # a few records per segment: several segments
+    seqs = _append_all(wal, [f"request {i}".encode() for i in range(10)])
+    assert seqs == list(range(1, 11))
+    for seq in (1, 2, 3, 5):  # 4 is still being processed: the watermark stops at 3
+        wal.release(seq)
+    assert wal.watermark == 3 and wal.pending == 6
+    wal.close()
+    again = WriteAheadLog(tmp_path, segment_bytes=64)
+    assert [r.seq for r in again.replay] == [4, 5, 6, 7, 8, 9, 10]  # 5 was released above 4: replayed, deduplicated downstream
+    assert again.replay[0].payload == b"request 3"
+    assert again.append(b"next").result(timeout=10) == 11  # numbering goes on
+    again.close()
+
+
+def test_released_segments_are_deleted(tmp_path: Path) -> None:
+    wal = WriteAheadLog(tmp_path, segment_bytes=64)
+    _append_all(wal, [b"x" * 40 for _ in range(8)])
+    segments = sorted(tmp_path.glob("*.wal"))
+    assert len(segments) >= 4
+    for seq in range(1, 9):
+        wal.release(seq)
+    assert len(list(tmp_path.glob("*.wal"))) == 1  # only the one still being appended to
+    assert wal.pending == 0 and wal.pending_bytes == 0
+    wal.close()
+    assert WriteAheadLog(tmp_path).replay == []
+
+
+def test_a_torn_tail_is_cut_and_never_replayed(tmp_path: Path) -> None:
+    wal = WriteAheadLog(tmp_path)
+    _append_all(wal, [b"first", b"second"])
+    wal.close()
+    (segment,) = tmp_path.glob("*.wal")
+    with open(segment, "ab") as f:
+        f.write(b"\x40\x00\x00\x00garbage")  # a record the process was writing when it died
+    size_before = segment.stat().st_size
+    again = WriteAheadLog(tmp_path)
+    assert [r.payload for r in again.replay] == [b"first", b"second"]
+    assert segment.stat().st_size == size_before - 11
+    assert again.append(b"third").result(timeout=10) == 3
+    again.close()
+    assert [r.payload for r in WriteAheadLog(tmp_path).replay] == [b"first", b"second", b"third"]
+
+
+def test_a_crash_between_checkpoint_and_segment_removal_recovers(tmp_path: Path) -> None:
+    wal = WriteAheadLog(tmp_path, segment_bytes=32)
+    _append_all(wal, [b"a" * 30, b"b" * 30, b"c" * 30])
+    wal.close()
+    (tmp_path / "checkpoint").write_text("2")  # written; the segments of 1 and 2 not yet deleted
+    again = WriteAheadLog(tmp_path, segment_bytes=32)
+    assert [r.payload for r in again.replay] == [b"c" * 30]
+    assert len(list(tmp_path.glob("*.wal"))) == 1  # the dead segments were removed on recovery
+    again.close()
+
+
+def test_a_damaged_old_segment_is_skipped_not_fatal(tmp_path: Path) -> None:
+    wal = WriteAheadLog(tmp_path, segment_bytes=32)
+    _append_all(wal, [b"a" * 30, b"b" * 30, b"c" * 30])
+    wal.close()
+    first = sorted(tmp_path.glob("*.wal"))[0]
+    data = bytearray(first.read_bytes())
+    data[-1] ^= 0xFF  # the CRC no longer matches
+    first.write_bytes(bytes(data))
+    again = WriteAheadLog(tmp_path, segment_bytes=32)
+    assert again.damaged == 1 and [r.payload for r in again.replay] == [b"b" * 30, b"c" * 30]
+    again.close()
+
+
+def test_concurrent_appends_share_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    syncs = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), real(fd))[1])
+    wal = WriteAheadLog(tmp_path)
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def client(i: int) -> None:
+        seq = wal.append(f"req-{i}".encode()).result(timeout=10)
+        with lock:
+            results.append(seq)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wal.close()
+    assert sorted(results) == list(range(1, 201))
+    assert 1 <= len(syncs) < 200  # group commit: one fdatasync covers every append waiting at that moment
+    assert len(WriteAheadLog(tmp_path).replay) == 200
+
+
+def test_the_log_refuses_past_its_bound_and_takes_again_after_release(tmp_path: Path) -> None:
+    wal = WriteAheadLog(tmp_path, max_bytes=100)
+    _append_all(wal, [b"x" * 30, b"y" * 30])  # 2 x (16-byte header + 30)
+    with pytest.raises(LogFull, match="unreleased bytes"):
+        wal.append(b"z" * 30)
+    wal.release(1)
+    assert wal.append(b"z" * 30).result(timeout=10) == 3
+    wal.close()
+    with pytest.raises(LogFull, match="closed"):
+        wal.append(b"after close")
