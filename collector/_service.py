@@ -36,7 +36,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 
 from runmeter.collector._convert import Converted, Limits, check, convert, parse_request
@@ -136,13 +136,13 @@ class _Tracker(SpanProcessor):
             self.flush_once(deadline=None)
 
     def flush_once(self, deadline: float | None) -> bool:
-        """Export what is buffered; retries with backoff until it is spooled (or the deadline)."""
+        """Export what is buffered; retries with backoff until it is in ClickHouse (or the deadline)."""
         with self._export_lock:
             with self._lock:
                 batch, self._buf = self._buf, []
             if not batch:
                 return True
-            stored = self.stored if len(self.stored) else None
+            stored = self.stored or None
             delay = 0.1
             todo = batch
             while todo:
@@ -195,10 +195,6 @@ class _Tracker(SpanProcessor):
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=10)
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
 
 
 class Collector:

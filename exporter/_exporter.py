@@ -100,6 +100,9 @@ class StoredRows:
     def __len__(self) -> int:
         return len(self.traces | self.calls)
 
+    def __bool__(self) -> bool:
+        return bool(self.traces or self.calls)
+
     def discard(self, key: tuple[int, int]) -> None:
         self.traces.discard(key)
         self.calls.discard(key)
