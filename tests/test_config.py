@@ -67,3 +67,16 @@ def test_not_utf8_file(tmp_path: Path) -> None:
     path.write_bytes(b"[runs]\ngrace_s = \xff\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_settings(path, env={})
+
+
+def test_collector_settings_from_file_environment_and_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = tmp_path / "runmeter.toml"
+    cfg.write_text('[collector]\nwal_dir = "/var/lib/runmeter/wal"\ngrpc_endpoint = "0.0.0.0:14317"\n')
+    env = {"RUNMETER_COLLECTOR_GRPC_ENDPOINT": "127.0.0.1:5317", "RUNMETER_COLLECTOR_WAL_MAX_BYTES": "-1"}
+    with caplog.at_level(logging.WARNING):
+        s = load_settings(cfg, env=env)
+    assert (s.collector.wal_dir, s.collector.grpc_endpoint) == ("/var/lib/runmeter/wal", "127.0.0.1:5317")
+    assert s.collector.wal_max_bytes == 1 << 30 and "RUNMETER_COLLECTOR_WAL_MAX_BYTES" in caplog.text  # bad value: warned, default kept
+    cfg.write_text('[collector]\nlog_format = "xml"\n')
+    with pytest.raises(ConfigError, match="collector.log_format"):
+        load_settings(cfg, env={})
