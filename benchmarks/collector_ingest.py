@@ -20,11 +20,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +33,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.collector_rig import Subprocess, free_ports  # noqa: E402
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 RESOURCE = Resource.create({"service.name": "bench-agent"})
@@ -117,35 +116,10 @@ def _metrics(admin: int) -> dict[str, float]:
     return out
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def start_collector(tmp: Path) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
-    grpc_port, http_port, admin = _free_ports(3)
-    (tmp / "runmeter.toml").write_text(
-        f'[storage]\nclickhouse_url = "chdb://{tmp / "store"}"\nspool_dir = "{tmp / "spool"}"\n'
-        f'[runs]\nquiet_s = 0.5\n'
-        f'[collector]\ngrpc_endpoint = "127.0.0.1:{grpc_port}"\nhttp_endpoint = "127.0.0.1:{http_port}"\n'
-        f'admin_endpoint = "127.0.0.1:{admin}"\nwal_dir = "{tmp / "wal"}"\nlog_format = "text"\n'
-    )
-    env = {**os.environ, "RUNMETER_CONFIG": str(tmp / "runmeter.toml")}
-    log = open(tmp / "collector.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "runmeter.cli", "collector"], env=env, cwd=tmp, stdout=log, stderr=log)
-    log.close()
-    for _ in range(600):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1):
-                return proc, {"grpc": grpc_port, "admin": admin}
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("the collector did not start: " + (tmp / "collector.log").read_text()[-2000:])
+def start_collector(tmp: Path) -> tuple[Subprocess, dict[str, int]]:
+    """``runmeter collector`` as a subprocess over chDB in ``tmp`` (the tests' harness), once ready."""
+    ports = dict(zip(("grpc", "http", "admin"), free_ports(3)))
+    return Subprocess(tmp, f"chdb://{tmp / 'store'}", ports, quiet_s=0.5).start(), ports
 
 
 def sdk_pipeline(port: int, spans: int) -> tuple[float, int]:
@@ -212,8 +186,7 @@ def main() -> None:
             e2e_elapsed = time.time() - t_start
             sdk_rate, sdk_dropped = sdk_pipeline(ports["grpc"], 40_000)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(120)
+            proc.terminate(120)
         from runmeter.exporter import Store
 
         store = Store(f"chdb://{tmp / 'store'}")
