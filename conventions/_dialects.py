@@ -34,9 +34,13 @@ class Dialect:
     input_excludes_cache_for: frozenset[str]
 
 
-@dataclass(slots=True)
+@dataclass
 class GenAIFields:
-    """What a span says about a GenAI operation, in OpenTelemetry GenAI terms."""
+    """What a span says about a GenAI operation, in OpenTelemetry GenAI terms.
+
+    Not slotted on purpose: :meth:`DialectMap.read` makes one per span without calling
+    ``__init__`` (the class attributes are the defaults), and sets only what the span has.
+    """
 
     dialect: str | None = None
     operation: str | None = None
@@ -99,12 +103,26 @@ def _as_str(value: Any) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How to read spans with one set of attribute names."""
+
+    fields: tuple[tuple[str, tuple[str, ...], Callable[[Any], Any]], ...]  # field, names present by rank, converter
+    own: tuple[tuple[str, str], ...]  # name, key in GenAIFields.own
+    operation: tuple[str, dict[str, str]] | None  # the best-ranked operation attribute present, its values
+    dialect: Dialect | None
+
+
+_MAX_PLANS = 4096
+_blank = object.__new__
+
+
 class DialectMap:
     """Compiled ``dialects.yaml``."""
 
     def __init__(self, doc: Mapping[str, Any]) -> None:
         fields = doc["fields"]
-        unknown = set(fields) - set(GenAIFields.__slots__)  # type: ignore[attr-defined]
+        unknown = set(fields) - set(GenAIFields.__dataclass_fields__)
         if unknown:
             raise ValueError(f"dialects.yaml: unknown fields {sorted(unknown)}")
         self.fields: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in fields.items()}
@@ -129,66 +147,88 @@ class DialectMap:
         for rank, d in enumerate(self.dialects):
             for key in d.detect:
                 self._index.setdefault(key, []).append((_DIALECT, rank, _as_str))
+        self._plans: dict[tuple[str, ...], _Plan] = {}
 
     def read_also(self, names: Mapping[str, str]) -> None:
         """Also collect these string attributes (name -> key in ``GenAIFields.own``) in the same pass."""
         for name, key in names.items():
             self._index.setdefault(name, []).append((_OWN, 0, key))  # type: ignore[arg-type]
+        self._plans.clear()
 
     def read(self, attrs: Mapping[str, Any]) -> GenAIFields:
         """Canonical GenAI fields of an attribute mapping (never raises on bad values).
 
-        Walks the span's own attributes once (a span has a dozen, the map knows
-        ~60 names), keeping for each field the value of the highest-ranked name.
+        For each field the value of the highest-ranked name present (and valid) wins.
+        Spans from one instrumentation carry the same attribute names again and
+        again, so the names a span has are compiled once into a :class:`_Plan`
+        (which names feed which field, in rank order) and the plan is reused.
         """
-        out = GenAIFields()
-        best: dict[str, int] = {}
-        op_rank = len(self.operation_rules)
-        op_value: Any = None
-        dialect_rank = len(self.dialects)
-        index = self._index
-        for key, raw in attrs.items():
-            entries = index.get(key)
-            if entries is None:
-                continue
-            for field_name, rank, conv in entries:
-                if field_name == _OWN:
-                    if isinstance(raw, str) and raw:
-                        if out.own is None:
-                            out.own = {}
-                        out.own[conv] = raw  # type: ignore[index]
-                    continue
-                if field_name == _OPERATION:
-                    if rank < op_rank:
-                        op_rank, op_value = rank, raw
-                    continue
-                if field_name == _DIALECT:
-                    if rank < dialect_rank:
-                        dialect_rank = rank
-                    continue
-                if rank >= best.get(field_name, 1 << 30):
-                    continue
-                value = conv(raw)
+        keys = tuple(attrs)
+        plan = self._plans.get(keys)
+        if plan is None:
+            plan = self._compile(keys)
+        out = _blank(GenAIFields)
+        for field_name, names, conv in plan.fields:
+            for name in names:
+                value = conv(attrs[name])
                 if value is not None:
-                    best[field_name] = rank
                     setattr(out, field_name, value)
-        if op_rank < len(self.operation_rules):
-            values = self.operation_rules[op_rank][1]
-            out.operation = values.get(op_value) if isinstance(op_value, str) else None
+                    break
+        if plan.own:
+            own = {}
+            for name, slot in plan.own:
+                raw = attrs[name]
+                if type(raw) is str and raw:
+                    own[slot] = raw
+            if own:
+                out.own = own
+        if plan.operation is not None:
+            op_value = attrs[plan.operation[0]]
+            out.operation = plan.operation[1].get(op_value) if isinstance(op_value, str) else None
         if out.provider is not None:
             provider = out.provider
             if "." in provider and provider.split(".", 1)[0] in _DOTTED_PROVIDERS:
                 provider = provider.split(".", 1)[0]  # Vercel's "openai.chat", "anthropic.messages"
             out.provider = self.provider_aliases.get(provider, provider)
-        if dialect_rank < len(self.dialects):
-            dialect = self.dialects[dialect_rank]
+        dialect = plan.dialect
+        if dialect is not None:
             out.dialect = dialect.name
             if out.provider in dialect.input_excludes_cache_for and out.input_tokens is not None:
                 out.input_tokens += (out.cache_read_tokens or 0) + (out.cache_write_tokens or 0)
-        if out.operation is None and op_rank == len(self.operation_rules) and self.tokens_imply_llm_call:
+        if out.operation is None and plan.operation is None and self.tokens_imply_llm_call:
             if out.has_tokens and out.model:
                 out.operation = "chat"
         return out
+
+    def _compile(self, keys: tuple[str, ...]) -> _Plan:
+        """What to read from spans with exactly these attribute names (cached, bounded)."""
+        ranked: dict[str, list[tuple[int, str]]] = {}
+        convs: dict[str, Callable[[Any], Any]] = {}
+        own: list[tuple[str, str]] = []
+        op: tuple[int, str] | None = None
+        dialect_rank = len(self.dialects)
+        for key in keys:
+            for field_name, rank, conv in self._index.get(key, ()):
+                if field_name == _OWN:
+                    own.append((key, conv))  # type: ignore[arg-type]
+                elif field_name == _OPERATION:
+                    if op is None or rank < op[0]:
+                        op = (rank, key)
+                elif field_name == _DIALECT:
+                    dialect_rank = min(dialect_rank, rank)
+                else:
+                    ranked.setdefault(field_name, []).append((rank, key))
+                    convs[field_name] = conv
+        plan = _Plan(
+            fields=tuple((f, tuple(k for _, k in sorted(names)), convs[f]) for f, names in ranked.items()),
+            own=tuple(own),
+            operation=(op[1], self.operation_rules[op[0]][1]) if op is not None else None,
+            dialect=self.dialects[dialect_rank] if dialect_rank < len(self.dialects) else None,
+        )
+        if len(self._plans) >= _MAX_PLANS:
+            self._plans.clear()  # bounded whatever attribute names arrive
+        self._plans[keys] = plan
+        return plan
 
     def price_provider(self, provider: str | None) -> str | None:
         """The genai-prices provider id for an OpenTelemetry provider name."""

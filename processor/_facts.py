@@ -9,12 +9,12 @@ keeps it; another tool's cost is kept apart as ``runmeter.cost.external_usd``.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
@@ -126,7 +126,10 @@ def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
     a mapping proxy; its inner dict is read directly, which is safe for an ended
     span (immutable) and for single dict reads under the GIL, and ~5x faster.
     """
-    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
+    held = getattr(span, "_attributes", None)
+    if type(held) is dict:  # a ReadableSpan made with a plain dict (the RunProcessor's copies)
+        return held
+    inner = getattr(held, "_dict", None)
     if isinstance(inner, dict):
         return inner
     return dict(span.attributes or {})
@@ -152,16 +155,32 @@ def stamp(span: Any, values: Mapping[str, Any], *, typed: bool = False) -> None:
     int, float, bool or tuple of str, so only string lengths are checked, and only under a limit.
     """
     bounded = getattr(span, "_attributes", None)
-    inner = getattr(bounded, "_dict", None)
-    lock = getattr(bounded, "_lock", None)
-    if isinstance(inner, dict) and lock is not None and getattr(bounded, "_immutable", True) is False:
-        maxlen, max_value_len = getattr(bounded, "maxlen", None), getattr(bounded, "max_value_len", None)
+    if type(bounded) is BoundedAttributes and not bounded._immutable:  # the SDK's live span
+        max_value_len = bounded.max_value_len
         if (typed and max_value_len is None) or all(_clean(v, max_value_len) for v in values.values()):
-            with lock:
-                if maxlen is None or len(inner) + len(values) <= maxlen:
+            with bounded._lock:
+                inner = bounded._dict
+                if bounded.maxlen is None or len(inner) + len(values) <= bounded.maxlen:
                     inner.update(values)
                     return
     span.set_attributes(values)
+
+
+_SERVICES: dict[int, tuple[Any, str]] = {}  # id(resource) -> (resource, its service.name)
+
+
+def _service_of(resource: Any) -> str:
+    """The resource's ``service.name``, read once per resource (there are few, and lookups take a lock)."""
+    if resource is None:
+        return ""
+    known = _SERVICES.get(id(resource))
+    if known is not None and known[0] is resource:
+        return known[1]
+    service = str(resource.attributes.get(_SERVICE_NAME, ""))
+    if len(_SERVICES) >= 1024:
+        _SERVICES.clear()  # bounded whatever resources arrive (the collector makes one per request)
+    _SERVICES[id(resource)] = (resource, service)
+    return service
 
 
 _FACTS_SLOT = "_runmeter_facts"
@@ -201,28 +220,34 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
         kind = KIND_AGENT
     else:
         kind = KIND_OTHER
-    resource_attrs = span.resource.attributes if span.resource is not None else {}
     start = span.start_time or 0
     facts = SpanFacts(
-        trace_id=ctx.trace_id if ctx is not None else 0,
-        span_id=ctx.span_id if ctx is not None else 0,
-        parent_id=parent.span_id if parent is not None else None,
-        name=span.name,
-        start_ns=start,
-        end_ns=span.end_time or start,
-        error=span.status.status_code is StatusCode.ERROR,
-        service=str(resource_attrs.get(_SERVICE_NAME, "")),
-        kind=kind,
-        operation=op,
-        provider=fields.provider,
-        model=fields.model,
-        external_cost=fields.external_cost_usd,
-        tool_name=fields.tool_name,
-        agent_name=fields.agent_name,
-        explicit_root=attrs.get(A.RUNMETER_RUN_ROOT) is True,
-        estimated=attrs.get(A.RUNMETER_COST_ESTIMATED) is True,
-        duplicate=attrs.get(A.RUNMETER_COST_DUPLICATE) is True,
+        ctx.trace_id if ctx is not None else 0,
+        ctx.span_id if ctx is not None else 0,
+        parent.span_id if parent is not None else None,
+        span.name,
+        start,
+        span.end_time or start,
+        span.status.status_code is StatusCode.ERROR,
+        _service_of(span.resource),
+        kind,
+        op,
+        fields.provider,
+        fields.model,
     )
+    # The rarer facts only when present: most spans have none of them.
+    if fields.external_cost_usd is not None:
+        facts.external_cost = fields.external_cost_usd
+    if fields.tool_name is not None:
+        facts.tool_name = fields.tool_name
+    if fields.agent_name is not None:
+        facts.agent_name = fields.agent_name
+    if attrs.get(A.RUNMETER_RUN_ROOT) is True:
+        facts.explicit_root = True
+    if attrs.get(A.RUNMETER_COST_ESTIMATED) is True:
+        facts.estimated = True
+    if attrs.get(A.RUNMETER_COST_DUPLICATE) is True:
+        facts.duplicate = True
     if fields.own:  # runmeter's own string attributes, collected in the same pass
         for slot, value in fields.own.items():
             setattr(facts, slot, value)
@@ -254,8 +279,9 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
     elif facts.usage is not None and attrs.get(A.RUNMETER_COST_UNPRICED) is not True:
         duration_s = max(0, facts.end_ns - facts.start_ns) / 1e9
         try:
-            when = datetime.fromtimestamp(start / 1e9, tz=timezone.utc) if start else None
-            cost = prices.price(dialects.price_provider(fields.provider), fields.model, facts.usage, when=when, duration_s=duration_s)
+            cost = prices.price(
+                dialects.price_provider(fields.provider), fields.model, facts.usage, at_ns=start or None, duration_s=duration_s
+            )
         except ValueError:
             cost = None
         if cost is not None and cost.total is not None:

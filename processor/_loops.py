@@ -21,6 +21,7 @@ _IDENTICAL_LLM_INPUT = Kind.IDENTICAL_LLM_INPUT.value
 _TOOL_CYCLE = Kind.TOOL_CYCLE.value
 _MAX_PERIOD = 4
 _HISTORY = 64
+_PERIODS = tuple(range(2, _MAX_PERIOD + 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,20 +93,27 @@ class LoopDetector:
 
     def _cycle(self) -> tuple[str, int] | None:
         """The shortest period (2..4 distinct-ish tools) repeating at the tail, and its repetitions."""
-        n = len(self._sequence)
+        seq = self._sequence
+        n = len(seq)
         if n < 4:
             return None
-        seq = list(self._sequence)  # deque indexing is O(n); a list is O(1)
-        for period in range(2, _MAX_PERIOD + 1):
+        last = seq[-1]
+        # A tail of period p repeats only if the last call equals the one p calls before it:
+        # most calls fail that for every period, and need no list at all.
+        for p in _PERIODS:
+            if n >= 2 * p and seq[-1 - p] == last:
+                break
+        else:
+            return None
+        calls = list(seq)  # deque indexing is O(n); a list is O(1)
+        for period in _PERIODS:
             if n < 2 * period:
                 break
-            unit = [seq[n - period + i] for i in range(period)]
+            unit = calls[n - period:]
             if len(set(unit)) < 2:
                 continue  # A,A,A is an identical call, not a cycle
             reps = 1
-            while (reps + 1) * period <= n and all(
-                seq[n - (reps + 1) * period + i] == unit[i] for i in range(period)
-            ):
+            while (reps + 1) * period <= n and calls[n - (reps + 1) * period:n - reps * period] == unit:
                 reps += 1
             if reps >= 2:
                 # Name the cycle from its smallest rotation so A,B,A,B and B,A,B,A are one key.

@@ -88,6 +88,7 @@ class _Entry:
     parent: int | None
     top: int
     op: str | None
+    run_root: bool = False  # made by runmeter.run(); its run is learned from its first child's context
 
 
 @dataclass
@@ -176,7 +177,12 @@ class RunProcessor(SpanProcessor):
         live = parent_entry.live if parent_entry is not None else None
         if live is None:
             live = current_run(parent_context)
-        if attrs.get(A.RUNMETER_RUN_ROOT) is True:
+            if live is not None and parent_entry is not None and parent_entry.run_root:
+                root = live.root_span
+                if root is not None and root.get_span_context().span_id == parent_id:
+                    parent_entry.live = live  # the run's root: its other children find the run here
+        run_root = attrs.get(A.RUNMETER_RUN_ROOT) is True
+        if run_root:
             live = None  # the run's own root span; runmeter.run() stamps it and attaches the LiveRun
         else:
             if live is None and op == _AGENT_OP:
@@ -188,7 +194,7 @@ class RunProcessor(SpanProcessor):
                 stamp(span, live.stamp, typed=True)
         top = parent_entry.top if parent_entry is not None else ctx.span_id
         with self._lock:
-            self._live[ctx.span_id] = _Entry(live, parent_id, top, op)
+            self._live[ctx.span_id] = _Entry(live, parent_id, top, op, run_root)
             if ctx.trace_id not in self._cut:
                 trace = self._trace(ctx.trace_id)
                 trace.open.add(ctx.span_id)
@@ -468,8 +474,7 @@ class RunProcessor(SpanProcessor):
 
 def _copy(span: ReadableSpan, added: dict[str, Any]) -> ReadableSpan:
     """The span with ``added`` attributes (an ended span cannot be changed)."""
-    attrs = dict(span.attributes or {})
-    attrs.update(added)
+    attrs = {**_attributes_of(span), **added}
     return ReadableSpan(
         name=span.name,
         context=span.context,

@@ -45,6 +45,8 @@ GENAI_PRICES_SOURCE = f"genai-prices@{genai_prices.__version__}"
 _ZERO = Decimal(0)
 _CURRENCY = "USD"
 _MAX_CACHED = 4096  # (provider, model[, day]) entries; remote spans may name any model
+_NS_PER_DAY = 86_400 * 10**9
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,10 +277,10 @@ class PriceBook:
         self._lock = threading.Lock()
         # (provider, model) -> ModelInfo+provider, or None when unknown
         self._models: dict[tuple[str | None, str], tuple[gp_types.Provider, gp_types.ModelInfo] | None] = {}
-        self._plans: dict[tuple[str | None, str, date], _Plan] = {}
+        self._plans: dict[tuple[str | None, str, int], _Plan] = {}  # by UTC day (date ordinal)
         # id(ModelPrice) -> (that ModelPrice, its plan); the object is kept so its id stays unique.
         self._by_price: dict[int, tuple[gp_types.ModelPrice, _Plan]] = {}
-        self._today_date = date.min
+        self._today_date = 0
         self._today_until = 0.0
 
     @property
@@ -292,12 +294,14 @@ class PriceBook:
         usage: TokenUsage,
         *,
         when: datetime | None = None,
+        at_ns: int | None = None,
         duration_s: float | None = None,
         estimated: bool = False,
     ) -> Cost:
         """Price ``usage`` for ``model`` (``provider`` helps find it; ``None`` guesses).
 
-        ``when`` selects historic prices (default now); ``duration_s`` is the
+        ``when`` selects historic prices (default now), or ``at_ns`` (nanoseconds since the epoch, as
+        span times are, no datetime needed); ``duration_s`` is the
         call's wall-clock time, used by models priced per GPU-hour. Raises
         ``ValueError`` for usage whose parts exceed their totals.
         """
@@ -310,35 +314,41 @@ class PriceBook:
             local = ov.local_cost(model, usage, duration_s)
             if local is not None:
                 return Cost(local, local, Decimal(0), ov.gpu_source, estimated=estimated, model_id=model, provider_id=provider)
-        plan = self._plan(provider, model, when)
+        plan = self._plan(provider, model, when, at_ns)
         if plan is None:
             return Cost(None, None, None, "", unpriced=True, estimated=estimated)
         total, inp, out = _run(plan, usage)
         return Cost(total, inp, out, plan.source, estimated=estimated, model_id=plan.model_id, provider_id=plan.provider_id)
 
-    def _today(self) -> date:
-        """Today's UTC date, recomputed only when the clock passes midnight (the hot path prices "now")."""
+    def _today(self) -> int:
+        """Today's UTC date as an ordinal, recomputed only when the clock passes midnight (the hot path prices "now")."""
         now = time.time()
         if now >= self._today_until:
             today = datetime.fromtimestamp(now, timezone.utc).date()
             midnight = datetime(today.year, today.month, today.day, tzinfo=timezone.utc) + timedelta(days=1)
-            self._today_date, self._today_until = today, midnight.timestamp()
+            self._today_date, self._today_until = today.toordinal(), midnight.timestamp()
         return self._today_date
 
-    def _plan(self, provider: str | None, model: str, when: datetime | None) -> _Plan | None:
-        if when is None:
-            key = (provider, model, self._today())
+    def _plan(self, provider: str | None, model: str, when: datetime | None, at_ns: int | None = None) -> _Plan | None:
+        # Plans are cached by UTC day, as a date ordinal: a span's nanoseconds give it with one division.
+        if at_ns is not None:
+            day = at_ns // _NS_PER_DAY + _EPOCH_ORDINAL
+        elif when is None:
+            day = self._today()
         else:
             if when.tzinfo is None:
                 when = when.replace(tzinfo=timezone.utc)  # naive means UTC, as in genai-prices
-            key = (provider, model, when.astimezone(timezone.utc).date())
+            day = when.astimezone(timezone.utc).date().toordinal()
+        key = (provider, model, day)
         plan = self._plans.get(key)
         if plan is not None:
             return plan
+        if when is None:
+            when = datetime.fromtimestamp(at_ns / 1e9, timezone.utc) if at_ns is not None else datetime.now(timezone.utc)
         with self._lock:
-            return self._resolve(provider, model, when or datetime.now(timezone.utc), key)
+            return self._resolve(provider, model, when, key)
 
-    def _resolve(self, provider: str | None, model: str, when: datetime, key: tuple[str | None, str, date]) -> _Plan | None:
+    def _resolve(self, provider: str | None, model: str, when: datetime, key: tuple[str | None, str, int]) -> _Plan | None:
         if len(self._plans) >= _MAX_CACHED:
             self._plans.clear()  # bounded whatever model names arrive; rebuilt on demand
         ov = self._overrides
