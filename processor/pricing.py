@@ -344,7 +344,11 @@ class PriceBook:
         if plan is not None:
             return plan
         if when is None:
-            when = datetime.fromtimestamp(at_ns / 1e9, timezone.utc) if at_ns is not None else datetime.now(timezone.utc)
+            # From the integer, not at_ns / 1e9: a float rounds the last nanoseconds of a day into the next.
+            when = (
+                datetime.fromtimestamp(at_ns // 10**9, timezone.utc).replace(microsecond=at_ns % 10**9 // 1000)
+                if at_ns is not None else datetime.now(timezone.utc)
+            )
         with self._lock:
             return self._resolve(provider, model, when, key)
 

@@ -220,3 +220,13 @@ def test_sequential_calls_in_one_run_are_not_duplicates() -> None:
     records, _ = feed(spans)
     (r,) = records.values()
     assert r.llm_calls == 3 and r.cost_usd == Decimal("0.0063")
+
+
+def test_spans_with_the_same_attribute_names_are_read_each_with_its_own_values() -> None:
+    # The second span has the names of the first (the compiled plan is reused) but a bad value
+    # in the best-ranked token name: the next-ranked name that is valid is read instead.
+    names = ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model", "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
+    first = D.read(dict(zip(names, ("chat", "openai", "gpt-4o-mini", 10, 11))))
+    second = D.read(dict(zip(names, ("embeddings", "anthropic", "claude-haiku-4-5", "lots", 7))))
+    assert (first.operation, first.provider, first.model, first.input_tokens) == ("chat", "openai", "gpt-4o-mini", 10)
+    assert (second.operation, second.provider, second.model, second.input_tokens) == ("embeddings", "anthropic", "claude-haiku-4-5", 7)

@@ -232,3 +232,16 @@ def test_pyproject_tool_table(tmp_path: Path) -> None:
 def test_overrides_object_default_is_empty() -> None:
     assert PriceOverrides().models == {} and PriceBook(PriceOverrides()).price("openai", "gpt-5.5", TokenUsage(1, 1)).total
 
+
+
+def test_span_nanoseconds_select_the_price_of_that_utc_day() -> None:
+    # avian's deepseek/deepseek-v4-flash: $0.0805 per M input tokens, $0.14 from 2026-10-18 (genai-prices data).
+    book = PriceBook()
+    usage = TokenUsage(1_000_000, 0)
+    midnight_ns = int(datetime(2026, 10, 18, tzinfo=timezone.utc).timestamp()) * 10**9
+    before = book.price("avian", "deepseek/deepseek-v4-flash", usage, at_ns=midnight_ns - 1)
+    after = book.price("avian", "deepseek/deepseek-v4-flash", usage, at_ns=midnight_ns)
+    assert (before.total, after.total) == (Decimal("0.0805"), Decimal("0.14"))
+    # The same days given as datetimes, from a book whose cache holds the nanosecond lookups.
+    assert book.price("avian", "deepseek/deepseek-v4-flash", usage, when=datetime(2026, 10, 17, 23, 59, tzinfo=timezone.utc)).total == Decimal("0.0805")
+    assert book.price("avian", "deepseek/deepseek-v4-flash", usage, when=datetime(2026, 10, 18, 0, 1, tzinfo=timezone.utc)).total == Decimal("0.14")
