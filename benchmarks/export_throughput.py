@@ -6,6 +6,11 @@
   ``otel_traces`` and ``runmeter_calls`` rows, the durable spool (fsync), the insert with a
   deduplication token, the spool file removed.
 
+Both take the same 20 batches of 512 spans. The bare insert makes one insert per batch; the
+exporter's writer lingers briefly after a batch is spooled and inserts what arrived meanwhile as
+one insert per table, so it pays chDB's fixed cost per insert (~20 ms here) a few times, not 20.
+Each timed phase starts with its tables merged and chDB's background merges stopped (``settle``).
+
 Prints rows/s of each and the ratio (target: runmeter >= 70 % of the bare insert), then the
 time of the cost-per-accepted-run query on a store holding 1M spans (goal <= 1 s embedded).
 
@@ -66,6 +71,25 @@ def fill_million(store: Store) -> None:
             FROM numbers(40000) SETTINGS async_insert = 0""")
 
 
+TABLES = ("otel_traces", "runmeter_calls")
+
+
+def settle(client) -> None:  # type: ignore[no-untyped-def]
+    """Before a timed phase: each table merged into one part, then merges stopped until the phase ends.
+
+    chDB merges parts on its own threads, on the same 2 cores. Without this, the merges one phase's
+    inserts started run on the clock of the next phase. With merges stopped, neither phase pays
+    for merging, which favours the bare insert: it makes 20 parts per round, runmeter a few.
+    """
+    for table in TABLES:
+        client.command(f"SYSTEM START MERGES {table}")
+        client.command(f"OPTIMIZE TABLE {table} FINAL")
+    while client.query("SELECT count() FROM system.merges").result_rows[0][0]:
+        time.sleep(0.01)
+    for table in TABLES:
+        client.command(f"SYSTEM STOP MERGES {table}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, default=20)
@@ -87,6 +111,7 @@ def main() -> None:
             rows = [[trace_row(s) for s in b] for b in batches]  # pre-built for the bare insert
             writer.release_idle()
             with store.session() as c:
+                settle(c)
                 t0 = time.perf_counter()
                 for r in rows:
                     c.insert("otel_traces", r, column_names=TRACE_COLUMNS, settings={"async_insert": 0})
@@ -98,6 +123,7 @@ def main() -> None:
             exporter.export(make_spans(1, offset))
             offset += 1
             writer.drain()
+            settle(writer._client(wait=True))
             t0 = time.perf_counter()
             for b in batches:
                 exporter.export(b)
@@ -108,6 +134,7 @@ def main() -> None:
         bare, ours = statistics.median(bare_rates), statistics.median(ours_rates)
         # Each round's ratio (the two measured back to back): the shared machine's load cancels out.
         ratio = statistics.median(o / b for o, b in zip(ours_rates, bare_rates))
+        print("each round (bare rows/s, runmeter spans/s):", [(round(b), round(o)) for b, o in zip(bare_rates, ours_rates)])
         print(f"batches of {args.batch} spans x {args.batches}, rounds: {args.rounds}")
         print(f"bare clickhouse-connect column insert (pre-built rows):  median {bare:10,.0f} rows/s")
         print(f"ClickHouseSpanExporter.export() (convert, spool, insert): median {ours:10,.0f} spans/s")

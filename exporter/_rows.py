@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from runmeter.conventions import DialectMap
 from runmeter.processor import OutcomeEvent, PriceBook, RunRecord
-from runmeter.processor._facts import facts_of
+from runmeter.processor._facts import attributes_of, facts_of
 from runmeter.processor._facts import KIND_LLM, KIND_TOOL
 
 __all__ = ["CALL_COLUMNS", "OUTCOME_COLUMNS", "RUN_COLUMNS", "TRACE_COLUMNS", "call_row", "outcome_row", "run_row", "trace_row"]
@@ -110,6 +110,13 @@ def _resource(resource: Any) -> tuple[dict[str, str], str]:
     return found
 
 
+# Rows are read, never changed, once built: spans without events or links share these empty
+# columns, and the spans of one resource share its map. Fewer objects per row means fewer
+# garbage-collector passes over the rows an export holds until they are inserted.
+_NO_EVENTS: tuple[list[Any], ...] = ([], [], [])
+_NO_LINKS: tuple[list[Any], ...] = ([], [], [], [])
+
+
 def trace_row(span: ReadableSpan) -> list[Any]:
     ctx = span.context
     parent = span.parent
@@ -122,7 +129,7 @@ def trace_row(span: ReadableSpan) -> list[Any]:
     if events:
         ev = ([e.timestamp for e in events], [text(e.name) for e in events], [attr_map(e.attributes) for e in events])
     else:
-        ev = ([], [], [])
+        ev = _NO_EVENTS
     if links:
         lk = (
             [f"{x.context.trace_id:032x}" for x in links],
@@ -131,7 +138,7 @@ def trace_row(span: ReadableSpan) -> list[Any]:
             [attr_map(x.attributes) for x in links],
         )
     else:
-        lk = ([], [], [], [])
+        lk = _NO_LINKS
     return [
         start,
         f"{ctx.trace_id:032x}" if ctx else "",
@@ -141,10 +148,10 @@ def trace_row(span: ReadableSpan) -> list[Any]:
         text(span.name),
         _KINDS.get(span.kind, "Unspecified"),
         service,
-        dict(resource_map),
+        resource_map,
         text(scope.name) if scope else "",
         text(scope.version or "") if scope else "",
-        attr_map(span.attributes),
+        attr_map(attributes_of(span)),
         max(0, end - start),
         _STATUS.get(span.status.status_code, "Unset"),
         text(span.status.description or ""),
