@@ -13,6 +13,10 @@ end-to-end rate into chDB, and the Python SDK's own OTLP pipeline.
 
 Targets: acknowledged >= 30 % of bare decode; end-to-end >= 5x the SDK pipeline.
 
+Two floors are measured in the same run, with the same load generator: a grpcio server that
+acknowledges at once, and one that only parses each request before acknowledging. They show
+what a Python receiver can reach on this machine before it logs or checks anything.
+
     .venv-bench/bin/python benchmarks/collector_ingest.py [--requests 120] [--spans 512]
 """
 
@@ -105,6 +109,48 @@ def _load(port: int, requests: list[bytes], threads: int, out: mp.Queue) -> None
         out.put((time.time(), time.perf_counter() - t0))
 
 
+def _floor_server(port: int, parse: bool) -> None:
+    """A gRPC OTLP server that acknowledges at once (``parse``: after parsing the request): the most
+    a Python grpcio receiver can acknowledge here, with the load generator on the same cores."""
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    def export(data: bytes, context: object) -> ExportTraceServiceResponse:
+        if parse:
+            ExportTraceServiceRequest.FromString(data)
+        return ExportTraceServiceResponse()
+
+    service = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name
+    handler = grpc.method_handlers_generic_handler(
+        service, {"Export": grpc.unary_unary_rpc_method_handler(export, response_serializer=ExportTraceServiceResponse.SerializeToString)}
+    )
+    server = grpc.server(ThreadPoolExecutor(16), handlers=[handler], options=[("grpc.max_receive_message_length", 64 << 20)])
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
+
+
+def floor_rate(requests: list[bytes], spans_per_request: int, threads: int, parse: bool) -> float:
+    ctx = mp.get_context("spawn")
+    port = free_ports(1)[0]
+    server = ctx.Process(target=_floor_server, args=(port, parse), daemon=True)
+    server.start()
+    try:
+        import grpc
+
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            grpc.channel_ready_future(ch).result(timeout=30)
+        q = ctx.Queue()
+        gen = ctx.Process(target=_load, args=(port, requests, threads, q))
+        gen.start()
+        _, elapsed = q.get(timeout=600)
+        gen.join()
+        return len(requests) * spans_per_request / elapsed
+    finally:
+        server.kill()
+
+
 def _metrics(admin: int) -> dict[str, float]:
     out: dict[str, float] = {}
     with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as r:
@@ -166,6 +212,10 @@ def main() -> None:
     decode = bare_decode(requests, args.spans)
     print(f"{total} spans in {args.requests} requests of {args.spans} ({sum(map(len, requests)) / 2**20:.1f} MiB)")
     print(f"bare protobuf decode           {decode:12,.0f} spans/s")
+    null = floor_rate(requests, args.spans, args.threads, parse=False)
+    parsing = floor_rate(requests, args.spans, args.threads, parse=True)
+    print(f"floor: grpcio server, no work  {null:12,.0f} spans/s   {null / decode:6.1%} of bare decode")
+    print(f"floor: grpcio server, parses   {parsing:12,.0f} spans/s   {parsing / decode:6.1%} of bare decode")
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

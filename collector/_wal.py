@@ -86,6 +86,8 @@ class WriteAheadLog:
         self._segments: list[_Segment] = []
         self._released: set[int] = set()
         self._sizes: dict[int, int] = {}  # unreleased record -> its bytes
+        self._unreleased = 0  # their sum (kept as it changes: append checks it per request)
+        self._queued = 0  # bytes appended and not yet written
         self.damaged = 0
         self._closed = False
         self._checkpoint_written = 0.0
@@ -130,6 +132,7 @@ class WriteAheadLog:
                 if seq > self.watermark:
                     records.append(WalRecord(seq, payload))
                     self._sizes[seq] = end - pos
+                    self._unreleased += end - pos
                 pos = end
             if pos < len(data):
                 if last_segment:  # torn tail: written when the process died, never acknowledged
@@ -161,7 +164,7 @@ class WriteAheadLog:
     @property
     def pending_bytes(self) -> int:
         """Bytes of the records not yet released."""
-        return sum(self._sizes.values())
+        return self._unreleased
 
     def append(self, payload: bytes, item: Any = None) -> Future[int]:
         """Queue a record; the future completes with its sequence number once it is on disk.
@@ -173,12 +176,13 @@ class WriteAheadLog:
         with self._cond:
             if self._closed:
                 raise LogFull("the log is closed (the collector is shutting down)")
-            held = sum(self._sizes.values()) + sum(len(p) + _HEADER.size for _, p, _, _ in self._queue)
+            held = self._unreleased + self._queued
             if held + len(payload) + _HEADER.size > self.max_bytes:
                 raise LogFull(f"the write-ahead log holds {held} unreleased bytes of {self.max_bytes}")
             seq = self._next_seq
             self._next_seq += 1
             self._queue.append((seq, payload, item, fut))
+            self._queued += len(payload) + _HEADER.size
             self._cond.notify()
         return fut
 
@@ -193,6 +197,8 @@ class WriteAheadLog:
             try:
                 self._write(batch)
             except Exception as exc:  # a disk error: every waiting request is refused, none acknowledged
+                with self._lock:
+                    self._queued -= sum(len(p) + _HEADER.size for _, p, _, _ in batch)
                 _log.error("runmeter collector: cannot write the log: %s", exc)
                 for _, _, _, fut in batch:
                     fut.set_exception(LogFull(f"cannot write the log: {exc}"))
@@ -222,6 +228,8 @@ class WriteAheadLog:
         with self._lock:
             for seq, payload, _, _ in batch:
                 self._sizes[seq] = len(payload) + _HEADER.size
+            self._unreleased += len(buf)
+            self._queued -= len(buf)  # counted as unreleased now (_cond shares this lock)
             self._active.size += len(buf)
             self._active.last = batch[-1][0]
 
@@ -245,7 +253,7 @@ class WriteAheadLog:
             if seq <= self.watermark:
                 return
             self._released.add(seq)
-            self._sizes.pop(seq, None)
+            self._unreleased -= self._sizes.pop(seq, 0)
             moved = False
             while self.watermark + 1 in self._released:
                 self._released.discard(self.watermark + 1)
