@@ -111,10 +111,13 @@ def test_concurrent_appends_share_fsyncs(tmp_path: Path, monkeypatch: pytest.Mon
 def test_the_log_refuses_past_its_bound_and_takes_again_after_release(tmp_path: Path) -> None:
     wal = WriteAheadLog(tmp_path, max_bytes=100)
     _append_all(wal, [b"x" * 30, b"y" * 30])  # 2 x (16-byte header + 30)
-    with pytest.raises(LogFull, match="unreleased bytes"):
+    assert wal.pending_bytes == 92
+    with pytest.raises(LogFull, match="92 unreleased bytes"):
         wal.append(b"z" * 30)
     wal.release(1)
+    assert wal.pending_bytes == 46
     assert wal.append(b"z" * 30).result(timeout=10) == 3
+    assert wal.pending_bytes == 92
     wal.close()
     with pytest.raises(LogFull, match="closed"):
         wal.append(b"after close")
