@@ -126,6 +126,8 @@ def trace_row(span: ReadableSpan) -> list[Any]:
     scope = span.instrumentation_scope
     events = span.events
     links = span.links
+    ev: tuple[list[Any], ...]
+    lk: tuple[list[Any], ...]
     if events:
         ev = ([e.timestamp for e in events], [text(e.name) for e in events], [attr_map(e.attributes) for e in events])
     else:

@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import attrgetter
 
 from runmeter.processor._facts import KIND_AGENT, KIND_LLM, KIND_TOOL, SpanFacts
 from runmeter.processor._loops import LoopDetector
@@ -50,8 +51,7 @@ class _Run:
     children: list[_Run] = field(default_factory=list)
 
 
-def _order(f: SpanFacts) -> tuple[int, int]:
-    return (f.start_ns, f.span_id)
+_order = attrgetter("start_ns", "span_id")  # (start, span id): the order every result is computed in
 
 
 def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete: bool = False) -> Assembly:

@@ -45,7 +45,7 @@ from runmeter.conventions import DialectMap, load_dialects
 from runmeter.conventions import attributes as A
 from runmeter.conventions import genai as G
 from runmeter.processor._assembly import assemble, run_id_for
-from runmeter.processor._facts import KIND_LLM, KIND_TOOL, SpanFacts, attributes_of as _attributes_of, read_span, remember, stamp
+from runmeter.processor._facts import _FACTS_SLOT, KIND_LLM, KIND_TOOL, SpanFacts, attributes_of as _attributes_of, read_span, remember, stamp
 from runmeter.processor._ledger import RunLedger
 from runmeter.processor._live import INSTRUMENTATION_SCOPE, LiveRun, current_run
 from runmeter.processor._loops import LoopSignal
@@ -58,6 +58,7 @@ __all__ = ["RunLimits", "RunProcessor"]
 
 _log = logging.getLogger(__name__)
 _MAX_TOMBSTONES = 10_000
+_blank = object.__new__
 _AGENT_OP = "invoke_agent"
 _LLM_START_OPS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 _BOUNDARY_OPS = frozenset({"execute_tool", "invoke_agent"})
@@ -475,6 +476,13 @@ class RunProcessor(SpanProcessor):
 def _copy(span: ReadableSpan, added: dict[str, Any]) -> ReadableSpan:
     """The span with ``added`` attributes (an ended span cannot be changed)."""
     attrs = {**_attributes_of(span), **added}
+    if type(span) is ReadableSpan:  # the SDK's own: every field as it is, the attributes replaced
+        out = _blank(ReadableSpan)
+        fields = out.__dict__
+        fields.update(span.__dict__)
+        fields["_attributes"] = attrs
+        fields.pop(_FACTS_SLOT, None)  # the facts of the original, if any, are remembered again
+        return out
     return ReadableSpan(
         name=span.name,
         context=span.context,
