@@ -81,6 +81,7 @@ $(VALGRIND):
 
 bench: $(BENCH)/.installed-stamp $(VALGRIND)
 	$(BENCH)/bin/python benchmarks/pricing.py
+	$(BENCH)/bin/python benchmarks/processor_throughput.py --callgrind
 	$(BENCH)/bin/python benchmarks/processor_throughput.py
 	$(BENCH)/bin/python benchmarks/instrumentation_overhead.py --callgrind
 	$(BENCH)/bin/python benchmarks/instrumentation_overhead.py

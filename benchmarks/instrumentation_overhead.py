@@ -34,6 +34,8 @@ import openai
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
+import _callgrind  # benchmarks/ is on sys.path when a script in it runs
+
 BODY = json.dumps({
     "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": "gpt-5.5",
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "Three unread, one urgent."}, "finish_reason": "stop"}],
@@ -98,52 +100,23 @@ def _variant(name: str, provider: TracerProvider) -> tuple[Callable[[], None], C
 
 def _child(name: str, calls: int, warm: int) -> None:
     """Under callgrind: set up, warm up, say so, wait for collection to be switched on, make the calls."""
-    import sys
-
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(NullExporter()))
     call, undo = _variant(name, provider)
     for _ in range(warm):
         call()
-    print("ready", flush=True)
-    sys.stdin.readline()
+    _callgrind.ready()
     for _ in range(calls):
         call()
-    print("done", flush=True)
-    sys.stdin.readline()
+    _callgrind.done()
     undo()
 
 
 def callgrind(calls: int, warm: int, repeats: int = 3) -> None:
-    import os
-    import re
-    import subprocess
-    import sys
-    import tempfile
-
     per_call: dict[str, list[float]] = {"bare": [], "official openai-v2": [], "runmeter": []}
-    env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same dict layouts in every child
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, name in enumerate([n for _ in range(repeats) for n in per_call]):
-            out = os.path.join(tmp, f"cg-{i}.out")
-            child = subprocess.Popen(
-                ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-                 sys.executable, __file__, "--child", name, "--calls", str(calls), "--warm", str(warm)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-            )
-            assert child.stdout is not None and child.stdin is not None
-            assert child.stdout.readline().strip() == "ready", f"{name}: the child did not start"
-            subprocess.run(["callgrind_control", "--instr=on", str(child.pid)], check=True, capture_output=True)
-            child.stdin.write("go\n")
-            child.stdin.flush()
-            assert child.stdout.readline().strip() == "done"
-            subprocess.run(["callgrind_control", "--instr=off", str(child.pid)], check=True, capture_output=True)
-            child.stdin.write("exit\n")
-            child.stdin.flush()
-            child.wait(600)
-            text = open(out).read()
-            total = int(re.search(r"^totals: (\d+)", text, re.M).group(1))  # type: ignore[union-attr]
-            per_call[name].append(total / calls)
+    for name in [n for _ in range(repeats) for n in per_call]:
+        total = _callgrind.instructions([__file__, "--child", name, "--calls", str(calls), "--warm", str(warm)])
+        per_call[name].append(total / calls)
     medians = {name: statistics.median(v) for name, v in per_call.items()}
     bare = medians["bare"]
     print(f"calls: {calls} measured after {warm} warm-up calls; each variant {repeats}x in its own process under callgrind")
