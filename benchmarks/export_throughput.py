@@ -140,6 +140,14 @@ def main() -> None:
         print(f"ClickHouseSpanExporter.export() (convert, spool, insert): median {ours:10,.0f} spans/s")
         print(f"ratio: median of the rounds' ratios {ratio:.0%} of the bare insert  (target >= 70%)")
         exporter.shutdown()
+        # Every row is in the store: both phases' spans, the warm-up spans, and 7 calls per 8 spans of ours.
+        per_round = args.batches * args.batch
+        with Store(url).session() as c:
+            traces = c.query("SELECT count() FROM otel_traces").result_rows[0][0]
+            calls = c.query("SELECT count() FROM runmeter_calls").result_rows[0][0]
+        assert traces == args.rounds * (2 * per_round + 1), f"otel_traces holds {traces} rows"
+        assert calls == args.rounds * per_round * 7 // 8, f"runmeter_calls holds {calls} rows"
+        print(f"stored: {traces:,} spans and {calls:,} calls, none missing")
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"chdb://{tmp}/store")
