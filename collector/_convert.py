@@ -48,6 +48,8 @@ _STATUS = {
 
 
 _ZERO16, _ZERO8 = bytes(16), bytes(8)
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_UNSET = Status(StatusCode.UNSET)  # most spans' status: one shared object (Status is never changed)
 _HAS_IS_REMOTE = trace_pb2.SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 _IS_REMOTE = trace_pb2.SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 
@@ -241,24 +243,26 @@ def _span(
         state = TraceState.from_header([s.trace_state]) if s.trace_state else None
     except ValueError:
         state = None
-    ctx = SpanContext(trace_id, int.from_bytes(s.span_id, "big"), is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED), trace_state=state)
+    ctx = SpanContext(trace_id, int.from_bytes(s.span_id, "big"), is_remote=True, trace_flags=_SAMPLED, trace_state=state)
     # The parent is remote only when the sender says so (OTLP span flags bits 8 and 9): a remote
     # parent makes the span a local root, which the RunProcessor treats as a trace root.
     remote_parent = bool(s.flags & _IS_REMOTE) if s.flags & _HAS_IS_REMOTE else False
     parent = (
-        SpanContext(trace_id, int.from_bytes(s.parent_span_id, "big"), is_remote=remote_parent, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+        SpanContext(trace_id, int.from_bytes(s.parent_span_id, "big"), is_remote=remote_parent, trace_flags=_SAMPLED)
         if s.parent_span_id and s.parent_span_id != _ZERO8 else None
     )
     events = [
         Event(e.name, _attributes(e.attributes, limits, out), timestamp=e.time_unix_nano)
         for e in list(s.events)[: limits.max_events_per_span]
-    ]
+    ] if s.events else []
     links = [
         Link(SpanContext(int.from_bytes(lk.trace_id, "big"), int.from_bytes(lk.span_id, "big"), is_remote=True),
              _attributes(lk.attributes, limits, out))
         for lk in list(s.links)[: limits.max_links_per_span]
         if len(lk.trace_id) == 16 and len(lk.span_id) == 8
-    ]
+    ] if s.links else []
+    status = s.status
+    code, message = status.code, status.message
     return ReadableSpan(
         name=s.name,
         context=ctx,
@@ -268,7 +272,7 @@ def _span(
         events=events,
         links=links,
         kind=_KINDS.get(s.kind, SpanKind.INTERNAL),  # an unknown enum value reads as INTERNAL
-        status=Status(_STATUS.get(s.status.code, StatusCode.UNSET), s.status.message or None),
+        status=_UNSET if not code and not message else Status(_STATUS.get(code, StatusCode.UNSET), message or None),
         start_time=s.start_time_unix_nano,
         end_time=s.end_time_unix_nano,
         instrumentation_scope=scope,
