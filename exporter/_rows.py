@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
 from opentelemetry.trace import SpanKind, StatusCode
@@ -77,7 +78,12 @@ def stringify(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, (tuple, list)) or isinstance(value, Sequence):
-        return text(json.dumps([v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for v in value], ensure_ascii=False))
+        # Compact JSON, as the Collector's ClickHouse exporter writes a slice (pcommon's AsString).
+        items = [v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for v in value]
+        try:
+            return orjson.dumps(items).decode()
+        except (TypeError, orjson.JSONEncodeError):  # an int past 64 bits, a lone surrogate
+            return text(json.dumps(items, ensure_ascii=False, separators=(",", ":")))
     return text(value)
 
 

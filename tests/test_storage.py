@@ -152,6 +152,9 @@ def test_odd_values_round_trip_and_do_not_cost_the_batch(store_rig: StoreRig) ->
     exp = exporter_for(store_rig)
     attrs = {f"test.{k}": v for k, v in ODD.items()}
     attrs["test.surrogate"] = "bad\udcff"
+    attrs["test.reasons"] = ("stop", "length")
+    attrs["test.big_ints"] = [1, 2**70]  # past 64 bits
+    attrs["test.bad_items"] = ["ok", "bad\udcff"]
     spans = [make_span("odd", 1, attrs=attrs), make_span("fine", 2, attrs={"test.plain": "ok"})]
     assert exp.export(spans) is SpanExportResult.SUCCESS
     exp.force_flush()
@@ -161,6 +164,10 @@ def test_odd_values_round_trip_and_do_not_cost_the_batch(store_rig: StoreRig) ->
     for k, v in ODD.items():
         assert rows["odd"][f"test.{k}"] == v
     assert rows["odd"]["test.surrogate"] == "bad\ufffd"  # not encodable as UTF-8: replaced, the rest intact
+    # Sequences as compact JSON, the way the Collector's ClickHouse exporter writes a slice.
+    assert rows["odd"]["test.reasons"] == '["stop","length"]'
+    assert rows["odd"]["test.big_ints"] == "[1,1180591620717411303424]"
+    assert rows["odd"]["test.bad_items"] == '["ok","bad\ufffd"]'
     assert rows["fine"]["test.plain"] == "ok"
 
 
