@@ -27,7 +27,7 @@ import queue
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -89,8 +89,17 @@ class _Metrics:
 class _Tracker(SpanProcessor):
     """Downstream of the RunProcessor: exports spans in batches and releases their log records."""
 
-    def __init__(self, exporter: ClickHouseSpanExporter, wal: WriteAheadLog, written: Any, batch_size: int = 4096, interval_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        exporter: ClickHouseSpanExporter,
+        wal: WriteAheadLog,
+        written: Any,
+        batch_size: int = 4096,
+        interval_s: float = 0.2,
+        give_way: Callable[[], None] = lambda: None,
+    ) -> None:
         self._exporter = exporter
+        self._give_way = give_way
         self._wal = wal
         self._written = written
         self._batch_size = batch_size
@@ -133,6 +142,7 @@ class _Tracker(SpanProcessor):
         while not self._stop.is_set():
             self._wake.wait(self._interval)
             self._wake.clear()
+            self._give_way()
             self.flush_once(deadline=None)
 
     def flush_once(self, deadline: float | None) -> bool:
@@ -233,11 +243,13 @@ class Collector:
         # Spans go straight into ClickHouse: the log keeps them durable until the insert succeeds
         # (no second copy in the spool). Run records, written once per run, go through the spool.
         self.exporter = ClickHouseSpanExporter(writer=writer, prices=prices, spool=False)
-        self.tracker = _Tracker(self.exporter, self.wal, self.metrics.written)
+        self.tracker = _Tracker(self.exporter, self.wal, self.metrics.written, give_way=self.give_way)
         self.processor = RunProcessor(
             self.tracker, sink=self.exporter.run_sink, prices=prices, limits=run_limits, mode="remote", meter_provider=meter_provider
         )
         self.draining = False
+        self._intake = 0  # requests between accept() and durable: processing gives way to them
+        self._intake_lock = threading.Lock()
         self._full_at = -1e9  # when the log last refused a request
         self._enqueued = self._processed = 0  # live records handed to / done by the processing thread
         self.replayed = threading.Event()
@@ -251,6 +263,37 @@ class Collector:
 
         Raises :class:`Refused` when the log is full or the collector is draining.
         """
+        with self._intake_lock:
+            self._intake += 1
+        try:
+            checked, fut = self._accept(req, data, project)
+        except BaseException:
+            self._leave()
+            raise
+        if fut is None:
+            self._leave()
+        else:
+            fut.add_done_callback(self._leave)
+        return checked, fut
+
+    def _leave(self, _: object = None) -> None:
+        with self._intake_lock:
+            self._intake -= 1
+
+    def give_way(self, limit_s: float = 0.002) -> None:
+        """Called by processing between chunks of work: while requests wait to be acknowledged,
+        sleep (in 0.5 ms steps, at most ``limit_s``) so they get the interpreter first; the
+        bound keeps processing going under a steady stream of requests."""
+        deadline = 0.0
+        while self._intake:
+            now = time.monotonic()
+            if not deadline:
+                deadline = now + limit_s
+            elif now >= deadline:
+                return
+            time.sleep(0.0005)
+
+    def _accept(self, req: ExportTraceServiceRequest, data: bytes | None, project: str | None) -> tuple[Converted, Future[int] | None]:
         checked = check(req, project)
         self.metrics.received.add(checked.accepted + checked.rejected)
         for reason, n in checked.reasons.items():
@@ -298,13 +341,16 @@ class Collector:
             self._processed += 1
 
     def _process(self, seq: int, req: ExportTraceServiceRequest, project: str | None) -> None:
+        self.give_way()
         try:
             converted = convert(req, self.limits, project)
         except Exception:
             _log.exception("record %d cannot be converted; it stays in the log", seq)
             return
         self.tracker.expect(seq, converted.spans)
-        for span in converted.spans:
+        for i, span in enumerate(converted.spans):
+            if i % 64 == 0:
+                self.give_way()
             self.processor.on_end(span)
 
     def _replay(self) -> None:
