@@ -15,6 +15,7 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.trace import SpanKind
 
 from tests.collector_rig import mini_cost, post, request_bytes, running
 from tests.spans import BASE_NS, MS, llm, make_span, run_root
@@ -61,6 +62,56 @@ def test_python_otlp_grpc_and_http_exporters_arrive_as_priced_runs(tmp_path: Pat
         for cost, calls, _ in runs.values():
             assert cost == pytest.approx(expected, rel=1e-9) and calls == 2
         assert c.rows(f"SELECT count() FROM otel_traces WHERE TraceId IN ('{0xA1:032x}', '{0xA2:032x}')") == [(6,)]
+
+
+def _other_instrumentations() -> list:  # type: ignore[type-arg]
+    """One trace each from OpenLLMetry, OpenInference and OpenLIT, with the attribute sets of
+    tests/test_dialects.py (taken from each library's source) and their span names and kinds."""
+    openllmetry = [
+        make_span("triage.workflow", 1, trace_id=0xD1, end_ms=100,
+                  attrs={"traceloop.span.kind": "workflow", "traceloop.entity.name": "triage", "traceloop.workflow.name": "triage"}),
+        make_span("openai.chat", 2, 1, trace_id=0xD1, start_ms=5, kind=SpanKind.CLIENT, attrs={
+            "llm.request.type": "chat", "gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.response.model": "gpt-4o-mini-2024-07-18", "gen_ai.usage.prompt_tokens": 900,
+            "gen_ai.usage.completion_tokens": 40, "llm.usage.total_tokens": 940,
+            "gen_ai.openai.api_base": "https://api.openai.com/v1/", "traceloop.workflow.name": "triage"}),
+        make_span("search.tool", 3, 1, trace_id=0xD1, start_ms=30,
+                  attrs={"traceloop.span.kind": "tool", "traceloop.entity.name": "search", "traceloop.workflow.name": "triage"}),
+    ]
+    openinference = [
+        make_span("triager", 1, trace_id=0xD2, end_ms=100, attrs={"openinference.span.kind": "AGENT", "agent.name": "triager"}),
+        make_span("ChatCompletion", 2, 1, trace_id=0xD2, start_ms=5, attrs={
+            "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini-2024-07-18", "llm.provider": "openai",
+            "llm.system": "openai", "llm.token_count.prompt": 412, "llm.token_count.completion": 27,
+            "llm.token_count.total": 439, "llm.token_count.prompt_details.cache_read": 256,
+            "llm.token_count.completion_details.reasoning": 10, "llm.cost.total": 0.0001, "input.mime_type": "application/json"}),
+        make_span("read_file", 3, 1, trace_id=0xD2, start_ms=40,
+                  attrs={"openinference.span.kind": "TOOL", "tool.name": "read_file", "tool.parameters": '{"path": "a.py"}'}),
+    ]
+    openlit = [
+        make_span("chat gpt-4o-mini", 1, trace_id=0xD3, end_ms=50, kind=SpanKind.CLIENT, attrs={
+            "gen_ai.system": "openai", "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.response.model": "gpt-4o-mini-2024-07-18", "gen_ai.usage.input_tokens": 100,
+            "gen_ai.usage.output_tokens": 10, "gen_ai.usage.total_tokens": 110, "gen_ai.usage.cost": 0.000021}),
+    ]
+    return openllmetry + openinference + openlit
+
+
+def test_openllmetry_openinference_and_openlit_spans_are_normalized_and_priced(tmp_path: Path) -> None:
+    with running(tmp_path) as c:
+        exporter = GrpcExporter(endpoint=c.grpc, insecure=True)
+        assert exporter.export(_other_instrumentations()) is SpanExportResult.SUCCESS
+        exporter.shutdown()
+        rows = c.rows(f"SELECT TraceId, CostUsd, ExternalCostUsd, LlmCalls, ToolCallsTotal, CacheReadTokens, Implicit "
+                      f"FROM runmeter_runs FINAL WHERE TraceId IN ('{0xD1:032x}', '{0xD2:032x}', '{0xD3:032x}')")
+        runs = {r[0]: r[1:] for r in rows}
+    # OpenLLMetry: 900 in, 40 out; a workflow root (no agent span), so the run is the implicit trace run.
+    assert runs[f"{0xD1:032x}"] == (pytest.approx(mini_cost(900, 40), rel=1e-9), 0.0, 1, 1, 0, 1)
+    # OpenInference: 412 prompt tokens of which 256 cached ($0.075/M), 27 completion; its own cost kept apart.
+    inference_cost = (156 * 0.15 + 256 * 0.075 + 27 * 0.60) / 1e6
+    assert runs[f"{0xD2:032x}"] == (pytest.approx(inference_cost, rel=1e-9), pytest.approx(0.0001), 1, 1, 256, 0)
+    # OpenLIT: a lone chat span is its own implicit run; gen_ai.usage.cost is OpenLIT's figure, not ours.
+    assert runs[f"{0xD3:032x}"] == (pytest.approx(mini_cost(100, 10), rel=1e-9), pytest.approx(0.000021), 1, 0, 0, 1)
 
 
 def test_otlp_json_gzip_and_chunked_bodies(tmp_path: Path) -> None:
