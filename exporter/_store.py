@@ -3,7 +3,10 @@
 * ``chdb:///abs/path`` or ``chdb://relative/path`` — embedded chDB (the ``embedded``
   extra). Only one process at a time can open a chDB directory, so a session
   holds an exclusive ``flock`` on ``<path>.lock`` and closes the engine when it
-  ends; other processes wait for it (agents write to the spool meanwhile).
+  ends; other processes wait for it (agents write to the spool meanwhile). A
+  session that has to wait says so with a file in ``<path>.waiting/`` (named by
+  its process id), so a busy holder - a collector inserting all the time - gives
+  the store up after its current insert instead of on a timer.
 * ``http(s)://user:password@host:8123/database`` — a ClickHouse server.
 
 Migrations run on the first session of each process.
@@ -12,6 +15,7 @@ Migrations run on the first session of each process.
 from __future__ import annotations
 
 import fcntl
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -126,7 +130,13 @@ class Store:
         assert self.url.path is not None
         lock_path = self.url.path.with_name(self.url.path.name + ".lock")
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with _chdb_process_lock:
+        if not _chdb_process_lock.acquire(blocking=False):
+            if not wait:
+                raise TimeoutError(f"the embedded store {self.url.path} is in use in this process")
+            with self._waiting():
+                if not _chdb_process_lock.acquire(timeout=self.lock_timeout_s):
+                    raise TimeoutError(f"the embedded store {self.url.path} is in use in this process")
+        try:
             with open(lock_path, "a+") as lock_file:
                 self._flock(lock_file, wait)
                 try:
@@ -138,19 +148,63 @@ class Store:
                         client.close()
                 finally:
                     fcntl.flock(lock_file, fcntl.LOCK_UN)
+        finally:
+            _chdb_process_lock.release()
+
+    @property
+    def _waiting_dir(self) -> Path:
+        assert self.url.path is not None
+        return self.url.path.with_name(self.url.path.name + ".waiting")
+
+    @contextmanager
+    def _waiting(self) -> Iterator[None]:
+        """Say, for as long as this lasts, that a session waits for the embedded store."""
+        marker = self._waiting_dir / f"{os.getpid()}-{threading.get_ident()}"
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:
+            pass  # a read-only directory: the holder still gives the store up on its timer
+        try:
+            yield
+        finally:
+            marker.unlink(missing_ok=True)
+
+    def contended(self) -> bool:
+        """Whether a session (of any process) waits for this embedded store. Markers of processes
+        that died while waiting are removed."""
+        if not self.embedded:
+            return False
+        try:
+            names = os.listdir(self._waiting_dir)
+        except OSError:
+            return False
+        for name in names:
+            pid = name.partition("-")[0]
+            if pid.isdigit() and _alive(int(pid)):
+                return True
+            (self._waiting_dir / name).unlink(missing_ok=True)
+        return False
 
     def _flock(self, f: Any, wait: bool) -> None:
-        deadline = time.monotonic() + (self.lock_timeout_s if wait else 0)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if not wait:
+                raise TimeoutError(f"the embedded store {self.url.path} is in use by another process") from None
+        deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.01
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(f"the embedded store {self.url.path} is in use by another process") from None
+        with self._waiting():
+            while True:
                 time.sleep(delay)
-                delay = min(delay * 2, 0.25)
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise TimeoutError(f"the embedded store {self.url.path} is in use by another process") from None
+                    delay = min(delay * 2, 0.05)
 
     def _migrate(self, client: Any) -> None:
         if not self._migrated:
@@ -162,3 +216,13 @@ class Store:
             if self._http_client is not None:
                 self._http_client.close()
                 self._http_client = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True

@@ -48,6 +48,10 @@ def insert_batch(client: Any, batch: Batch) -> None:
         )
 
 
+_MIN_HOLD_S = 0.5
+_HANDOVER_S = 1.0
+
+
 class Writer:
     def __init__(
         self,
@@ -64,10 +68,13 @@ class Writer:
         # follow go in the same insert: ClickHouse (chDB most of all) pays a fixed cost per insert.
         self.linger_s = linger_s
         self._submitted = threading.Event()
-        # An embedded store's session (and its lock) is kept across drains for at most hold_s, so a
-        # busy exporter does not reopen chDB per batch and other processes still get their turn.
+        # An embedded store's session (and its lock) is kept across inserts - opening chDB costs
+        # 50-100 ms - and given up once it has been idle for hold_s, or as soon as another session
+        # waits for the store (Store.contended), or after max_hold_s in any case.
         self.hold_s = hold_s
-        self._held: tuple[Any, Any, float] | None = None
+        self.max_hold_s = max(hold_s, 30.0)
+        self._held: list[Any] | None = None  # [session, client, opened at, last used at]
+        self.sessions_opened = 0
         self._mine: dict[str, Batch] = {}
         self.spool = spool
         self.dropped_rows = 0
@@ -132,6 +139,7 @@ class Writer:
             if group:
                 done += self._insert_group(client, group)
             self.inserted_batches += done
+            self._used()
             self._last_error = None
             if self.hold_s <= 0:
                 self._release()
@@ -212,13 +220,33 @@ class Writer:
 
     def _client(self, wait: bool) -> Any:
         """The held session's client, or a new session (lock held by the caller)."""
-        if self._held is not None and time.monotonic() - self._held[2] < self.hold_s:
-            return self._held[1]
-        self._release()
+        now = time.monotonic()
+        held = self._held
+        if held is not None and not self._give_up(held, now):
+            held[3] = now
+            return held[1]
+        if held is not None:
+            self._release()
+            # Given up for a session that waits: let it take the store before taking it back.
+            while wait and self.store.contended() and time.monotonic() - now < _HANDOVER_S:
+                time.sleep(0.01)
         cm = self.store.session(wait=wait)
-        client = cm.__enter__()
-        self._held = (cm, client, time.monotonic())
+        client = cm.__enter__()  # the first one applies the migrations
+        self.sessions_opened += 1
+        opened = time.monotonic()
+        self._held = [cm, client, opened, opened]
         return client
+
+    def _used(self) -> None:
+        """The held session was used until now: idle time counts from the end of the work."""
+        if self._held is not None:
+            self._held[3] = time.monotonic()
+
+    def _give_up(self, held: list[Any], now: float) -> bool:
+        """Whether the held session should be closed: held past max_hold_s, or wanted elsewhere
+        (once it is _MIN_HOLD_S old, so two busy writers do not reopen chDB for every insert)."""
+        age = now - held[2]
+        return age >= self.max_hold_s or (age >= _MIN_HOLD_S and self.store.contended())
 
     def _release(self) -> None:
         held, self._held = self._held, None
@@ -229,10 +257,11 @@ class Writer:
                 internal_error("writer.release", exc)
 
     def release_idle(self) -> None:
-        """Give the store back (its lock, for an embedded one) if nothing is waiting to be written."""
+        """Give the store back (its lock, for an embedded one) if nothing is waiting to be written,
+        or if another session waits for the store."""
         if self._held is not None and self._drain_lock.acquire(blocking=False):
             try:
-                if not self.spool.pending():
+                if not self.spool.pending() or self.store.contended():
                     self._release()
             finally:
                 self._drain_lock.release()
@@ -240,7 +269,7 @@ class Writer:
     def _loop(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():
-            self._wake.wait(timeout=backoff if self.spool.pending() else (self.hold_s if self._held else 5.0))
+            self._wake.wait(timeout=backoff if self.spool.pending() else (min(self.hold_s, 0.25) if self._held else 5.0))
             self._wake.clear()
             if self._submitted.is_set() and self.linger_s > 0:
                 self._submitted.clear()
@@ -250,8 +279,11 @@ class Writer:
             try:
                 before = self.failures
                 self.drain(wait=False)
-                if self._held is not None and time.monotonic() - self._held[2] >= self.hold_s:
-                    self.release_idle()
+                held = self._held
+                if held is not None:
+                    now = time.monotonic()
+                    if now - held[3] >= self.hold_s or self._give_up(held, now):
+                        self.release_idle()
                 if self.failures > before or self.spool.pending():
                     backoff = min(self._max_backoff, backoff * 2) * random.uniform(0.5, 1.0)
                 else:
@@ -266,6 +298,7 @@ class Writer:
         with self._drain_lock:
             try:
                 insert_batch(self._client(wait=True), batch)
+                self._used()
             except Exception:
                 self._release()
                 raise
@@ -275,7 +308,9 @@ class Writer:
         """Rows of a query on the store, through the writer's session (an embedded store allows one)."""
         with self._drain_lock:
             try:
-                return list(self._client(wait=True).query(sql, parameters=parameters).result_rows)
+                rows = list(self._client(wait=True).query(sql, parameters=parameters).result_rows)
+                self._used()
+                return rows
             except Exception:
                 self._release()
                 raise

@@ -391,7 +391,7 @@ def collector(
     url = _State.store_url or settings.storage.clickhouse_url
     try:
         writer = open_writer(url, settings.storage.spool_dir, settings.storage.spool_max_bytes)
-        writer.hold_s = 10.0  # a long-lived writer: reopen an embedded store less often (a report waits up to this long)
+        writer.hold_s = 10.0  # an embedded store is kept 10 s after the last insert (a report that waits gets it sooner)
         server = CollectorServer(cs, writer, prices=PriceBook(settings.pricing), run_limits=RunLimits.from_settings(settings.runs))
     except (ConfigError, StoreError, OSError, ValueError) as exc:
         _fail(str(exc), 2)

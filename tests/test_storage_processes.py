@@ -9,7 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-from runmeter.exporter import Spool, Store, Writer
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from runmeter.exporter import ClickHouseSpanExporter, Spool, Store, Writer
+from tests.spans import make_span
 
 HERE = Path(__file__).resolve().parent
 WRITER = [sys.executable, str(HERE / "writer_proc.py")]
@@ -117,3 +120,42 @@ def test_without_chdb_the_error_says_what_to_do(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
     assert "pip install 'runmeter[embedded]'" in out.stdout and "RUNMETER_CLICKHOUSE_URL" in out.stdout
+
+
+READER = """
+import sys
+from runmeter.exporter import Store
+with Store(sys.argv[1], lock_timeout_s=10).session() as c:
+    print(c.query("SELECT count() FROM otel_traces").result_rows[0][0])
+"""
+
+
+def test_a_busy_writer_keeps_its_session_and_hands_it_to_a_waiting_process(tmp_path: Path) -> None:
+    url = f"chdb://{tmp_path / 'store'}"
+    writer = Writer(Store(url), Spool(tmp_path / "spool"), hold_s=1.0)  # kept 1 s idle, at most 30 s busy
+    exporter = ClickHouseSpanExporter(writer=writer, spool=False)
+    sent = 0
+
+    def send() -> None:
+        nonlocal sent
+        sent += 1
+        assert exporter.export([make_span("step", 1, trace_id=sent)]) is SpanExportResult.SUCCESS
+        time.sleep(0.05)
+
+    busy_until = time.monotonic() + 3.5
+    while time.monotonic() < busy_until:
+        send()
+    assert writer.sessions_opened == 1  # one chDB session across many hold_s of steady inserts
+    # Another process wants the store (as `runmeter runs` would) and waits at most 10 s, less
+    # than the writer's 30 s cap: it gets in only because the writer sees it waiting.
+    reader = subprocess.Popen([sys.executable, "-c", READER, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    while reader.poll() is None:
+        send()
+    out, err = reader.communicate()
+    assert reader.returncode == 0, err[-2000:]
+    assert 0 < int(out) <= sent
+    send()
+    assert writer.sessions_opened >= 2  # and takes the store back (once more per hand-over) for its inserts
+    exporter.shutdown()
+    with Store(url).session() as c:
+        assert c.query("SELECT count() FROM otel_traces").result_rows[0][0] == sent
