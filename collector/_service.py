@@ -276,6 +276,11 @@ class Collector:
             fut.add_done_callback(self._leave)
         return checked, fut
 
+    @property
+    def requests_in_flight(self) -> int:
+        """Requests accepted and not yet durable (or refused): processing gives way while any are."""
+        return self._intake
+
     def _leave(self, _: object = None) -> None:
         with self._intake_lock:
             self._intake -= 1

@@ -137,6 +137,8 @@ def test_a_full_log_refuses_retryably_until_processing_catches_up(tmp_path: Path
         assert len(_runs(c, accepted)) == len(accepted)
         assert post(c.http, body)[0] == 200
         assert _runs(c, [0x71])[f"{0x71:032x}"][0] == pytest.approx(RUN_COST)
+        # Refused and acknowledged requests alike are no longer in flight: processing runs at full speed.
+        assert c.server.collector.requests_in_flight == 0
 
 
 def test_clickhouse_down_then_back_loses_and_doubles_nothing(tmp_path: Path) -> None:
