@@ -160,15 +160,23 @@ class Store:
     def _waiting(self) -> Iterator[None]:
         """Say, for as long as this lasts, that a session waits for the embedded store."""
         marker = self._waiting_dir / f"{os.getpid()}-{threading.get_ident()}"
-        try:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
-        except OSError:
-            pass  # a read-only directory: the holder still gives the store up on its timer
+        for _ in range(3):  # another waiter may remove the (empty) directory in between
+            try:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+                break
+            except FileNotFoundError:
+                continue
+            except OSError:
+                break  # a read-only directory: the holder still gives the store up on its timer
         try:
             yield
         finally:
             marker.unlink(missing_ok=True)
+            try:
+                marker.parent.rmdir()  # only when no one else waits
+            except OSError:
+                pass
 
     def contended(self) -> bool:
         """Whether a session (of any process) waits for this embedded store. Markers of processes

@@ -154,6 +154,7 @@ def test_a_busy_writer_keeps_its_session_and_hands_it_to_a_waiting_process(tmp_p
     out, err = reader.communicate()
     assert reader.returncode == 0, err[-2000:]
     assert 0 < int(out) <= sent
+    assert not (tmp_path / "store.waiting").exists()  # no one waits any more: nothing left behind
     send()
     assert writer.sessions_opened >= 2  # and takes the store back (once more per hand-over) for its inserts
     exporter.shutdown()
