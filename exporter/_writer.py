@@ -223,7 +223,6 @@ class Writer:
         now = time.monotonic()
         held = self._held
         if held is not None and not self._give_up(held, now):
-            held[3] = now
             return held[1]
         if held is not None:
             self._release()
