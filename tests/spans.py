@@ -37,7 +37,7 @@ def make_span(
         context=ctx(trace_id, span_id),
         parent=ctx(trace_id, parent) if parent is not None else None,
         resource=RESOURCE,
-        attributes=attrs or {},
+        attributes=dict(attrs or {}),  # a copy: callers share attribute sets
         events=[Event(n, a, timestamp=BASE_NS + start_ms * MS) for n, a in (events or [])],
         kind=kind,
         status=Status(StatusCode.ERROR) if error else Status(StatusCode.UNSET),
@@ -73,3 +73,44 @@ def tool(span_id: int, parent: int | None, name: str, *, args_hash: str | None =
     if resource is not None:
         attrs["runmeter.tool.resource"] = resource
     return make_span(f"execute_tool {name}", span_id, parent, attrs=attrs, **kw)
+
+
+# Attribute sets as other instrumentations emit them (names from each library's source or docs,
+# listed in conventions/dialects.yaml); read by the dialect tests and sent to the collector.
+OPENLLMETRY_OPENAI_CHAT: dict[str, Any] = {
+    "llm.request.type": "chat",
+    "gen_ai.system": "openai",
+    "gen_ai.request.model": "gpt-4o-mini",
+    "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+    "gen_ai.usage.prompt_tokens": 900,
+    "gen_ai.usage.completion_tokens": 40,
+    "llm.usage.total_tokens": 940,
+    "gen_ai.openai.api_base": "https://api.openai.com/v1/",
+}
+OPENLLMETRY_TOOL: dict[str, Any] = {"traceloop.span.kind": "tool", "traceloop.entity.name": "search", "traceloop.workflow.name": "triage"}
+OPENLLMETRY_WORKFLOW: dict[str, Any] = {"traceloop.span.kind": "workflow", "traceloop.entity.name": "triage"}
+OPENINFERENCE_LLM: dict[str, Any] = {
+    "openinference.span.kind": "LLM",
+    "llm.model_name": "gpt-4o-mini-2024-07-18",
+    "llm.provider": "openai",
+    "llm.system": "openai",
+    "llm.token_count.prompt": 412,
+    "llm.token_count.completion": 27,
+    "llm.token_count.total": 439,
+    "llm.token_count.prompt_details.cache_read": 256,
+    "llm.token_count.completion_details.reasoning": 10,
+    "llm.cost.total": 0.0001,
+    "input.mime_type": "application/json",
+}
+OPENINFERENCE_TOOL: dict[str, Any] = {"openinference.span.kind": "TOOL", "tool.name": "read_file", "tool.parameters": '{"path": "a.py"}'}
+OPENINFERENCE_AGENT: dict[str, Any] = {"openinference.span.kind": "AGENT", "agent.name": "triager"}
+OPENLIT_CHAT: dict[str, Any] = {
+    "gen_ai.system": "openai",
+    "gen_ai.operation.name": "chat",
+    "gen_ai.request.model": "gpt-4o-mini",
+    "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+    "gen_ai.usage.input_tokens": 100,
+    "gen_ai.usage.output_tokens": 10,
+    "gen_ai.usage.total_tokens": 110,
+    "gen_ai.usage.cost": 0.000021,
+}

@@ -18,7 +18,20 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanKind
 
 from tests.collector_rig import mini_cost, post, request_bytes, running
-from tests.spans import BASE_NS, MS, llm, make_span, run_root
+from tests.spans import (
+    BASE_NS,
+    MS,
+    OPENINFERENCE_AGENT,
+    OPENINFERENCE_LLM,
+    OPENINFERENCE_TOOL,
+    OPENLIT_CHAT,
+    OPENLLMETRY_OPENAI_CHAT,
+    OPENLLMETRY_TOOL,
+    OPENLLMETRY_WORKFLOW,
+    llm,
+    make_span,
+    run_root,
+)
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
@@ -65,35 +78,20 @@ def test_python_otlp_grpc_and_http_exporters_arrive_as_priced_runs(tmp_path: Pat
 
 
 def _other_instrumentations() -> list:  # type: ignore[type-arg]
-    """One trace each from OpenLLMetry, OpenInference and OpenLIT, with the attribute sets of
-    tests/test_dialects.py (taken from each library's source) and their span names and kinds."""
+    """One trace each from OpenLLMetry, OpenInference and OpenLIT: the dialect tests' attribute
+    sets, with each library's span names and kinds."""
     openllmetry = [
-        make_span("triage.workflow", 1, trace_id=0xD1, end_ms=100,
-                  attrs={"traceloop.span.kind": "workflow", "traceloop.entity.name": "triage", "traceloop.workflow.name": "triage"}),
-        make_span("openai.chat", 2, 1, trace_id=0xD1, start_ms=5, kind=SpanKind.CLIENT, attrs={
-            "llm.request.type": "chat", "gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o-mini",
-            "gen_ai.response.model": "gpt-4o-mini-2024-07-18", "gen_ai.usage.prompt_tokens": 900,
-            "gen_ai.usage.completion_tokens": 40, "llm.usage.total_tokens": 940,
-            "gen_ai.openai.api_base": "https://api.openai.com/v1/", "traceloop.workflow.name": "triage"}),
-        make_span("search.tool", 3, 1, trace_id=0xD1, start_ms=30,
-                  attrs={"traceloop.span.kind": "tool", "traceloop.entity.name": "search", "traceloop.workflow.name": "triage"}),
+        make_span("triage.workflow", 1, trace_id=0xD1, end_ms=100, attrs=OPENLLMETRY_WORKFLOW),
+        make_span("openai.chat", 2, 1, trace_id=0xD1, start_ms=5, kind=SpanKind.CLIENT,
+                  attrs={**OPENLLMETRY_OPENAI_CHAT, "traceloop.workflow.name": "triage"}),
+        make_span("search.tool", 3, 1, trace_id=0xD1, start_ms=30, attrs=OPENLLMETRY_TOOL),
     ]
     openinference = [
-        make_span("triager", 1, trace_id=0xD2, end_ms=100, attrs={"openinference.span.kind": "AGENT", "agent.name": "triager"}),
-        make_span("ChatCompletion", 2, 1, trace_id=0xD2, start_ms=5, attrs={
-            "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini-2024-07-18", "llm.provider": "openai",
-            "llm.system": "openai", "llm.token_count.prompt": 412, "llm.token_count.completion": 27,
-            "llm.token_count.total": 439, "llm.token_count.prompt_details.cache_read": 256,
-            "llm.token_count.completion_details.reasoning": 10, "llm.cost.total": 0.0001, "input.mime_type": "application/json"}),
-        make_span("read_file", 3, 1, trace_id=0xD2, start_ms=40,
-                  attrs={"openinference.span.kind": "TOOL", "tool.name": "read_file", "tool.parameters": '{"path": "a.py"}'}),
+        make_span("triager", 1, trace_id=0xD2, end_ms=100, attrs=OPENINFERENCE_AGENT),
+        make_span("ChatCompletion", 2, 1, trace_id=0xD2, start_ms=5, attrs=OPENINFERENCE_LLM),
+        make_span("read_file", 3, 1, trace_id=0xD2, start_ms=40, attrs=OPENINFERENCE_TOOL),
     ]
-    openlit = [
-        make_span("chat gpt-4o-mini", 1, trace_id=0xD3, end_ms=50, kind=SpanKind.CLIENT, attrs={
-            "gen_ai.system": "openai", "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini",
-            "gen_ai.response.model": "gpt-4o-mini-2024-07-18", "gen_ai.usage.input_tokens": 100,
-            "gen_ai.usage.output_tokens": 10, "gen_ai.usage.total_tokens": 110, "gen_ai.usage.cost": 0.000021}),
-    ]
+    openlit = [make_span("chat gpt-4o-mini", 1, trace_id=0xD3, end_ms=50, kind=SpanKind.CLIENT, attrs=OPENLIT_CHAT)]
     return openllmetry + openinference + openlit
 
 

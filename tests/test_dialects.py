@@ -11,7 +11,17 @@ from decimal import Decimal
 from opentelemetry.trace import SpanKind
 
 from runmeter.conventions import load_dialects
-from tests.spans import make_span, run_root
+from tests.spans import (
+    OPENINFERENCE_AGENT,
+    OPENINFERENCE_LLM,
+    OPENINFERENCE_TOOL,
+    OPENLIT_CHAT,
+    OPENLLMETRY_OPENAI_CHAT,
+    OPENLLMETRY_TOOL,
+    OPENLLMETRY_WORKFLOW,
+    make_span,
+    run_root,
+)
 from tests.test_run_assembly import feed
 
 D = load_dialects()
@@ -46,16 +56,7 @@ def test_deprecated_official_names() -> None:
 
 
 def test_openllmetry_openai_and_anthropic_and_workflow() -> None:
-    chat = D.read({
-        "llm.request.type": "chat",
-        "gen_ai.system": "openai",
-        "gen_ai.request.model": "gpt-4o-mini",
-        "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
-        "gen_ai.usage.prompt_tokens": 900,
-        "gen_ai.usage.completion_tokens": 40,
-        "llm.usage.total_tokens": 940,
-        "gen_ai.openai.api_base": "https://api.openai.com/v1/",
-    })
+    chat = D.read(OPENLLMETRY_OPENAI_CHAT)
     assert (chat.dialect, chat.operation, chat.input_tokens, chat.output_tokens) == ("openllmetry", "chat", 900, 40)
     claude = D.read({
         "llm.request.type": "chat",
@@ -68,46 +69,25 @@ def test_openllmetry_openai_and_anthropic_and_workflow() -> None:
         "llm.usage.total_tokens": 3031,
     })
     assert (claude.provider, claude.cache_read_tokens, claude.cache_write_tokens, claude.input_tokens) == ("anthropic", 2000, 500, 3000)
-    tool = D.read({"traceloop.span.kind": "tool", "traceloop.entity.name": "search", "traceloop.workflow.name": "triage"})
+    tool = D.read(OPENLLMETRY_TOOL)
     assert (tool.operation, tool.tool_name) == ("execute_tool", "search")
-    workflow = D.read({"traceloop.span.kind": "workflow", "traceloop.entity.name": "triage"})
+    workflow = D.read(OPENLLMETRY_WORKFLOW)
     assert workflow.operation is None
 
 
 def test_openinference_llm_tool_agent() -> None:
-    f = D.read({
-        "openinference.span.kind": "LLM",
-        "llm.model_name": "gpt-4o-mini-2024-07-18",
-        "llm.provider": "openai",
-        "llm.system": "openai",
-        "llm.token_count.prompt": 412,
-        "llm.token_count.completion": 27,
-        "llm.token_count.total": 439,
-        "llm.token_count.prompt_details.cache_read": 256,
-        "llm.token_count.completion_details.reasoning": 10,
-        "llm.cost.total": 0.0001,
-        "input.mime_type": "application/json",
-    })
+    f = D.read(OPENINFERENCE_LLM)
     assert (f.dialect, f.operation, f.provider, f.model) == ("openinference", "chat", "openai", "gpt-4o-mini-2024-07-18")
     assert (f.input_tokens, f.output_tokens, f.cache_read_tokens, f.reasoning_tokens) == (412, 27, 256, 10)
     assert f.external_cost_usd == 0.0001
-    t = D.read({"openinference.span.kind": "TOOL", "tool.name": "read_file", "tool.parameters": '{"path": "a.py"}'})
+    t = D.read(OPENINFERENCE_TOOL)
     assert (t.operation, t.tool_name, t.tool_arguments) == ("execute_tool", "read_file", '{"path": "a.py"}')
-    assert D.read({"openinference.span.kind": "AGENT", "agent.name": "triager"}).operation == "invoke_agent"
+    assert D.read(OPENINFERENCE_AGENT).operation == "invoke_agent"
     assert D.read({"openinference.span.kind": "CHAIN"}).operation is None
 
 
 def test_openlit_cost_is_read_as_external() -> None:
-    f = D.read({
-        "gen_ai.system": "openai",
-        "gen_ai.operation.name": "chat",
-        "gen_ai.request.model": "gpt-4o-mini",
-        "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
-        "gen_ai.usage.input_tokens": 100,
-        "gen_ai.usage.output_tokens": 10,
-        "gen_ai.usage.total_tokens": 110,
-        "gen_ai.usage.cost": 0.000021,
-    })
+    f = D.read(OPENLIT_CHAT)
     assert (f.dialect, f.operation, f.external_cost_usd) == ("openlit", "chat", 0.000021)
 
 
