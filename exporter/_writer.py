@@ -61,6 +61,7 @@ class Writer:
         background: bool = True,
         max_backoff_s: float = 30.0,
         hold_s: float = 2.0,
+        max_hold_s: float = 5.0,
         linger_s: float = 0.2,
     ) -> None:
         self.store = store
@@ -70,9 +71,10 @@ class Writer:
         self._submitted = threading.Event()
         # An embedded store's session (and its lock) is kept across inserts - opening chDB costs
         # 50-100 ms - and given up once it has been idle for hold_s, or as soon as another session
-        # waits for the store (Store.contended), or after max_hold_s in any case.
+        # waits for the store (Store.contended), or after max_hold_s in any case (another agent's
+        # background drain does not wait, it tries again later: it gets its turn then).
         self.hold_s = hold_s
-        self.max_hold_s = max(hold_s, 30.0)
+        self.max_hold_s = max(hold_s, max_hold_s)
         self._held: list[Any] | None = None  # [session, client, opened at, last used at]
         self.sessions_opened = 0
         self._mine: dict[str, Batch] = {}

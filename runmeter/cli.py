@@ -391,7 +391,9 @@ def collector(
     url = _State.store_url or settings.storage.clickhouse_url
     try:
         writer = open_writer(url, settings.storage.spool_dir, settings.storage.spool_max_bytes)
-        writer.hold_s = 10.0  # an embedded store is kept 10 s after the last insert (a report that waits gets it sooner)
+        # The collector owns an embedded store: it keeps it 10 s after the last insert and up to 30 s
+        # while busy; a report that waits for it gets it after the current insert.
+        writer.hold_s, writer.max_hold_s = 10.0, 30.0
         server = CollectorServer(cs, writer, prices=PriceBook(settings.pricing), run_limits=RunLimits.from_settings(settings.runs))
     except (ConfigError, StoreError, OSError, ValueError) as exc:
         _fail(str(exc), 2)

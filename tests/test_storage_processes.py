@@ -132,7 +132,7 @@ with Store(sys.argv[1], lock_timeout_s=10).session() as c:
 
 def test_a_busy_writer_keeps_its_session_and_hands_it_to_a_waiting_process(tmp_path: Path) -> None:
     url = f"chdb://{tmp_path / 'store'}"
-    writer = Writer(Store(url), Spool(tmp_path / "spool"), hold_s=1.0)  # kept 1 s idle, at most 30 s busy
+    writer = Writer(Store(url), Spool(tmp_path / "spool"), hold_s=1.0, max_hold_s=30.0)  # as the collector keeps it
     exporter = ClickHouseSpanExporter(writer=writer, spool=False)
     sent = 0
 
