@@ -48,6 +48,7 @@ _STATUS = {
 
 
 _ZERO16, _ZERO8 = bytes(16), bytes(8)
+_MAX_NS = 2**63 - 1  # OTLP times are unsigned; ClickHouse's DateTime64(9) is signed 64-bit
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)  # most spans' status: one shared object (Status is never changed)
 _HAS_IS_REMOTE = trace_pb2.SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
@@ -73,6 +74,7 @@ class Converted:
     rejected: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     dropped_attributes: int = 0
+    dropped_events: int = 0  # events past 2262 (their times cannot be stored)
 
     @property
     def error_message(self) -> str:
@@ -175,7 +177,7 @@ REASONS = {
     "bad_span_id": "span_id must be 8 bytes, not all zero",
     "bad_parent_span_id": "parent_span_id must be empty or 8 bytes",
     "empty_name": "name is empty",
-    "bad_times": "start/end times missing or end before start",
+    "bad_times": "start/end times missing, end before start, or past 2262 (beyond 64-bit nanoseconds)",
     "project_not_allowed": "the span names a project its token may not send",
 }
 
@@ -195,7 +197,8 @@ def _problem(s: trace_pb2.Span) -> str | None:
     if not s.name:
         return "empty_name"
     start = s.start_time_unix_nano
-    if not start or s.end_time_unix_nano < start:
+    end = s.end_time_unix_nano
+    if not start or end < start or end > _MAX_NS:
         return "bad_times"
     return None
 
@@ -261,7 +264,10 @@ def _span(
     events = [
         Event(e.name, _attributes(e.attributes, limits, out), timestamp=e.time_unix_nano)
         for e in list(s.events)[: limits.max_events_per_span]
+        if e.time_unix_nano <= _MAX_NS
     ] if s.events else []
+    if len(events) < min(len(s.events), limits.max_events_per_span):
+        out.dropped_events += min(len(s.events), limits.max_events_per_span) - len(events)
     links = [
         Link(SpanContext(int.from_bytes(lk.trace_id, "big"), int.from_bytes(lk.span_id, "big"), is_remote=True),
              _attributes(lk.attributes, limits, out))

@@ -71,15 +71,20 @@ class GenAIFields:
         return self.operation in LLM_OPERATIONS
 
 
+# A token count past this is not a count (the store's columns are 64-bit; sums must fit too).
+_MAX_TOKENS = 10**15
+
+
 def _as_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return value if 0 <= value <= _MAX_TOKENS else None
+    if isinstance(value, float) and value.is_integer() and 0 <= value <= _MAX_TOKENS:
         return int(value)
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 16:
+        n = int(value)
+        return n if n <= _MAX_TOKENS else None
     return None
 
 

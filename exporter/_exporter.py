@@ -15,6 +15,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from runmeter.exporter._rows import (
     OUTCOME_COLUMNS,
     RUN_COLUMNS,
     TRACE_COLUMNS,
+    Unstorable,
     call_row,
     outcome_row,
     run_row,
@@ -45,6 +47,13 @@ __all__ = ["ClickHouseRunSink", "ClickHouseSpanExporter", "StoredRows", "default
 
 _log = logging.getLogger(__name__)
 _writers: dict[tuple[str, str], Writer] = {}
+skipped: Counter[str] = Counter()  # spans and run records that could not be stored, by kind
+
+
+def _skip(kind: str, exc: Unstorable) -> None:
+    skipped[kind] += 1
+    if skipped[kind] == 1:
+        _log.error("runmeter: a %s cannot be stored and is skipped (further ones are counted, not logged): %s", kind, exc)
 
 
 def default_spool_dir(store: Store) -> Path:
@@ -80,8 +89,14 @@ class ClickHouseRunSink:
         if not records:
             return
         version = time.time_ns()
-        tables = {"runmeter_runs": {"columns": RUN_COLUMNS, "rows": [run_row(r, version) for r in records]}}
-        self.writer.submit(Batch.of(tables))
+        rows = []
+        for r in records:
+            try:
+                rows.append(run_row(r, version))
+            except Unstorable as exc:  # one run that cannot be stored never costs the others
+                _skip("run record", exc)
+        if rows:
+            self.writer.submit(Batch.of({"runmeter_runs": {"columns": RUN_COLUMNS, "rows": rows}}))
 
     def write_outcomes(self, events: list[OutcomeEvent]) -> None:
         if not events:
@@ -158,7 +173,9 @@ class ClickHouseSpanExporter(SpanExporter):
                         row = call_row(span, self._dialects, self._prices)
                         if row is not None:
                             calls.append(row)
-                except Exception as exc:  # a malformed span never costs the rest of the batch
+                except Unstorable as exc:  # a malformed span never costs the rest of the batch
+                    _skip("span", exc)
+                except Exception as exc:
                     internal_error("exporter.convert", exc)
             tables = {
                 "otel_traces": {"columns": TRACE_COLUMNS, "rows": traces},

@@ -23,7 +23,23 @@ from runmeter.processor import OutcomeEvent, PriceBook, RunRecord
 from runmeter.processor._facts import attributes_of, facts_of
 from runmeter.processor._facts import KIND_LLM, KIND_TOOL
 
-__all__ = ["CALL_COLUMNS", "OUTCOME_COLUMNS", "RUN_COLUMNS", "TRACE_COLUMNS", "call_row", "outcome_row", "run_row", "trace_row"]
+__all__ = [
+    "CALL_COLUMNS", "MAX_NS", "OUTCOME_COLUMNS", "RUN_COLUMNS", "TRACE_COLUMNS", "Unstorable",
+    "call_row", "outcome_row", "run_row", "trace_row",
+]
+
+# DateTime64(9) holds signed 64-bit nanoseconds: 1970 (runmeter writes no earlier) to 2262-04-11.
+MAX_NS = 2**63 - 1
+
+
+class Unstorable(ValueError):
+    """A value ClickHouse cannot hold. Such a row is refused alone (the caller skips it and says
+    why) and never sent: it would fail the whole insert, every time it was retried."""
+
+
+def _times(start: int, end: int) -> None:
+    if not (0 <= start <= MAX_NS and 0 <= end <= MAX_NS):
+        raise Unstorable(f"times {start}..{end} ns are outside what DateTime64(9) holds (1970 to 2262)")
 
 TRACE_COLUMNS = [
     "Timestamp", "TraceId", "SpanId", "ParentSpanId", "TraceState", "SpanName", "SpanKind", "ServiceName",
@@ -128,6 +144,7 @@ def trace_row(span: ReadableSpan) -> list[Any]:
     parent = span.parent
     start = span.start_time or 0
     end = span.end_time or start
+    _times(start, end)
     resource_map, service = _resource(span.resource)
     scope = span.instrumentation_scope
     events = span.events
@@ -135,7 +152,9 @@ def trace_row(span: ReadableSpan) -> list[Any]:
     ev: tuple[list[Any], ...]
     lk: tuple[list[Any], ...]
     if events:
-        ev = ([e.timestamp for e in events], [text(e.name) for e in events], [attr_map(e.attributes) for e in events])
+        stamps = [e.timestamp for e in events]
+        _times(min(stamps), max(stamps))
+        ev = (stamps, [text(e.name) for e in events], [attr_map(e.attributes) for e in events])
     else:
         ev = _NO_EVENTS
     if links:
@@ -175,6 +194,7 @@ def call_row(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> lis
         return None
     u = facts.usage
     llm = facts.kind == KIND_LLM
+    _times(facts.start_ns, facts.end_ns)
     return [
         facts.start_ns,
         f"{facts.trace_id:032x}",
@@ -210,6 +230,7 @@ def call_row(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> lis
 
 
 def run_row(r: RunRecord, version: int) -> list[Any]:
+    _times(r.start_ns, r.end_ns)
     budget: dict[str, str] = {}
     if r.budget is not None:
         budget = {k.rsplit(".", 1)[-1]: stringify(v) for k, v in r.budget.to_attributes().items()}

@@ -170,6 +170,29 @@ def test_invalid_spans_are_rejected_alone_with_partial_success(tmp_path: Path) -
         assert [r[:2] for r in runs.values()] == [(pytest.approx(mini_cost(3000, 150)), 2)] * 2  # the valid spans all kept
 
 
+def test_times_past_2262_are_refused_and_never_stall_the_store(tmp_path: Path) -> None:
+    """OTLP times are unsigned 64-bit, ClickHouse's DateTime64(9) signed: a span past 2262 is
+    refused in partial_success (it could never be inserted, and would hold up every span after
+    it); an event past 2262 is dropped from its span, which is kept."""
+    req = ExportTraceServiceRequest.FromString(request_bytes(_run(0xE1)))
+    spans = req.resource_spans[0].scope_spans[0].spans
+    future = spans.add()
+    future.CopyFrom(spans[1])
+    future.span_id = b"\x09" * 8
+    future.end_time_unix_nano = 2**64 - 1
+    event = spans[2].events.add()
+    event.name, event.time_unix_nano = "late", 2**63
+    with running(tmp_path) as c:
+        status, raw, _ = post(c.http, req.SerializeToString())
+        partial = ExportTraceServiceResponse.FromString(raw).partial_success
+        assert status == 200 and partial.rejected_spans == 1 and "past 2262" in partial.error_message
+        assert post(c.http, request_bytes(_run(0xE2)))[0] == 200  # and what comes after is written too
+        runs = _runs(c, [0xE1, 0xE2])
+        assert [r[:2] for r in runs.values()] == [(pytest.approx(mini_cost(3000, 150)), 2)] * 2
+        events = c.rows(f"SELECT SpanId, length(Events.Name) FROM otel_traces WHERE TraceId = '{0xE1:032x}' ORDER BY SpanId")
+        assert events == [(f"{n:016x}", 0) for n in (1, 2, 3)]
+
+
 def _with_new_trace(body: bytes, trace_id: int) -> bytes:
     req = ExportTraceServiceRequest.FromString(body)
     for s in req.resource_spans[0].scope_spans[0].spans:

@@ -129,6 +129,12 @@ def test_vercel_ai_sdk_v4_and_v5() -> None:
 def test_bad_values_are_ignored_not_fatal() -> None:
     f = D.read({"gen_ai.operation.name": 7, "gen_ai.usage.input_tokens": -5, "gen_ai.usage.output_tokens": "many", "gen_ai.request.model": ""})
     assert (f.operation, f.input_tokens, f.output_tokens, f.model) == (None, None, None, None)
+    # Counts no store column can hold (or no real call has) are bad values too; so is a digit
+    # that int() cannot read.
+    huge = D.read({"gen_ai.usage.input_tokens": 2**70, "gen_ai.usage.output_tokens": "99999999999999999999",
+                   "gen_ai.usage.cache_read.input_tokens": 1e30, "gen_ai.usage.reasoning.output_tokens": "\u00b2"})
+    assert (huge.input_tokens, huge.output_tokens, huge.cache_read_tokens, huge.reasoning_tokens) == (None, None, None, None)
+    assert D.read({"gen_ai.usage.input_tokens": "1200"}).input_tokens == 1200
 
 
 def test_vercel_trace_counts_steps_not_the_sum() -> None:

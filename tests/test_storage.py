@@ -171,6 +171,32 @@ def test_odd_values_round_trip_and_do_not_cost_the_batch(store_rig: StoreRig) ->
     assert rows["fine"]["test.plain"] == "ok"
 
 
+def test_times_past_2262_cost_only_their_own_span_or_run(store_rig: StoreRig) -> None:
+    """DateTime64(9) is signed 64-bit nanoseconds: a row past 2262 would fail every insert it is in,
+    on every retry. It is skipped alone, with a logged reason, and the rest are stored."""
+    from dataclasses import replace
+
+    from runmeter.exporter import _exporter
+    from runmeter.processor import assemble, read_span
+    from runmeter.conventions import load_dialects
+
+    exp = exporter_for(store_rig)
+    future = make_span("future", 1, trace_id=0xF1, attrs={"test.n": 1})
+    future._start_time = future._end_time = 2**64 - 1  # what an OTLP uint64 or a bad clock can hold
+    before = dict(_exporter.skipped)
+    assert exp.export([future, make_span("now", 2, trace_id=0xF2)]) is SpanExportResult.SUCCESS
+    facts = [read_span(s, load_dialects(), PriceBook())[0] for s in [run_root("r", 1, end_ms=10), llm(2, 1, "gpt-4o-mini", 10_000, 1_000)]]
+    good = assemble(facts).records[0]
+    bad = replace(good, run_id="run-from-the-future", end_ns=2**63)
+    exp.run_sink.write_runs([bad, good])
+    exp.force_flush()
+    with Store(store_rig.url).session() as c:
+        assert c.query("SELECT SpanName FROM otel_traces").result_rows == [("now",)]
+        assert c.query("SELECT RunId, CostUsd FROM runmeter_runs_current").result_rows == [(good.run_id, 0.0021)]
+    assert _exporter.skipped["span"] == before.get("span", 0) + 1
+    assert _exporter.skipped["run record"] == before.get("run record", 0) + 1
+
+
 def test_migration_from_the_previous_schema_version(tmp_path: Path) -> None:
     url = f"chdb://{tmp_path / 'old'}"
     previous = max(m.version for m in load_migrations()) - 1
