@@ -261,13 +261,15 @@ def _span(
         SpanContext(trace_id, int.from_bytes(s.parent_span_id, "big"), is_remote=remote_parent, trace_flags=_SAMPLED)
         if s.parent_span_id and s.parent_span_id != _ZERO8 else None
     )
-    events = [
-        Event(e.name, _attributes(e.attributes, limits, out), timestamp=e.time_unix_nano)
-        for e in list(s.events)[: limits.max_events_per_span]
-        if e.time_unix_nano <= _MAX_NS
-    ] if s.events else []
-    if len(events) < min(len(s.events), limits.max_events_per_span):
-        out.dropped_events += min(len(s.events), limits.max_events_per_span) - len(events)
+    events: list[Event] = []
+    if s.events:
+        kept = list(s.events)[: limits.max_events_per_span]
+        events = [
+            Event(e.name, _attributes(e.attributes, limits, out), timestamp=e.time_unix_nano)
+            for e in kept
+            if e.time_unix_nano <= _MAX_NS
+        ]
+        out.dropped_events += len(kept) - len(events)
     links = [
         Link(SpanContext(int.from_bytes(lk.trace_id, "big"), int.from_bytes(lk.span_id, "big"), is_remote=True),
              _attributes(lk.attributes, limits, out))
