@@ -28,6 +28,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from runmeter.conventions import attributes as A
+from runmeter.exporter._rows import MAX_NS
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 __all__ = ["Converted", "Limits", "MalformedRequest", "check", "convert", "parse_json_request", "parse_request"]
@@ -48,7 +49,6 @@ _STATUS = {
 
 
 _ZERO16, _ZERO8 = bytes(16), bytes(8)
-_MAX_NS = 2**63 - 1  # OTLP times are unsigned; ClickHouse's DateTime64(9) is signed 64-bit
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)  # most spans' status: one shared object (Status is never changed)
 _HAS_IS_REMOTE = trace_pb2.SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
@@ -74,7 +74,6 @@ class Converted:
     rejected: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     dropped_attributes: int = 0
-    dropped_events: int = 0  # events past 2262 (their times cannot be stored)
 
     @property
     def error_message(self) -> str:
@@ -198,7 +197,7 @@ def _problem(s: trace_pb2.Span) -> str | None:
         return "empty_name"
     start = s.start_time_unix_nano
     end = s.end_time_unix_nano
-    if not start or end < start or end > _MAX_NS:
+    if not start or end < start or end > MAX_NS:
         return "bad_times"
     return None
 
@@ -261,15 +260,11 @@ def _span(
         SpanContext(trace_id, int.from_bytes(s.parent_span_id, "big"), is_remote=remote_parent, trace_flags=_SAMPLED)
         if s.parent_span_id and s.parent_span_id != _ZERO8 else None
     )
-    events: list[Event] = []
-    if s.events:
-        kept = list(s.events)[: limits.max_events_per_span]
-        events = [
-            Event(e.name, _attributes(e.attributes, limits, out), timestamp=e.time_unix_nano)
-            for e in kept
-            if e.time_unix_nano <= _MAX_NS
-        ]
-        out.dropped_events += len(kept) - len(events)
+    events = [  # an event past 2262 is dropped: OTLP times are unsigned, DateTime64(9) is signed
+        Event(e.name, _attributes(e.attributes, limits, out), timestamp=e.time_unix_nano)
+        for e in list(s.events)[: limits.max_events_per_span]
+        if e.time_unix_nano <= MAX_NS
+    ] if s.events else []
     links = [
         Link(SpanContext(int.from_bytes(lk.trace_id, "big"), int.from_bytes(lk.span_id, "big"), is_remote=True),
              _attributes(lk.attributes, limits, out))
