@@ -18,6 +18,9 @@ the checkpoint are replayed; the spans of those traces that already reached
 ClickHouse are looked up first and not written again, so each acknowledged
 span is stored exactly once (the replayed runs are re-assembled and replace
 their earlier rows: ``runmeter_runs`` is a ReplacingMergeTree).
+
+The RunProcessor's quiet periods run on :meth:`Collector.arrival_clock`: the time
+the spans being processed arrived, not the time they are processed.
 """
 
 from __future__ import annotations
@@ -236,7 +239,9 @@ class Collector:
         meter.create_observable_gauge(
             A.RUNMETER_COLLECTOR_STORE_LAG_METRIC, [lambda _: [metrics.Observation(self.store_lag_bytes)]], A.RUNMETER_COLLECTOR_STORE_LAG_UNIT
         )
-        self._queue: queue.SimpleQueue[tuple[int, ExportTraceServiceRequest, str | None] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[int, ExportTraceServiceRequest, str | None, float] | None] = queue.SimpleQueue()
+        self._arrived: float | None = None  # when the request being processed arrived (None: idle)
+        self._clock_floor = 0.0
         self.wal = WriteAheadLog(
             settings.wal_dir, max_bytes=settings.wal_max_bytes, segment_bytes=settings.wal_segment_bytes, on_durable=self._durable
         )
@@ -245,7 +250,8 @@ class Collector:
         self.exporter = ClickHouseSpanExporter(writer=writer, prices=prices, spool=False)
         self.tracker = _Tracker(self.exporter, self.wal, self.metrics.written, give_way=self.give_way)
         self.processor = RunProcessor(
-            self.tracker, sink=self.exporter.run_sink, prices=prices, limits=run_limits, mode="remote", meter_provider=meter_provider
+            self.tracker, sink=self.exporter.run_sink, prices=prices, limits=run_limits, mode="remote",
+            meter_provider=meter_provider, clock=self.arrival_clock,
         )
         self.draining = False
         self._intake = 0  # requests between accept() and durable: processing gives way to them
@@ -324,7 +330,23 @@ class Collector:
         req, project, n = item
         self.metrics.accepted.add(n)
         self._enqueued += 1
-        self._queue.put((seq, req, project))
+        self._queue.put((seq, req, project, time.monotonic()))
+
+    def arrival_clock(self) -> float:
+        """The RunProcessor's clock: when the spans being processed *arrived* (real time when idle).
+
+        A run is quiet when none of its spans arrived for ``quiet_s``, however far processing
+        runs behind the log: a backlog, or a pause between a root and its children in one
+        request (a large assembly, a garbage collection), must not complete a run early and
+        leave the rest of its spans waiting ``rootless_quiet_s`` as a second, rootless run.
+        Never goes backwards.
+        """
+        arrived = self._arrived
+        now = time.monotonic() if arrived is None else arrived
+        if now < self._clock_floor:
+            return self._clock_floor
+        self._clock_floor = now
+        return now
 
     # --- processing (one thread) ------------------------------------------------------------
 
@@ -342,8 +364,11 @@ class Collector:
             item = self._queue.get()
             if item is None:
                 return
-            self._process(*item)
+            seq, req, project, self._arrived = item
+            self._process(seq, req, project)
             self._processed += 1
+            if self._queue.empty():
+                self._arrived = None
 
     def _process(self, seq: int, req: ExportTraceServiceRequest, project: str | None) -> None:
         self.give_way()
@@ -375,8 +400,12 @@ class Collector:
                     trace_ids.update(s.trace_id.hex() for s in ss.spans)
         self.tracker.stored = self._stored(sorted(trace_ids))
         stored = len(self.tracker.stored)
-        for item in decoded:
-            self._process(*item)
+        self._arrived = time.monotonic()  # they arrived before this start: all at once, for the quiet period
+        try:
+            for item in decoded:
+                self._process(*item)
+        finally:
+            self._arrived = None
         _log.info("replay done: %d span(s) were already stored and are not written again", stored)
 
     def _stored(self, trace_ids: list[str]) -> StoredRows:
