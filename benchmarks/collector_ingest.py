@@ -42,6 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.collector_rig import Subprocess, free_ports  # noqa: E402
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+# gpt-4o-mini list prices, USD per million tokens (OpenAI's price page): each benchmark run's five
+# calls take 1000*k input and 100+k output tokens, k = 1..5.
+RUN_COST = (sum(1000 * k for k in range(1, 6)) * 0.15 + sum(100 + k for k in range(1, 6)) * 0.60) / 1e6
 RESOURCE = Resource.create({"service.name": "bench-agent"})
 
 
@@ -207,6 +210,8 @@ def main() -> None:
     ap.add_argument("--spans", type=int, default=512, help="spans per request")
     ap.add_argument("--threads", type=int, default=8, help="concurrent requests from the load generator")
     args = ap.parse_args()
+    if args.spans % 8:
+        ap.error("--spans must be a multiple of 8 (whole runs of 8 spans per request)")
     total = args.requests * args.spans
     requests = make_requests(args.requests, args.spans)
     decode = bare_decode(requests, args.spans)
@@ -242,6 +247,11 @@ def main() -> None:
         store = Store(f"chdb://{tmp / 'store'}")
         with store.session() as c:
             stored = c.query("SELECT count() FROM otel_traces WHERE ServiceName = 'bench-agent'").result_rows[0][0]
+            # The load generator's traces have ids 1..n (the SDK pipeline's are random 128-bit ones).
+            runs, cost, whole = c.query(
+                "SELECT count(), sum(CostUsd), countIf(LlmCalls = 5 AND ToolCallsTotal = 2 AND NOT Incomplete) FROM runmeter_runs FINAL "
+                f"WHERE TraceId <= '{total // 8:032x}'"
+            ).result_rows[0]
         store.close()
 
     acked = total / acked_elapsed
@@ -251,6 +261,9 @@ def main() -> None:
     print(f"Python SDK OTLP pipeline       {sdk_rate:12,.0f} spans/s   (dropped {sdk_dropped} of 40000 at its default queue)")
     sdk_spans = 40_000 - sdk_dropped
     print(f"stored: {stored} of {total + sdk_spans} acknowledged spans ({'none missing' if stored == total + sdk_spans else 'MISSING'})")
+    expected = total // 8 * RUN_COST
+    ok = runs == whole == total // 8 and abs(cost - expected) <= 1e-9 * expected
+    print(f"runs: {whole} whole of {total // 8}, ${cost:.6f} (expected ${expected:.6f} from list prices): {'correct' if ok else 'WRONG'}")
 
 
 if __name__ == "__main__":
