@@ -229,8 +229,19 @@ def call_row(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> lis
     ]
 
 
+# Version orders the records of one run (runmeter_runs is a ReplacingMergeTree on it): a record
+# assembled with the run's root outranks a partial one - the rootless record of spans that came
+# after their run was written, or another replica's half of a split trace - whenever either was
+# written, so the run keeps its name, owner and outcome; among records alike, the latest wins.
+# Write times in ns stay below 2**62 until the year 2116.
+_WHOLE_RUN = 1 << 62
+
+
 def run_row(r: RunRecord, version: int) -> list[Any]:
+    """``version``: the write time in ns; a record that is not incomplete is ranked above it."""
     _times(r.start_ns, r.end_ns)
+    if not r.incomplete:
+        version += _WHOLE_RUN
     budget: dict[str, str] = {}
     if r.budget is not None:
         budget = {k.rsplit(".", 1)[-1]: stringify(v) for k, v in r.budget.to_attributes().items()}

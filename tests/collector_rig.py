@@ -62,9 +62,11 @@ class Running:
 
 
 @contextmanager
-def running(tmp: Path, store_url: str | None = None, quiet_s: float = 0.2, **kw: Any) -> Iterator[Running]:
+def running(
+    tmp: Path, store_url: str | None = None, quiet_s: float = 0.2, rootless_quiet_s: float = 600.0, **kw: Any
+) -> Iterator[Running]:
     writer = open_writer(store_url or f"chdb://{tmp / 'store'}", tmp / "spool")
-    server = CollectorServer(settings(tmp, **kw), writer, run_limits=RunLimits(quiet_s=quiet_s))
+    server = CollectorServer(settings(tmp, **kw), writer, run_limits=RunLimits(quiet_s=quiet_s, rootless_quiet_s=rootless_quiet_s))
     try:
         assert server.collector.replayed.wait(60), "not ready: the store did not open"  # as a readiness probe waits
         yield Running(server, writer)

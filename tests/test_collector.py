@@ -221,6 +221,40 @@ def test_a_run_is_quiet_by_arrival_not_by_processing_time(tmp_path: Path) -> Non
         assert rows == [(pytest.approx(mini_cost(3000, 150)), 2, False)]
 
 
+def _poll(c, sql: str, until, timeout_s: float = 30.0) -> list:  # type: ignore[no-untyped-def, type-arg]
+    """The query's rows once ``until(rows)`` holds (no collector flush: that completes every trace)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        c.writer.flush(5)
+        rows = c.writer.query(sql)
+        if until(rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.1)
+
+
+def test_a_late_call_counts_in_its_run_which_keeps_its_name_and_outcome(tmp_path: Path) -> None:
+    """A call that arrives after its run was written is stored as a rootless run under the same
+    run id (after ``rootless_quiet_s``). The run's record made with its root outranks that partial
+    one, so the run keeps its name, outcome and completeness; its totals, recomputed from the
+    calls, count all three calls."""
+    trace = 0xD2
+    root = run_root("triage", 1, trace_id=trace, end_ms=100, attrs={"runmeter.run.outcome": "accepted"})
+    calls = [llm(2, 1, "gpt-4o-mini", 1000, 100, trace_id=trace, start_ms=10), llm(3, 1, "gpt-4o-mini", 2000, 50, trace_id=trace, start_ms=40)]
+    late = llm(4, 1, "gpt-4o-mini", 4000, 200, trace_id=trace, start_ms=60)
+    with running(tmp_path, quiet_s=0.3, rootless_quiet_s=0.5) as c:
+        assert post(c.http, request_bytes([root, *calls]))[0] == 200
+        first = _poll(c, f"SELECT RunId FROM runmeter_runs WHERE TraceId = '{trace:032x}'", bool)
+        assert len(first) == 1
+        run_id = first[0][0]
+        assert post(c.http, request_bytes([late]))[0] == 200
+        records = _poll(c, f"SELECT Incomplete, LlmCalls FROM runmeter_runs WHERE RunId = '{run_id}' ORDER BY Incomplete", lambda r: len(r) == 2)
+        assert records == [(0, 2), (1, 1)]  # the whole record, then the late call's partial one
+        current = c.writer.query(f"SELECT Name, Outcome, Incomplete FROM runmeter_runs FINAL WHERE RunId = '{run_id}'")
+        assert current == [("triage", "accepted", 0)]
+        totals = c.writer.query(f"SELECT CostUsd, LlmCalls FROM runmeter_run_totals WHERE RunId = '{run_id}'")
+        assert totals == [(pytest.approx(mini_cost(7000, 350), rel=1e-9), 3)]
+
+
 def _with_new_trace(body: bytes, trace_id: int) -> bytes:
     req = ExportTraceServiceRequest.FromString(body)
     for s in req.resource_spans[0].scope_spans[0].spans:

@@ -40,9 +40,11 @@ ORDER BY (RunId, Timestamp, SpanId)
 TTL toDateTime(Timestamp) + toIntervalDay({{calls_ttl_days}})
 SETTINGS index_granularity = 8192, {{dedup_setting}};
 
--- One row per run record. ReplacingMergeTree on Version (the write time): a later record of
--- the same run (a complete one after an incomplete cut, a re-send) replaces the earlier one;
--- read through runmeter_runs_current, which takes the latest per run.
+-- One row per run record. ReplacingMergeTree on Version: the write time, plus 2^62 for a
+-- record assembled with the run's root. A whole record outranks a partial one (late spans
+-- written as a rootless run, another replica's half) whenever written; among records alike the
+-- latest (a re-send, a replay) wins. Read through runmeter_runs_current. Sums come from
+-- runmeter_calls (runmeter_run_totals), never from one record.
 CREATE TABLE IF NOT EXISTS {{local:runmeter_runs}} {{on_cluster}} (
     RunId String CODEC(ZSTD(1)),
     TraceId String CODEC(ZSTD(1)),
