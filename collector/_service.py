@@ -17,7 +17,9 @@ the spans until then. After a crash the records past
 the checkpoint are replayed; the spans of those traces that already reached
 ClickHouse are looked up first and not written again, so each acknowledged
 span is stored exactly once (the replayed runs are re-assembled and replace
-their earlier rows: ``runmeter_runs`` is a ReplacingMergeTree).
+their earlier rows: ``runmeter_runs`` is a ReplacingMergeTree). A span that comes again
+(a client resends a request whose acknowledgement it lost) while its first copy is on its way,
+or among the last spans written, is not processed again (``_Tracker.expect``).
 
 The RunProcessor's quiet periods run on :meth:`Collector.arrival_clock`: the time
 the spans being processed arrived, not the time they are processed.
@@ -30,6 +32,7 @@ import queue
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -100,6 +103,7 @@ class _Tracker(SpanProcessor):
         batch_size: int = 4096,
         interval_s: float = 0.2,
         give_way: Callable[[], None] = lambda: None,
+        recent: int = 200_000,
     ) -> None:
         self._exporter = exporter
         self._give_way = give_way
@@ -110,6 +114,10 @@ class _Tracker(SpanProcessor):
         self._lock = threading.Lock()
         self._keys: dict[_Key, int | list[int]] = {}  # span -> the log record(s) it came in
         self._left: dict[int, int] = {}  # log record -> spans not yet written
+        self._recent: deque[int] = deque()  # the spans written last, oldest first (~90 bytes each)
+        self._recent_set: set[int] = set()
+        self._recent_max = recent
+        self.duplicates = 0  # spans not processed again: a retried request's copies
         self._buf: list[ReadableSpan] = []
         self.stored = StoredRows()  # rows ClickHouse already holds (found when replaying)
         self._wake = threading.Event()
@@ -118,21 +126,40 @@ class _Tracker(SpanProcessor):
         self._thread = threading.Thread(target=self._loop, name="runmeter-collector-export", daemon=True)
         self._thread.start()
 
-    def expect(self, seq: int, spans: Sequence[ReadableSpan]) -> None:
-        if not spans:
-            self._wal.release(seq)
-            return
+    def expect(self, seq: int, spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
+        """Register log record ``seq`` and its spans; returns the ones to process.
+
+        A span already on its way to ClickHouse, or written a short while ago, is a client's
+        retry of a request whose acknowledgement it never got: it is not processed again (its
+        calls would be counted twice), and ``seq`` is released with the first copy.
+        """
+        fresh: list[ReadableSpan] = []
+        waiting = 0
         with self._lock:
-            self._left[seq] = len(spans)
             for s in spans:
-                key = (s.context.trace_id, s.context.span_id)
+                ctx = s.context
+                key = (ctx.trace_id, ctx.span_id)
+                if (ctx.trace_id << 64 | ctx.span_id) in self._recent_set:
+                    self.duplicates += 1
+                    continue
                 prev = self._keys.get(key)
                 if prev is None:
                     self._keys[key] = seq
-                elif isinstance(prev, list):
-                    prev.append(seq)
-                else:  # the same span again (a client's retry): one record each
-                    self._keys[key] = [prev, seq]
+                    fresh.append(s)
+                else:
+                    self.duplicates += 1
+                    if prev == seq or (isinstance(prev, list) and seq in prev):
+                        continue  # twice in one request
+                    if isinstance(prev, list):
+                        prev.append(seq)
+                    else:
+                        self._keys[key] = [prev, seq]
+                waiting += 1
+            if waiting:
+                self._left[seq] = waiting
+        if not waiting:
+            self._wal.release(seq)
+        return fresh
 
     def on_end(self, span: ReadableSpan) -> None:
         with self._lock:
@@ -182,24 +209,27 @@ class _Tracker(SpanProcessor):
             for s in batch:
                 key = (s.context.trace_id, s.context.span_id)
                 self.stored.discard(key)
-                seq = self._keys.pop(key, None)
-                if isinstance(seq, list):
-                    first = seq.pop(0)
-                    if len(seq) == 1:
-                        self._keys[key] = seq[0]
-                    else:
-                        self._keys[key] = seq
-                    seq = first
-                if seq is None:
+                seqs = self._keys.pop(key, None)
+                if seqs is None:
                     continue
-                left = self._left[seq] - 1
-                if left:
-                    self._left[seq] = left
-                else:
-                    del self._left[seq]
-                    done.append(seq)
+                self._remember(key[0] << 64 | key[1])
+                for seq in seqs if isinstance(seqs, list) else (seqs,):
+                    left = self._left[seq] - 1
+                    if left:
+                        self._left[seq] = left
+                    else:
+                        del self._left[seq]
+                        done.append(seq)
         for seq in done:
             self._wal.release(seq)
+
+    def _remember(self, key: int) -> None:
+        """A written span (trace id and span id in one int), kept among the last ``recent`` ones
+        to recognise a late retry (lock held)."""
+        self._recent.append(key)
+        self._recent_set.add(key)
+        if len(self._recent) > self._recent_max:
+            self._recent_set.discard(self._recent.popleft())
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self.flush_once(time.monotonic() + timeout_millis / 1000)
@@ -377,8 +407,7 @@ class Collector:
         except Exception:
             _log.exception("record %d cannot be converted; it stays in the log", seq)
             return
-        self.tracker.expect(seq, converted.spans)
-        for i, span in enumerate(converted.spans):
+        for i, span in enumerate(self.tracker.expect(seq, converted.spans)):
             if i % 64 == 0:
                 self.give_way()
             self.processor.on_end(span)

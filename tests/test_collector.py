@@ -255,6 +255,33 @@ def test_a_late_call_counts_in_its_run_which_keeps_its_name_and_outcome(tmp_path
         assert totals == [(pytest.approx(mini_cost(7000, 350), rel=1e-9), 3)]
 
 
+def test_a_retried_request_is_stored_once(tmp_path: Path) -> None:
+    """An OTLP client that never got its acknowledgement sends the request again: the spans are
+    stored once and the run's calls counted once, whether the copy comes while the run is still
+    open or after it was written; a span repeated inside one request is stored once too. Every
+    log record is released (nothing waits for a copy that is never written)."""
+    body = request_bytes(_run(0xF1))
+    req = ExportTraceServiceRequest.FromString(request_bytes(_run(0xF2)))
+    spans = req.resource_spans[0].scope_spans[0].spans
+    spans.add().CopyFrom(spans[1])  # the same call twice in one request
+    with running(tmp_path) as c:
+        assert post(c.http, body)[0] == 200
+        assert post(c.http, body)[0] == 200  # a retry while the run is open
+        assert post(c.http, req.SerializeToString())[0] == 200
+        ids = f"'{0xF1:032x}', '{0xF2:032x}'"
+        assert c.rows(f"SELECT TraceId, count() FROM otel_traces WHERE TraceId IN ({ids}) GROUP BY TraceId ORDER BY TraceId") == [
+            (f"{0xF1:032x}", 3), (f"{0xF2:032x}", 3)]
+        assert post(c.http, body)[0] == 200  # and once more after the run was written
+        totals = c.rows(
+            f"SELECT t.CostUsd, t.LlmCalls FROM runmeter_run_totals t JOIN runmeter_runs_current r USING RunId WHERE r.TraceId IN ({ids})"
+        )
+        assert totals == [(pytest.approx(mini_cost(3000, 150), rel=1e-9), 2)] * 2
+        assert c.rows(f"SELECT count() FROM runmeter_calls WHERE TraceId IN ({ids})") == [(4,)]
+        assert c.rows(f"SELECT count() FROM otel_traces WHERE TraceId IN ({ids})") == [(6,)]
+        assert c.server.collector.tracker.duplicates == 3 + 1 + 3
+        assert c.server.collector.wal.pending == 0
+
+
 def _with_new_trace(body: bytes, trace_id: int) -> bytes:
     req = ExportTraceServiceRequest.FromString(body)
     for s in req.resource_spans[0].scope_spans[0].spans:
