@@ -89,6 +89,7 @@ class _Metrics:
     accepted: Any
     rejected: Any
     written: Any
+    duplicate: Any
     refused: Any
 
 
@@ -104,8 +105,10 @@ class _Tracker(SpanProcessor):
         interval_s: float = 0.2,
         give_way: Callable[[], None] = lambda: None,
         recent: int = 200_000,
+        duplicate: Any = None,
     ) -> None:
         self._exporter = exporter
+        self._duplicate = duplicate  # the counter of spans not processed again
         self._give_way = give_way
         self._wal = wal
         self._written = written
@@ -134,20 +137,20 @@ class _Tracker(SpanProcessor):
         calls would be counted twice), and ``seq`` is released with the first copy.
         """
         fresh: list[ReadableSpan] = []
-        waiting = 0
+        waiting = dup = 0
         with self._lock:
             for s in spans:
                 ctx = s.context
                 key = (ctx.trace_id, ctx.span_id)
                 if (ctx.trace_id << 64 | ctx.span_id) in self._recent_set:
-                    self.duplicates += 1
+                    dup += 1
                     continue
                 prev = self._keys.get(key)
                 if prev is None:
                     self._keys[key] = seq
                     fresh.append(s)
                 else:
-                    self.duplicates += 1
+                    dup += 1
                     if prev == seq or (isinstance(prev, list) and seq in prev):
                         continue  # twice in one request
                     if isinstance(prev, list):
@@ -157,6 +160,10 @@ class _Tracker(SpanProcessor):
                 waiting += 1
             if waiting:
                 self._left[seq] = waiting
+        if dup:
+            self.duplicates += dup
+            if self._duplicate is not None:
+                self._duplicate.add(dup)
         if not waiting:
             self._wal.release(seq)
         return fresh
@@ -261,6 +268,7 @@ class Collector:
             accepted=meter.create_counter(A.RUNMETER_COLLECTOR_SPANS_ACCEPTED_METRIC, A.RUNMETER_COLLECTOR_SPANS_ACCEPTED_UNIT),
             rejected=meter.create_counter(A.RUNMETER_COLLECTOR_SPANS_REJECTED_METRIC, A.RUNMETER_COLLECTOR_SPANS_REJECTED_UNIT),
             written=meter.create_counter(A.RUNMETER_COLLECTOR_SPANS_WRITTEN_METRIC, A.RUNMETER_COLLECTOR_SPANS_WRITTEN_UNIT),
+            duplicate=meter.create_counter(A.RUNMETER_COLLECTOR_SPANS_DUPLICATE_METRIC, A.RUNMETER_COLLECTOR_SPANS_DUPLICATE_UNIT),
             refused=meter.create_counter(A.RUNMETER_COLLECTOR_REQUESTS_REFUSED_METRIC, A.RUNMETER_COLLECTOR_REQUESTS_REFUSED_UNIT),
         )
         meter.create_observable_gauge(
@@ -278,7 +286,7 @@ class Collector:
         # Spans go straight into ClickHouse: the log keeps them durable until the insert succeeds
         # (no second copy in the spool). Run records, written once per run, go through the spool.
         self.exporter = ClickHouseSpanExporter(writer=writer, prices=prices, spool=False)
-        self.tracker = _Tracker(self.exporter, self.wal, self.metrics.written, give_way=self.give_way)
+        self.tracker = _Tracker(self.exporter, self.wal, self.metrics.written, give_way=self.give_way, duplicate=self.metrics.duplicate)
         self.processor = RunProcessor(
             self.tracker, sink=self.exporter.run_sink, prices=prices, limits=run_limits, mode="remote",
             meter_provider=meter_provider, clock=self.arrival_clock,

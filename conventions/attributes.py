@@ -275,6 +275,10 @@ RUNMETER_COLLECTOR_SPANS_WRITTEN_METRIC: Final = 'runmeter.collector.spans.writt
 """Spans written to ClickHouse, after which the write-ahead log releases them. (counter, {span})"""
 RUNMETER_COLLECTOR_SPANS_WRITTEN_UNIT: Final = '{span}'
 
+RUNMETER_COLLECTOR_SPANS_DUPLICATE_METRIC: Final = 'runmeter.collector.spans.duplicate'
+"""Spans that came again (a client resent a request whose acknowledgement it lost) and were not processed twice. (counter, {span})"""
+RUNMETER_COLLECTOR_SPANS_DUPLICATE_UNIT: Final = '{span}'
+
 RUNMETER_COLLECTOR_REQUESTS_REFUSED_METRIC: Final = 'runmeter.collector.requests.refused'
 """Requests refused as a whole, by reason (`error.type`) - retryable (log full, draining) or not (unauthenticated, malformed, too large). (counter, {request})"""
 RUNMETER_COLLECTOR_REQUESTS_REFUSED_UNIT: Final = '{request}'

@@ -251,7 +251,8 @@ def test_a_late_call_counts_in_its_run_which_keeps_its_name_and_outcome(tmp_path
         assert records == [(0, 2), (1, 1)]  # the whole record, then the late call's partial one
         current = c.writer.query(f"SELECT Name, Outcome, Incomplete FROM runmeter_runs FINAL WHERE RunId = '{run_id}'")
         assert current == [("triage", "accepted", 0)]
-        totals = c.writer.query(f"SELECT CostUsd, LlmCalls FROM runmeter_run_totals WHERE RunId = '{run_id}'")
+        # the calls go in on their own path (the run records through the spool): wait for the third
+        totals = _poll(c, f"SELECT CostUsd, LlmCalls FROM runmeter_run_totals WHERE RunId = '{run_id}'", lambda r: r and r[0][1] == 3)
         assert totals == [(pytest.approx(mini_cost(7000, 350), rel=1e-9), 3)]
 
 
@@ -279,6 +280,7 @@ def test_a_retried_request_is_stored_once(tmp_path: Path) -> None:
         assert c.rows(f"SELECT count() FROM runmeter_calls WHERE TraceId IN ({ids})") == [(4,)]
         assert c.rows(f"SELECT count() FROM otel_traces WHERE TraceId IN ({ids})") == [(6,)]
         assert c.server.collector.tracker.duplicates == 3 + 1 + 3
+        assert _metrics(c.admin)["runmeter_collector_spans_duplicate_total{otel_scope_name=\"runmeter.collector\""] == 3 + 1 + 3
         assert c.server.collector.wal.pending == 0
 
 
