@@ -142,7 +142,11 @@ def _emit(rows: list[dict[str, Any]], as_json: bool, as_csv: bool, title: str, e
         table.add_column(col, justify="right" if isinstance(rows[0][col], (int, float, Decimal)) else "left", overflow="fold")
     for r in rows:
         table.add_row(*("—" if v is None else f"{v:,.6g}" if isinstance(v, float) else str(_plain(v)) for v in r.values()))
-    out.print(table)
+    if out.is_terminal:
+        out.print(table)
+    else:  # piped or redirected: whole lines, nothing folded (a run id stays copyable)
+        natural = out.measure(table, options=out.options.update_width(100_000)).maximum
+        Console(file=out.file, width=max(out.width, natural)).print(table)
 
 
 SinceOpt = typer.Option(None, "--since", help="7d, 24h, 30m, 2w or a date (default 30d)")

@@ -127,6 +127,17 @@ def test_cli_csv_and_table(store_url: str) -> None:
     assert table.exit_code == 0 and "triage" in table.stdout and "CostPerAcceptedRun" in table.stdout
 
 
+def test_cli_tables_are_not_folded_when_piped(store_url: str) -> None:
+    """Out of a terminal (a pipe, a file, CI logs) a table keeps whole lines however narrow
+    COLUMNS is, so run ids and numbers stay on one line and can be copied."""
+    res = runner.invoke(app, ["--store", store_url, "runs", "--limit", "3"], env={"RUNMETER_ABANDONED_AFTER_S": "60", "COLUMNS": "40"})
+    assert res.exit_code == 0, res.output
+    header = [line for line in res.stdout.splitlines() if "┃" in line]
+    rows = [line for line in res.stdout.splitlines() if "│" in line]
+    assert len(header) == 1 and "RunId" in header[0] and "CostUsd" in header[0]
+    assert len(rows) == 3 and all(len(line) > 40 for line in rows)  # three runs, one line each
+
+
 def test_cli_run_tree_and_bad_run_id(store_url: str) -> None:
     res = cli(store_url, "run", "looper-11", "--json")
     assert res.exit_code == 0
