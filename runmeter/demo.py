@@ -140,7 +140,7 @@ def main() -> None:
         _agent("anthropic_agent.py", "claude-haiku-4-5", [T["normal"]] * 5 + [T["reject"], T["silent"]], env, "cy", "support")
         local_env = dict(env, OPENAI_BASE_URL=local.openai_url)
         _agent("local_agent.py", "llama-3.3-70b", [T["normal"]] * 4 + [T["reject"]], local_env, "cy", "support")
-    cli_env = env  # a terminal: its own width; piped: whole lines (runmeter never folds a table it does not show)
+    cli_env = env  # the CLI fits its tables to a terminal, and keeps whole lines when piped
     console.rule("runmeter report --group model")
     _cli("report", "--group", "model", "--html", "report.html", env=cli_env)
     console.rule("runmeter report --group owner")
