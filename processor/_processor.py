@@ -16,7 +16,10 @@ ended plus ``grace_s`` for late children.
 until the trace's root has arrived and the trace has been quiet for
 ``quiet_s``; then they are stamped with their run id and forwarded. A trace whose
 root never arrives (it went to another collector replica, or is not exported)
-completes after ``rootless_quiet_s`` of quiet, flagged incomplete.
+completes after ``rootless_quiet_s`` of quiet, flagged incomplete. Spans that come
+after their trace's run was written (later than ``quiet_s``) wait only ``quiet_s``:
+they are written as a partial run, flagged incomplete, which storage ranks below
+the whole one (totals are summed from the calls).
 
 Memory is bounded whatever the input: at most ``max_open_runs`` traces,
 ``max_spans_per_run`` spans each, ``max_run_age_s`` of age. A trace cut by a
@@ -58,6 +61,7 @@ __all__ = ["RunLimits", "RunProcessor"]
 
 _log = logging.getLogger(__name__)
 _MAX_TOMBSTONES = 10_000
+_MAX_WRITTEN_TRACES = 100_000  # remote: traces whose runs were written, to tell late spans from rootless ones
 _blank = object.__new__
 _AGENT_OP = "invoke_agent"
 _LLM_START_OPS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
@@ -101,6 +105,7 @@ class _Trace:
     open: set[int] = field(default_factory=set)  # spans started here and not ended yet (local mode)
     root_seen: bool = False
     due: float | None = None
+    late: bool = False  # remote: the trace's run was already written here; these spans came after
 
 
 class RunProcessor(SpanProcessor):
@@ -131,6 +136,7 @@ class RunProcessor(SpanProcessor):
         self._traces: OrderedDict[int, _Trace] = OrderedDict()
         self._live: dict[int, _Entry] = {}
         self._cut: OrderedDict[int, str] = OrderedDict()  # trace id -> run id of a trace cut by a limit
+        self._written: OrderedDict[int, None] = OrderedDict()  # remote: traces assembled whole, newest last
         self._pending: list[tuple[int, _Trace, bool]] = []  # traces evicted by a bound, awaiting assembly
         self._shutdown = False
         self._metrics = ProcessorMetrics(meter_provider, self._open_count, self._oldest_age)
@@ -294,7 +300,7 @@ class RunProcessor(SpanProcessor):
         trace = self._traces.get(trace_id)
         if trace is None:
             now = self._clock()
-            trace = self._traces[trace_id] = _Trace(now, now)
+            trace = self._traces[trace_id] = _Trace(now, now, late=trace_id in self._written)
             while len(self._traces) > self.limits.max_open_runs:
                 oldest = next(iter(self._traces))
                 self._evict(oldest, incomplete=True)
@@ -305,6 +311,11 @@ class RunProcessor(SpanProcessor):
         trace = self._traces.pop(trace_id, None)
         if trace is None:
             return
+        if self._mode == "remote" and trace.root_seen and not incomplete:
+            self._written[trace_id] = None
+            self._written.move_to_end(trace_id)
+            if len(self._written) > _MAX_WRITTEN_TRACES:
+                self._written.popitem(last=False)
         self._pending.append((trace_id, trace, incomplete))
 
     # --- completion ---------------------------------------------------------------------
@@ -329,7 +340,9 @@ class RunProcessor(SpanProcessor):
                         self._evict(trace_id, incomplete=bool(trace.open))
                 else:
                     idle = now - trace.last_seen
-                    rootless = not trace.root_seen and idle >= lim.rootless_quiet_s
+                    # Spans that came after their trace's run was written wait only quiet_s:
+                    # their root is known not to be coming (it was in that run).
+                    rootless = not trace.root_seen and idle >= (lim.quiet_s if trace.late else lim.rootless_quiet_s)
                     if force or final or rootless or (trace.root_seen and idle >= lim.quiet_s):
                         self._evict(trace_id, incomplete=(final or rootless) and not trace.root_seen)
         return self._drain()

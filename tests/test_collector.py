@@ -233,21 +233,21 @@ def _poll(c, sql: str, until, timeout_s: float = 30.0) -> list:  # type: ignore[
 
 
 def test_a_late_call_counts_in_its_run_which_keeps_its_name_and_outcome(tmp_path: Path) -> None:
-    """A call that arrives after its run was written is stored as a rootless run under the same
-    run id (after ``rootless_quiet_s``). The run's record made with its root outranks that partial
-    one, so the run keeps its name, outcome and completeness; its totals, recomputed from the
-    calls, count all three calls."""
+    """A call that arrives after its run was written waits only ``quiet_s`` (not the 600 s of
+    ``rootless_quiet_s``: its root is known to have come) and is written as a partial run under the
+    same run id. The record made with the root outranks it, so the run keeps its name, outcome and
+    completeness; its totals, recomputed from the calls, count all three calls."""
     trace = 0xD2
     root = run_root("triage", 1, trace_id=trace, end_ms=100, attrs={"runmeter.run.outcome": "accepted"})
     calls = [llm(2, 1, "gpt-4o-mini", 1000, 100, trace_id=trace, start_ms=10), llm(3, 1, "gpt-4o-mini", 2000, 50, trace_id=trace, start_ms=40)]
     late = llm(4, 1, "gpt-4o-mini", 4000, 200, trace_id=trace, start_ms=60)
-    with running(tmp_path, quiet_s=0.3, rootless_quiet_s=0.5) as c:
+    with running(tmp_path, quiet_s=0.3) as c:  # rootless_quiet_s: 600 s
         assert post(c.http, request_bytes([root, *calls]))[0] == 200
         first = _poll(c, f"SELECT RunId FROM runmeter_runs WHERE TraceId = '{trace:032x}'", bool)
         assert len(first) == 1
         run_id = first[0][0]
         assert post(c.http, request_bytes([late]))[0] == 200
-        records = _poll(c, f"SELECT Incomplete, LlmCalls FROM runmeter_runs WHERE RunId = '{run_id}' ORDER BY Incomplete", lambda r: len(r) == 2)
+        records = _poll(c, f"SELECT Incomplete, LlmCalls FROM runmeter_runs WHERE RunId = '{run_id}' ORDER BY Incomplete", lambda r: len(r) == 2, 20)
         assert records == [(0, 2), (1, 1)]  # the whole record, then the late call's partial one
         current = c.writer.query(f"SELECT Name, Outcome, Incomplete FROM runmeter_runs FINAL WHERE RunId = '{run_id}'")
         assert current == [("triage", "accepted", 0)]
