@@ -59,6 +59,21 @@ _PROJECT_LEN = struct.Struct("<H")
 _Key = tuple[int, int]
 
 
+def _only(req: ExportTraceServiceRequest, keys: set[_Key]) -> ExportTraceServiceRequest:
+    """A copy of the request with only the spans whose (trace id, span id) is in ``keys``."""
+    out = ExportTraceServiceRequest()
+    for rs in req.resource_spans:
+        new_rs = out.resource_spans.add(schema_url=rs.schema_url)
+        new_rs.resource.CopyFrom(rs.resource)
+        for ss in rs.scope_spans:
+            new_ss = new_rs.scope_spans.add(schema_url=ss.schema_url)
+            new_ss.scope.CopyFrom(ss.scope)
+            for span in ss.spans:
+                if (int.from_bytes(span.trace_id, "big"), int.from_bytes(span.span_id, "big")) in keys:
+                    new_ss.spans.add().CopyFrom(span)
+    return out
+
+
 class Refused(Exception):
     """The request is refused as a whole; ``retryable`` ones carry a ``retry_after_s``."""
 
@@ -230,6 +245,45 @@ class _Tracker(SpanProcessor):
         for seq in done:
             self._wal.release(seq)
 
+    def waiting(self, seqs: Sequence[int]) -> dict[int, set[_Key]]:
+        """The spans still waiting to be written, of those of these log records processing has
+        taken (a record still queued for processing is left out)."""
+        with self._lock:
+            out: dict[int, set[_Key]] = {seq: set() for seq in seqs if seq in self._left}
+            if out:
+                for key, held in self._keys.items():
+                    for seq in held if isinstance(held, list) else (held,):
+                        if seq in out:
+                            out[seq].add(key)
+        return out
+
+    def carry(self, old: int, new: int, keys: set[_Key]) -> None:
+        """Log record ``new`` holds again the spans of ``old`` that were waiting: from now on
+        their insert releases ``new``; ``old`` is released (those written meanwhile released it)."""
+        moved = 0
+        release_old = False
+        with self._lock:
+            for key in keys:
+                held = self._keys.get(key)
+                if held == old:
+                    self._keys[key] = new
+                elif isinstance(held, list) and old in held:
+                    held[held.index(old)] = new
+                else:
+                    continue  # written since
+                moved += 1
+            if moved:
+                self._left[new] = moved
+            left = self._left.pop(old, 0) - moved
+            if left > 0:
+                self._left[old] = left
+            else:
+                release_old = True
+        if release_old:
+            self._wal.release(old)
+        if not moved:
+            self._wal.release(new)
+
     def _remember(self, key: int) -> None:
         """A written span (trace id and span id in one int), kept among the last ``recent`` ones
         to recognise a late retry (lock held)."""
@@ -365,6 +419,8 @@ class Collector:
         self.metrics.refused.add(1, {ERROR_TYPE: reason})
 
     def _durable(self, seq: int, item: Any) -> None:  # the log's writer thread, in sequence order
+        if item is None:
+            return  # spans carried forward (_carry_forward): already being processed
         req, project, n = item
         self.metrics.accepted.add(n)
         self._enqueued += 1
@@ -398,15 +454,23 @@ class Collector:
         except Exception:
             _log.exception("replaying the write-ahead log failed; its records stay for the next start")
         self.replayed.set()
+        carried = time.monotonic()
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                item = False
             if item is None:
                 return
-            seq, req, project, self._arrived = item
-            self._process(seq, req, project)
-            self._processed += 1
-            if self._queue.empty():
-                self._arrived = None
+            if item:
+                seq, req, project, self._arrived = item
+                self._process(seq, req, project)
+                self._processed += 1
+                if self._queue.empty():
+                    self._arrived = None
+            if time.monotonic() - carried >= 1.0:  # at most once a second: it looks at every unreleased record
+                carried = time.monotonic()
+                self._carry_forward()
 
     def _process(self, seq: int, req: ExportTraceServiceRequest, project: str | None) -> None:
         self.give_way()
@@ -419,6 +483,27 @@ class Collector:
             if i % 64 == 0:
                 self.give_way()
             self.processor.on_end(span)
+
+    def _carry_forward(self) -> None:
+        """Write again, at the tail of the log, the spans still waiting in its oldest segment.
+
+        A record is released only when all its spans are in ClickHouse, and the log deletes a
+        segment only when every record in it is released: one span held for long (a run still
+        open after hours, a rootless trace waiting ``rootless_quiet_s``) would keep every later
+        segment on disk. Its waiting spans are logged again in a record of their own, and the
+        old record is released, so the log on disk stays a few segments past what is unreleased.
+        """
+        if self.draining:
+            return
+        for seq, keys in self.tracker.waiting(self.wal.pinning()).items():
+            try:
+                project, data = _decode(self.wal.read(seq))
+                carried = _only(parse_request(data), keys)
+                new = self.wal.append(_encode(project, carried.SerializeToString()), None).result()
+            except Exception as exc:  # the log is full or unreadable: the record stays where it is
+                _log.warning("cannot carry log record %d forward: %s", seq, exc)
+                return
+            self.tracker.carry(seq, new, keys)
 
     def _replay(self) -> None:
         records = self.wal.replay

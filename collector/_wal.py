@@ -19,8 +19,10 @@ acknowledged) is cut off; a damaged record in an older segment is skipped and
 counted, never fatal.
 
 The log is bounded: :meth:`append` raises :class:`LogFull` when the records not
-yet released would pass ``max_bytes`` (on disk it holds at most one segment
-more), which the receivers turn into a retryable refusal.
+yet released would pass ``max_bytes``, which the receivers turn into a retryable
+refusal. On disk it also holds the released records after the oldest unreleased
+one; :meth:`WriteAheadLog.pinning` names the few records that keep a segment
+there, for the collector to log their waiting spans again at the tail.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class WriteAheadLog:
         self._segments: list[_Segment] = []
         self._released: set[int] = set()
         self._sizes: dict[int, int] = {}  # unreleased record -> its bytes
+        self._where: dict[int, tuple[Path, int]] = {}  # unreleased record -> its segment and offset
         self._unreleased = 0  # their sum (kept as it changes: append checks it per request)
         self._queued = 0  # bytes appended and not yet written
         self.damaged = 0
@@ -132,6 +135,7 @@ class WriteAheadLog:
                 if seq > self.watermark:
                     records.append(WalRecord(seq, payload))
                     self._sizes[seq] = end - pos
+                    self._where[seq] = (path, pos)
                     self._unreleased += end - pos
                 pos = end
             if pos < len(data):
@@ -226,8 +230,11 @@ class WriteAheadLog:
         if self._fsync:
             os.fdatasync(self._fd)
         with self._lock:
+            offset = self._active.size
             for seq, payload, _, _ in batch:
                 self._sizes[seq] = len(payload) + _HEADER.size
+                self._where[seq] = (self._active.path, offset)
+                offset += len(payload) + _HEADER.size
             self._unreleased += len(buf)
             self._queued -= len(buf)  # counted as unreleased now (_cond shares this lock)
             self._active.size += len(buf)
@@ -245,6 +252,34 @@ class WriteAheadLog:
             self._segments.append(seg)
             self._active = seg
 
+    def read(self, seq: int) -> bytes:
+        """The payload of unreleased record ``seq``, read back from its segment (CRC-checked)."""
+        with self._lock:
+            path, offset = self._where[seq]
+            size = self._sizes[seq]
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read(size)
+        length, crc, found = _HEADER.unpack_from(data)
+        payload = data[_HEADER.size:]
+        if found != seq or length != len(payload) or zlib.crc32(payload) != crc:
+            raise OSError(f"record {seq} in {path} does not read back intact")
+        return payload
+
+    def pinning(self) -> list[int]:
+        """Unreleased records that keep released ones on disk: those of the oldest segment, once
+        the log has more than two and they are less than a tenth of that segment (a few records
+        held for long - a run still open - that would otherwise keep every segment after it, not
+        a backlog). The caller may write them again at the tail and release them."""
+        with self._lock:
+            if len(self._segments) <= 2 or self._segments[0] is self._active:
+                return []
+            oldest = self._segments[0]
+            seqs = [seq for seq, (path, _) in self._where.items() if path == oldest.path]
+            if sum(self._sizes[seq] for seq in seqs) * 10 > oldest.size:
+                return []
+            return sorted(seqs)
+
     # --- release ---------------------------------------------------------------------------
 
     def release(self, seq: int) -> None:
@@ -254,6 +289,7 @@ class WriteAheadLog:
                 return
             self._released.add(seq)
             self._unreleased -= self._sizes.pop(seq, 0)
+            self._where.pop(seq, None)
             moved = False
             while self.watermark + 1 in self._released:
                 self._released.discard(self.watermark + 1)

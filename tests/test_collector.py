@@ -256,6 +256,27 @@ def test_a_late_call_counts_in_its_run_which_keeps_its_name_and_outcome(tmp_path
         assert totals == [(pytest.approx(mini_cost(7000, 350), rel=1e-9), 3)]
 
 
+def test_a_span_held_for_long_does_not_keep_the_log_on_disk(tmp_path: Path) -> None:
+    """A call whose parent never comes waits ``rootless_quiet_s`` (600 s); 120 runs after it are
+    written and released meanwhile. Its log record would keep every later segment on disk: the
+    call is carried forward into a record of its own instead (the run it came with is not), so
+    the log stays a few segments long, and the call is still written, once, when its trace ends."""
+    orphan = llm(5, 99, "gpt-4o-mini", 500, 50, trace_id=0xC0)  # its parent, span 99, never comes
+    first = request_bytes([orphan, *_run(0xC1)])
+    with running(tmp_path, wal_segment_bytes=16_384) as c:
+        wal = c.server.collector.wal
+        assert post(c.http, first)[0] == 200
+        for t in range(120):
+            assert post(c.http, request_bytes(_run(0xC100 + t)))[0] == 200
+        segments = _poll(c, "SELECT 1", lambda _: wal.pending == 1 and len(list((tmp_path / "wal").glob("*.wal"))) <= 4)
+        assert segments and wal.pending == 1 and len(list((tmp_path / "wal").glob("*.wal"))) <= 4
+        assert wal.pending_bytes < len(first) / 2  # the call alone, not the run it came with
+        assert c.writer.query(f"SELECT count() FROM otel_traces WHERE TraceId = '{0xC0:032x}'") == [(0,)]
+        assert c.rows(f"SELECT count() FROM otel_traces WHERE TraceId = '{0xC0:032x}'") == [(1,)]  # flushed: its trace ends
+        assert c.rows("SELECT count() FROM otel_traces") == [(1 + 3 * 121,)]
+        assert wal.pending == 0
+
+
 def test_a_retried_request_is_stored_once(tmp_path: Path) -> None:
     """An OTLP client that never got its acknowledgement sends the request again: the spans are
     stored once and the run's calls counted once, whether the copy comes while the run is still

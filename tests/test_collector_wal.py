@@ -108,6 +108,22 @@ def test_concurrent_appends_share_fsyncs(tmp_path: Path, monkeypatch: pytest.Mon
     assert len(WriteAheadLog(tmp_path).replay) == 200
 
 
+def test_records_pinning_the_log_are_named_and_read_back(tmp_path: Path) -> None:
+    """Past two segments, the few unreleased records of the oldest one are named (to be written
+    again at the tail), and read back intact; a backlog - most of it unreleased - is not."""
+    wal = WriteAheadLog(tmp_path, segment_bytes=1000)
+    payloads = [bytes([i]) * 50 for i in range(1, 51)]  # 16 records a segment: four segments
+    seqs = [wal.append(p).result(timeout=10) for p in payloads]
+    assert wal.pinning() == []  # all unreleased: a backlog, not a few held records
+    for seq in seqs[1:]:
+        wal.release(seq)
+    assert wal.pinning() == [seqs[0]]
+    assert wal.read(seqs[0]) == payloads[0]
+    wal.release(seqs[0])
+    assert wal.pinning() == [] and len(list(tmp_path.glob("*.wal"))) == 1  # only the active segment is left
+    wal.close()
+
+
 def test_the_log_refuses_past_its_bound_and_takes_again_after_release(tmp_path: Path) -> None:
     wal = WriteAheadLog(tmp_path, max_bytes=100)
     _append_all(wal, [b"x" * 30, b"y" * 30])  # 2 x (16-byte header + 30)
