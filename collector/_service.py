@@ -459,10 +459,10 @@ class Collector:
             try:
                 item = self._queue.get(timeout=1.0)
             except queue.Empty:
-                item = False
-            if item is None:
-                return
-            if item:
+                pass
+            else:
+                if item is None:
+                    return
                 seq, req, project, self._arrived = item
                 self._process(seq, req, project)
                 self._processed += 1
