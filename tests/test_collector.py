@@ -194,33 +194,6 @@ def test_times_past_2262_are_refused_and_never_stall_the_store(tmp_path: Path) -
         assert events == [(f"{n:016x}", 0) for n in (1, 2, 3)]
 
 
-def test_a_run_is_quiet_by_arrival_not_by_processing_time(tmp_path: Path) -> None:
-    """One request holds a run's root first and its two calls last, with 20,000 spans of other runs
-    between them: processing them takes the collector longer than the quiet period. The spans
-    arrived together, so the run completes once, whole - not as a root-only run plus its calls
-    waiting ``rootless_quiet_s`` (600 s) to be written as a second, rootless one."""
-    first, *calls = _run(0xD1)
-    filler = []
-    for t in range(5000):
-        filler += [run_root("filler", 1, trace_id=0x100000 + t, end_ms=50), *(llm(s, 1, "gpt-4o-mini", 10, 1, trace_id=0x100000 + t) for s in (2, 3, 4))]
-    body = request_bytes([first, *filler, *calls])
-    trace = f"{0xD1:032x}"
-    with running(tmp_path, quiet_s=0.5) as c:
-        assert post(c.http, body)[0] == 200
-        deadline = time.monotonic() + 60
-        rows: list = []  # type: ignore[type-arg]
-        while time.monotonic() < deadline:  # no flush: that would complete every trace at once
-            c.writer.flush(5)
-            rows = c.writer.query(f"SELECT CostUsd, LlmCalls, Incomplete FROM runmeter_runs WHERE TraceId = '{trace}'")
-            if rows:
-                break
-            time.sleep(0.2)
-        time.sleep(1.0)  # a second record, if any, would follow the first within the quiet period
-        c.writer.flush(5)
-        rows = c.writer.query(f"SELECT CostUsd, LlmCalls, Incomplete FROM runmeter_runs WHERE TraceId = '{trace}'")
-        assert rows == [(pytest.approx(mini_cost(3000, 150)), 2, False)]
-
-
 def _poll(c, sql: str, until, timeout_s: float = 30.0) -> list:  # type: ignore[no-untyped-def, type-arg]
     """The query's rows once ``until(rows)`` holds (no collector flush: that completes every trace)."""
     deadline = time.monotonic() + timeout_s
@@ -230,6 +203,26 @@ def _poll(c, sql: str, until, timeout_s: float = 30.0) -> list:  # type: ignore[
         if until(rows) or time.monotonic() > deadline:
             return rows
         time.sleep(0.1)
+
+
+def test_a_run_is_quiet_by_arrival_not_by_processing_time(tmp_path: Path) -> None:
+    """One request holds a run's root first and its two calls last, with 20,000 spans of other runs
+    between them: processing them takes the collector longer than the quiet period. The spans
+    arrived together, so the run completes once, whole - not as a root-only run followed by a
+    second, partial one holding its calls."""
+    first, *calls = _run(0xD1)
+    filler = []
+    for t in range(5000):
+        filler += [run_root("filler", 1, trace_id=0x100000 + t, end_ms=50), *(llm(s, 1, "gpt-4o-mini", 10, 1, trace_id=0x100000 + t) for s in (2, 3, 4))]
+    body = request_bytes([first, *filler, *calls])
+    trace = f"{0xD1:032x}"
+    with running(tmp_path, quiet_s=0.5) as c:
+        assert post(c.http, body)[0] == 200
+        sql = f"SELECT CostUsd, LlmCalls, Incomplete FROM runmeter_runs WHERE TraceId = '{trace}'"
+        assert _poll(c, sql, bool, 60)
+        time.sleep(1.0)  # a second record, if any, would follow the first within the quiet period
+        rows = _poll(c, sql, bool)
+        assert rows == [(pytest.approx(mini_cost(3000, 150)), 2, False)]
 
 
 def test_a_late_call_counts_in_its_run_which_keeps_its_name_and_outcome(tmp_path: Path) -> None:
