@@ -98,14 +98,15 @@ def _finisher(handler: GenAIHandler, spec: MethodSpec, call: Any) -> Finisher:
     )
 
 
-def _after(handler: GenAIHandler, spec: MethodSpec, call: Any, result: Any, stream_type: type) -> Any:
+def _after(handler: GenAIHandler, spec: MethodSpec, call: Any, result: Any, stream_type: type, parsed: Any = None) -> Any:
+    """``parsed``: the response object behind an async raw response, already awaited."""
     try:
         if call.inv.stream:
             if _is_raw(result):
                 handler.finish(call, estimated=True)  # raw streamed response: its stream is the user's to parse
                 return result
             return stream_type(result, _finisher(handler, spec, call))
-        spec.read(call.inv, _parsed(result))
+        spec.read(call.inv, parsed if parsed is not None else _parsed(result))
         handler.finish(call)
     except Exception as exc:
         internal_error(f"{spec.name}.response", exc)
@@ -145,6 +146,14 @@ def async_wrapper(handler: GenAIHandler, spec: MethodSpec) -> Callable[..., Any]
             handler.fail(call, exc)
             raise
         detach(token)
-        return _after(handler, spec, call, result, AsyncStream)
+        parsed = None
+        if not call.inv.stream and _is_raw(result):
+            try:
+                parsed = await result.parse()  # an async raw response parses in a coroutine (cached by the SDK)
+            except Exception as exc:
+                internal_error(f"{spec.name}.parse", exc)
+                handler.finish(call, estimated=True)
+                return result
+        return _after(handler, spec, call, result, AsyncStream, parsed)
 
     return wrapper

@@ -18,6 +18,8 @@ from collections.abc import Collection
 from typing import Any
 
 import wrapt
+from opentelemetry import trace
+from opentelemetry.context import attach, detach
 
 from runmeter.conventions import genai as G
 from runmeter.instrumentation._base import ProviderInstrumentor, Target
@@ -132,11 +134,14 @@ class _StreamManager(wrapt.ObjectProxy):  # type: ignore[misc]
         self._self_stream: Any = None
 
     def __enter__(self) -> Any:
+        token = attach(trace.set_span_in_context(self._self_call.span))  # the SDK's own span nests under ours
         try:
             self._self_stream = self.__wrapped__.__enter__()
         except BaseException as exc:
             self._self_handler.fail(self._self_call, exc)
             raise
+        finally:
+            detach(token)
         return self._self_stream
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
@@ -146,11 +151,14 @@ class _StreamManager(wrapt.ObjectProxy):  # type: ignore[misc]
             self._self_end(exc)
 
     async def __aenter__(self) -> Any:
+        token = attach(trace.set_span_in_context(self._self_call.span))
         try:
             self._self_stream = await self.__wrapped__.__aenter__()
         except BaseException as exc:
             self._self_handler.fail(self._self_call, exc)
             raise
+        finally:
+            detach(token)
         return self._self_stream
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:

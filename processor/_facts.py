@@ -23,7 +23,9 @@ from runmeter.conventions import attributes as A
 from runmeter.processor._budget import Breach, Budget
 from runmeter.processor.pricing import PriceBook, TokenUsage
 
-__all__ = ["KIND_AGENT", "KIND_LLM", "KIND_OTHER", "KIND_TOOL", "SpanFacts", "facts_of", "read_span", "remember", "short_hash"]
+__all__ = [
+    "KIND_AGENT", "KIND_LLM", "KIND_OTHER", "KIND_TOOL", "SpanFacts", "facts_of", "mark_duplicate", "read_span", "remember", "short_hash",
+]
 
 KIND_OTHER, KIND_LLM, KIND_TOOL, KIND_AGENT = 0, 1, 2, 3
 _SERVICE_NAME = "service.name"
@@ -74,7 +76,7 @@ class SpanFacts:
 
     @property
     def unpriced(self) -> bool:
-        return self.kind == KIND_LLM and self.cost is None
+        return self.kind == KIND_LLM and self.cost is None and not self.duplicate
 
 
 _RUNMETER_STRINGS = {
@@ -183,6 +185,26 @@ def _service_of(resource: Any) -> str:
     return service
 
 
+# A duplicate span (an SDK's own span under an instrumentation's, one call seen twice) carries no
+# cost of its own, so a sum over spans in any tool counts the call once. None removes an attribute
+# from the span's copy (see ``RunProcessor._copy``).
+_COST_ATTRIBUTES = (
+    A.RUNMETER_COST_USD, A.RUNMETER_COST_SOURCE, A.RUNMETER_COST_ESTIMATED, A.RUNMETER_COST_UNPRICED,
+    A.GEN_AI_USAGE_COST_AMOUNT, A.GEN_AI_USAGE_COST_CURRENCY, A.GEN_AI_USAGE_COST_SOURCE,
+)
+
+
+def mark_duplicate(facts: SpanFacts, added: dict[str, Any]) -> None:
+    """Flag ``facts``' span as a duplicate of a counted call: its cost attributes go, its facts lose the cost."""
+    facts.duplicate = True
+    facts.cost = None
+    facts.cost_source = ""
+    facts.estimated = False
+    for key in _COST_ATTRIBUTES:
+        added[key] = None
+    added[A.RUNMETER_COST_DUPLICATE] = True
+
+
 _FACTS_SLOT = "_runmeter_facts"
 
 
@@ -272,6 +294,8 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
         return facts, added
     if fields.has_tokens:
         facts.usage = _usage(fields)
+    if facts.duplicate:
+        return facts, added  # counted in another span: no cost of its own
     own = _decimal(attrs.get(A.RUNMETER_COST_USD))
     if own is not None:
         facts.cost = own

@@ -48,7 +48,9 @@ from runmeter.conventions import DialectMap, load_dialects
 from runmeter.conventions import attributes as A
 from runmeter.conventions import genai as G
 from runmeter.processor._assembly import assemble, run_id_for
-from runmeter.processor._facts import _FACTS_SLOT, KIND_LLM, KIND_TOOL, SpanFacts, attributes_of as _attributes_of, read_span, remember, stamp
+from runmeter.processor._facts import (
+    _FACTS_SLOT, KIND_LLM, KIND_TOOL, SpanFacts, attributes_of as _attributes_of, mark_duplicate, read_span, remember, stamp,
+)
 from runmeter.processor._ledger import RunLedger
 from runmeter.processor._live import INSTRUMENTATION_SCOPE, LiveRun, current_run
 from runmeter.processor._loops import LoopSignal
@@ -227,7 +229,7 @@ class RunProcessor(SpanProcessor):
         if self._mode == "local":
             entry = self._live.get(facts.span_id)
             if facts.kind == KIND_LLM and entry is not None and self._inside_llm_call(entry):
-                added[A.RUNMETER_COST_DUPLICATE] = True  # an SDK's own span under an instrumentation's
+                mark_duplicate(facts, added)  # an SDK's own span under an instrumentation's
             else:
                 scope = span.instrumentation_scope
                 if scope is None or scope.name != INSTRUMENTATION_SCOPE:  # runmeter's own spans feed it themselves
@@ -265,7 +267,6 @@ class RunProcessor(SpanProcessor):
         out = _copy(span, added) if added else span
         if added:  # what the copy says now
             facts.run_id = added.get(A.RUNMETER_RUN_ID, facts.run_id)
-            facts.duplicate = added.get(A.RUNMETER_COST_DUPLICATE, facts.duplicate)
         remember(out, facts)
         return out
 
@@ -401,12 +402,11 @@ class RunProcessor(SpanProcessor):
                     added[A.RUNMETER_RUN_ID] = run_id
                     if run_id in implicit_runs:
                         added[A.RUNMETER_RUN_IMPLICIT] = True
-                if sid in duplicates:
-                    added[A.RUNMETER_COST_DUPLICATE] = True
+                if sid in duplicates and facts is not None:
+                    mark_duplicate(facts, added)
                 out = _copy(span, added) if added else span
                 if facts is not None:  # the exporter reads them instead of reading the span again
                     facts.run_id = added.get(A.RUNMETER_RUN_ID, facts.run_id)
-                    facts.duplicate = added.get(A.RUNMETER_COST_DUPLICATE, facts.duplicate)
                     remember(out, facts)
             except Exception as exc:
                 internal_error("forward", exc)
@@ -487,8 +487,10 @@ class RunProcessor(SpanProcessor):
 
 
 def _copy(span: ReadableSpan, added: dict[str, Any]) -> ReadableSpan:
-    """The span with ``added`` attributes (an ended span cannot be changed)."""
+    """The span with ``added`` attributes (an ended span cannot be changed); a None value removes one."""
     attrs = {**_attributes_of(span), **added}
+    if None in added.values():
+        attrs = {k: v for k, v in attrs.items() if v is not None}
     if type(span) is ReadableSpan:  # the SDK's own: every field as it is, the attributes replaced
         out = _blank(ReadableSpan)
         fields = out.__dict__

@@ -92,19 +92,81 @@ def test_messages_stream_helper(rig: Rig, is_async: bool) -> None:
     check(ours(rig))
 
 
-def test_sdk_span_and_ours_are_one_call(rig: Rig) -> None:
-    rig.sim.queue(reply())
+# claude-haiku-4-5, the issue's run: 40 uncached x $1/M + 1,000 read x $0.10/M + 200 written x $1.25/M
+# + 30 out x $5/M = $0.00004 + $0.0001 + $0.00025 + $0.00015 = $0.000540 a call.
+SMALL_COST = Decimal("0.000540")
+
+
+def small() -> Reply:
+    return Reply(text="ok", input_tokens=40, output_tokens=30, cached_tokens=1_000, cache_write_tokens=200)
+
+
+def _call(client, path: str) -> None:  # type: ignore[no-untyped-def]
+    """One model call down one client path (sync)."""
+    kw = {"model": "claude-haiku-4-5", "max_tokens": 300, "messages": MSG}
+    if path == "create":
+        client.messages.create(**kw)
+    elif path == "create_stream":
+        for _ in client.messages.create(stream=True, **kw):
+            pass
+    elif path == "stream_helper":
+        with client.messages.stream(**kw) as stream:
+            "".join(stream.text_stream)
+    elif path == "stream_final_message":
+        with client.messages.stream(**kw) as stream:
+            stream.get_final_message()
+    elif path == "raw_response":
+        client.messages.with_raw_response.create(**kw).parse()
+
+
+async def _acall(client, path: str) -> None:  # type: ignore[no-untyped-def]
+    kw = {"model": "claude-haiku-4-5", "max_tokens": 300, "messages": MSG}
+    if path == "create":
+        await client.messages.create(**kw)
+    elif path == "create_stream":
+        async for _ in await client.messages.create(stream=True, **kw):
+            pass
+    elif path in ("stream_helper", "stream_final_message"):
+        async with client.messages.stream(**kw) as stream:
+            await stream.get_final_message()
+    elif path == "raw_response":
+        await (await client.messages.with_raw_response.create(**kw)).parse()
+
+
+PATHS = ["create", "create_stream", "stream_helper", "stream_final_message", "raw_response"]
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+@pytest.mark.parametrize("path", PATHS)
+def test_one_call_is_counted_once_with_the_sdks_own_span(rig: Rig, path: str, is_async: bool) -> None:
+    """anthropic 2.x emits its own ``anthropic.messages.create`` span: it nests under ours on every
+    path, is flagged a duplicate and carries no cost, so a sum over spans counts the call once."""
+    rig.sim.queue(small())
+    rig.sim.queue(small())
     with runmeter.run("claude-run", tracer_provider=rig.tracer_provider):
-        rig.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=300, messages=MSG)
-    sdk_spans = [s for s in rig.spans() if s.name == "anthropic.messages.create"]
-    assert len(sdk_spans) == 1, "the anthropic SDK emits its own span"
-    sdk = sdk_spans[0]
-    assert sdk.parent.span_id == ours(rig).context.span_id
-    assert sdk.attributes["runmeter.cost.duplicate"] is True
+        if is_async:
+            async def go() -> None:
+                async with rig.async_anthropic() as client:
+                    await _acall(client, "create")
+                    await _acall(client, path)
+            asyncio.run(go())
+        else:
+            client = rig.anthropic()
+            _call(client, "create")
+            _call(client, path)
     rig.processor.force_flush()
+    ours_ = rig.llm_spans()
+    sdk = [s for s in rig.spans() if s.name == "anthropic.messages.create"]
+    assert len(ours_) == 2 and len(sdk) == 2, "the anthropic SDK emits its own span per call"
+    assert {s.parent.span_id for s in sdk} == {s.context.span_id for s in ours_}
+    for s in sdk:
+        assert s.attributes["runmeter.cost.duplicate"] is True
+        assert not any("cost" in k and k != "runmeter.cost.duplicate" for k in s.attributes), dict(s.attributes)
+    costed = [s.attributes["runmeter.cost.usd"] for s in rig.spans() if "runmeter.cost.usd" in s.attributes]
+    assert sum(Decimal(str(c)) for c in costed) == 2 * SMALL_COST
     (record,) = rig.sink.runs
-    assert record.llm_calls == 1
-    assert record.cost_usd == Decimal(str(HAIKU_COST))
+    assert record.llm_calls == 2
+    assert record.cost_usd == 2 * SMALL_COST == Decimal("0.001080")
 
 
 def test_rate_limit_error(rig: Rig) -> None:
