@@ -57,6 +57,7 @@ class GenAIFields:
     tool_name: str | None = None
     tool_arguments: str | None = None
     agent_name: str | None = None
+    invalid_usage: str | None = None  # "name=value" of a token attribute that is not a count
 
     @property
     def model(self) -> str | None:
@@ -116,6 +117,7 @@ class _Plan:
     own: tuple[tuple[str, str], ...]  # name, key in GenAIFields.own
     operation: tuple[str, dict[str, str]] | None  # the best-ranked operation attribute present, its values
     dialect: Dialect | None
+    tool_call: bool = False  # an attribute that only a tool call carries is present
 
 
 _MAX_PLANS = 4096
@@ -141,6 +143,7 @@ class DialectMap:
         )
         self.provider_aliases: dict[str, str] = dict(doc.get("provider_aliases", {}))
         self.price_providers: dict[str, str] = dict(doc.get("price_providers", {}))
+        self.tool_call_implied_by = frozenset(doc.get("tool_call_implied_by", ()))
         # attribute name -> [(field, rank, converter)], so reading walks the span's attributes once
         self._index: dict[str, list[tuple[str, int, Callable[[Any], Any]]]] = {}
         for name, keys in self.fields.items():
@@ -175,10 +178,13 @@ class DialectMap:
         out = _blank(GenAIFields)
         for field_name, names, conv in plan.fields:
             for name in names:
-                value = conv(attrs[name])
+                raw = attrs[name]
+                value = conv(raw)
                 if value is not None:
                     setattr(out, field_name, value)
                     break
+                if conv is _as_int and out.invalid_usage is None:
+                    out.invalid_usage = f"{name}={raw!r}"[:200]
         if plan.own:
             own = {}
             for name, slot in plan.own:
@@ -201,8 +207,10 @@ class DialectMap:
             if out.provider in dialect.input_excludes_cache_for and out.input_tokens is not None:
                 out.input_tokens += (out.cache_read_tokens or 0) + (out.cache_write_tokens or 0)
         if out.operation is None and plan.operation is None and self.tokens_imply_llm_call:
-            if out.has_tokens and out.model:
+            if (out.has_tokens or out.invalid_usage is not None) and out.model:
                 out.operation = "chat"
+        if out.operation is None and plan.tool_call and not out.has_tokens:
+            out.operation = "execute_tool"  # a tool span that names its tool but not its operation
         return out
 
     def _compile(self, keys: tuple[str, ...]) -> _Plan:
@@ -229,6 +237,7 @@ class DialectMap:
             own=tuple(own),
             operation=(op[1], self.operation_rules[op[0]][1]) if op is not None else None,
             dialect=self.dialects[dialect_rank] if dialect_rank < len(self.dialects) else None,
+            tool_call=not self.tool_call_implied_by.isdisjoint(keys),
         )
         if len(self._plans) >= _MAX_PLANS:
             self._plans.clear()  # bounded whatever attribute names arrive

@@ -83,6 +83,9 @@ RUNMETER_COST_ESTIMATED: Final = 'runmeter.cost.estimated'
 RUNMETER_COST_UNPRICED: Final = 'runmeter.cost.unpriced'
 """True when no price is known for the model; then runmeter.cost.usd is absent."""
 
+RUNMETER_COST_UNPRICED_REASON: Final = 'runmeter.cost.unpriced_reason'
+"""Why a call is unpriced, beside runmeter.cost.unpriced."""
+
 RUNMETER_COST_EXTERNAL_USD: Final = 'runmeter.cost.external_usd'
 """A cost another instrumentation put on the span, kept apart from runmeter's own figure."""
 

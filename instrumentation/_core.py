@@ -30,7 +30,8 @@ from runmeter.conventions import load_dialects
 from runmeter.processor import BudgetExceeded, PriceBook, TokenUsage, current_run, short_hash
 from runmeter.processor._facts import stamp
 from runmeter.processor._live import INSTRUMENTATION_SCOPE, LiveRun
-from runmeter.processor._selfcheck import internal_error
+from runmeter.processor._selfcheck import bad_value, internal_error
+from runmeter.processor.pricing import UNPRICED_INVALID_USAGE, UNPRICED_NO_USAGE
 
 __all__ = ["CaptureMode", "GenAIHandler", "Invocation", "given", "hash_json", "parse_capture_mode"]
 
@@ -215,7 +216,13 @@ class GenAIHandler:
                     output_tokens=max(1, sum(len(t) for t in inv.output_text) // 4),
                 )
             cost_usd = None
-            if usage is not None:
+            problem = usage.problem() if usage is not None else None
+            if problem is not None:  # priced from what is left, the call would look cheaper than it was
+                bad_value(f"{inv.provider} usage", f"token counts that are not counts ({problem})")
+                usage = None
+                attrs[A.RUNMETER_COST_UNPRICED] = True
+                attrs[A.RUNMETER_COST_UNPRICED_REASON] = UNPRICED_INVALID_USAGE
+            elif usage is not None:
                 attrs[G.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
                 attrs[G.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
                 if usage.cache_read_tokens:
@@ -234,6 +241,7 @@ class GenAIHandler:
                 cost.write_attributes(attrs)
             else:
                 attrs[A.RUNMETER_COST_UNPRICED] = True
+                attrs.setdefault(A.RUNMETER_COST_UNPRICED_REASON, UNPRICED_NO_USAGE)
             if self.capture.any and inv.output_messages is not None:
                 out_json = json.dumps(inv.output_messages, default=str)
                 if self.capture.on_span:

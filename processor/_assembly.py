@@ -117,7 +117,8 @@ def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete:
         if len(members) < 2:
             continue
         with_tokens = [m for m in members if m.usage is not None]
-        pool = with_tokens or members
+        # A span already flagged a duplicate where it ended (local mode) has given up its cost.
+        pool = [m for m in with_tokens if not m.duplicate] or with_tokens or members
         counted = min(pool, key=lambda m: (depth[m.span_id], m.start_ns, m.span_id))
         duplicates.update(m.span_id for m in members if m is not counted)
 

@@ -21,13 +21,15 @@ from opentelemetry.trace import StatusCode
 from runmeter.conventions import DialectMap, GenAIFields
 from runmeter.conventions import attributes as A
 from runmeter.processor._budget import Breach, Budget
-from runmeter.processor.pricing import PriceBook, TokenUsage
+from runmeter.processor._selfcheck import bad_value
+from runmeter.processor.pricing import UNPRICED_INVALID_USAGE, UNPRICED_NO_PRICE, UNPRICED_NO_USAGE, PriceBook, TokenUsage
 
 __all__ = [
     "KIND_AGENT", "KIND_LLM", "KIND_OTHER", "KIND_TOOL", "SpanFacts", "facts_of", "mark_duplicate", "read_span", "remember", "short_hash",
 ]
 
 KIND_OTHER, KIND_LLM, KIND_TOOL, KIND_AGENT = 0, 1, 2, 3
+_TOOL_SPAN_PREFIX = "execute_tool "
 _SERVICE_NAME = "service.name"
 
 
@@ -188,10 +190,11 @@ def _service_of(resource: Any) -> str:
 # A duplicate span (an SDK's own span under an instrumentation's, one call seen twice) carries no
 # cost of its own, so a sum over spans in any tool counts the call once. None removes an attribute
 # from the span's copy (see ``RunProcessor._copy``).
-_COST_ATTRIBUTES = (
-    A.RUNMETER_COST_USD, A.RUNMETER_COST_SOURCE, A.RUNMETER_COST_ESTIMATED, A.RUNMETER_COST_UNPRICED,
+_PRICE_ATTRIBUTES = (
+    A.RUNMETER_COST_USD, A.RUNMETER_COST_SOURCE, A.RUNMETER_COST_ESTIMATED,
     A.GEN_AI_USAGE_COST_AMOUNT, A.GEN_AI_USAGE_COST_CURRENCY, A.GEN_AI_USAGE_COST_SOURCE,
 )
+_COST_ATTRIBUTES = (*_PRICE_ATTRIBUTES, A.RUNMETER_COST_UNPRICED, A.RUNMETER_COST_UNPRICED_REASON)
 
 
 def mark_duplicate(facts: SpanFacts, added: dict[str, Any]) -> None:
@@ -234,6 +237,8 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
     parent = span.parent
     fields = dialects.read(attrs)
     op = fields.operation
+    if op is None and span.name.startswith(_TOOL_SPAN_PREFIX) and not fields.has_tokens:
+        op = fields.operation = "execute_tool"  # util-genai's tool spans name the operation only here
     if fields.is_llm_call:
         kind = KIND_LLM
     elif op == "execute_tool":
@@ -287,7 +292,8 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
     if kind == KIND_TOOL and facts.args_hash is None and fields.tool_arguments is not None:
         facts.args_hash = short_hash(fields.tool_arguments)
     if kind == KIND_TOOL and facts.tool_name is None:
-        facts.tool_name = span.name
+        name = span.name
+        facts.tool_name = name[len(_TOOL_SPAN_PREFIX):] or name if name.startswith(_TOOL_SPAN_PREFIX) else name
 
     added: dict[str, Any] = {}
     if kind != KIND_LLM:
@@ -296,6 +302,17 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
         facts.usage = _usage(fields)
     if facts.duplicate:
         return facts, added  # counted in another span: no cost of its own
+    if fields.invalid_usage is not None:
+        # Priced from the counts that are left, the call would look cheaper than it was.
+        bad_value("span usage", f"a token count that is not a count ({fields.invalid_usage}) on {span.name!r}")
+        facts.usage = None
+        if attrs.get(A.RUNMETER_COST_UNPRICED) is not True:
+            added[A.RUNMETER_COST_UNPRICED] = True
+            added[A.RUNMETER_COST_UNPRICED_REASON] = UNPRICED_INVALID_USAGE
+        if A.RUNMETER_COST_USD in attrs:  # another pass priced it from the same bad counts
+            for key in _PRICE_ATTRIBUTES:
+                added[key] = None
+        return facts, added
     own = _decimal(attrs.get(A.RUNMETER_COST_USD))
     if own is not None:
         facts.cost = own
@@ -314,8 +331,10 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
             added.update(cost.attributes())
         else:
             added[A.RUNMETER_COST_UNPRICED] = True
+            added[A.RUNMETER_COST_UNPRICED_REASON] = UNPRICED_NO_PRICE if cost is not None else UNPRICED_INVALID_USAGE
     elif facts.usage is None and attrs.get(A.RUNMETER_COST_UNPRICED) is not True:
         added[A.RUNMETER_COST_UNPRICED] = True
+        added[A.RUNMETER_COST_UNPRICED_REASON] = UNPRICED_NO_USAGE
     if facts.external_cost is not None and A.RUNMETER_COST_EXTERNAL_USD not in attrs:
         added[A.RUNMETER_COST_EXTERNAL_USD] = facts.external_cost
     return facts, added

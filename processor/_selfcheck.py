@@ -12,11 +12,12 @@ import os
 import threading
 from collections import Counter
 
-__all__ = ["internal_error", "internal_error_counts"]
+__all__ = ["bad_value", "bad_value_counts", "internal_error", "internal_error_counts"]
 
 _log = logging.getLogger("runmeter")
 _lock = threading.Lock()
 _counts: Counter[str] = Counter()
+_bad: Counter[str] = Counter()
 
 
 def internal_error(where: str, exc: BaseException) -> None:
@@ -33,3 +34,19 @@ def internal_error(where: str, exc: BaseException) -> None:
 def internal_error_counts() -> dict[str, int]:
     with _lock:
         return dict(_counts)
+
+
+def bad_value(where: str, detail: str) -> None:
+    """Input runmeter cannot use (a token count that is not a count, ...): log the first per place, count all.
+
+    Not runmeter's failure, so never raised, under pytest or not."""
+    with _lock:
+        _bad[where] += 1
+        first = _bad[where] == 1
+    if first:
+        _log.warning("runmeter: %s: %s (the call is kept, marked unpriced; further ones counted, not logged)", where, detail)
+
+
+def bad_value_counts() -> dict[str, int]:
+    with _lock:
+        return dict(_bad)

@@ -87,11 +87,15 @@ class TokenUsage:
         cache_read_input_tokens: int | None = None,
         cache_creation_input_tokens: int | None = None,
     ) -> TokenUsage:
-        """Anthropic reports cache reads and writes *apart* from ``input_tokens``."""
+        """Anthropic reports cache reads and writes *apart* from ``input_tokens``.
+
+        A part that is not a count is kept as it came, so :meth:`problem` names it."""
+        inp = input_tokens or 0
         read = cache_read_input_tokens or 0
         write = cache_creation_input_tokens or 0
+        total = inp + read + write if type(inp) is int and type(read) is int and type(write) is int else inp
         return cls(
-            input_tokens=(input_tokens or 0) + read + write,
+            input_tokens=total,
             output_tokens=output_tokens or 0,
             cache_read_tokens=read,
             cache_write_tokens=write,
@@ -100,6 +104,18 @@ class TokenUsage:
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    def problem(self) -> str | None:
+        """What makes these counts unusable (a part that is not a count, parts past their totals), or None."""
+        for name in _TOKEN_NAMES:
+            v = getattr(self, name)
+            if type(v) is not int or not 0 <= v <= MAX_TOKENS:
+                return f"{name}={v!r}"
+        try:
+            self.validate()
+        except ValueError as exc:
+            return str(exc)
+        return None
 
     def validate(self) -> None:
         """Raise ``ValueError`` if the parts exceed their totals."""
@@ -121,6 +137,15 @@ class TokenUsage:
             raise ValueError(
                 f"invalid usage: reasoning_tokens ({self.reasoning_tokens}) exceed output_tokens ({self.output_tokens})"
             )
+
+
+# Why a call is unpriced (runmeter.cost.unpriced_reason).
+UNPRICED_NO_PRICE = "no_price"
+UNPRICED_NO_USAGE = "no_usage"
+UNPRICED_INVALID_USAGE = "invalid_usage"
+# A token count past this is not a count (the store's columns are 64-bit; sums must fit too).
+MAX_TOKENS = 10**15
+_TOKEN_NAMES = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +175,7 @@ class Cost:
         """:meth:`attributes`, written into ``out`` (the instrumentation's per-call dict)."""
         if self.total is None:
             out[A.RUNMETER_COST_UNPRICED] = True
+            out[A.RUNMETER_COST_UNPRICED_REASON] = UNPRICED_NO_PRICE
             return
         usd = float(self.total)
         out[A.RUNMETER_COST_USD] = usd

@@ -81,7 +81,9 @@ def policy(req: Request) -> Reply:
         out, reasoning = 180, 0
     usage: dict[str, Any] = dict(input_tokens=inp, output_tokens=out + reasoning, cached_tokens=max(0, cached), reasoning_tokens=reasoning)
     if "claude" in model:  # Anthropic counts the cache apart from input_tokens
-        usage = dict(input_tokens=inp - max(0, cached) - 300, output_tokens=out, cached_tokens=max(0, cached), cache_write_tokens=300)
+        cached = max(0, cached)
+        written = min(300, inp - cached)  # never more than is left: the uncached count is never negative
+        usage = dict(input_tokens=inp - cached - written, output_tokens=out, cached_tokens=cached, cache_write_tokens=written)
     if "[loop]" in task:
         return Reply(tool_calls=[ToolCall("read_file", {"path": "app.py"})], **usage)
     plan = [ToolCall("search", {"query": "def add"}), ToolCall("read_file", {"path": "app.py"}),
@@ -106,6 +108,12 @@ def _agent(script: str, model: str, tasks: list[str], env: dict[str, str], owner
     if proc.returncode != 0:
         console.print(proc.stderr[-4000:])
         raise SystemExit(f"the agent {script} failed (exit {proc.returncode})")
+    # runmeter never breaks the agent, so its own failures and the bad values it met are only logged:
+    # the demo fails on them, so a wrong number cannot hide behind a passing demo.
+    complaints = [line for line in proc.stderr.splitlines() if line.startswith("runmeter: ")]
+    if complaints:
+        console.print(proc.stderr[-4000:])
+        raise SystemExit(f"the agent {script} ran, but runmeter complained: {complaints[0]}")
 
 
 def _cli(*args: str, env: dict[str, str]) -> None:

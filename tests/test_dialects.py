@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from opentelemetry.trace import SpanKind
 
 from runmeter.conventions import load_dialects
@@ -19,6 +20,7 @@ from tests.spans import (
     OPENLLMETRY_OPENAI_CHAT,
     OPENLLMETRY_TOOL,
     OPENLLMETRY_WORKFLOW,
+    llm,
     make_span,
     run_root,
 )
@@ -216,3 +218,63 @@ def test_spans_with_the_same_attribute_names_are_read_each_with_its_own_values()
     second = D.read(dict(zip(names, ("embeddings", "anthropic", "claude-haiku-4-5", "lots", 7))))
     assert (first.operation, first.provider, first.model, first.input_tokens) == ("chat", "openai", "gpt-4o-mini", 10)
     assert (second.operation, second.provider, second.model, second.input_tokens) == ("embeddings", "anthropic", "claude-haiku-4-5", 7)
+
+
+# --- tool spans in each shape, and token counts that are not counts ---------------------------
+
+GPT4O_MINI_100_10 = Decimal("0.000021")  # 100 in x $0.15/M + 10 out x $0.60/M
+
+
+def _tool_run(tool_span):  # type: ignore[no-untyped-def]
+    spans = [run_root("agent", 1, end_ms=100), llm(2, 1, "gpt-4o-mini", 100, 10, start_ms=1), tool_span]
+    records, _ = feed(spans)
+    (r,) = records.values()
+    return r
+
+
+def test_tool_spans_in_every_shape_are_tool_calls() -> None:
+    shapes = {
+        # util-genai 0.4: named for the operation, the tool named, no gen_ai.operation.name
+        "util-genai": make_span("execute_tool read_file", 3, 1, start_ms=20, attrs={"gen_ai.tool.name": "read_file", "gen_ai.tool.call.id": "c1"}),
+        # hand-written: the tool's attribute only, any span name
+        "hand-written": make_span("read the file", 3, 1, start_ms=20, attrs={"gen_ai.tool.name": "read_file"}),
+        # hand-written: the span name only
+        "name-only": make_span("execute_tool read_file", 3, 1, start_ms=20, attrs={}),
+        # the current conventions
+        "semconv": make_span("execute_tool read_file", 3, 1, start_ms=20, attrs={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "read_file"}),
+        "openinference": make_span("read_file", 3, 1, start_ms=20, attrs=OPENINFERENCE_TOOL),
+    }
+    for shape, span in shapes.items():
+        r = _tool_run(span)
+        assert r.tool_calls == {"read_file": 1}, shape
+        assert r.llm_calls == 1 and r.cost_usd == GPT4O_MINI_100_10, shape
+
+
+def test_a_span_with_a_tool_name_and_tokens_stays_an_llm_call() -> None:
+    f = D.read({"gen_ai.tool.name": "x", "gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.usage.input_tokens": 5, "gen_ai.usage.output_tokens": 1})
+    assert f.operation == "chat"
+
+
+def test_openllmetry_older_reasoning_tokens_are_read() -> None:
+    f = D.read({**OPENLLMETRY_OPENAI_CHAT, "llm.usage.reasoning_tokens": 30})
+    assert f.reasoning_tokens == 30
+
+
+@pytest.mark.parametrize("bad", [-5, 2**63 - 1, "abc", float("nan"), float("inf"), True, 12.5])
+def test_a_token_count_that_is_not_a_count_makes_the_call_unpriced(bad: object) -> None:
+    """Priced at output-only cost, the call would look cheaper than it was: unpriced, with the reason."""
+    from runmeter.processor._selfcheck import bad_value_counts
+
+    before = sum(bad_value_counts().values())
+    bad_call = make_span("chat gpt-4o-mini", 3, 1, start_ms=30, kind=SpanKind.CLIENT, attrs={
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": bad, "gen_ai.usage.output_tokens": 10})
+    records, exported = feed([run_root("agent", 1, end_ms=100), llm(2, 1, "gpt-4o-mini", 100, 10, start_ms=1), bad_call])
+    (r,) = records.values()
+    assert r.llm_calls == 2 and r.unpriced_calls == 1 and r.pricing == "partially_priced"
+    assert r.cost_usd == GPT4O_MINI_100_10  # the good call alone
+    a = {s.context.span_id: s for s in exported}[3].attributes
+    assert a["runmeter.cost.unpriced"] is True and a["runmeter.cost.unpriced_reason"] == "invalid_usage"
+    assert "runmeter.cost.usd" not in a and "gen_ai.usage.cost.amount" not in a
+    assert sum(bad_value_counts().values()) == before + 1
