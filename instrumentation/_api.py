@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -49,6 +50,8 @@ from runmeter.processor._live import INSTRUMENTATION_SCOPE, RUN_CONTEXT_KEY
 from runmeter.processor._selfcheck import internal_error
 
 __all__ = ["Run", "Tool", "run", "tool"]
+
+_log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 _OUTCOMES = frozenset(v.value for v in Outcome)
@@ -213,14 +216,31 @@ class Run(_Scope):
         if outcome not in _OUTCOMES:
             raise ValueError(f"outcome must be one of {sorted(_OUTCOMES)}")
         span = self.span
-        if span is None or not span.is_recording():
+        if span is None or (not span.is_recording() and span.get_span_context().trace_flags.sampled):
             raise RuntimeError("the run has not started or has already ended; use runmeter.outcome(run_id, ...) for a late outcome")
         self.outcome = outcome
+        if not span.is_recording():  # tracing is off, sampled out or not configured: the agent goes on
+            _warn_not_recorded(self.name)
+            return
         attrs = {A.RUNMETER_RUN_OUTCOME: outcome}
         if reason:
             attrs[A.RUNMETER_RUN_OUTCOME_REASON] = str(reason)
         span.set_attributes(attrs)
         span.add_event(A.RUNMETER_RUN_OUTCOME_EVENT, attrs)
+
+
+_not_recorded_warned = False
+
+
+def _warn_not_recorded(name: str) -> None:
+    global _not_recorded_warned
+    if not _not_recorded_warned:
+        _not_recorded_warned = True
+        _log.warning(
+            "runmeter: run %r is not being recorded (tracing is off, this trace was sampled out, or the "
+            "OpenTelemetry SDK is not set up: run the program under `opentelemetry-instrument`); "
+            "its outcome is kept on the Run object only. Said once.", name,
+        )
 
 
 class Tool(_Scope):

@@ -66,7 +66,13 @@ class ProviderInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         prices = kwargs.get("prices")
         providers = kwargs.get("providers")
         if prices is None or providers is None:
-            settings = _settings()
+            from runmeter.config import ConfigError, report_config_error
+
+            try:
+                settings = _settings()
+            except ConfigError as exc:  # the program runs on, uninstrumented; said once
+                report_config_error(exc)
+                return
             prices = prices if prices is not None else PriceBook(settings.pricing)
             providers = providers if providers is not None else dict(settings.providers)
         if not isinstance(prices, PriceBook):

@@ -24,7 +24,10 @@ from runmeter.collector._options import CollectorSettings
 from runmeter.processor import ConfigError, PriceOverrides
 from runmeter.processor._configfile import CONFIG_FILENAME, read_toml, validation_error
 
-__all__ = ["CollectorSettings", "ConfigError", "RunSettings", "Settings", "StorageSettings", "find_config_file", "load_settings"]
+__all__ = [
+    "CollectorSettings", "ConfigError", "RunSettings", "Settings", "StorageSettings", "find_config_file", "load_settings",
+    "report_config_error",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -153,3 +156,17 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         pricing=pricing,
         source=source,
     )
+
+
+_reported: set[str] = set()
+
+
+def report_config_error(exc: ConfigError) -> None:
+    """Say once, in one line, that a broken config file turned runmeter off in this process.
+
+    The agent itself runs on (untraced): the distro and each instrumentor meet the same error,
+    and none of them raises it into ``opentelemetry-instrument``'s start-up."""
+    text = str(exc)
+    if text not in _reported:
+        _reported.add(text)
+        _log.error("runmeter: %s. runmeter is off in this process until the file is fixed; the program runs untraced.", text)

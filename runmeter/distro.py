@@ -36,7 +36,7 @@ from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-from runmeter.config import load_settings
+from runmeter.config import ConfigError, load_settings, report_config_error
 from runmeter.processor import PriceBook, RunLimits, RunProcessor
 
 __all__ = ["RunmeterConfigurator", "RunmeterDistro"]
@@ -66,7 +66,11 @@ class RunmeterConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
     processor: RunProcessor | None = None
 
     def _configure(self, **kwargs: Any) -> None:
-        settings = load_settings()
+        try:
+            settings = load_settings()
+        except ConfigError as exc:  # one clear line, not two tracebacks; the agent runs on, untraced
+            report_config_error(exc)
+            return
         sink = None
         processor: RunProcessor | None = None
 

@@ -119,3 +119,45 @@ def test_bad_arguments(rig: Rig) -> None:
         runmeter.run("x", budget={"max_cost_usd": 1})  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         runmeter.run("x", owner=5)  # type: ignore[arg-type]
+
+
+_MARKING_AGENT = """
+import runmeter
+with runmeter.run("marked", owner="ana") as run:
+    with runmeter.tool("read_file", resource="a.py"):
+        pass
+    run.accept()
+with runmeter.run("second") as run2:
+    run2.reject("wrong")
+print("agent finished:", run.outcome, run2.outcome)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["plain python", "sampled out", "broken config"])
+def test_marking_a_run_never_breaks_the_agent(tmp_path, how: str) -> None:  # type: ignore[no-untyped-def]
+    """Telemetry off, sampled out or misconfigured: the agent finishes, warned once in one line each."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "agent.py").write_text(_MARKING_AGENT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RUNMETER_", "PYTEST_"))}
+    env["OTEL_TRACES_EXPORTER"] = "console"
+    cmd = [sys.executable, "agent.py"]
+    if how != "plain python":
+        cmd = [str(Path(sys.executable).parent / "opentelemetry-instrument"), *cmd]
+    if how == "sampled out":
+        env.update(OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="0")
+    if how == "broken config":
+        (tmp_path / "runmeter.toml").write_text("[runs\ngrace_s = \n")
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "agent finished: accepted rejected" in proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("runmeter: ")]
+    expected = ["not being recorded"] if how != "broken config" else ["runmeter.toml:1: not valid TOML", "not being recorded"]
+    assert len(warnings) == len(expected), proc.stderr
+    for line, words in zip(warnings, expected):
+        assert words in line
