@@ -34,14 +34,17 @@ $(V2)/.installed-stamp: pyproject.toml constraints-openai2.txt
 	$(V2)/bin/python -m pip install -q -c constraints-openai2.txt -e '.[$(EXTRAS)]'
 	touch $@
 
-# An environment that sees .venv's packages plus opentelemetry-distro, to test the two distros side by side.
+# An environment that sees .venv's packages plus opentelemetry-distro, to test the two distros side by side,
+# and the urllib3 instrumentation, to test that runmeter never traces its own ClickHouse inserts (its newest
+# release pins the previous opentelemetry-instrumentation, so it comes without its dependencies).
 DISTRO := .venv-otel-distro
 $(DISTRO)/.installed-stamp: $(STAMP)
 	test -x $(DISTRO)/bin/python || $(PY) -m venv $(DISTRO)
 	$(DISTRO)/bin/python -c "import site, sysconfig, pathlib; main = '$(abspath $(VENV))'; \
 	  src = pathlib.Path(main, 'lib', f'python{sysconfig.get_python_version()}', 'site-packages'); \
 	  pathlib.Path(sysconfig.get_paths()['purelib'], 'runmeter-main.pth').write_text(f'import site; site.addsitedir({str(src)!r})\n')"
-	$(DISTRO)/bin/python -m pip install -q --no-deps "opentelemetry-distro==0.66b2"
+	$(DISTRO)/bin/python -m pip install -q --no-deps "opentelemetry-distro==0.66b2" \
+	  "opentelemetry-instrumentation-urllib3==0.66b1" "opentelemetry-util-http==0.66b1"
 	touch $@
 
 # The collector is tested with a Node.js client too: the OpenTelemetry JS SDK from npm, pinned by the lock file.

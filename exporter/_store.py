@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import wrapt
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation, suppress_instrumentation
+
 from runmeter.exporter._migrations import SchemaOptions, apply_migrations
 
 __all__ = ["Store", "StoreError", "StoreURL"]
@@ -32,6 +35,42 @@ __all__ = ["Store", "StoreError", "StoreURL"]
 # One chDB path open per process at a time. A plain Lock, not an RLock: a writer may open a
 # session on its background thread and close it from the thread that shuts it down.
 _chdb_process_lock = threading.Lock()
+
+
+@contextmanager
+def untraced() -> Iterator[None]:
+    """runmeter's own storage work is never traced: with an HTTP client instrumentation loaded
+    (urllib3, requests), each ClickHouse insert would otherwise become a span in the store it writes."""
+    with suppress_instrumentation(), suppress_http_instrumentation():
+        yield
+
+
+class _UntracedClient(wrapt.ObjectProxy):  # type: ignore[misc]
+    """A clickhouse-connect client whose calls run :func:`untraced`, from whichever thread makes them."""
+
+    def insert(self, *args: Any, **kwargs: Any) -> Any:
+        with untraced():
+            return self.__wrapped__.insert(*args, **kwargs)
+
+    def raw_insert(self, *args: Any, **kwargs: Any) -> Any:
+        with untraced():
+            return self.__wrapped__.raw_insert(*args, **kwargs)
+
+    def query(self, *args: Any, **kwargs: Any) -> Any:
+        with untraced():
+            return self.__wrapped__.query(*args, **kwargs)
+
+    def raw_query(self, *args: Any, **kwargs: Any) -> Any:
+        with untraced():
+            return self.__wrapped__.raw_query(*args, **kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        with untraced():
+            return self.__wrapped__.command(*args, **kwargs)
+
+    def close(self) -> Any:
+        with untraced():
+            return self.__wrapped__.close()
 
 
 class StoreError(RuntimeError):
@@ -94,6 +133,10 @@ class Store:
         return self.url.kind == "chdb"
 
     def _connect(self) -> Any:
+        with untraced():
+            return _UntracedClient(self._open_client())
+
+    def _open_client(self) -> Any:
         import clickhouse_connect
 
         u = self.url
