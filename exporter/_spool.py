@@ -26,6 +26,9 @@ _SUFFIX = ".batch.json"
 SEGMENT_SUFFIX = ".segment.json"
 
 
+_TMP = ".tmp"
+
+
 class SpoolFull(Exception):
     """The spool is at its size bound."""
 
@@ -129,6 +132,19 @@ class Spool:
             name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}-{batch.token[:16]}"
             return self._write(data, name, _SUFFIX)
 
+    def remove_stale_partials(self, older_than_s: float = 60.0) -> int:
+        """Remove half-written files a crash left (``*.tmp`` older than ``older_than_s``); how many."""
+        removed = 0
+        cutoff = time.time() - older_than_s
+        for tmp in self.dir.glob("*" + _TMP):
+            try:
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+                    removed += 1
+            except OSError:
+                pass  # taken by another process
+        return removed
+
     def pending(self) -> list[Path]:
         """Batches and segments waiting, oldest first."""
         return sorted([*self.dir.glob("*" + _SUFFIX), *self.dir.glob("*" + SEGMENT_SUFFIX)])
@@ -147,12 +163,19 @@ class Spool:
             return self._write(data, name, SEGMENT_SUFFIX)
 
     def _write(self, data: bytes, name: str, suffix: str) -> Path:
-        tmp = self.dir / (name + ".tmp")
+        tmp = self.dir / (name + _TMP)
         final = self.dir / (name + suffix)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:  # a full disk, a file size limit: nothing half written stays behind
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            raise SpoolFull(f"cannot write to the spool {self.dir}: {exc.strerror or exc}") from exc
         os.replace(tmp, final)
         fd = os.open(self.dir, os.O_RDONLY)
         try:

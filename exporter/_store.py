@@ -159,6 +159,11 @@ class Store:
         except Exception as exc:
             raise StoreError(f"cannot reach ClickHouse at {u.redacted()}: {exc}") from exc
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's HTTP client (its sockets are the parent's) without closing it."""
+        self._lock = threading.Lock()
+        self._http_client = None
+
     @contextmanager
     def session(self, *, wait: bool = True) -> Iterator[Any]:
         """A client for one unit of work. Raises StoreError; with ``wait=False``, TimeoutError if busy."""

@@ -15,11 +15,15 @@ several agent processes and a report can share one store.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
+
+from clickhouse_connect.driver.exceptions import ProgrammingError
 
 from runmeter.exporter._spool import SEGMENT_SUFFIX, Batch, Spool, SpoolFull
 from runmeter.exporter._store import Store
@@ -50,6 +54,31 @@ def insert_batch(client: Any, batch: Batch) -> None:
 
 _MIN_HOLD_S = 0.5
 _HANDOVER_S = 1.0
+
+
+_writers: weakref.WeakSet[Writer] = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    for w in list(_writers):
+        w._before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for w in list(_writers):
+        w._after_fork(child=False)
+
+
+def _after_fork_in_child() -> None:
+    for w in list(_writers):
+        w._after_fork(child=True)
+
+
+# A forked child (multiprocessing, a process pool) must not touch the store through the parent's
+# session: an embedded chDB engine does not survive a fork, and the parent's lock on the store is
+# shared with the child. The parent gives its session back before the fork; the child's writer only
+# spools (a file per batch, durable), and the parent - or the next runmeter process - inserts it.
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 
 
 class Writer:
@@ -86,11 +115,32 @@ class Writer:
         self._drain_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._last_error: str | None = None
         self._thread: threading.Thread | None = None
+        self._forked = False  # in a forked child: spool only (see _after_fork)
+        self._refusing = False  # the spool refuses batches (full): said once until it takes one again
+        self._down = False  # the store cannot be written: said once until a write succeeds
         if background:
             self._thread = threading.Thread(target=self._loop, name="runmeter-writer", daemon=True)
             self._thread.start()
+        _writers.add(self)
+
+    def _before_fork(self) -> None:
+        self._drain_lock.acquire()  # no insert is half done in the copy the child gets
+        try:
+            self._release()
+        except Exception as exc:
+            internal_error("writer.fork", exc)
+
+    def _after_fork(self, child: bool) -> None:
+        if not child:
+            self._drain_lock.release()
+            return
+        self._drain_lock = threading.Lock()
+        self._held = None
+        self._forked = True
+        self._thread = None
+        self._mine = {}
+        self.store.forget_after_fork()
 
     def submit(self, batch: Batch, *, drain: bool = True) -> bool:
         """Spool the batch (acknowledged once this returns True); False when the spool is full."""
@@ -98,11 +148,15 @@ class Writer:
             path = self.spool.write(batch)
         except SpoolFull as exc:
             self.dropped_rows += batch.rows
-            _log.error("runmeter: %s; %d rows refused so far - is ClickHouse down?", exc, self.dropped_rows)
+            if not self._refusing:  # once per episode, not once per batch
+                self._refusing = True
+                _log.error("runmeter: %s; rows are refused until it has room (counted in dropped_rows) - "
+                           "is ClickHouse down, or the disk full?", exc)
             return False
+        self._refusing = False
         if len(self._mine) < 1024:
             self._mine[path.name] = batch  # this process's batches are not parsed back from disk
-        if drain:
+        if drain and not self._forked:
             self._submitted.set()
             if self.store.embedded:
                 self._wake.set()  # the background thread takes the store's lock, not the exporter thread
@@ -114,48 +168,65 @@ class Writer:
 
     def drain(self, *, wait: bool = True) -> int:
         """Insert every spooled batch; returns how many were inserted. Never raises."""
-        if not self.spool.pending():
-            return 0
+        if self._forked or not self.spool.pending():
+            return 0  # a forked child leaves its spooled batches to the parent
         if not self._drain_lock.acquire(blocking=wait):
             return 0
         done = 0
         try:
-            client = self._client(wait)
-            for seg in [p for p in self.spool.pending() if p.name.endswith(SEGMENT_SUFFIX)]:
-                done += self._insert_segment(client, seg)  # left by a crash: its sources go first
-            group: list[tuple[Path, Batch]] = []
-            rows = 0
-            pending = self.spool.pending()
-            claimed = self._claimed([p for p in pending if p.name.endswith(SEGMENT_SUFFIX)])  # another drainer's
-            for path in pending:
-                if path.name.endswith(SEGMENT_SUFFIX) or path.name in claimed:
-                    continue
-                batch = self._read(path)
-                if batch is None:
-                    continue
-                if group and (rows + batch.rows > MAX_SEGMENT_ROWS or not _mergeable(group[0][1], batch)):
-                    done += self._insert_group(client, group)
-                    group, rows = [], 0
-                group.append((path, batch))
-                rows += batch.rows
-            if group:
-                done += self._insert_group(client, group)
+            try:
+                done = self._insert_pending(self._client(wait))
+            except ProgrammingError as exc:
+                if "closed" not in str(exc):
+                    raise
+                # The held session was closed under us: at interpreter exit chDB's own finalizers may
+                # close its handles before the exporter's last flush. Give it back; open a new one.
+                self._release()
+                done = self._insert_pending(self._client(wait))
             self.inserted_batches += done
             self._used()
-            self._last_error = None
+            if self._down:
+                self._down = False
+                _log.warning("runmeter: writing to %s again; the batches that waited are in", self.store.url.redacted())
             if self.hold_s <= 0:
                 self._release()
+            self.spool.remove_stale_partials()
         except TimeoutError:
             pass  # another process holds the embedded store: later
         except Exception as exc:
             self._release()
             self.failures += 1
-            msg = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-            if msg != self._last_error:
-                _log.warning("runmeter: cannot write to %s yet (%s); batches wait in %s", self.store.url.redacted(), msg, self.spool.dir)
-                self._last_error = msg
+            if not self._down:  # once per outage: retries (and their query ids) say nothing new
+                self._down = True
+                msg = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+                _log.warning("runmeter: cannot write to %s (%s); batches wait in %s and go in when it is back "
+                             "(said once until then)", self.store.url.redacted(), msg, self.spool.dir)
         finally:
             self._drain_lock.release()
+        return done
+
+    def _insert_pending(self, client: Any) -> int:
+        """Insert what the spool holds through ``client``; how many batches (drain lock held)."""
+        done = 0
+        for seg in [p for p in self.spool.pending() if p.name.endswith(SEGMENT_SUFFIX)]:
+            done += self._insert_segment(client, seg)  # left by a crash: its sources go first
+        group: list[tuple[Path, Batch]] = []
+        rows = 0
+        pending = self.spool.pending()
+        claimed = self._claimed([p for p in pending if p.name.endswith(SEGMENT_SUFFIX)])  # another drainer's
+        for path in pending:
+            if path.name.endswith(SEGMENT_SUFFIX) or path.name in claimed:
+                continue
+            batch = self._read(path)
+            if batch is None:
+                continue
+            if group and (rows + batch.rows > MAX_SEGMENT_ROWS or not _mergeable(group[0][1], batch)):
+                done += self._insert_group(client, group)
+                group, rows = [], 0
+            group.append((path, batch))
+            rows += batch.rows
+        if group:
+            done += self._insert_group(client, group)
         return done
 
     def _read(self, path: Path) -> Batch | None:
@@ -317,7 +388,9 @@ class Writer:
                 raise
 
     def flush(self, timeout_s: float = 30.0) -> bool:
-        """Drain until the spool is empty or the deadline; True when empty."""
+        """Drain until the spool is empty or the deadline; True when empty (in a forked child: spooled)."""
+        if self._forked:
+            return True
         deadline = time.monotonic() + timeout_s
         delay = 0.05
         while self.spool.pending():
@@ -336,7 +409,15 @@ class Writer:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout_s)
-        ok = self.flush(timeout_s)
+        # At exit a store that is down gets one more try, not a wait: the batches are durable in the
+        # spool, and the next runmeter process (or `runmeter db drain`) inserts them.
+        if self._down:
+            self.drain(wait=True)
+            ok = not self.spool.pending()
+        else:
+            ok = self.flush(timeout_s)
+        if self._forked:
+            return ok
         with self._drain_lock:
             self._release()
         self.store.close()

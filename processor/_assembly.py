@@ -130,7 +130,10 @@ def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete:
     run_of: dict[int, str] = {}
     # Children before parents, so parents can roll them up.
     for run in sorted(runs, key=lambda r: -depth[r.root.span_id]):
-        records[id(run)] = _record(run, duplicates, loop_threshold, incomplete, [records[id(c)] for c in run.children])
+        # Spans that name a run whose root is not among them (made in another process, or sent to
+        # another replica) make a partial record of that run: ranked below the whole one in storage.
+        partial = incomplete or (run.implicit and bool(run.root.run_id) and not run.root.implicit_run)
+        records[id(run)] = _record(run, duplicates, loop_threshold, partial, [records[id(c)] for c in run.children])
         for m in run.members:
             run_of[m.span_id] = run.run_id
     ordered = [records[id(r)] for r in sorted(runs, key=lambda r: (depth[r.root.span_id], _order(r.root)))]

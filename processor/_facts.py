@@ -75,6 +75,7 @@ class SpanFacts:
     budget: Budget | None = None
     breaches: tuple[Breach, ...] = ()
     duplicate: bool = False
+    implicit_run: bool = False  # run_id names the implicit run of its trace's top span, not a run made elsewhere
 
     @property
     def unpriced(self) -> bool:
@@ -275,6 +276,8 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
         facts.estimated = True
     if attrs.get(A.RUNMETER_COST_DUPLICATE) is True:
         facts.duplicate = True
+    if attrs.get(A.RUNMETER_RUN_IMPLICIT) is True:
+        facts.implicit_run = True
     if fields.own:  # runmeter's own string attributes, collected in the same pass
         for slot, value in fields.own.items():
             setattr(facts, slot, value)

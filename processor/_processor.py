@@ -33,8 +33,11 @@ a background thread (or on ``sweep()`` when ``background=False``, for tests).
 from __future__ import annotations
 
 import logging
+import multiprocessing.util
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,6 +71,20 @@ _blank = object.__new__
 _AGENT_OP = "invoke_agent"
 _LLM_START_OPS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 _BOUNDARY_OPS = frozenset({"execute_tool", "invoke_agent"})
+
+
+_processors: weakref.WeakSet[RunProcessor] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for p in list(_processors):
+        try:
+            p._after_fork_in_child()
+        except Exception as exc:
+            internal_error("fork", exc)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @dataclass(frozen=True)
@@ -144,10 +161,34 @@ class RunProcessor(SpanProcessor):
         self._metrics = ProcessorMetrics(meter_provider, self._open_count, self._oldest_age)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._background = background
+        self._forked_child = False
         if background:
-            interval = min(max(min(self.limits.grace_s, self.limits.quiet_s) / 2, 0.05), 1.0)
-            self._thread = threading.Thread(target=self._loop, args=(interval,), name="runmeter-runs", daemon=True)
-            self._thread.start()
+            self._start_thread()
+        if mode == "local":
+            _processors.add(self)
+            # A multiprocessing child (a fork, a process pool) leaves through os._exit: nothing else
+            # would flush the spans and runs it made. Finalizers registered after the fork run then.
+            multiprocessing.util.register_after_fork(self, RunProcessor._flush_when_child_exits)
+
+    def _start_thread(self) -> None:
+        interval = min(max(min(self.limits.grace_s, self.limits.quiet_s) / 2, 0.05), 1.0)
+        self._thread = threading.Thread(target=self._loop, args=(interval,), name="runmeter-runs", daemon=True)
+        self._thread.start()
+
+    def _after_fork_in_child(self) -> None:
+        """The child starts with no trace buffered: the parent assembles what it holds. Spans the child
+        makes in an inherited run carry its run id and are written as that run's partial record."""
+        self._lock = threading.Lock()
+        self._traces = OrderedDict()
+        self._pending = []
+        self._live = {}
+        self._forked_child = True
+        if self._background and not self._shutdown:
+            self._start_thread()
+
+    def _flush_when_child_exits(self) -> None:
+        multiprocessing.util.Finalize(self, self.shutdown, exitpriority=100)
 
     def add_downstream(self, processor: SpanProcessor) -> None:
         """Hand enriched spans to one more processor (as the SDK configurator adds exporters)."""
@@ -222,6 +263,16 @@ class RunProcessor(SpanProcessor):
             return  # held for assembly (remote mode)
         for d in self._downstream:
             d.on_end(out)
+        if self._forked_child and self._ends_child_work(span):
+            # A pool worker may be terminated (SIGTERM) as soon as its task returns: the task's spans
+            # are exported (spooled) when its outermost span in this process ends.
+            for d in self._downstream:
+                d.force_flush(10_000)
+
+    def _ends_child_work(self, span: ReadableSpan) -> bool:
+        ctx = span.context
+        entry = self._live.get(ctx.span_id) if ctx is not None else None
+        return entry is not None and (entry.parent is None or entry.parent not in self._live)
 
     def _end(self, span: ReadableSpan) -> ReadableSpan | None:
         facts, added = read_span(span, self._dialects, self._prices)
@@ -238,6 +289,7 @@ class RunProcessor(SpanProcessor):
                 # GenAI span outside any explicit or agent run: the implicit run of its topmost span.
                 added[A.RUNMETER_RUN_ID] = run_id_for(facts.trace_id, entry.top)
                 added[A.RUNMETER_RUN_IMPLICIT] = True
+                facts.implicit_run = True
         with self._lock:
             tombstone = self._cut.get(facts.trace_id)
             if tombstone is not None:

@@ -103,7 +103,7 @@ def _filters(since: str | None, owner: str, project: str, model: str) -> Filters
         start = parse_since(since)
     except QueryError as exc:
         _fail(str(exc), 2)
-    return Filters(since=start, owner=owner, project=project, model=model, abandoned_after_s=int(_settings().runs.abandoned_after_s))
+    return Filters(since=start, owner=owner, project=project, model=model, abandoned_after_s=_abandoned_after_s())
 
 
 def _plain(v: Any) -> Any:
@@ -193,7 +193,7 @@ def runs(
 def run_detail(run_id: str, as_json: bool = JsonOpt) -> None:
     """One run: its record and its tree of spans with cost and tokens."""
     with _client() as client:
-        summary = run_query(client, "run_summary", run_id=run_id)
+        summary = run_query(client, "run_summary", run_id=run_id, abandoned_after_s=_abandoned_after_s())
         if not summary:
             _fail(f"no run with id {run_id!r} (see `runmeter runs` for ids)")
         tree = run_query(client, "run_tree", run_id=run_id)
@@ -201,8 +201,8 @@ def run_detail(run_id: str, as_json: bool = JsonOpt) -> None:
         sys.stdout.write(json.dumps({"run": _plain(summary[0]), "spans": _plain(tree)}, indent=2) + "\n")
         return
     s = summary[0]
-    out.print(f"[bold]{s['Name']}[/] {s['RunId']}  outcome: {s['Outcome'] or 'unknown'}  cost: ${s['CostUsd']:.6f}  "
-              f"LLM calls: {s['LlmCalls']}  tools: {sum(s['ToolCalls'].values()) if isinstance(s['ToolCalls'], dict) else s['ToolCalls']}")
+    out.print(f"[bold]{s['Name']}[/] {s['RunId']}  outcome: {s['Outcome']}  cost: ${s['CostUsd']:.6f} ({_state(s)})  "
+              f"LLM calls: {s['LlmCalls']}  tools: {s['ToolCalls']}")
     children: dict[str, list[dict[str, Any]]] = {}
     ids = {r["SpanId"] for r in tree}
     for r in tree:
@@ -210,13 +210,35 @@ def run_detail(run_id: str, as_json: bool = JsonOpt) -> None:
 
     def show(parent: str, depth: int) -> None:
         for r in children.get(parent, []):
-            cost = f"  ${r['CostUsd']:.6f}" if r["CostUsd"] else ""
+            state = r["Pricing"]
+            cost = f"  ${r['CostUsd']:.6f}" if r["CostUsd"] is not None else ""
+            if state == "estimated":
+                cost += " (estimated)"
+            elif state == "unpriced":
+                cost = f"  unpriced ({r['UnpricedReason'] or 'no price'})"
+            elif state == "duplicate":
+                cost = "  (the same call as its parent, counted there)"
             toks = f"  {r['InputTokens']}→{r['OutputTokens']} tok" if r["InputTokens"] or r["OutputTokens"] else ""
-            dup = "  (same call as parent)" if r["Duplicate"] else ""
-            out.print(f"{'  ' * depth}{r['SpanName']}  {r['Duration'] / 1e6:.1f} ms{cost}{toks}{dup}")
+            out.print(f"{'  ' * depth}{r['SpanName']}  {r['Duration'] / 1e6:.1f} ms{cost}{toks}")
             show(r["SpanId"], depth + 1)
 
     show("", 0)
+
+
+def _state(s: dict[str, Any]) -> str:
+    """The state of a run's number, in the words every report uses."""
+    parts = [s["Pricing"].replace("_", " ")]
+    if s["UnpricedCalls"]:
+        parts.append(f"{s['UnpricedCalls']} of {s['LlmCalls']} calls unpriced")
+    if s["EstimatedCalls"]:
+        parts.append(f"{s['EstimatedCalls']} estimated")
+    if s["Incomplete"]:
+        parts.append("incomplete: spans missing")
+    return ", ".join(parts)
+
+
+def _abandoned_after_s() -> int:
+    return int(_settings().runs.abandoned_after_s)
 
 
 @app.command()
@@ -270,7 +292,7 @@ def outcome(
     if value not in _OUTCOMES:
         _fail(f"outcome must be one of {', '.join(_OUTCOMES)}, not {value!r}", 2)
     with _client() as client:
-        if not run_query(client, "run_summary", run_id=run_id):
+        if not run_query(client, "run_summary", run_id=run_id, abandoned_after_s=_abandoned_after_s()):
             _fail(f"no run with id {run_id!r} (see `runmeter runs` for ids)")
         event = OutcomeEvent(run_id, value, note, time.time_ns(), "cli")
         tables = {"runmeter_outcomes": {"columns": OUTCOME_COLUMNS, "rows": [outcome_row(event)]}}

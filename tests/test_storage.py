@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from runmeter.exporter._migrations import applied_versions
 from runmeter.exporter._spool import SEGMENT_SUFFIX
 from runmeter.processor import PriceBook, RunProcessor
 from tests.spans import llm, make_span, run_root
+from tests.chhttp import ClickHouseHTTP
 from tests.stores import StoreRig
 
 # The Collector's ClickHouse exporter's otel_traces columns (shared/reference/clickhouse-otel-traces.md).
@@ -302,3 +305,72 @@ def test_a_backlog_goes_in_one_insert_and_a_crash_mid_segment_counts_once(tmp_pa
     spool._write(legacy.to_json(), "00000000000000000001-1-000001-legacy", SEGMENT_SUFFIX)
     writer.flush()
     assert count(rig, "SELECT count() FROM runmeter_outcomes") == 5 and spool.pending() == []
+
+
+def test_a_dead_store_is_said_once_and_does_not_hold_up_exit(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Every retry fails with a new query id: still one warning for the outage, and close() makes one
+    more attempt instead of waiting out its deadline; nothing is lost (the batches wait in the spool)."""
+    import logging
+
+    rig = StoreRig("http", "http://default:@127.0.0.1:9/default", tmp_path / "spool")  # nothing listens on port 9
+    writer = writer_for(rig)
+    exp = exporter_for(rig, writer)
+    with caplog.at_level(logging.WARNING, logger="runmeter"):
+        for t in range(1, 30):
+            assert exp.export([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=t)]) is SpanExportResult.SUCCESS
+            writer.drain()
+        attempts = writer.failures
+        exp.shutdown()
+    assert attempts >= 29
+    assert writer.failures == attempts + 1  # close(): one more try, not a wait until its deadline
+    said = [r.getMessage() for r in caplog.records if "cannot write to" in r.getMessage()]
+    assert len(said) == 1, said
+    assert sum(Spool.read(p).rows for p in Spool(tmp_path / "spool").pending()) == 58  # 29 spans, 29 calls
+
+
+def test_a_full_disk_is_a_clear_refusal_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    """A write the file system refuses (here a file size limit, EFBIG, as a full disk gives ENOSPC) is
+    refused with a clear message, its half-written file removed; a partial file a crash left is
+    removed by the next drain."""
+    import subprocess
+    import sys
+    import textwrap
+
+    spool = tmp_path / "spool"
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
+        from runmeter.exporter import Spool, Writer, Store
+        from runmeter.exporter._spool import Batch
+        from tests.spans import llm
+        from runmeter.exporter import ClickHouseSpanExporter
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        writer = Writer(Store("http://default:@127.0.0.1:9/default"), Spool({str(spool)!r}), background=False)
+        exp = ClickHouseSpanExporter(writer=writer)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+        big = llm(1, None, "gpt-4o-mini", 10, 1, trace_id=1, extra={{"blob": "x" * 50_000}})
+        print("result", exp.export([big]).name, writer.dropped_rows)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "OTEL_", "RUNMETER_"))})
+    assert proc.returncode == 0, proc.stderr
+    assert "result FAILURE 2" in proc.stdout  # the span and its call, refused and counted
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("runmeter: ")]
+    assert "cannot write to the spool" in line and "File too large" in line
+    assert not list(spool.glob("*.tmp")) and not Spool(spool).pending()
+
+    # A partial file a crash left behind (old enough not to be another process's write in progress).
+    stale = spool / "00000000000000000001-1-000001-deadbeef.tmp"
+    stale.write_bytes(b"{half")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    srv = ClickHouseHTTP(str(tmp_path / "engine")).up()
+    try:
+        writer = Writer(Store(srv.url), Spool(spool), background=False)
+        exp = ClickHouseSpanExporter(writer=writer)
+        assert exp.export([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=2)]) is SpanExportResult.SUCCESS
+        assert writer.flush(timeout_s=30)
+        assert not stale.exists()
+        exp.shutdown()
+    finally:
+        srv.close()

@@ -8,6 +8,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from opentelemetry.sdk.trace.export import SpanExportResult
 
@@ -160,3 +163,71 @@ def test_a_busy_writer_keeps_its_session_and_hands_it_to_a_waiting_process(tmp_p
     exporter.shutdown()
     with Store(url).session() as c:
         assert c.query("SELECT count() FROM otel_traces").result_rows[0][0] == sent
+
+
+FORKING_AGENT = """
+import multiprocessing as mp, os, sys, openai, runmeter
+
+def call(i):
+    client = openai.OpenAI(base_url=os.environ["SIM_URL"], api_key="sk-x", max_retries=0)
+    client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": f"part {i}"}])
+    return i
+
+def worker(n):
+    for i in range(n):
+        call(i)
+
+if __name__ == "__main__":
+    fork = mp.get_context("fork")
+    with runmeter.run("forked-run", owner="ana") as run:
+        call(-1)
+        if sys.argv[1] == "pool":  # a pool is terminated (SIGTERM) when its with-block ends
+            with fork.Pool(3) as pool:
+                assert sorted(pool.map(call, range(9))) == list(range(9))
+        else:  # processes that leave through os._exit once their target returns
+            procs = [fork.Process(target=worker, args=(3,)) for _ in range(3)]
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join()
+                assert p.exitcode == 0
+        run.accept()
+    print("run", run.run_id)
+"""
+
+
+@pytest.mark.parametrize("how", ["pool", "process"])
+def test_calls_made_in_forked_workers_are_stored_and_reported(tmp_path: Path, how: str) -> None:
+    """1 call in the agent + 9 in 3 forked workers, each $0.000771 (gpt-5.5, 57 in incl. 32 cached,
+    21 out): every report shows 10 calls and $0.00771, not the parent's 1 call and $0.000771."""
+    import json
+
+    from runmeter.simulator import Reply, Simulator
+
+    (tmp_path / "agent.py").write_text(FORKING_AGENT)
+    with Simulator() as sim:
+        sim.responder = lambda req: Reply(input_tokens=57, output_tokens=21, cached_tokens=32)
+        env = dict(_env(), SIM_URL=sim.openai_url)
+        proc = subprocess.run([str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable, "agent.py", how],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    run_id = proc.stdout.split("run ", 1)[1].split()[0]
+    url = f"chdb://{tmp_path / '.runmeter'}"
+    Writer(Store(url), Spool(tmp_path / ".runmeter-spool"), background=False).flush(timeout_s=60)  # nothing left behind
+    with Store(url).session() as c:
+        calls = c.query("SELECT count(), round(sum(CostUsd), 6) FROM runmeter_calls WHERE Kind = 'llm' AND Duplicate = 0").result_rows[0]
+        spans = c.query("SELECT count() FROM otel_traces WHERE SpanName = 'chat gpt-5.5'").result_rows[0][0]
+    assert calls == (10, 0.00771) and spans == 10
+
+    def cli(*args: str) -> Any:
+        out = subprocess.run([str(Path(sys.executable).parent / "runmeter"), "--store", url, *args, "--json"],
+                             cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    (row,) = cli("runs")
+    assert (row["RunId"], row["LlmCalls"], row["CostUsd"], row["Outcome"], row["Pricing"]) == (run_id, 10, 0.00771, "accepted", "priced")
+    (group,) = cli("report")
+    assert (group["Runs"], group["TotalCostUsd"], group["MeanLlmCalls"], group["CostPerAcceptedRun"]) == (1, 0.00771, 10, 0.00771)
+    detail = cli("run", run_id)
+    assert (detail["run"]["LlmCalls"], detail["run"]["CostUsd"]) == (10, 0.00771)

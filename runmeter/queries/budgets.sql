@@ -1,7 +1,7 @@
 -- Budget breaches by limit and action. SavedUsdEstimate (an estimate): a stopped run, had it
 -- gone on for as many LLM calls as the same-named runs that were not stopped make on average,
 -- at the cost per call it had so far: cost x (typical calls / its calls - 1), never below 0.
-WITH {{include:_runs}},
+WITH RECURSIVE {{include:_runs}},
 breaches AS (
     SELECT RunId, Name, CostUsd, LlmCalls, arrayJoin(arrayZip(Breaches.Limit, Breaches.Action)) AS b
     FROM runmeter_runs_current

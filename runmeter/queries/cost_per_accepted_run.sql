@@ -1,6 +1,6 @@
 -- Cost per accepted run and per accepted task, by a dimension. Rejected, abandoned and failed
 -- runs are in the total: that is the point.
-WITH {{include:_runs}}
+WITH RECURSIVE {{include:_runs}}
 SELECT
     multiIf({group:String} = 'owner', Owner, {group:String} = 'project', Project, {group:String} = 'provider', Provider,
             {group:String} = 'model', Model, {group:String} = 'none', 'all', Name) AS Group,

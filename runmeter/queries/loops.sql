@@ -1,7 +1,7 @@
 -- Runs with loop signals, and the spend the repeats cost. Repeated identical LLM inputs: the
 -- cost of every repeat after the first (measured). Tool repeats: the run's LLM spend times the
 -- share of its tool calls that were repeats (an estimate).
-WITH {{include:_runs}},
+WITH RECURSIVE {{include:_runs}},
 signals AS (
     SELECT RunId, Name, Owner, Project, CostUsd, ToolCallsTotal,
            arrayJoin(arrayZip(LoopSignals.Kind, LoopSignals.Key, LoopSignals.Count)) AS s
