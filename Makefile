@@ -65,7 +65,7 @@ test: $(STAMP) $(V2)/.installed-stamp $(DISTRO)/.installed-stamp $(CHROMIUM) $(N
 	@$(BIN)/python -m pytest -q $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; [ $$status -eq 0 ] || exit $$status; \
 	echo "--- again on openai 2.x ($(V2))"; \
-	$(V2)/bin/python -m pytest -q -p no:cacheprovider tests/test_instrumentation_openai.py tests/test_zero_code.py
+	$(V2)/bin/python -m pytest -q -p no:cacheprovider tests/test_instrumentation_openai.py tests/test_client_paths.py tests/test_zero_code.py
 
 # Benchmarks run in their own environment: it also holds the official OpenAI instrumentation.
 BENCH := .venv-bench

@@ -9,7 +9,9 @@ async twin.
 
 from __future__ import annotations
 
+import inspect
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.context import attach, detach
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+import wrapt
 from wrapt import FunctionWrapper
 
 from runmeter.instrumentation._core import GenAIHandler, Invocation
@@ -98,13 +101,39 @@ def _finisher(handler: GenAIHandler, spec: MethodSpec, call: Any) -> Finisher:
     )
 
 
+class _RawStream(wrapt.ObjectProxy):  # type: ignore[misc]
+    """A ``with_raw_response`` result of a streamed call: the call ends with the stream that ``parse()``
+    gives the user (its usage is read as it passes), or, if the body is never parsed, when the result
+    is dropped (estimated: the usage went unread)."""
+
+    def __init__(self, wrapped: Any, finisher: Finisher, stream_type: type) -> None:
+        super().__init__(wrapped)
+        self._self_fin = finisher
+        self._self_stream_type = stream_type
+        self._self_parsed: Any = None
+        self._self_unparsed = weakref.finalize(self, finisher.end)
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        if self._self_parsed is not None:
+            return self._self_parsed
+        self._self_unparsed.detach()  # from here the stream ends the call (it may outlive this result)
+        stream = self.__wrapped__.parse(*args, **kwargs)
+        if inspect.isawaitable(stream):  # anthropic's async raw response
+            return self._self_aparse(stream)
+        self._self_parsed = self._self_stream_type(stream, self._self_fin)
+        return self._self_parsed
+
+    async def _self_aparse(self, pending: Any) -> Any:
+        self._self_parsed = self._self_stream_type(await pending, self._self_fin)
+        return self._self_parsed
+
+
 def _after(handler: GenAIHandler, spec: MethodSpec, call: Any, result: Any, stream_type: type, parsed: Any = None) -> Any:
     """``parsed``: the response object behind an async raw response, already awaited."""
     try:
         if call.inv.stream:
             if _is_raw(result):
-                handler.finish(call, estimated=True)  # raw streamed response: its stream is the user's to parse
-                return result
+                return _RawStream(result, _finisher(handler, spec, call), stream_type)
             return stream_type(result, _finisher(handler, spec, call))
         spec.read(call.inv, parsed if parsed is not None else _parsed(result))
         handler.finish(call)
@@ -149,7 +178,9 @@ def async_wrapper(handler: GenAIHandler, spec: MethodSpec) -> Callable[..., Any]
         parsed = None
         if not call.inv.stream and _is_raw(result):
             try:
-                parsed = await result.parse()  # an async raw response parses in a coroutine (cached by the SDK)
+                parsed = result.parse()  # cached by the SDK: the user's parse() gets the same object
+                if inspect.isawaitable(parsed):  # anthropic's async raw response parses in a coroutine, openai's does not
+                    parsed = await parsed
             except Exception as exc:
                 internal_error(f"{spec.name}.parse", exc)
                 handler.finish(call, estimated=True)

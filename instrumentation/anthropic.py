@@ -1,4 +1,5 @@
-"""Anthropic client instrumentation: ``messages.create`` (sync, async, ``stream=True``) and ``messages.stream()``.
+"""Anthropic client instrumentation: ``messages.create`` (sync, async, ``stream=True``), ``messages.parse``,
+``messages.stream()``, and the same on ``beta.messages``.
 
 Usage and options as in :mod:`runmeter.instrumentation.openai`. Token mapping:
 Anthropic reports ``cache_read_input_tokens`` and ``cache_creation_input_tokens``
@@ -208,9 +209,20 @@ class AnthropicInstrumentor(ProviderInstrumentor):
         from anthropic.resources import messages
 
         stream = MethodSpec("anthropic.messages.stream", _build, _read, _event)
-        return [
-            Target(messages.Messages, "create", CREATE, False),
-            Target(messages.AsyncMessages, "create", CREATE, True),
-            Target(messages.Messages, "stream", stream, False, factory=_stream_wrapper),
-            Target(messages.AsyncMessages, "stream", stream, False, factory=_stream_wrapper),
-        ]
+        owners: list[tuple[Any, bool]] = [(messages.Messages, False), (messages.AsyncMessages, True)]
+        try:  # the beta surface: the same calls with beta features (tool runners call its create)
+            from anthropic.resources.beta import messages as beta
+
+            owners += [(beta.Messages, False), (beta.AsyncMessages, True)]
+        except ImportError:
+            pass
+        # Every public method that sends a model request of its own: create, parse (structured
+        # outputs, posted directly) and the stream() helper. count_tokens costs nothing.
+        targets = []
+        for owner, is_async in owners:
+            targets.append(Target(owner, "create", CREATE, is_async))
+            if "parse" in owner.__dict__:
+                targets.append(Target(owner, "parse", CREATE, is_async))
+            if "stream" in owner.__dict__:
+                targets.append(Target(owner, "stream", stream, False, factory=_stream_wrapper))
+        return targets

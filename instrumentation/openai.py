@@ -257,7 +257,9 @@ class OpenAIInstrumentor(ProviderInstrumentor):
         chat = MethodSpec("openai.chat", s.chat, s.read_chat, s.chat_chunk)
         resp = MethodSpec("openai.responses", s.responses, s.read_responses, s.responses_event)
         emb = MethodSpec("openai.embeddings", s.embeddings, s.read_embeddings)
-        return [
+        # Every public method that sends a model request of its own. The stream() helpers call
+        # create() (wrapped once, there); parse() posts the request itself, so it is wrapped too.
+        targets = [
             Target(completions.Completions, "create", chat, False),
             Target(completions.AsyncCompletions, "create", chat, True),
             Target(responses.Responses, "create", resp, False),
@@ -265,3 +267,8 @@ class OpenAIInstrumentor(ProviderInstrumentor):
             Target(embeddings.Embeddings, "create", emb, False),
             Target(embeddings.AsyncEmbeddings, "create", emb, True),
         ]
+        for owner, spec, is_async in ((completions.Completions, chat, False), (completions.AsyncCompletions, chat, True),
+                                      (responses.Responses, resp, False), (responses.AsyncResponses, resp, True)):
+            if "parse" in owner.__dict__:  # openai >= 2.?: structured outputs on the resource itself
+                targets.append(Target(owner, "parse", spec, is_async))
+        return targets

@@ -300,11 +300,26 @@ class Simulator:
         events: list[tuple[str | None, dict[str, Any] | str]] = [
             ("response.created", {"type": "response.created", "sequence_number": 0, "response": created})
         ]
-        for i, piece in enumerate(_pieces(reply.text)):
-            events.append(("response.output_text.delta", {"type": "response.output_text.delta", "sequence_number": i + 1,
-                                                          "item_id": "msg_1", "output_index": 0, "content_index": 0,
-                                                          "delta": piece, "logprobs": []}))
-        events.append(("response.completed", {"type": "response.completed", "sequence_number": len(events), "response": response}))
+        def add(kind: str, **fields: Any) -> None:  # the API numbers every event of a stream in order
+            events.append((kind, {"type": kind, "sequence_number": len(events), **fields}))
+
+        add("response.in_progress", response=created)
+        for index, item in enumerate(output):  # each output item is announced, filled and closed
+            if item["type"] == "message":
+                add("response.output_item.added", output_index=index, item={**item, "status": "in_progress", "content": []})
+                add("response.content_part.added", item_id=item["id"], output_index=index, content_index=0,
+                    part={"type": "output_text", "text": "", "annotations": []})
+                for piece in _pieces(reply.text):
+                    add("response.output_text.delta", item_id=item["id"], output_index=index, content_index=0, delta=piece, logprobs=[])
+                add("response.output_text.done", item_id=item["id"], output_index=index, content_index=0, text=reply.text, logprobs=[])
+                add("response.content_part.done", item_id=item["id"], output_index=index, content_index=0,
+                    part={"type": "output_text", "text": reply.text, "annotations": []})
+            else:
+                add("response.output_item.added", output_index=index, item={**item, "status": "in_progress", "arguments": ""})
+                add("response.function_call_arguments.delta", item_id=item["id"], output_index=index, delta=item["arguments"])
+                add("response.function_call_arguments.done", item_id=item["id"], output_index=index, arguments=item["arguments"])
+            add("response.output_item.done", output_index=index, item=item)
+        add("response.completed", response=response)
         self._sse(h, events, reply.cut_after_chunks)
 
     def _embeddings(self, req: Request, reply: Reply) -> dict[str, Any]:
