@@ -58,6 +58,7 @@ class GenAIFields:
     tool_arguments: str | None = None
     agent_name: str | None = None
     invalid_usage: str | None = None  # "name=value" of a token attribute that is not a count
+    service_tier: str | None = None
 
     @property
     def model(self) -> str | None:

@@ -86,6 +86,9 @@ RUNMETER_COST_UNPRICED: Final = 'runmeter.cost.unpriced'
 RUNMETER_COST_UNPRICED_REASON: Final = 'runmeter.cost.unpriced_reason'
 """Why a call is unpriced, beside runmeter.cost.unpriced."""
 
+RUNMETER_COST_SERVICE_TIER: Final = 'runmeter.cost.service_tier'
+"""The service tier the response reports, which the price was taken at."""
+
 RUNMETER_COST_EXTERNAL_USD: Final = 'runmeter.cost.external_usd'
 """A cost another instrumentation put on the span, kept apart from runmeter's own figure."""
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.metrics import MeterProvider, get_meter
+from opentelemetry.semconv._incubating.attributes.openai_attributes import OPENAI_RESPONSE_SERVICE_TIER
 from opentelemetry.semconv._incubating.metrics.gen_ai_metrics import GEN_AI_CLIENT_OPERATION_DURATION, GEN_AI_CLIENT_TOKEN_USAGE
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
@@ -31,6 +32,9 @@ from runmeter.processor import BudgetExceeded, PriceBook, TokenUsage, current_ru
 from runmeter.processor._facts import stamp
 from runmeter.processor._live import INSTRUMENTATION_SCOPE, LiveRun
 from runmeter.processor._selfcheck import bad_value, internal_error
+
+# Where the tier a response was served at is recorded: the upstream attribute where there is one.
+_SERVICE_TIER_ATTRIBUTE = {"openai": OPENAI_RESPONSE_SERVICE_TIER}
 from runmeter.processor.pricing import UNPRICED_INVALID_USAGE, UNPRICED_NO_USAGE
 
 __all__ = ["CaptureMode", "GenAIHandler", "Invocation", "given", "hash_json", "parse_capture_mode"]
@@ -110,6 +114,7 @@ class Invocation:
     output_messages: list[dict[str, Any]] | None = None  # spec message parts; only made when capture is on
     capture: bool = False  # content capture is on: readers build input/output messages
     requested_tools: list[str] = field(default_factory=list)
+    service_tier: str | None = None  # as the response reports it: prices differ by tier
 
 
 @dataclass(slots=True)
@@ -208,6 +213,8 @@ class GenAIHandler:
                 attrs[G.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(str(r) for r in inv.finish_reasons if r is not None)
             if inv.requested_tools:
                 attrs[A.RUNMETER_TOOL_REQUESTED] = tuple(str(t) for t in inv.requested_tools)
+            if inv.service_tier:
+                attrs[_SERVICE_TIER_ATTRIBUTE.get(inv.provider, A.RUNMETER_COST_SERVICE_TIER)] = str(inv.service_tier)
             usage = inv.usage
             if usage is None and estimated:
                 chars = inv.input_chars or _content_chars(inv.input_source)
@@ -233,7 +240,8 @@ class GenAIHandler:
                     attrs[G.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
                 model = inv.response_model or inv.request_model
                 cost = self.prices.price(
-                    self._dialects.price_provider(inv.provider), model, usage, duration_s=duration, estimated=estimated
+                    self._dialects.price_provider(inv.provider), model, usage, duration_s=duration, estimated=estimated,
+                    service_tier=inv.service_tier,
                 )
                 if estimated:
                     attrs[A.RUNMETER_COST_ESTIMATED] = True

@@ -79,6 +79,9 @@ def _set_usage(inv: Invocation, u: Any) -> None:
         write = prev.cache_write_tokens if write is None else write
         out = prev.output_tokens if out is None else out
     inv.usage = TokenUsage.from_anthropic(inp, out, read, write)
+    tier = getattr(u, "service_tier", None)
+    if isinstance(tier, str) and tier:
+        inv.service_tier = tier
 
 
 def _read(inv: Invocation, msg: Any) -> None:

@@ -135,6 +135,7 @@ class _Specs:
     def read_chat(inv: Invocation, resp: Any) -> None:
         inv.response_model = getattr(resp, "model", None)
         inv.response_id = getattr(resp, "id", None)
+        _tier(inv, resp)
         u = getattr(resp, "usage", None)
         if u is not None:
             inv.usage = _usage(u)
@@ -160,6 +161,7 @@ class _Specs:
         u = getattr(chunk, "usage", None)
         if u is not None:
             inv.usage = _usage(u)
+        _tier(inv, chunk)
         for choice in getattr(chunk, "choices", None) or []:
             delta = choice.delta
             if delta is not None and delta.content:
@@ -192,14 +194,19 @@ class _Specs:
     def read_responses(inv: Invocation, resp: Any) -> None:
         inv.response_model = getattr(resp, "model", None)
         inv.response_id = getattr(resp, "id", None)
+        _tier(inv, resp)
         status = getattr(resp, "status", None)
         if status:
             inv.finish_reasons.append(str(status))
         u = getattr(resp, "usage", None)
         if u is not None:
-            cached = getattr(getattr(u, "input_tokens_details", None), "cached_tokens", None)
+            details = getattr(u, "input_tokens_details", None)
+            cached = getattr(details, "cached_tokens", None)
+            written = getattr(details, "cache_write_tokens", None)
+            if written is None and details is not None:
+                written = (getattr(details, "model_extra", None) or {}).get("cache_write_tokens")
             reasoning = getattr(getattr(u, "output_tokens_details", None), "reasoning_tokens", None)
-            inv.usage = TokenUsage.from_openai(u.input_tokens, u.output_tokens, cached, reasoning)
+            inv.usage = TokenUsage.from_openai(u.input_tokens, u.output_tokens, cached, reasoning, written)
         texts = []
         for item in getattr(resp, "output", None) or []:
             kind = getattr(item, "type", None)
@@ -236,9 +243,19 @@ class _Specs:
 
 
 def _usage(u: Any) -> TokenUsage:
-    cached = getattr(getattr(u, "prompt_tokens_details", None), "cached_tokens", None)
+    details = getattr(u, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None)
+    written = getattr(details, "cache_write_tokens", None)  # newer responses; absent from older SDK models
+    if written is None and details is not None:
+        written = (getattr(details, "model_extra", None) or {}).get("cache_write_tokens")
     reasoning = getattr(getattr(u, "completion_tokens_details", None), "reasoning_tokens", None)
-    return TokenUsage.from_openai(u.prompt_tokens, u.completion_tokens, cached, reasoning)
+    return TokenUsage.from_openai(u.prompt_tokens, u.completion_tokens, cached, reasoning, written)
+
+
+def _tier(inv: Invocation, resp: Any) -> None:
+    tier = getattr(resp, "service_tier", None)
+    if isinstance(tier, str) and tier:
+        inv.service_tier = tier
 
 
 class OpenAIInstrumentor(ProviderInstrumentor):

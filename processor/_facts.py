@@ -324,7 +324,8 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
         duration_s = max(0, facts.end_ns - facts.start_ns) / 1e9
         try:
             cost = prices.price(
-                dialects.price_provider(fields.provider), fields.model, facts.usage, at_ns=start or None, duration_s=duration_s
+                dialects.price_provider(fields.provider), fields.model, facts.usage, at_ns=start or None, duration_s=duration_s,
+                service_tier=fields.service_tier,
             )
         except ValueError:
             cost = None

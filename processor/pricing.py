@@ -70,12 +70,14 @@ class TokenUsage:
         completion_tokens: int | None,
         cached_tokens: int | None = None,
         reasoning_tokens: int | None = None,
+        cache_write_tokens: int | None = None,
     ) -> TokenUsage:
-        """OpenAI reports cached tokens as part of ``prompt_tokens``."""
+        """OpenAI reports cached (and, newer, cache-written) tokens as part of ``prompt_tokens``."""
         return cls(
             input_tokens=prompt_tokens or 0,
             output_tokens=completion_tokens or 0,
             cache_read_tokens=cached_tokens or 0,
+            cache_write_tokens=cache_write_tokens or 0,
             reasoning_tokens=reasoning_tokens or 0,
         )
 
@@ -303,7 +305,7 @@ class PriceBook:
         self._lock = threading.Lock()
         # (provider, model) -> ModelInfo+provider, or None when unknown
         self._models: dict[tuple[str | None, str], tuple[gp_types.Provider, gp_types.ModelInfo] | None] = {}
-        self._plans: dict[tuple[str | None, str, int], _Plan] = {}  # by UTC day (date ordinal)
+        self._plans: dict[tuple[Any, ...], _Plan] = {}  # by (provider, model, UTC day as an ordinal, service tier)
         # id(ModelPrice) -> (that ModelPrice, its plan); the object is kept so its id stays unique.
         self._by_price: dict[int, tuple[gp_types.ModelPrice, _Plan]] = {}
         self._today_date = 0
@@ -323,8 +325,12 @@ class PriceBook:
         at_ns: int | None = None,
         duration_s: float | None = None,
         estimated: bool = False,
+        service_tier: str | None = None,
     ) -> Cost:
         """Price ``usage`` for ``model`` (``provider`` helps find it; ``None`` guesses).
+
+        ``service_tier``: the tier the response reports (OpenAI's ``priority``, ``flex``...); it
+        selects genai-prices' price variant for that tier where the model has one.
 
         ``when`` selects historic prices (default now), or ``at_ns`` (nanoseconds since the epoch, as
         span times are, no datetime needed); ``duration_s`` is the
@@ -340,7 +346,7 @@ class PriceBook:
             local = ov.local_cost(model, usage, duration_s)
             if local is not None:
                 return Cost(local, local, Decimal(0), ov.gpu_source, estimated=estimated, model_id=model, provider_id=provider)
-        plan = self._plan(provider, model, when, at_ns)
+        plan = self._plan(provider, model, when, at_ns, service_tier or None)
         if plan is None:
             return Cost(None, None, None, "", unpriced=True, estimated=estimated)
         total, inp, out = _run(plan, usage)
@@ -355,7 +361,8 @@ class PriceBook:
             self._today_date, self._today_until = today.toordinal(), midnight.timestamp()
         return self._today_date
 
-    def _plan(self, provider: str | None, model: str, when: datetime | None, at_ns: int | None = None) -> _Plan | None:
+    def _plan(self, provider: str | None, model: str, when: datetime | None, at_ns: int | None = None,
+              tier: str | None = None) -> _Plan | None:
         # Plans are cached by UTC day, as a date ordinal: a span's nanoseconds give it with one division.
         if at_ns is not None:
             day = at_ns // _NS_PER_DAY + _EPOCH_ORDINAL
@@ -365,7 +372,7 @@ class PriceBook:
             if when.tzinfo is None:
                 when = when.replace(tzinfo=timezone.utc)  # naive means UTC, as in genai-prices
             day = when.astimezone(timezone.utc).date().toordinal()
-        key = (provider, model, day)
+        key = (provider, model, day, tier)
         plan = self._plans.get(key)
         if plan is not None:
             return plan
@@ -376,9 +383,9 @@ class PriceBook:
                 if at_ns is not None else datetime.now(timezone.utc)
             )
         with self._lock:
-            return self._resolve(provider, model, when, key)
+            return self._resolve(provider, model, when, key, tier)
 
-    def _resolve(self, provider: str | None, model: str, when: datetime, key: tuple[str | None, str, int]) -> _Plan | None:
+    def _resolve(self, provider: str | None, model: str, when: datetime, key: tuple[Any, ...], tier: str | None) -> _Plan | None:
         if len(self._plans) >= _MAX_CACHED:
             self._plans.clear()  # bounded whatever model names arrive; rebuilt on demand
         ov = self._overrides
@@ -390,7 +397,7 @@ class PriceBook:
         if found is None:
             return None
         gp_provider, info = found
-        model_price = info.get_prices(when)
+        model_price = info.get_prices(when, {"service_tier": tier} if tier else None)
         entry = self._by_price.get(id(model_price))
         if entry is not None and entry[0] is model_price:
             plan = entry[1]

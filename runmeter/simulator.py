@@ -72,6 +72,7 @@ class Reply:
     retry_after: str | None = None
     cut_after_chunks: int | None = None  # stream: drop the connection after this many events
     delay_s: float = 0.0
+    service_tier: str = "default"  # OpenAI: the tier the response reports ("priority" costs more)
 
 
 @dataclass
@@ -235,7 +236,9 @@ class Simulator:
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens, "audio_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens, "audio_tokens": 0,
+                                      # the newer field, sent only when there were cache writes
+                                      **({"cache_write_tokens": reply.cache_write_tokens} if reply.cache_write_tokens else {})},
             "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens, "audio_tokens": 0,
                                           "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
         }
@@ -248,7 +251,8 @@ class Simulator:
             {"id": t.id, "type": "function", "function": {"name": t.name, "arguments": json.dumps(t.arguments)}}
             for t in reply.tool_calls
         ]
-        base = {"id": "chatcmpl-sim", "created": int(time.time()), "model": model, "system_fingerprint": "fp_sim"}
+        base = {"id": "chatcmpl-sim", "created": int(time.time()), "model": model, "system_fingerprint": "fp_sim",
+                "service_tier": reply.service_tier}
         if not req.body.get("stream"):
             message: dict[str, Any] = {"role": "assistant", "content": None if tool_calls else reply.text, "refusal": None}
             if tool_calls:
@@ -277,7 +281,8 @@ class Simulator:
         u = self._oa_usage(req, reply)
         usage = {
             "input_tokens": u["prompt_tokens"],
-            "input_tokens_details": {"cached_tokens": reply.cached_tokens},
+            "input_tokens_details": {"cached_tokens": reply.cached_tokens,
+                                     **({"cache_write_tokens": reply.cache_write_tokens} if reply.cache_write_tokens else {})},
             "output_tokens": u["completion_tokens"],
             "output_tokens_details": {"reasoning_tokens": reply.reasoning_tokens},
             "total_tokens": u["total_tokens"],
@@ -291,6 +296,7 @@ class Simulator:
                            "content": [{"type": "output_text", "text": reply.text, "annotations": []}]})
         response = {"id": "resp_sim", "object": "response", "created_at": int(time.time()), "model": model,
                     "status": "completed", "output": output, "usage": usage, "parallel_tool_calls": True,
+                    "service_tier": reply.service_tier,
                     "tool_choice": "auto", "tools": [], "error": None, "incomplete_details": None,
                     "instructions": None, "metadata": {}, "temperature": 1.0, "top_p": 1.0, "text": {"format": {"type": "text"}}}
         if not req.body.get("stream"):

@@ -248,3 +248,47 @@ def test_anthropic_async_path(rig: Rig, path: str) -> None:
         asyncio.run(go())
     assert len(rig.sim.requests) == 1
     _check_anthropic(rig)
+
+
+# --- the price depends on more than model and tokens -----------------------------------------
+
+@pytest.mark.parametrize("tier, expected", [
+    # gpt-5, 1,000 in + 200 out. default: 1,000 x $1.25/M + 200 x $10/M = $0.00125 + $0.002 = $0.00325;
+    # priority (genai-prices 0.2.3: $2.50/$20): $0.0025 + $0.004 = $0.0065; flex ($0.625/$5): $0.0016250
+    ("default", "0.00325"), ("priority", "0.0065"), ("flex", "0.001625"),
+])
+@pytest.mark.parametrize("api", ["chat", "responses", "chat(stream)"])
+def test_a_call_is_priced_at_the_service_tier_its_response_reports(rig: Rig, tier: str, expected: str, api: str) -> None:
+    rig.sim.queue(Reply(text="ok", model="gpt-5", input_tokens=1_000, output_tokens=200, service_tier=tier))
+    client = rig.openai()
+    if api == "chat":
+        client.chat.completions.create(model="gpt-5", messages=MSG)
+    elif api == "responses":
+        client.responses.create(model="gpt-5", input="hi")
+    else:
+        _drain(client.chat.completions.create(model="gpt-5", messages=MSG, stream=True, stream_options={"include_usage": True}))
+    (span,) = rig.llm_spans()
+    assert span.attributes["openai.response.service_tier"] == tier
+    assert Decimal(str(span.attributes["runmeter.cost.usd"])) == Decimal(expected)
+
+
+def test_a_priority_span_from_another_instrumentation_is_priced_at_priority() -> None:
+    from tests.spans import llm, run_root
+    from tests.test_run_assembly import feed
+
+    spans = [run_root("r", 1, end_ms=100),
+             llm(2, 1, "gpt-5", 1_000, 200, start_ms=1, extra={"openai.response.service_tier": "priority"})]
+    records, _ = feed(spans)
+    (r,) = records.values()
+    assert r.cost_usd == Decimal("0.0065")
+
+
+def test_openai_cache_writes_are_read_and_priced(rig: Rig) -> None:
+    # OpenAI's newer usage reports cache writes: 1,000 in, of which 300 written to the cache. gpt-5 has
+    # no cache-write price in genai-prices 0.2.3, so a write costs as input: 1,000 x $1.25/M + 200 x $10/M.
+    rig.sim.queue(Reply(text="ok", model="gpt-5", input_tokens=1_000, output_tokens=200, cache_write_tokens=300))
+    rig.openai().chat.completions.create(model="gpt-5", messages=MSG)
+    (span,) = rig.llm_spans()
+    assert span.attributes["gen_ai.usage.cache_creation.input_tokens"] == 300
+    assert span.attributes["gen_ai.usage.input_tokens"] == 1_000
+    assert Decimal(str(span.attributes["runmeter.cost.usd"])) == Decimal("0.00325")
