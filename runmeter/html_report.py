@@ -99,7 +99,8 @@ def _columns(series: dict[str, dict[str, float]], width: int = 640, height: int 
             hgt = height * v / top
             y -= hgt
             if v:
-                parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{colw:.1f}" height="{hgt:.1f}" fill="{_COLORS[j % len(_COLORS)]}"><title>{_e(name)} {_e(b)}: ${v:.6f}</title></rect>')
+                parts.append(f'<rect data-field="spend.{_e(name)}.{_e(b)}" data-value="{v:.6f}" x="{x:.1f}" y="{y:.1f}" width="{colw:.1f}" '
+                             f'height="{hgt:.1f}" fill="{_COLORS[j % len(_COLORS)]}"><title>{_e(name)} {_e(b)}: ${v:.6f}</title></rect>')
         parts.append(f'<text x="{x:.1f}" y="{height + 14}">{_e(b)[5:10]}</text>')
     parts.append(f'<text x="0" y="12">${top:,.4f}</text>')
     lx = 50

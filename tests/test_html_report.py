@@ -50,12 +50,14 @@ def test_html_report_in_chromium(tmp_path: Path) -> None:
             for el in page.query_selector_all("[data-field^='by_model.']")
         }
         charts = page.query_selector_all("svg rect")
+        chart_total = sum(float(el.get_attribute("data-value")) for el in page.query_selector_all("rect[data-field^='spend.']"))
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
         browser.close()
     assert problems == []
     assert all(r.startswith("file://") for r in requests)
     assert float(figures["total"]) == pytest.approx(total) == pytest.approx(1.83)  # 1.00 + 0.10 + 0.03 + 0.70
+    assert chart_total == pytest.approx(1.83)  # the spend chart and the headline count every call alike
     assert int(figures["runs"]) == sum(r["Runs"] for r in by_model) == 7  # triage 3, summarize 1, looper 1, capped 2
     assert int(figures["accepted"]) == accepted == 2  # triage and capped; summarize's review rejected it
     assert float(figures["cpa"]) == pytest.approx(1.83 / 2)
