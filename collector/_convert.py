@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,9 @@ _HAS_IS_REMOTE = trace_pb2.SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 _IS_REMOTE = trace_pb2.SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 
 
+MAX_ARRAY_ITEMS = 1024  # items of an array attribute kept (the rest dropped, as a long string is cut)
+
+
 class MalformedRequest(ValueError):
     """The request as a whole cannot be read (bad protobuf, invalid UTF-8 in a string field)."""
 
@@ -65,6 +69,12 @@ class Limits:
     max_attribute_value_length: int = 65_536
     max_events_per_span: int = 256
     max_links_per_span: int = 128
+    # otel_traces' retention (SchemaOptions.traces_ttl_days): ClickHouse drops an older span on insert,
+    # so it is refused up front, in partial_success, rather than acknowledged and lost.
+    max_age_days: int = 180
+
+
+_DEFAULT_LIMITS = Limits()
 
 
 @dataclass
@@ -112,6 +122,13 @@ def _hex_ids_to_base64(node: Any) -> None:
 def parse_json_request(data: bytes) -> ExportTraceServiceRequest:
     """An OTLP/JSON request (ids in hex, enums as integers, unknown fields ignored, per the spec)."""
     try:
+        return _parse_json_request(data)
+    except RecursionError:  # nested deeper than any OTLP message is (json, the id walk or ParseDict)
+        raise MalformedRequest("the JSON is nested too deeply for an OTLP request") from None
+
+
+def _parse_json_request(data: bytes) -> ExportTraceServiceRequest:
+    try:
         obj = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedRequest(f"not valid JSON: {exc}") from None
@@ -139,8 +156,18 @@ def _value(v: AnyValue, limit: int) -> Any:
     if kind == "bytes_value":
         return v.bytes_value[:limit].hex()
     if kind == "array_value":
-        items = [_value(x, limit) for x in v.array_value.values]
-        scalars = [x for x in items if isinstance(x, (str, bool, int, float))]
+        # An array is bounded like a string: at most MAX_ARRAY_ITEMS items and `limit` characters
+        # in all (a 1M-element array would otherwise be stored as one multi-megabyte value).
+        scalars: list[Any] = []
+        used = 0
+        for x in v.array_value.values[:MAX_ARRAY_ITEMS]:
+            item = _value(x, limit)
+            if not isinstance(item, (str, bool, int, float)):
+                continue
+            used += len(item) if isinstance(item, str) else 8
+            if used > limit:
+                break
+            scalars.append(item)
         kinds = {type(x) for x in scalars}
         return tuple(scalars) if len(kinds) <= 1 else tuple(str(x) for x in scalars)
     if kind == "kvlist_value":
@@ -178,10 +205,15 @@ REASONS = {
     "empty_name": "name is empty",
     "bad_times": "start/end times missing, end before start, or past 2262 (beyond 64-bit nanoseconds)",
     "project_not_allowed": "the span names a project its token may not send",
+    "too_old": "the span started before the store's retention (older spans are dropped by its TTL)",
 }
 
 
-def _problem(s: trace_pb2.Span) -> str | None:
+def _oldest_ns(limits: Limits) -> int:
+    return time.time_ns() - limits.max_age_days * 86_400 * 10**9
+
+
+def _problem(s: trace_pb2.Span, oldest_ns: int) -> str | None:
     """Why the span cannot be stored (a key of REASONS), or None. Each field is read once: every
     read makes a Python object, and this runs for every span before the request is acknowledged."""
     trace_id = s.trace_id
@@ -199,17 +231,27 @@ def _problem(s: trace_pb2.Span) -> str | None:
     end = s.end_time_unix_nano
     if not start or end < start or end > MAX_NS:
         return "bad_times"
+    if start < oldest_ns:
+        return "too_old"
     return None
 
 
 def _claimed_project(kvs: Iterable[KeyValue]) -> str | None:
+    """The project the attributes name, whatever the value's type (an int 5 names "5"): check and
+    convert read it alike, so what the check accepts is what convert stores."""
     for kv in kvs:
         if kv.key == A.RUNMETER_RUN_PROJECT:
-            return kv.value.string_value
+            return _project_text(_value(kv.value, 1 << 16))
     return None
 
 
-def check(req: ExportTraceServiceRequest, project: str | None = None) -> Converted:
+def _project_text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def check(req: ExportTraceServiceRequest, project: str | None = None, limits: Limits | None = None) -> Converted:
     """The cheap checks :func:`convert` makes, without building spans: what to answer before logging.
 
     With ``project`` (a token bound to a project), a span whose resource or
@@ -217,11 +259,12 @@ def check(req: ExportTraceServiceRequest, project: str | None = None) -> Convert
     """
     out = Converted()
     accepted = 0
+    oldest = _oldest_ns(limits or _DEFAULT_LIMITS)
     for rs in req.resource_spans:
         claimed = _claimed_project(rs.resource.attributes) if project is not None else None
         for ss in rs.scope_spans:
             for s in ss.spans:
-                problem = _problem(s)
+                problem = _problem(s, oldest)
                 if problem is None and project is not None:
                     mine = _claimed_project(s.attributes) or claimed
                     if mine and mine != project:
@@ -236,14 +279,15 @@ def check(req: ExportTraceServiceRequest, project: str | None = None) -> Convert
 
 
 def _span(
-    s: trace_pb2.Span, resource: Resource, scope: InstrumentationScope, limits: Limits, out: Converted, project: str | None
+    s: trace_pb2.Span, resource: Resource, scope: InstrumentationScope, limits: Limits, out: Converted, project: str | None,
+    oldest_ns: int,
 ) -> ReadableSpan | str:
-    problem = _problem(s)
+    problem = _problem(s, oldest_ns)
     if problem is not None:
         return problem
     attributes = _attributes(s.attributes, limits, out)
     if project is not None:
-        claimed = attributes.get(A.RUNMETER_RUN_PROJECT) or resource.attributes.get(A.RUNMETER_RUN_PROJECT)
+        claimed = _project_text(attributes.get(A.RUNMETER_RUN_PROJECT)) or _project_text(resource.attributes.get(A.RUNMETER_RUN_PROJECT))
         if claimed and claimed != project:
             return "project_not_allowed"
         attributes[A.RUNMETER_RUN_PROJECT] = project
@@ -295,14 +339,17 @@ def convert(req: ExportTraceServiceRequest, limits: Limits | None = None, projec
     With ``project`` (the sender's token is bound to it), every span is stamped
     with that project and a span naming another one is rejected, as :func:`check` says.
     """
-    limits = limits or Limits()
+    limits = limits or _DEFAULT_LIMITS
     out = Converted()
+    # A day's grace past the check's bound: a span the check accepted (and the client was told so)
+    # is never refused here for the time its processing took.
+    oldest = _oldest_ns(limits) - 86_400 * 10**9
     for rs in req.resource_spans:
         resource = Resource(_attributes(rs.resource.attributes, limits, out), rs.schema_url or None)
         for ss in rs.scope_spans:
             scope = InstrumentationScope(ss.scope.name, ss.scope.version or None, ss.schema_url or None)
             for s in ss.spans:
-                result = _span(s, resource, scope, limits, out, project)
+                result = _span(s, resource, scope, limits, out, project, oldest)
                 if isinstance(result, str):
                     out.rejected += 1
                     out.reasons[result] += 1

@@ -48,6 +48,8 @@ def _gunzip(data: bytes, limit: int) -> bytes:
         raise MalformedRequest(f"the gzip body cannot be read: {exc}") from None
     if len(out) > limit or d.unconsumed_tail:
         raise _TooLarge(f"the request inflates past {limit} bytes")
+    if not d.eof:  # cut short: the gzip trailer (its CRC and length) never came; nothing partial is taken
+        raise MalformedRequest("the gzip body is cut short (no end of stream, so its CRC cannot be checked)")
     return out
 
 

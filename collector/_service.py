@@ -397,7 +397,7 @@ class Collector:
             time.sleep(0.0005)
 
     def _accept(self, req: ExportTraceServiceRequest, data: bytes | None, project: str | None) -> tuple[Converted, Future[int] | None]:
-        checked = check(req, project)
+        checked = check(req, project, self.limits)
         self.metrics.received.add(checked.accepted + checked.rejected)
         for reason, n in checked.reasons.items():
             self.metrics.rejected.add(n, {ERROR_TYPE: reason})

@@ -19,7 +19,7 @@ from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
 from opentelemetry.trace import SpanKind, StatusCode
 
 from runmeter.conventions import DialectMap
-from runmeter.processor import OutcomeEvent, PriceBook, RunRecord
+from runmeter.processor import OutcomeEvent, PriceBook, RunRecord, redact
 from runmeter.processor._facts import attributes_of, facts_of
 from runmeter.processor._facts import KIND_LLM, KIND_TOOL
 
@@ -116,6 +116,19 @@ def attr_map(attrs: Mapping[str, Any] | None) -> dict[str, str]:
     return out
 
 
+_SECRET_BEARING = ("exception.message", "exception.stacktrace")
+
+
+def _event_map(event: Any) -> dict[str, str]:
+    """An event's attributes; an exception's text with key-shaped strings removed (a provider's
+    401 may quote the request's key back)."""
+    out = attr_map(event.attributes)
+    for key in _SECRET_BEARING:
+        if key in out:
+            out[key] = redact(out[key])
+    return out
+
+
 _RESOURCES: dict[int, tuple[Any, dict[str, str], str]] = {}
 
 
@@ -154,7 +167,7 @@ def trace_row(span: ReadableSpan) -> list[Any]:
     if events:
         stamps = [e.timestamp for e in events]
         _times(min(stamps), max(stamps))
-        ev = (stamps, [text(e.name) for e in events], [attr_map(e.attributes) for e in events])
+        ev = (stamps, [text(e.name) for e in events], [_event_map(e) for e in events])
     else:
         ev = _NO_EVENTS
     if links:
@@ -181,7 +194,7 @@ def trace_row(span: ReadableSpan) -> list[Any]:
         attr_map(attributes_of(span)),
         max(0, end - start),
         _STATUS.get(span.status.status_code, "Unset"),
-        text(span.status.description or ""),
+        redact(text(span.status.description or "")),
         *ev,
         *lk,
     ]

@@ -39,12 +39,12 @@ from contextvars import Token
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode, TracerProvider
+from opentelemetry.trace import Span, TracerProvider
 
 from runmeter.conventions import attributes as A
 from runmeter.conventions import genai as G
 from runmeter.conventions.attributes import RunmeterRunOutcomeValues as Outcome
-from runmeter.instrumentation._core import hash_json
+from runmeter.instrumentation._core import hash_json, record_error
 from runmeter.processor import Budget, BudgetExceeded, LiveRun, RunLedger, current_run, run_id_for
 from runmeter.processor._live import INSTRUMENTATION_SCOPE, RUN_CONTEXT_KEY
 from runmeter.processor._selfcheck import internal_error
@@ -59,8 +59,7 @@ _VERSION = "0.1.0"
 
 
 def _record_error(span: Span, exc: BaseException) -> None:
-    span.record_exception(exc)
-    span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
+    record_error(span, exc)
     span.set_attribute(G.ERROR_TYPE, type(exc).__qualname__)
 
 

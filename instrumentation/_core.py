@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -28,7 +29,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 from runmeter.conventions import attributes as A
 from runmeter.conventions import genai as G
 from runmeter.conventions import load_dialects
-from runmeter.processor import BudgetExceeded, PriceBook, TokenUsage, current_run, short_hash
+from runmeter.processor import BudgetExceeded, PriceBook, TokenUsage, current_run, redact, short_hash
 from runmeter.processor._facts import stamp
 from runmeter.processor._live import INSTRUMENTATION_SCOPE, LiveRun
 from runmeter.processor._selfcheck import bad_value, internal_error
@@ -276,8 +277,7 @@ class GenAIHandler:
             span.set_attribute(G.ERROR_TYPE, error_type)
             if call.inv.input_hash:
                 span.set_attribute(A.RUNMETER_LLM_INPUT_HASH, call.inv.input_hash)
-            span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
-            span.record_exception(exc)
+            record_error(span, exc)
             self._metrics(call, None, None, time.monotonic() - call.start, error_type)
         except Exception as own:
             internal_error("instrumentation.fail", own)
@@ -301,6 +301,17 @@ class GenAIHandler:
             self.token_usage.record(usage.output_tokens, output_attrs)
         if cost is not None:
             self.cost.add(float(cost), cost_attrs)
+
+
+def record_error(span: Span, exc: BaseException) -> None:
+    """The exception on the span, as the SDK records it, with key-shaped strings removed from its
+    message and stack trace: a provider's 401 may quote the request's key back."""
+    text = redact(str(exc))
+    span.set_status(Status(StatusCode.ERROR, text[:500]))
+    span.record_exception(exc, attributes={
+        "exception.message": text,
+        "exception.stacktrace": redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))),
+    })
 
 
 def _metric_attributes(key: tuple[Any, ...]) -> tuple[dict[str, Any], ...]:

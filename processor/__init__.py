@@ -31,10 +31,12 @@ from runmeter.processor._live import RUN_CONTEXT_KEY, LiveRun, current_run
 from runmeter.processor._loops import LoopDetector, LoopSignal
 from runmeter.processor._overrides import GpuHourPrice, PriceOverrides, TokenPrice
 from runmeter.processor._processor import RunLimits, RunProcessor
+from runmeter.processor._redact import redact
 from runmeter.processor._records import InMemoryRunSink, OutcomeEvent, RunRecord, RunSink, Tokens
 from runmeter.processor.pricing import Cost, PriceBook, TokenUsage
 
 __all__ = [
+    "redact",
     "RUN_CONTEXT_KEY",
     "Assembly",
     "Breach",

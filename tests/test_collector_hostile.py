@@ -1,0 +1,90 @@
+"""A hostile client on 127.0.0.1: what the collector acknowledges it stores, and what it refuses it
+says in partial_success or with a 4xx; nothing partial, no traceback, no secret kept."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from pathlib import Path
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
+
+from tests.collector_rig import post, request_bytes, running
+from tests.spans import llm, make_span, run_root
+from tests.test_collector_faults import _tokens
+
+ALPHA = {"Authorization": "Bearer alpha-secret"}
+
+
+def _partial(raw: bytes) -> tuple[int, str]:
+    p = ExportTraceServiceResponse.FromString(raw).partial_success
+    return p.rejected_spans, p.error_message
+
+
+def test_an_int_project_is_refused_up_front_not_acknowledged_and_lost(tmp_path: Path) -> None:
+    with running(tmp_path, tokens_file=str(_tokens(tmp_path))) as c:
+        spans = [run_root("r", 1, trace_id=0x61, end_ms=100, attrs={"runmeter.run.project": 5}),
+                 llm(2, 1, "gpt-4o-mini", 1000, 100, trace_id=0x61, start_ms=10)]
+        status, raw, _ = post(c.http, request_bytes(spans), ALPHA)
+        assert status == 200 and _partial(raw)[0] == 1  # the root names project "5": not alpha's
+        assert c.rows(f"SELECT count() FROM otel_traces WHERE TraceId = '{0x61:032x}'") == [(1,)]  # the call, stored
+
+
+def test_a_span_older_than_retention_is_refused_with_a_reason(tmp_path: Path) -> None:
+    old_ms = -200 * 86_400_000  # 200 days before the other spans: past otel_traces' 180-day TTL
+    with running(tmp_path) as c:
+        spans = [llm(2, None, "gpt-4o-mini", 1000, 100, trace_id=0x62, start_ms=old_ms, end_ms=old_ms + 10),
+                 llm(3, None, "gpt-4o-mini", 1000, 100, trace_id=0x63, start_ms=10)]
+        status, raw, _ = post(c.http, request_bytes(spans))
+        rejected, message = _partial(raw)
+        assert status == 200 and rejected == 1 and "retention" in message
+        assert c.rows("SELECT TraceId FROM otel_traces") == [(f"{0x63:032x}",)]
+
+
+def test_a_truncated_gzip_body_is_refused_whole(tmp_path: Path) -> None:
+    spans = [llm(i, None, "gpt-4o-mini", 10, 1, trace_id=0x70 + i, start_ms=i) for i in range(1, 40)]
+    body = gzip.compress(request_bytes(spans))
+    with running(tmp_path) as c:
+        status, raw, _ = post(c.http, body[: len(body) * 2 // 3], {"Content-Encoding": "gzip"})
+        assert status == 400 and b"cut short" in raw
+        assert post(c.http, body, {"Content-Encoding": "gzip"})[0] == 200  # the whole body is taken
+        assert c.rows("SELECT count() FROM otel_traces") == [(39,)]
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(tmp_path: Path) -> None:
+    body = b'{"resourceSpans": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with running(tmp_path) as c:
+        status, raw, _ = post(c.http, body, {"Content-Type": "application/json"})
+        assert status == 400 and "nested too deeply" in json.loads(raw)["message"]
+        assert post(c.http, request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=0x80)]))[0] == 200  # still serving
+
+
+def test_an_array_attribute_is_bounded_like_a_string(tmp_path: Path) -> None:
+    req = ExportTraceServiceRequest.FromString(request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=0x90)]))
+    span = req.resource_spans[0].scope_spans[0].spans[0]
+    span.attributes.append(KeyValue(key="huge.ints", value=AnyValue(array_value=ArrayValue(values=[AnyValue(int_value=i) for i in range(1_000_000)]))))
+    span.attributes.append(KeyValue(key="long.strings", value=AnyValue(array_value=ArrayValue(values=[AnyValue(string_value="x" * 1000)] * 500))))
+    with running(tmp_path, max_attribute_value_length=4096) as c:
+        assert post(c.http, req.SerializeToString())[0] == 200
+        ((ints, strings),) = c.rows("SELECT SpanAttributes['huge.ints'], SpanAttributes['long.strings'] FROM otel_traces")
+    assert len(json.loads(ints)) == 512  # 8 characters counted per number: 4096 / 8
+    assert json.loads(ints)[:3] == [0, 1, 2]
+    assert len(json.loads(strings)) == 4  # 4 x 1000 characters fit in 4096, a fifth would not
+
+
+def test_a_key_quoted_back_by_a_provider_is_not_stored(tmp_path: Path) -> None:
+    key = "sk-proj-AbCdEf0123456789AbCdEf0123456789"
+    message = f"Error code: 401 - Incorrect API key provided: {key}. Header was 'Authorization: Bearer {key}'"
+    span = make_span("chat gpt-4o-mini", 1, trace_id=0xA0, error=True, attrs={"gen_ai.operation.name": "chat"},
+                     events=[("exception", {"exception.type": "AuthenticationError", "exception.message": message,
+                                            "exception.stacktrace": f"Traceback...\nAuthenticationError: {message}"})])
+    span._status = type(span.status)(span.status.status_code, message)  # as the SDK records a failed call
+    with running(tmp_path) as c:
+        assert post(c.http, request_bytes([span]))[0] == 200
+        rows = c.rows("SELECT StatusMessage, toString(Events.Attributes) FROM otel_traces")
+    text = repr(rows)
+    assert key not in text and "[REDACTED]" in text and "Incorrect API key provided" in text
+    spool_text = b"".join(p.read_bytes() for p in (tmp_path / "spool").glob("*"))
+    assert key.encode() not in spool_text
