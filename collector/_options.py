@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["CollectorSettings"]
@@ -10,10 +12,16 @@ __all__ = ["CollectorSettings"]
 class CollectorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    grpc_endpoint: str = "0.0.0.0:4317"
-    http_endpoint: str = "0.0.0.0:4318"
+    # Loopback unless told otherwise. Listening on other addresses takes a tokens file, or
+    # allow_unauthenticated = true (a private network, or a Collector in front that authenticates).
+    grpc_endpoint: str = "127.0.0.1:4317"
+    http_endpoint: str = "127.0.0.1:4318"
     # /healthz, /readyz and /metrics (Prometheus), apart from the OTLP ports so probes need no token.
-    admin_endpoint: str = "0.0.0.0:8888"
+    admin_endpoint: str = "127.0.0.1:8888"
+    allow_unauthenticated: bool = False
+    # Labels of the run metrics on /metrics: none by default (a series per owner or project each
+    # client could make); "owner" and "project" on request. Run names never: they are unbounded.
+    metrics_run_labels: list[Literal["owner", "project"]] = Field(default_factory=list)
     wal_dir: str = ".runmeter-collector/wal"
     wal_max_bytes: int = Field(default=1 << 30, gt=0)
     wal_segment_bytes: int = Field(default=64 << 20, gt=0)

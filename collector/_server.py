@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ipaddress
 import logging
 import os
 import signal
@@ -58,6 +59,16 @@ def _meter_provider() -> tuple[MeterProvider, Any]:
     return MeterProvider(metric_readers=readers, resource=resource), registry
 
 
+def _loopback(endpoint: str) -> bool:
+    host = endpoint.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
 class CollectorServer:
     """Everything ``runmeter collector`` runs; ``ports`` are the bound gRPC, HTTP and admin ports."""
 
@@ -75,6 +86,16 @@ class CollectorServer:
         from runmeter.collector._http import HttpServers
 
         auth = TokenAuth.from_file(settings.tokens_file) if settings.tokens_file else None
+        open_to = [e for e in (settings.grpc_endpoint, settings.http_endpoint) if not _loopback(e)]
+        if auth is None and open_to:
+            if not settings.allow_unauthenticated:
+                raise ValueError(
+                    f"refusing to take OTLP on {', '.join(open_to)} without tokens: anyone who can reach it could write "
+                    "into any project's bill. Give a tokens file (tokens_file, --tokens-file), listen on 127.0.0.1, or set "
+                    "allow_unauthenticated = true (--allow-unauthenticated) for a private network or a Collector in front "
+                    "that authenticates"
+                )
+            _log.warning("OTLP is open without tokens on %s (allow_unauthenticated): any client can write spans", ", ".join(open_to))
         if bool(settings.tls_cert) != bool(settings.tls_key):
             raise ValueError("TLS needs both tls_cert and tls_key")
         if settings.tls_client_ca and not settings.tls_cert:

@@ -343,7 +343,7 @@ class Collector:
         self.tracker = _Tracker(self.exporter, self.wal, self.metrics.written, give_way=self.give_way, duplicate=self.metrics.duplicate)
         self.processor = RunProcessor(
             self.tracker, sink=self.exporter.run_sink, prices=prices, limits=run_limits, mode="remote",
-            meter_provider=meter_provider, clock=self.arrival_clock,
+            meter_provider=meter_provider, clock=self.arrival_clock, metric_labels=settings.metrics_run_labels,
         )
         self.draining = False
         self._intake = 0  # requests between accept() and durable: processing gives way to them

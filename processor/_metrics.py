@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation, get_meter
 
@@ -10,9 +10,11 @@ from runmeter.conventions import attributes as A
 from runmeter.conventions import genai as G
 from runmeter.processor._records import RunRecord
 
-__all__ = ["ProcessorMetrics"]
+__all__ = ["RUN_LABELS", "ProcessorMetrics"]
 
 _OUTCOME_UNKNOWN = "unknown"
+# The run metrics' optional labels, by the name settings use.
+RUN_LABELS = {"owner": A.RUNMETER_RUN_OWNER, "project": A.RUNMETER_RUN_PROJECT, "name": A.RUNMETER_RUN_NAME}
 
 
 class ProcessorMetrics:
@@ -21,7 +23,15 @@ class ProcessorMetrics:
         meter_provider: MeterProvider | None,
         open_runs: Callable[[], int],
         oldest_open_age_s: Callable[[], float],
+        run_labels: Collection[str] = RUN_LABELS,
     ) -> None:
+        """``run_labels``: which of owner, project and name label the run metrics. Each distinct value
+        is a series of its own: a collector shared by many teams keeps them off (or owner and project
+        only), so a scrape stays small whatever the clients send."""
+        unknown = set(run_labels) - set(RUN_LABELS)
+        if unknown:
+            raise ValueError(f"run metric labels must be among {sorted(RUN_LABELS)}, not {sorted(unknown)}")
+        self._labels = {RUN_LABELS[k] for k in run_labels}
         meter = get_meter(__name__, meter_provider=meter_provider)
         self.run_cost = meter.create_histogram(A.RUNMETER_RUN_COST_METRIC, unit=A.RUNMETER_RUN_COST_UNIT, description="Cost of finished runs")
         self.run_duration = meter.create_histogram(
@@ -59,17 +69,14 @@ class ProcessorMetrics:
 
     def record_run(self, r: RunRecord) -> None:
         model = next(iter(sorted(r.cost_by_model, key=lambda m: -r.cost_by_model[m])), "") if r.cost_by_model else ""
-        attrs = {
-            A.RUNMETER_RUN_OWNER: r.owner,
-            A.RUNMETER_RUN_PROJECT: r.project,
-            A.RUNMETER_RUN_NAME: r.name,
-            A.RUNMETER_RUN_OUTCOME: r.outcome or _OUTCOME_UNKNOWN,
-            G.GEN_AI_REQUEST_MODEL: model,
-        }
+        labels = self._labels
+        base = {k: v for k, v in ((A.RUNMETER_RUN_OWNER, r.owner), (A.RUNMETER_RUN_PROJECT, r.project)) if k in labels}
+        attrs = {**base, A.RUNMETER_RUN_OUTCOME: r.outcome or _OUTCOME_UNKNOWN, G.GEN_AI_REQUEST_MODEL: model}
+        if A.RUNMETER_RUN_NAME in labels:
+            attrs[A.RUNMETER_RUN_NAME] = r.name
         self.runs.add(1, attrs)
         self.run_cost.record(float(r.cost_usd), attrs)
         self.run_duration.record(r.wall_clock_s, attrs)
-        base = {A.RUNMETER_RUN_OWNER: r.owner, A.RUNMETER_RUN_PROJECT: r.project}
         for s in r.loop_signals:
             self.loop_signals.add(1, {**base, A.RUNMETER_LOOP_KIND: s.kind})
         for b in r.breaches:

@@ -39,7 +39,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -141,6 +141,7 @@ class RunProcessor(SpanProcessor):
         meter_provider: MeterProvider | None = None,
         background: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        metric_labels: Collection[str] = ("owner", "project", "name"),
     ) -> None:
         if mode not in ("local", "remote"):
             raise ValueError(f"mode must be 'local' or 'remote', not {mode!r}")
@@ -158,7 +159,7 @@ class RunProcessor(SpanProcessor):
         self._written: OrderedDict[int, None] = OrderedDict()  # remote: traces assembled whole, newest last
         self._pending: list[tuple[int, _Trace, bool]] = []  # traces evicted by a bound, awaiting assembly
         self._shutdown = False
-        self._metrics = ProcessorMetrics(meter_provider, self._open_count, self._oldest_age)
+        self._metrics = ProcessorMetrics(meter_provider, self._open_count, self._oldest_age, metric_labels)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._background = background

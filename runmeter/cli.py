@@ -369,11 +369,13 @@ def db_drain() -> None:
 @app.command()
 def collector(
     config: Optional[Path] = typer.Option(None, "--config", help="runmeter.toml with a [collector] section (else found as usual)"),
-    grpc_endpoint: Optional[str] = typer.Option(None, "--grpc", help="OTLP/gRPC host:port (default 0.0.0.0:4317)"),
-    http_endpoint: Optional[str] = typer.Option(None, "--http", help="OTLP/HTTP host:port (default 0.0.0.0:4318)"),
-    admin_endpoint: Optional[str] = typer.Option(None, "--admin", help="/healthz, /readyz, /metrics host:port (default 0.0.0.0:8888)"),
+    grpc_endpoint: Optional[str] = typer.Option(None, "--grpc", help="OTLP/gRPC host:port (default 127.0.0.1:4317)"),
+    http_endpoint: Optional[str] = typer.Option(None, "--http", help="OTLP/HTTP host:port (default 127.0.0.1:4318)"),
+    admin_endpoint: Optional[str] = typer.Option(None, "--admin", help="/healthz, /readyz, /metrics host:port (default 127.0.0.1:8888)"),
     wal_dir: Optional[str] = typer.Option(None, "--wal-dir", help="the write-ahead log's directory"),
-    tokens_file: Optional[str] = typer.Option(None, "--tokens-file", help="bearer tokens (TOML); without it no token is asked"),
+    tokens_file: Optional[str] = typer.Option(None, "--tokens-file", help="bearer tokens (TOML); required to listen beyond loopback"),
+    allow_unauthenticated: Optional[bool] = typer.Option(
+        None, "--allow-unauthenticated", help="listen beyond loopback without tokens (a private network, or an authenticating Collector in front)"),
     tls_cert: Optional[str] = typer.Option(None, "--tls-cert"),
     tls_key: Optional[str] = typer.Option(None, "--tls-key"),
     tls_client_ca: Optional[str] = typer.Option(None, "--tls-client-ca", help="require client certificates signed by this CA (mTLS)"),
@@ -392,7 +394,7 @@ def collector(
     except ConfigError as exc:
         _fail(str(exc), 2)
     flags = {"grpc_endpoint": grpc_endpoint, "http_endpoint": http_endpoint, "admin_endpoint": admin_endpoint, "wal_dir": wal_dir,
-             "tokens_file": tokens_file, "tls_cert": tls_cert, "tls_key": tls_key, "tls_client_ca": tls_client_ca, "log_format": log_format}
+             "tokens_file": tokens_file, "allow_unauthenticated": allow_unauthenticated, "tls_cert": tls_cert, "tls_key": tls_key, "tls_client_ca": tls_client_ca, "log_format": log_format}
     try:
         cs = settings.collector.model_validate({**settings.collector.model_dump(), **{k: v for k, v in flags.items() if v is not None}})
     except ValidationError as exc:

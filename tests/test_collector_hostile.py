@@ -88,3 +88,53 @@ def test_a_key_quoted_back_by_a_provider_is_not_stored(tmp_path: Path) -> None:
     assert key not in text and "[REDACTED]" in text and "Incorrect API key provided" in text
     spool_text = b"".join(p.read_bytes() for p in (tmp_path / "spool").glob("*"))
     assert key.encode() not in spool_text
+
+
+def test_open_addresses_need_tokens_or_an_explicit_opt_out(tmp_path: Path) -> None:
+
+    import pytest
+
+    from runmeter.collector import CollectorSettings
+
+    defaults = CollectorSettings()
+    assert [e.split(":")[0] for e in (defaults.grpc_endpoint, defaults.http_endpoint, defaults.admin_endpoint)] == ["127.0.0.1"] * 3
+    with pytest.raises(ValueError, match="refusing to take OTLP on 0.0.0.0:0 without tokens"):
+        with running(tmp_path / "a", http_endpoint="0.0.0.0:0"):
+            pass
+    with running(tmp_path / "b", http_endpoint="0.0.0.0:0", tokens_file=str(_tokens(tmp_path))) as c:
+        assert post(c.http, request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=0xB0)]))[0] == 401
+    with running(tmp_path / "c", http_endpoint="0.0.0.0:0", allow_unauthenticated=True) as c:
+        assert post(c.http, request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=0xB1)]))[0] == 200
+
+
+def _scrape(c) -> bytes:  # type: ignore[no-untyped-def]
+    import urllib.request
+
+    with urllib.request.urlopen(c.admin + "/metrics", timeout=30) as r:
+        return r.read()
+
+
+def test_metrics_stay_bounded_whatever_run_names_clients_send(tmp_path: Path) -> None:
+    """/metrics has no series per run name, owner or project unless asked: 3,000 runs, each with its
+    own name and owner, leave the scrape as it was after 10; owner labels are opt-in."""
+    def runs(first: int, n: int) -> bytes:
+        spans = []
+        for t in range(first, first + n):
+            spans += [run_root(f"run-{t}", 1, trace_id=t, end_ms=100, attrs={"runmeter.run.owner": f"owner-{t}"}),
+                      llm(2, 1, "gpt-4o-mini", 10, 1, trace_id=t, start_ms=10)]
+        return request_bytes(spans)
+
+    with running(tmp_path / "a") as c:
+        assert post(c.http, runs(1, 10))[0] == 200
+        c.rows("SELECT 1")
+        small = _scrape(c)
+        assert post(c.http, runs(1000, 3000))[0] == 200
+        assert c.rows("SELECT count() FROM runmeter_runs FINAL") == [(3010,)]
+        big = _scrape(c)
+    assert b"run-1001" not in big and b"owner-1001" not in big
+    assert len(big) < len(small) * 1.2, (len(small), len(big))
+    with running(tmp_path / "b", metrics_run_labels=["owner"]) as c:
+        assert post(c.http, runs(1, 10))[0] == 200
+        c.rows("SELECT 1")
+        text = _scrape(c)
+    assert b'owner-5' in text and b"run-5" not in text

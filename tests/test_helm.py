@@ -170,6 +170,27 @@ def test_ephemeral_without_volume_or_dashboards(render_bin: Path) -> None:
     assert objs[("Service", "rm-runmeter")]["spec"]["type"] == "LoadBalancer"
 
 
+def _env(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = by_kind(docs)[("Deployment", "rm-runmeter")]["spec"]["template"]["spec"]
+    return {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+
+
+def test_tokens_are_required_unless_auth_is_turned_off_on_purpose(render_bin: Path, tmp_path: Path) -> None:
+    """Secure by default: the pod listens on every address, so the chart will not render without tokens;
+    turning auth off is an explicit value, and the collector is told it was meant."""
+    (tmp_path / "values-store.yaml").write_text("clickhouse:\n  url: http://clickhouse.db.svc:8123/default\n")
+    files = [str(tmp_path / "values-store.yaml")]
+    r = subprocess.run([str(render_bin), str(CHART), "rm", "obs", *files], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "auth.tokens (or auth.existingSecret) is required" in r.stderr
+    env = _env(render(render_bin, "server")[0])
+    assert env["RUNMETER_COLLECTOR_TOKENS_FILE"] == "/etc/runmeter/tokens/tokens.toml"
+    assert env["RUNMETER_COLLECTOR_HTTP_ENDPOINT"] == "0.0.0.0:4318" and "RUNMETER_COLLECTOR_ALLOW_UNAUTHENTICATED" not in env
+    docs, _ = render(render_bin, "server", "open")
+    env = _env(docs)
+    assert env["RUNMETER_COLLECTOR_ALLOW_UNAUTHENTICATED"] == "true" and "RUNMETER_COLLECTOR_TOKENS_FILE" not in env
+    assert kube_validate(tmp_path, docs).returncode == 0
+
+
 @pytest.mark.parametrize("config", ["gateway-k8s.yaml", "gateway-static.yaml"])
 def test_otelcol_gateway_routes_by_trace_id_to_runmeter(config: str) -> None:
     cfg = yaml.safe_load((ROOT / "deploy" / "otelcol" / config).read_text())
