@@ -68,6 +68,11 @@ class TokenAuth:
     def __init__(self, principals: dict[str, Principal]) -> None:
         self._by_digest = principals
 
+    @property
+    def binds_projects(self) -> bool:
+        """Some token is bound to a project: traces and runs then have owners (see _ownership)."""
+        return any(p.project for p in self._by_digest.values())
+
     @classmethod
     def from_file(cls, path: str | Path) -> TokenAuth:
         path = Path(path)

@@ -206,6 +206,7 @@ REASONS = {
     "bad_times": "start/end times missing, end before start, or past 2262 (beyond 64-bit nanoseconds)",
     "project_not_allowed": "the span names a project its token may not send",
     "too_old": "the span started before the store's retention (older spans are dropped by its TTL)",
+    "foreign_project": "the span joins a trace or names a run of another project (a trace and a run belong to their first writer's project)",
 }
 
 

@@ -47,6 +47,7 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 
 from runmeter.collector._convert import Converted, Limits, check, convert, parse_request
 from runmeter.collector._options import CollectorSettings
+from runmeter.collector._ownership import Ownership
 from runmeter.collector._wal import LogFull, WriteAheadLog
 from runmeter.conventions import attributes as A
 from runmeter.exporter import ClickHouseSpanExporter, StoredRows, Writer
@@ -315,6 +316,10 @@ class Collector:
     ) -> None:
         self.settings = settings
         self.writer = writer
+        # Set by the server when a token is bound to a project: then no such token may join or name
+        # another project's traces and runs (see _ownership).
+        self.track_ownership = False
+        self.ownership = Ownership(self._stored_owners)
         self.limits = Limits(settings.max_attributes_per_span, settings.max_attribute_value_length)
         meter = (meter_provider or metrics.get_meter_provider()).get_meter(__package__ or __name__)
         self.metrics = _Metrics(
@@ -398,6 +403,13 @@ class Collector:
 
     def _accept(self, req: ExportTraceServiceRequest, data: bytes | None, project: str | None) -> tuple[Converted, Future[int] | None]:
         checked = check(req, project, self.limits)
+        if self.track_ownership and checked.accepted:
+            foreign = self.ownership.admit(req, project)
+            if foreign:  # removed from the request: what is logged is what was acknowledged
+                checked.accepted -= foreign
+                checked.rejected += foreign
+                checked.reasons["foreign_project"] += foreign
+                data = None
         self.metrics.received.add(checked.accepted + checked.rejected)
         for reason, n in checked.reasons.items():
             self.metrics.rejected.add(n, {ERROR_TYPE: reason})
@@ -414,6 +426,25 @@ class Collector:
             self.refuse("log_full")
             raise Refused("log_full", f"{exc}: ClickHouse is behind; retry later", self.settings.retry_after_s) from None
         return checked, fut
+
+    def _stored_owners(self, trace_ids: list[str], run_ids: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+        """The projects the store knows for these traces and runs (Ownership's lookup)."""
+        traces: dict[str, str] = {}
+        runs: dict[str, str] = {}
+        if trace_ids:
+            for t, p in self.writer.query(
+                "SELECT TraceId, any(Project) FROM runmeter_calls WHERE TraceId IN {t:Array(String)} GROUP BY TraceId", {"t": trace_ids}
+            ):
+                traces[t] = p
+        rows = self.writer.query(
+            "SELECT TraceId, RunId, argMax(Project, Version) FROM runmeter_runs "
+            "WHERE TraceId IN {t:Array(String)} OR RunId IN {r:Array(String)} GROUP BY TraceId, RunId",
+            {"t": trace_ids, "r": run_ids},
+        )
+        for t, r, p in rows:
+            traces.setdefault(t, p)
+            runs[r] = p
+        return traces, runs
 
     def refuse(self, reason: str) -> None:
         self.metrics.refused.add(1, {ERROR_TYPE: reason})

@@ -138,3 +138,60 @@ def test_metrics_stay_bounded_whatever_run_names_clients_send(tmp_path: Path) ->
         c.rows("SELECT 1")
         text = _scrape(c)
     assert b'owner-5' in text and b"run-5" not in text
+
+
+# --- one project's token touches only its own runs ---------------------------------------------
+
+BETA = {"Authorization": "Bearer beta-secret"}
+# gpt-4o-mini: 1,000 in x $0.15/M + 100 out x $0.60/M = $0.00021 (beta's one call)
+BETA_COST = 0.00021
+
+
+def _two_projects(tmp: Path) -> Path:
+    path = tmp / "tokens.toml"
+    path.write_text('[[tokens]]\nname = "a"\ntoken = "alpha-secret"\nproject = "alpha"\n\n'
+                    '[[tokens]]\nname = "b"\ntoken = "beta-secret"\nproject = "beta"\n')
+    return path
+
+
+def _attacks(beta_trace: int, beta_run: str) -> list[bytes]:
+    join = llm(9, 1, "gpt-4o-mini", 50_000, 5_000, trace_id=beta_trace, start_ms=20)  # parented on beta's root
+    name = run_root("hijack", 1, trace_id=0xE0 + beta_trace, end_ms=100, attrs={"runmeter.run.id": beta_run})
+    named_call = llm(2, 1, "gpt-4o-mini", 50_000, 5_000, trace_id=0xE0 + beta_trace, start_ms=10, extra={"runmeter.run.id": beta_run})
+    return [request_bytes([join]), request_bytes([name, named_call])]
+
+
+def _beta_unchanged(c, beta_trace: int, beta_run: str) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    runs = c.rows(f"SELECT Name, Project, LlmCalls FROM runmeter_runs_current WHERE RunId = '{beta_run}'")
+    assert runs == [("beta-run", "beta", 1)]
+    calls = c.rows(f"SELECT Project, count(), sum(CostUsd) FROM runmeter_calls WHERE RunId = '{beta_run}' GROUP BY Project")
+    assert [(p, n) for p, n, _ in calls] == [("beta", 1)] and calls[0][2] == pytest.approx(BETA_COST)
+    assert c.rows(f"SELECT count() FROM otel_traces WHERE TraceId = '{beta_trace:032x}'") == [(2,)]
+
+
+def test_a_token_cannot_join_or_name_another_projects_run(tmp_path: Path) -> None:
+    from runmeter.processor import run_id_for
+
+    beta_trace = 0xC0
+    beta_run = run_id_for(beta_trace, 1)
+    tokens = _two_projects(tmp_path)
+    beta_spans = [run_root("beta-run", 1, trace_id=beta_trace, end_ms=100), llm(2, 1, "gpt-4o-mini", 1000, 100, trace_id=beta_trace, start_ms=10)]
+    with running(tmp_path, tokens_file=str(tokens)) as c:
+        assert post(c.http, request_bytes(beta_spans), BETA)[0] == 200
+        for attack in _attacks(beta_trace, beta_run):  # beta's run still in flight: known from intake
+            status, raw, _ = post(c.http, attack, ALPHA)
+            rejected, message = _partial(raw)
+            assert status == 200 and rejected >= 1 and "another project" in message
+        _beta_unchanged(c, beta_trace, beta_run)
+        # alpha's own work is untouched by the rule
+        assert post(c.http, request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=0xD0)]), ALPHA)[0] == 200
+        assert c.rows(f"SELECT Project FROM runmeter_calls WHERE TraceId = '{0xD0:032x}'") == [("alpha",)]
+    # A new collector knows nothing in memory: it asks the store.
+    with running(tmp_path, tokens_file=str(tokens)) as c:
+        for attack in _attacks(beta_trace, beta_run):
+            status, raw, _ = post(c.http, attack, ALPHA)
+            assert status == 200 and _partial(raw)[0] >= 1
+        _beta_unchanged(c, beta_trace, beta_run)
+        assert c.server.collector.ownership.lookups >= 1

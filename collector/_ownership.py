@@ -1,0 +1,120 @@
+"""Which project each trace and run belongs to, so a token bound to one project cannot touch another's.
+
+The rule: **a trace and a run belong to the project of their first writer.** A span sent with a
+token bound to project P is refused (in ``partial_success``, counted as ``foreign_project``) when
+its trace already belongs to another project - it would join that project's run and bill it -
+or when it names (``runmeter.run.id``) a run of another project - its record would replace that
+run's. Tokens bound to no project (operators) write anything, and their spans still make their
+traces and runs owned, by the project the spans name.
+
+Ownership is learned from what this collector accepts (a bounded map, newest kept) and, for a
+trace or run it has not seen, read from the store once (``runmeter_calls`` by trace id,
+``runmeter_runs`` by run id), then remembered. A trace whose first spans are still in a log not
+yet written when the collector restarts is the one gap: its owner is learned when they are.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from runmeter.conventions import attributes as A
+
+__all__ = ["Ownership", "Lookup"]
+
+# (trace ids in hex, run ids) -> (project by trace id, project by run id), as stored.
+Lookup = Callable[[list[str], list[str]], tuple[dict[str, str], dict[str, str]]]
+
+
+def _string(kvs: Iterable[Any], key: str) -> str | None:
+    for kv in kvs:
+        if kv.key == key:
+            v = kv.value
+            kind = v.WhichOneof("value")
+            if kind == "string_value":
+                return v.string_value or None
+            if kind in ("int_value", "double_value", "bool_value"):
+                return str(getattr(v, kind))
+    return None
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_generated(run_id: str) -> bool:
+    return len(run_id) == 49 and run_id[32] == "-" and _HEX.issuperset(run_id[:32]) and _HEX.issuperset(run_id[33:])
+
+
+class _Bounded(OrderedDict[str, str]):
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key: str, value: str) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
+class Ownership:
+    def __init__(self, lookup: Lookup | None, max_entries: int = 200_000) -> None:
+        self._lookup = lookup
+        self._traces = _Bounded(max_entries)
+        self._runs = _Bounded(max_entries)
+        self._lock = threading.Lock()
+        self.lookups = 0
+
+    def admit(self, req: ExportTraceServiceRequest, project: str | None) -> int:
+        """Remove from ``req`` the spans ``project``'s token may not write; learn the owners of the
+        rest. Returns how many spans were removed. Never raises: a store that cannot be asked
+        leaves unknown traces to their first writer here."""
+        # (position, trace id, run id, project the span writes); position = (resource, scope, span) index
+        spans: list[tuple[tuple[int, int, int], str, str | None, str]] = []
+        for i, rs in enumerate(req.resource_spans):
+            resource_project = _string(rs.resource.attributes, A.RUNMETER_RUN_PROJECT)
+            for j, ss in enumerate(rs.scope_spans):
+                for k, s in enumerate(ss.spans):
+                    if len(s.trace_id) != 16:
+                        continue  # refused by the check already
+                    writes = project or _string(s.attributes, A.RUNMETER_RUN_PROJECT) or resource_project or ""
+                    spans.append(((i, j, k), s.trace_id.hex(), _string(s.attributes, A.RUNMETER_RUN_ID), writes))
+        if not spans:
+            return 0
+        with self._lock:
+            # A run id made by runmeter (<trace id>-<root span id>) names its trace too: that trace's
+            # owner owns the run, whether or not a span ever carried the id.
+            named_traces = {r[:32] for _, _, r, _ in spans if r and _is_generated(r)}
+            unknown_traces = sorted({t for _, t, _, _ in spans if t not in self._traces} | {t for t in named_traces if t not in self._traces})
+            unknown_runs = sorted({r for _, _, r, _ in spans if r and r not in self._runs})
+        stored_traces: dict[str, str] = {}
+        stored_runs: dict[str, str] = {}
+        if project is not None and self._lookup is not None and (unknown_traces or unknown_runs):
+            try:
+                stored_traces, stored_runs = self._lookup(unknown_traces, unknown_runs)
+                self.lookups += 1
+            except Exception:  # noqa: BLE001 - the store is down: first writer here owns it
+                stored_traces, stored_runs = {}, {}
+        foreign: list[tuple[int, int, int]] = []
+        with self._lock:
+            for t, p in stored_traces.items():
+                self._traces.setdefault(t, p)
+            for r, p in stored_runs.items():
+                self._runs.setdefault(r, p)
+            for at, t, r, writes in spans:
+                owner = self._traces.get(t)
+                run_owner = (self._runs.get(r) or (self._traces.get(r[:32]) if _is_generated(r) else None)) if r else None
+                if project is not None and ((owner is not None and owner != project) or (run_owner is not None and run_owner != project)):
+                    foreign.append(at)
+                    continue
+                if owner is None:
+                    self._traces.put(t, writes)
+                if r and run_owner is None:
+                    self._runs.put(r, writes)
+        for i, j, k in reversed(foreign):  # from the last, so the earlier positions stay right
+            del req.resource_spans[i].scope_spans[j].spans[k]
+        return len(foreign)
