@@ -85,6 +85,16 @@ def grpc_server(collector: Collector, auth: TokenAuth | None) -> tuple[grpc.Serv
         options=[
             ("grpc.max_receive_message_length", s.max_decompressed_bytes),
             ("grpc.so_reuseport", 0),
+            # Idle and old connections are closed (a GOAWAY; clients reconnect), a client's keepalive
+            # pings are bounded, and a connection that stops answering pings is dropped.
+            ("grpc.max_connection_idle_ms", int(s.grpc_max_idle_s * 1000)),
+            ("grpc.max_connection_age_ms", int(s.grpc_max_age_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(s.drain_timeout_s * 1000)),
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.http2.max_ping_strikes", 2),
+            ("grpc.max_concurrent_streams", 100),
         ],
     )
     if s.tls_cert and s.tls_key:

@@ -79,7 +79,15 @@ def _traces_handler(collector: Collector, auth: TokenAuth | None) -> Callable[[w
                 collector.refuse("unauthenticated")
                 return _error(401, str(exc), answer_type, {"WWW-Authenticate": "Bearer"})
         try:
-            data = await request.read()  # aiohttp stops at client_max_size (413)
+            try:  # aiohttp stops at client_max_size (413); a body that trickles in is cut off
+                data = await asyncio.wait_for(request.read(), s.http_body_timeout_s)
+            except asyncio.TimeoutError:
+                collector.refuse("body_timeout")
+                return _error(408, f"the body did not arrive within {s.http_body_timeout_s} s", answer_type, {"Connection": "close"})
+            except ConnectionError:  # the client went away mid-body: nothing to answer, nothing to log but a line
+                collector.refuse("client_disconnected")
+                _log.info("a client disconnected before its request body was complete; nothing was taken")
+                return web.Response(status=400)
             encoding = request.headers.get("Content-Encoding", "identity").lower()
             if encoding == "gzip":
                 data = _gunzip(data, s.max_decompressed_bytes)
@@ -148,6 +156,36 @@ def _split(endpoint: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class _Refuse(asyncio.Protocol):
+    """A connection past the cap: told to come back later, and closed."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(_BUSY)
+        transport.close()
+
+
+class _Capped:
+    """aiohttp's protocol factory, with a cap on open connections (each holds a socket and a buffer)."""
+
+    def __init__(self, server: Any, cap: int, refused: Callable[[], None]) -> None:
+        self._server = server
+        self._cap = cap
+        self._refused = refused
+
+    def __call__(self) -> asyncio.BaseProtocol:
+        if len(self._server.connections) >= self._cap:
+            self._refused()
+            return _Refuse()
+        return self._server()  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
+
+
 class HttpServers:
     """The OTLP/HTTP and admin servers on one asyncio loop in a thread of their own."""
 
@@ -194,10 +232,15 @@ class HttpServers:
             self._loop.close()
 
     async def _start(self) -> None:
+        s = self.collector.settings
         for app, endpoint, ctx in self._apps:
-            # Bodies are inflated here, with a limit, not by aiohttp.
-            runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
+            # Bodies are inflated here, with a limit, not by aiohttp. keepalive_timeout also closes a
+            # connection that has not sent a whole request head in that time (aiohttp >= 3.10 arms it
+            # at connect): a client that opens a connection and stalls does not hold it.
+            runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False,
+                                   keepalive_timeout=s.http_idle_timeout_s)
             await runner.setup()
+            runner._server = _Capped(runner.server, s.http_max_connections, lambda: self.collector.refuse("too_many_connections"))
             host, port = _split(endpoint)
             site = web.TCPSite(runner, host, port, ssl_context=ctx, reuse_address=True)
             await site.start()

@@ -39,3 +39,13 @@ class CollectorSettings(BaseModel):
     retry_after_s: int = Field(default=5, ge=1)
     log_format: str = Field(default="json", pattern="^(json|text)$")
     grpc_workers: int = Field(default=16, ge=1)
+    # Slow or idle clients: a connection that has not sent a whole request head within
+    # http_idle_timeout_s (or sits idle that long between requests) is closed; a body must arrive
+    # within http_body_timeout_s; past http_max_connections new connections get 503 and are closed.
+    # gRPC: a connection idle for grpc_max_idle_s, or older than grpc_max_age_s, is closed (after a
+    # grace period for the calls in flight); keepalive pings from clients at most every 10 s.
+    http_idle_timeout_s: float = Field(default=15.0, gt=0)
+    http_body_timeout_s: float = Field(default=30.0, gt=0)
+    http_max_connections: int = Field(default=1024, ge=1)
+    grpc_max_idle_s: float = Field(default=300.0, gt=0)
+    grpc_max_age_s: float = Field(default=1800.0, gt=0)

@@ -195,3 +195,70 @@ def test_a_token_cannot_join_or_name_another_projects_run(tmp_path: Path) -> Non
             assert status == 200 and _partial(raw)[0] >= 1
         _beta_unchanged(c, beta_trace, beta_run)
         assert c.server.collector.ownership.lookups >= 1
+
+
+# --- slow, stalled and vanishing clients -------------------------------------------------------
+
+def _connect(port: int, payload: bytes):  # type: ignore[no-untyped-def]
+    import socket
+
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(payload)
+    s.settimeout(10)
+    return s
+
+
+def _closed_by_server(s) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                return True  # EOF: the server closed it (perhaps after an answer)
+    except OSError:
+        return True
+    return False
+
+
+def test_stalled_clients_are_closed_and_the_collector_keeps_serving(tmp_path: Path) -> None:
+    head = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+    with running(tmp_path, http_idle_timeout_s=1.0, http_body_timeout_s=1.0) as c:
+        port = c.server.ports["http"]
+        half_heads = [_connect(port, head) for _ in range(100)]  # the head never ends
+        no_bodies = [_connect(port, head + b"Content-Length: 5000\r\n\r\n" + b"\x0a" * 10) for _ in range(100)]
+        silent = [_connect(port, b"") for _ in range(100)]  # connect and say nothing
+        time.sleep(3)
+        assert post(c.http, request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=0xF1)]))[0] == 200
+        assert all(_closed_by_server(s) for s in half_heads + no_bodies + silent)
+        for s in half_heads + no_bodies + silent:
+            s.close()
+        assert c.rows("SELECT count() FROM otel_traces") == [(1,)]
+
+
+def test_connections_past_the_cap_are_turned_away(tmp_path: Path) -> None:
+    with running(tmp_path, http_max_connections=20) as c:
+        port = c.server.ports["http"]
+        held = [_connect(port, b"") for _ in range(20)]
+        time.sleep(0.3)
+        extra = _connect(port, b"")
+        assert extra.recv(200).startswith(b"HTTP/1.1 503")
+        extra.close()
+        for s in held:
+            s.close()
+        time.sleep(0.3)
+        assert post(c.http, request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=0xF2)]))[0] == 200
+
+
+def test_a_client_that_leaves_mid_body_is_one_line_not_a_traceback(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    head = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 1000\r\n\r\n"
+    with caplog.at_level(logging.INFO), running(tmp_path) as c:
+        for _ in range(3):
+            s = _connect(c.server.ports["http"], head + b"\x0a" * 10)
+            time.sleep(0.2)
+            s.close()
+        time.sleep(0.5)
+        assert post(c.http, request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=0xF3)]))[0] == 200
+    said = [r for r in caplog.records if "disconnected before its request body" in r.getMessage()]
+    assert len(said) == 3 and all(r.levelno == logging.INFO and r.exc_info is None for r in said)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
