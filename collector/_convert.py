@@ -20,10 +20,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from google.protobuf import json_format
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -32,7 +34,7 @@ from runmeter.conventions import attributes as A
 from runmeter.exporter._rows import MAX_NS
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-__all__ = ["Converted", "Limits", "MalformedRequest", "check", "convert", "parse_json_request", "parse_request"]
+__all__ = ["Converted", "Limits", "MalformedRequest", "check", "convert", "parse_json_request", "parse_request", "read_request"]
 
 _KINDS = {
     trace_pb2.Span.SPAN_KIND_UNSPECIFIED: SpanKind.INTERNAL,
@@ -92,12 +94,83 @@ class Converted:
 
 
 def parse_request(data: bytes) -> ExportTraceServiceRequest:
+    """A protobuf request, strictly: invalid UTF-8 anywhere makes it malformed (see :func:`read_request`)."""
     req = ExportTraceServiceRequest()
     try:
         req.ParseFromString(data)
     except (DecodeError, UnicodeDecodeError, ValueError) as exc:
         raise MalformedRequest(f"not a valid OTLP ExportTraceServiceRequest: {exc}") from None
     return req
+
+
+def _lenient_request_class() -> Any:
+    """ExportTraceServiceRequest with every string field read as bytes: the same wire format, so a
+    request with invalid UTF-8 in one span still parses, and each part can be checked on its own."""
+    pool = descriptor_pool.DescriptorPool()
+    files: list[Any] = []
+
+    def walk(f: Any) -> None:
+        for dep in f.dependencies:
+            walk(dep)
+        if all(x.name != f.name for x in files):
+            files.append(f)
+
+    def loosen(messages: Any) -> None:
+        for m in messages:
+            for fld in m.field:
+                if fld.type == descriptor_pb2.FieldDescriptorProto.TYPE_STRING:
+                    fld.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+            loosen(m.nested_type)
+
+    walk(ExportTraceServiceRequest.DESCRIPTOR.file)
+    for f in files:
+        proto = descriptor_pb2.FileDescriptorProto()
+        f.CopyToProto(proto)
+        loosen(proto.message_type)
+        pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(ExportTraceServiceRequest.DESCRIPTOR.full_name))
+
+
+_LenientRequest = _lenient_request_class()
+
+
+def _valid(strict: Any, part: Any) -> bool:
+    try:
+        strict.FromString(part.SerializeToString())
+        return True
+    except (DecodeError, UnicodeDecodeError, ValueError):
+        return False
+
+
+def read_request(data: bytes) -> tuple[ExportTraceServiceRequest, int]:
+    """A protobuf request and how many of its spans were dropped for invalid UTF-8.
+
+    Invalid UTF-8 in one span costs that span alone (refused in ``partial_success``): the request
+    is read again with strings as bytes, each span (and its resource and scope) is checked on its
+    own, and the valid ones are kept. Anything else unreadable is a malformed request.
+    """
+    try:
+        return parse_request(data), 0
+    except MalformedRequest:
+        lenient = _LenientRequest()
+        try:
+            lenient.ParseFromString(data)
+        except (DecodeError, ValueError) as exc:
+            raise MalformedRequest(f"not a valid OTLP ExportTraceServiceRequest: {exc}") from None
+    dropped = 0
+    for rs in lenient.resource_spans:
+        resource_ok = _valid(resource_pb2.Resource, rs.resource)
+        for ss in rs.scope_spans:
+            scope_ok = resource_ok and _valid(common_pb2.InstrumentationScope, ss.scope)
+            bad = [i for i, sp in enumerate(ss.spans) if not (scope_ok and _valid(trace_pb2.Span, sp))]
+            for i in reversed(bad):
+                del ss.spans[i]
+            dropped += len(bad)
+        if not resource_ok:  # the resource itself is unreadable: its spans went with it; drop it
+            rs.ClearField("resource")
+    if not dropped:
+        raise MalformedRequest("not a valid OTLP ExportTraceServiceRequest: invalid UTF-8 outside any span")
+    return parse_request(lenient.SerializeToString()), dropped
 
 
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
@@ -205,6 +278,7 @@ REASONS = {
     "empty_name": "name is empty",
     "bad_times": "start/end times missing, end before start, or past 2262 (beyond 64-bit nanoseconds)",
     "project_not_allowed": "the span names a project its token may not send",
+    "invalid_utf8": "a string field (name, attribute, event) is not valid UTF-8",
     "too_old": "the span started before the store's retention (older spans are dropped by its TTL)",
     "foreign_project": "the span joins a trace or names a run of another project (a trace and a run belong to their first writer's project)",
 }

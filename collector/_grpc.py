@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTracePartialSuccess, ExportTraceServiceResponse
 
 from runmeter.collector._auth import TokenAuth, Unauthenticated
-from runmeter.collector._convert import MalformedRequest, parse_request
+from runmeter.collector._convert import MalformedRequest, read_request
 from runmeter.collector._service import Collector, Refused
 
 __all__ = ["grpc_server"]
@@ -53,12 +53,12 @@ def grpc_server(collector: Collector, auth: TokenAuth | None) -> tuple[grpc.Serv
                 collector.refuse("unauthenticated")
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         try:
-            req = parse_request(data)
+            req, dropped = read_request(data)
         except MalformedRequest as exc:
             collector.refuse("malformed")
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
-            checked, fut = collector.accept(req, data, project)
+            checked, fut = collector.accept(req, None if dropped else data, project, invalid_utf8=dropped)
             if fut is not None:
                 fut.result()
         except Refused as exc:

@@ -26,7 +26,7 @@ from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTracePartialSuccess, ExportTraceServiceResponse
 
 from runmeter.collector._auth import TokenAuth, Unauthenticated
-from runmeter.collector._convert import MalformedRequest, parse_json_request, parse_request
+from runmeter.collector._convert import MalformedRequest, parse_json_request, read_request
 from runmeter.collector._service import Collector, Refused
 
 __all__ = ["HttpServers"]
@@ -94,7 +94,7 @@ def _traces_handler(collector: Collector, auth: TokenAuth | None) -> Callable[[w
             elif encoding != "identity":
                 collector.refuse("unsupported_encoding")
                 return _error(415, f"Content-Encoding {encoding!r} is not supported (gzip or none)", answer_type)
-            req = parse_json_request(data) if ctype == _JSON else parse_request(data)
+            req, dropped = (parse_json_request(data), 0) if ctype == _JSON else read_request(data)
         except web.HTTPRequestEntityTooLarge:
             collector.refuse("too_large")
             return _error(413, f"the request is larger than {s.max_request_bytes} bytes", answer_type)
@@ -105,7 +105,7 @@ def _traces_handler(collector: Collector, auth: TokenAuth | None) -> Callable[[w
             collector.refuse("malformed")
             return _error(400, str(exc), answer_type)
         try:
-            checked, fut = collector.accept(req, data if ctype == _PROTOBUF else None, project)
+            checked, fut = collector.accept(req, data if ctype == _PROTOBUF and not dropped else None, project, invalid_utf8=dropped)
             if fut is not None:
                 await asyncio.wrap_future(fut)
         except Refused as exc:

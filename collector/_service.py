@@ -361,15 +361,19 @@ class Collector:
 
     # --- intake (receiver threads) ----------------------------------------------------------
 
-    def accept(self, req: ExportTraceServiceRequest, data: bytes | None, project: str | None) -> tuple[Converted, Future[int] | None]:
+    def accept(
+        self, req: ExportTraceServiceRequest, data: bytes | None, project: str | None, invalid_utf8: int = 0
+    ) -> tuple[Converted, Future[int] | None]:
         """Check the request and log it; the future completes once it is durable (then acknowledge).
+
+        ``invalid_utf8``: spans already dropped from ``req`` when it was read (they are refused too).
 
         Raises :class:`Refused` when the log is full or the collector is draining.
         """
         with self._intake_lock:
             self._intake += 1
         try:
-            checked, fut = self._accept(req, data, project)
+            checked, fut = self._accept(req, data, project, invalid_utf8)
         except BaseException:
             self._leave()
             raise
@@ -401,8 +405,13 @@ class Collector:
                 return
             time.sleep(0.0005)
 
-    def _accept(self, req: ExportTraceServiceRequest, data: bytes | None, project: str | None) -> tuple[Converted, Future[int] | None]:
+    def _accept(
+        self, req: ExportTraceServiceRequest, data: bytes | None, project: str | None, invalid_utf8: int = 0
+    ) -> tuple[Converted, Future[int] | None]:
         checked = check(req, project, self.limits)
+        if invalid_utf8:
+            checked.rejected += invalid_utf8
+            checked.reasons["invalid_utf8"] += invalid_utf8
         if self.track_ownership and checked.accepted:
             foreign = self.ownership.admit(req, project)
             if foreign:  # removed from the request: what is logged is what was acknowledged

@@ -262,3 +262,22 @@ def test_a_client_that_leaves_mid_body_is_one_line_not_a_traceback(tmp_path: Pat
     said = [r for r in caplog.records if "disconnected before its request body" in r.getMessage()]
     assert len(said) == 3 and all(r.levelno == logging.INFO and r.exc_info is None for r in said)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_invalid_utf8_in_one_span_costs_that_span_alone(tmp_path: Path) -> None:
+    import grpc
+
+    from tests.test_collector import _grpc_call
+
+    good = [llm(i, None, "gpt-4o-mini", 10, 1, trace_id=0x100 + i, start_ms=i) for i in range(1, 6)]
+    data = request_bytes(good + [llm(9, None, "gpt-4o-mini", 10, 1, trace_id=0x1FF, extra={"note": "MARKER"})])
+    bad = data.replace(b"MARKER", b"\xff\xfeRKER")  # same length: the protobuf framing still holds
+    assert bad != data
+    with running(tmp_path) as c:
+        status, raw, _ = post(c.http, bad)
+        rejected, message = _partial(raw)
+        assert status == 200 and rejected == 1 and "UTF-8" in message
+        code, raw_grpc, _ = _grpc_call(c.grpc, bad)  # the same request again, over gRPC (its spans are stored once)
+        assert code is grpc.StatusCode.OK and ExportTraceServiceResponse.FromString(raw_grpc).partial_success.rejected_spans == 1
+        stored = {t for (t,) in c.rows("SELECT TraceId FROM otel_traces")}
+    assert stored == {f"{0x100 + i:032x}" for i in range(1, 6)}
