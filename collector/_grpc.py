@@ -82,6 +82,7 @@ def grpc_server(collector: Collector, auth: TokenAuth | None) -> tuple[grpc.Serv
     server = grpc.server(
         ThreadPoolExecutor(max_workers=s.grpc_workers, thread_name_prefix="runmeter-grpc"),
         handlers=[handler],
+        maximum_concurrent_rpcs=s.max_concurrent_requests,  # past it: RESOURCE_EXHAUSTED, retryable
         options=[
             ("grpc.max_receive_message_length", s.max_decompressed_bytes),
             ("grpc.so_reuseport", 0),

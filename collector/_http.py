@@ -64,8 +64,16 @@ def _error(status: int, message: str, ctype: str, headers: dict[str, str] | None
 
 def _traces_handler(collector: Collector, auth: TokenAuth | None) -> Callable[[web.Request], Any]:
     s = collector.settings
+    intake: asyncio.Semaphore | None = None  # made on the server's loop, at the first request
 
     async def traces(request: web.Request) -> web.Response:
+        nonlocal intake
+        if intake is None:
+            intake = asyncio.Semaphore(s.max_concurrent_requests)
+        async with intake:  # at most max_concurrent_requests bodies read and parsed at once
+            return await _traces(request)
+
+    async def _traces(request: web.Request) -> web.Response:
         ctype = request.content_type
         answer_type = _JSON if ctype == _JSON else _PROTOBUF
         if ctype not in (_PROTOBUF, _JSON):

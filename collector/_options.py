@@ -39,6 +39,9 @@ class CollectorSettings(BaseModel):
     retry_after_s: int = Field(default=5, ge=1)
     log_format: str = Field(default="json", pattern="^(json|text)$")
     grpc_workers: int = Field(default=16, ge=1)
+    # Requests read and parsed at once, per protocol (more wait, or get RESOURCE_EXHAUSTED on gRPC):
+    # with the size limits, this bounds what intake holds - see README, "Memory".
+    max_concurrent_requests: int = Field(default=4, ge=1)
     # Slow or idle clients: a connection that has not sent a whole request head within
     # http_idle_timeout_s (or sits idle that long between requests) is closed; a body must arrive
     # within http_body_timeout_s; past http_max_connections new connections get 503 and are closed.

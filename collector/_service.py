@@ -27,6 +27,8 @@ the spans being processed arrived, not the time they are processed.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import queue
 import struct
@@ -86,6 +88,26 @@ class Refused(Exception):
     @property
     def retryable(self) -> bool:
         return self.retry_after_s is not None
+
+
+_HELD_BYTES = 32 << 20  # parsed requests kept in memory for processing (by their size on the wire)
+
+
+def _libc_trim() -> Any:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+_MALLOC_TRIM = _libc_trim()
+
+
+def _release_free_memory() -> None:
+    """Hand the heap's free pages back to the OS (glibc keeps them after a burst of large requests,
+    so RSS would stay at its peak though the memory is free)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _encode(project: str | None, data: bytes) -> bytes:
@@ -319,6 +341,8 @@ class Collector:
         # Set by the server when a token is bound to a project: then no such token may join or name
         # another project's traces and runs (see _ownership).
         self.track_ownership = False
+        self._held_lock = threading.Lock()
+        self._held_bytes = 0  # wire size of the parsed requests waiting in the processing queue
         self.ownership = Ownership(self._stored_owners)
         self.limits = Limits(settings.max_attributes_per_span, settings.max_attribute_value_length)
         meter = (meter_provider or metrics.get_meter_provider()).get_meter(__package__ or __name__)
@@ -336,7 +360,7 @@ class Collector:
         meter.create_observable_gauge(
             A.RUNMETER_COLLECTOR_STORE_LAG_METRIC, [lambda _: [metrics.Observation(self.store_lag_bytes)]], A.RUNMETER_COLLECTOR_STORE_LAG_UNIT
         )
-        self._queue: queue.SimpleQueue[tuple[int, ExportTraceServiceRequest, str | None, float] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[int, ExportTraceServiceRequest | None, str | None, float, int] | None] = queue.SimpleQueue()
         self._arrived: float | None = None  # when the request being processed arrived (None: idle)
         self._clock_floor = 0.0
         self.wal = WriteAheadLog(
@@ -429,7 +453,7 @@ class Collector:
             raise Refused("draining", "the collector is shutting down; retry on another replica", self.settings.retry_after_s)
         payload = _encode(project, data if data is not None else req.SerializeToString())
         try:
-            fut = self.wal.append(payload, (req, project, checked.accepted))
+            fut = self.wal.append(payload, (req, project, checked.accepted, len(payload)))
         except LogFull as exc:
             self._full_at = time.monotonic()
             self.refuse("log_full")
@@ -461,10 +485,17 @@ class Collector:
     def _durable(self, seq: int, item: Any) -> None:  # the log's writer thread, in sequence order
         if item is None:
             return  # spans carried forward (_carry_forward): already being processed
-        req, project, n = item
+        req, project, n, size = item
         self.metrics.accepted.add(n)
         self._enqueued += 1
-        self._queue.put((seq, req, project, time.monotonic()))
+        # A parsed request takes several times its size in memory: past _HELD_BYTES of them waiting
+        # (processing behind intake), only the sequence number waits and the request is read back
+        # from the log when its turn comes. A backlog then costs disk (the log), not memory.
+        with self._held_lock:
+            keep = self._held_bytes + size <= _HELD_BYTES
+            if keep:
+                self._held_bytes += size
+        self._queue.put((seq, req if keep else None, project, time.monotonic(), size if keep else 0))
 
     def arrival_clock(self) -> float:
         """The RunProcessor's clock: when the spans being processed *arrived* (real time when idle).
@@ -494,16 +525,31 @@ class Collector:
         except Exception:
             _log.exception("replaying the write-ahead log failed; its records stay for the next start")
         self.replayed.set()
-        carried = time.monotonic()
+        carried = trimmed = time.monotonic()
+        busy = False  # work since the last trim
         while True:
             try:
                 item = self._queue.get(timeout=1.0)
             except queue.Empty:
-                pass
+                if busy and time.monotonic() - trimmed >= 10.0:  # idle after work: give freed memory back
+                    _release_free_memory()
+                    trimmed, busy = time.monotonic(), False
             else:
                 if item is None:
                     return
-                seq, req, project, self._arrived = item
+                seq, req, project, self._arrived, held = item
+                busy = True
+                if req is None:
+                    try:
+                        project, data = _decode(self.wal.read(seq))
+                        req = parse_request(data)
+                    except Exception:
+                        _log.exception("record %d cannot be read back from the log; it stays there", seq)
+                        self._processed += 1
+                        continue
+                else:
+                    with self._held_lock:
+                        self._held_bytes -= held
                 self._process(seq, req, project)
                 self._processed += 1
                 if self._queue.empty():

@@ -281,3 +281,69 @@ def test_invalid_utf8_in_one_span_costs_that_span_alone(tmp_path: Path) -> None:
         assert code is grpc.StatusCode.OK and ExportTraceServiceResponse.FromString(raw_grpc).partial_success.rejected_spans == 1
         stored = {t for (t,) in c.rows("SELECT TraceId FROM otel_traces")}
     assert stored == {f"{0x100 + i:032x}" for i in range(1, 6)}
+
+
+# --- memory --------------------------------------------------------------------------------------
+
+def test_a_backlog_waits_in_the_log_not_in_memory(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Past the bytes of parsed requests kept for processing, a request is read back from the log
+    when its turn comes: with none kept, every run still comes out whole and priced."""
+    import pytest
+
+    from runmeter.collector import _service
+    from tests.collector_rig import mini_cost
+
+    monkeypatch.setattr(_service, "_HELD_BYTES", 0)
+    with running(tmp_path) as c:
+        for t in range(0x300, 0x310):
+            spans = [run_root("r", 1, trace_id=t, end_ms=100), llm(2, 1, "gpt-4o-mini", 1000, 100, trace_id=t, start_ms=10)]
+            assert post(c.http, request_bytes(spans))[0] == 200
+        rows = c.rows("SELECT count(), sum(CostUsd), sum(LlmCalls) FROM runmeter_runs FINAL")
+        assert c.server.collector._held_bytes == 0
+    assert rows[0][0] == 16 and rows[0][2] == 16 and rows[0][1] == pytest.approx(16 * mini_cost(1000, 100))
+
+
+def test_memory_stays_bounded_under_hostile_requests(tmp_path: Path) -> None:
+    """Rounds of the largest requests the limits allow (gzip bombs, bodies at the size limit, deep
+    JSON), 8 at once: the collector's RSS grows by less than the stated intake bound and gives
+    memory back when idle. Bound (README, "Memory"): 2 protocols x max_concurrent_requests x
+    (max_request_bytes + 4 x max_decompressed_bytes) = 2 x 4 x (1 + 16) MiB = 136 MiB here."""
+    import threading
+
+    from tests.collector_rig import Subprocess, free_ports
+
+    ports = dict(zip(("grpc", "http", "admin"), free_ports(3)))
+    proc = Subprocess(tmp_path, f"chdb://{tmp_path / 'store'}", ports)
+    toml = tmp_path / "runmeter.toml"
+    proc.start()
+    assert proc.terminate() == 0
+    toml.write_text(toml.read_text() + "max_request_bytes = 1048576\nmax_decompressed_bytes = 4194304\nmax_concurrent_requests = 4\n")
+    proc.start()
+    assert proc.proc is not None
+    url = f"http://127.0.0.1:{ports['http']}/v1/traces"
+
+    def rss_mib() -> int:
+        with open(f"/proc/{proc.proc.pid}/status") as f:  # type: ignore[union-attr]
+            return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS"))
+
+    big = request_bytes([llm(i, None, "gpt-4o-mini", 10, 1, trace_id=0x400 + i, extra={"blob": "y" * 60_000}) for i in range(1, 15)])
+    assert len(big) < 1 << 20
+    bodies = [(gzip.compress(b"\x0a" * (8 << 20)), {"Content-Encoding": "gzip"}), (big, {}),
+              (gzip.compress(big), {"Content-Encoding": "gzip"}),
+              (b'{"resourceSpans": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", {"Content-Type": "application/json"})]
+    try:
+        base = rss_mib()
+        peak = base
+        for _ in range(15):
+            threads = [threading.Thread(target=post, args=(url, *bodies[k % 4])) for k in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            peak = max(peak, rss_mib())
+        time.sleep(13)  # idle: freed memory goes back to the OS
+        after = rss_mib()
+    finally:
+        assert proc.terminate() == 0
+    assert peak - base < 136, (base, peak)
+    assert after - base < 100, (base, peak, after)
