@@ -248,7 +248,9 @@ class HttpServers:
             runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False,
                                    keepalive_timeout=s.http_idle_timeout_s)
             await runner.setup()
-            runner._server = _Capped(runner.server, s.http_max_connections, lambda: self.collector.refuse("too_many_connections"))
+            # aiohttp has no public hook for a connection cap: its protocol factory is wrapped in place.
+            runner._server = _Capped(  # type: ignore[assignment]
+                runner.server, s.http_max_connections, lambda: self.collector.refuse("too_many_connections"))
             host, port = _split(endpoint)
             site = web.TCPSite(runner, host, port, ssl_context=ctx, reuse_address=True)
             await site.start()

@@ -202,6 +202,11 @@ class Simulator:
         if req.path.endswith("/messages"):
             kind = "rate_limit_error" if reply.status == 429 else "api_error"
             payload: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": f"simulated {reply.status}"}}
+        elif reply.status == 401:
+            # As some OpenAI-compatible servers answer: the key that was sent, quoted back in full.
+            key = req.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            payload = {"error": {"message": f"Incorrect API key provided: {key}.", "type": "invalid_request_error",
+                                 "param": None, "code": "invalid_api_key"}}
         else:
             kind = "rate_limit_exceeded" if reply.status == 429 else "server_error"
             payload = {"error": {"message": f"simulated {reply.status}", "type": kind, "code": kind}}

@@ -341,3 +341,17 @@ def test_another_instrumentation_already_wrapping_is_left_alone(rig: Rig, caplog
         OpenAIInstrumentor().uninstrument()
         unwrap(Completions, "create")
         OpenAIInstrumentor().instrument(tracer_provider=rig.tracer_provider, prices=runmeter.PriceBook(), providers={})
+
+
+def test_a_key_quoted_back_in_an_error_is_not_recorded(rig: Rig) -> None:
+    """A 401 whose message repeats the API key: the span's status and exception event keep the
+    message without the key."""
+    rig.sim.queue(Reply(status=401))
+    with pytest.raises(openai.AuthenticationError) as caught:
+        rig.openai().chat.completions.create(model="gpt-5.5", messages=MSG)
+    assert SECRET in str(caught.value)  # the SDK's error does quote it
+    span = _one(rig)
+    event = next(e for e in span.events if e.name == "exception")
+    recorded = [span.status.description, event.attributes["exception.message"], event.attributes["exception.stacktrace"]]
+    assert all(SECRET not in text and "[REDACTED]" in text for text in recorded), recorded
+    assert "Incorrect API key provided" in span.status.description
