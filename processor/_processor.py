@@ -161,6 +161,7 @@ class RunProcessor(SpanProcessor):
         self._shutdown = False
         self._metrics = ProcessorMetrics(meter_provider, self._open_count, self._oldest_age, metric_labels)
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set when a bound evicted traces: assemble them now
         self._thread: threading.Thread | None = None
         self._background = background
         self._forked_child = False
@@ -251,7 +252,7 @@ class RunProcessor(SpanProcessor):
                 trace.open.add(ctx.span_id)
                 trace.due = None
         if self._pending:
-            self._drain()
+            self._assemble_soon()
 
     def on_end(self, span: ReadableSpan) -> None:
         out: ReadableSpan = span
@@ -314,7 +315,7 @@ class RunProcessor(SpanProcessor):
             if len(trace.facts) >= self.limits.max_spans_per_run:
                 self._evict(facts.trace_id, incomplete=True)
         if self._pending:
-            self._drain()  # a bound was hit: assemble now (amortized: once per max_spans_per_run spans)
+            self._assemble_soon()  # a bound was hit
         if self._mode == "remote":
             return None
         out = _copy(span, added) if added else span
@@ -485,8 +486,20 @@ class RunProcessor(SpanProcessor):
 
     # --- lifecycle -----------------------------------------------------------------------
 
+    def _assemble_soon(self) -> None:
+        """Traces were evicted by a bound: the background thread assembles them and writes their runs,
+        never the caller's (an agent's call must not wait on an insert). Without one (tests), now."""
+        if self._thread is not None:
+            self._wake.set()
+        else:
+            self._drain()
+
     def _loop(self, interval: float) -> None:
-        while not self._stop.wait(interval):
+        while not self._stop.is_set():
+            self._wake.wait(interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
             try:
                 self.sweep()
             except Exception as exc:
@@ -511,6 +524,7 @@ class RunProcessor(SpanProcessor):
             return
         self._shutdown = True
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         try:

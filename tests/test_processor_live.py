@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+import time
 from typing import Any
 
 import pytest
@@ -336,3 +337,29 @@ def test_a_span_that_never_ends_does_not_leak(rig: Any) -> None:
     rig.proc.sweep()
     assert rig.proc.live_spans == 0 and rig.proc.open_traces == 0  # forgotten, memory bounded
     assert leaked.is_recording()
+
+
+def test_runs_evicted_by_a_bound_are_written_on_runmeters_thread_not_the_agents() -> None:
+    """An agent's call must never wait on an insert: a bound that evicts traces wakes the
+    background thread, which assembles them and writes their runs."""
+    import threading
+
+    writers: list[str] = []
+
+    class Sink(InMemoryRunSink):
+        def write_runs(self, records: Any) -> None:
+            writers.append(threading.current_thread().name)
+            super().write_runs(records)
+
+    sink = Sink()
+    proc = RunProcessor(sink=sink, limits=RunLimits(max_open_runs=1, grace_s=60.0))
+    provider = TracerProvider()
+    provider.add_span_processor(proc)
+    tracer = provider.get_tracer("test")
+    for _ in range(5):  # each new trace evicts the one before (max_open_runs=1)
+        chat(tracer, 100, 10)
+    deadline = time.monotonic() + 10
+    while len(sink.runs) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(sink.runs) >= 4 and set(writers) == {"runmeter-runs"}
+    provider.shutdown()
