@@ -11,13 +11,14 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
-from runmeter.instrumentation._core import CaptureMode, GenAIHandler, parse_capture_mode
+from runmeter.instrumentation._core import CaptureMode, GenAIHandler, events_allowed, parse_capture_mode
 from runmeter.instrumentation._wrap import MethodSpec, already_wrapped, async_wrapper, sync_wrapper
 from runmeter.processor import PriceBook
 
 __all__ = ["ProviderInstrumentor", "Target"]
 
 _CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_EMIT_EVENT_ENV = "OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT"
 _VERSION = "0.1.0"
 
 
@@ -63,6 +64,8 @@ class ProviderInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 raise ValueError(f"unknown capture_content {capture!r}")
         else:
             mode = parse_capture_mode(os.environ.get(_CAPTURE_ENV))
+            if mode.on_event and not events_allowed(os.environ.get(_EMIT_EVENT_ENV)):
+                mode = CaptureMode.SPAN_ONLY if mode.on_span else CaptureMode.NO_CONTENT
         prices = kwargs.get("prices")
         providers = kwargs.get("providers")
         if prices is None or providers is None:

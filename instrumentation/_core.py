@@ -13,6 +13,7 @@ the span and re-raised unchanged.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import traceback
 from collections.abc import Sequence
@@ -39,6 +40,8 @@ _SERVICE_TIER_ATTRIBUTE = {"openai": OPENAI_RESPONSE_SERVICE_TIER}
 from runmeter.processor.pricing import UNPRICED_INVALID_USAGE, UNPRICED_NO_USAGE
 
 __all__ = ["CaptureMode", "GenAIHandler", "Invocation", "given", "hash_json", "parse_capture_mode"]
+
+_log = logging.getLogger(__name__)
 
 SCOPE = INSTRUMENTATION_SCOPE  # the processor leaves the ledger to us for spans of this scope
 _TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
@@ -75,7 +78,25 @@ def parse_capture_mode(value: str | None) -> CaptureMode:
     try:
         return CaptureMode(v)
     except ValueError:
+        _log.warning(
+            "runmeter: OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=%r is not one of %s (or true); "
+            "no content is captured", value, ", ".join(m.value for m in CaptureMode),
+        )
         return CaptureMode.NO_CONTENT
+
+
+def events_allowed(value: str | None) -> bool:
+    """``OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT``: unset or true, content events follow the capture
+    mode; false turns them off (a mode with events then keeps its span part only)."""
+    if value is None or not value.strip():
+        return True
+    v = value.strip().lower()
+    if v in ("true", "1", "yes", "on"):
+        return True
+    if v not in ("false", "0", "no", "off"):
+        _log.warning("runmeter: OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT=%r is not true or false; events follow the capture mode", value)
+        return True
+    return False
 
 
 def given(value: Any) -> bool:

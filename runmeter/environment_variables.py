@@ -48,4 +48,5 @@ OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT = "OTEL_INSTRUMENTATION_GENAI
 """``NO_CONTENT`` (default), ``SPAN_ONLY``, ``EVENT_ONLY`` or ``SPAN_AND_EVENT``, as in the official instrumentations."""
 
 OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT = "OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT"
-"""``true`` to emit content as events (needed for ``EVENT_ONLY`` / ``SPAN_AND_EVENT``)."""
+"""Unset or ``true``: content events follow the capture mode (``EVENT_ONLY``, ``SPAN_AND_EVENT``);
+``false`` turns them off (``SPAN_AND_EVENT`` then keeps its span part). Another value warns."""

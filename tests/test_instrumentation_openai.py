@@ -355,3 +355,44 @@ def test_a_key_quoted_back_in_an_error_is_not_recorded(rig: Rig) -> None:
     recorded = [span.status.description, event.attributes["exception.message"], event.attributes["exception.stacktrace"]]
     assert all(SECRET not in text and "[REDACTED]" in text for text in recorded), recorded
     assert "Incorrect API key provided" in span.status.description
+
+
+def test_capture_settings_from_the_environment_warn_on_bad_values(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """What a real call records under each environment setting; a value that means nothing warns."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from runmeter.instrumentation import OpenAIInstrumentor
+    from runmeter.processor import PriceBook
+    from runmeter.simulator import Simulator
+
+    def recorded(**env: str) -> tuple[bool, bool]:
+        """(content on the span, content as an event) for one chat call."""
+        for k in ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT"):
+            monkeypatch.delenv(k, raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        exporter = InMemorySpanExporter()
+        tp = TracerProvider()
+        tp.add_span_processor(SimpleSpanProcessor(exporter))
+        inst = OpenAIInstrumentor()
+        inst.instrument(tracer_provider=tp, prices=PriceBook(), providers={})
+        try:
+            with Simulator() as sim:
+                sim.queue(usage_reply())
+                with openai.OpenAI(base_url=sim.openai_url, api_key=SECRET, max_retries=0) as client:
+                    client.chat.completions.create(model="gpt-5.5", messages=MSG)
+        finally:
+            inst.uninstrument()
+        (span,) = exporter.get_finished_spans()
+        return "gen_ai.input.messages" in span.attributes, any("gen_ai.input.messages" in (e.attributes or {}) for e in span.events)
+
+    with caplog.at_level("WARNING"):
+        assert recorded() == (False, False)
+        assert recorded(OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="span_and_event") == (True, True)
+        assert recorded(OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="SPAN_AND_EVENT",
+                        OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT="false") == (True, False)
+        assert not [r for r in caplog.records if r.name.startswith("runmeter")]
+        assert recorded(OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="everything") == (False, False)
+    assert "'everything' is not one of" in caplog.text
