@@ -24,17 +24,22 @@ __all__ = [
     "MalformedRequest",
     "Refused",
     "TokenAuth",
+    "JsonFormatter",
+    "Ownership",
     "WriteAheadLog",
     "check",
     "convert",
     "parse_json_request",
     "parse_request",
+    "read_request",
 ]
 
 _WHERE = {
     "Collector": "_service",
     "Refused": "_service",
     "CollectorServer": "_server",
+    "JsonFormatter": "_server",
+    "Ownership": "_ownership",
     "CollectorSettings": "_options",
     "TokenAuth": "_auth",
     "WriteAheadLog": "_wal",
@@ -45,6 +50,7 @@ _WHERE = {
     "convert": "_convert",
     "parse_json_request": "_convert",
     "parse_request": "_convert",
+    "read_request": "_convert",
 }
 
 

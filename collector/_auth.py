@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from runmeter.processor import ConfigError
-from runmeter.processor._configfile import read_toml, validation_error
+from runmeter.core import read_toml, validation_error
 
 __all__ = ["Principal", "TokenAuth", "Unauthenticated", "server_ssl_context"]
 

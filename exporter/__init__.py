@@ -14,12 +14,15 @@ The tables, their keys and retention are described in ``exporter/schema/*.sql``.
 from __future__ import annotations
 
 from runmeter.exporter._exporter import ClickHouseRunSink, ClickHouseSpanExporter, StoredRows, open_writer
-from runmeter.exporter._migrations import SchemaOptions, apply_migrations, load_migrations, render
+from runmeter.exporter._migrations import SchemaOptions, applied_versions, apply_migrations, load_migrations, render
+from runmeter.exporter._rows import MAX_NS, OUTCOME_COLUMNS, outcome_row
 from runmeter.exporter._spool import Batch, Spool, SpoolFull
 from runmeter.exporter._store import Store, StoreError, StoreURL
-from runmeter.exporter._writer import Writer
+from runmeter.exporter._writer import Writer, insert_batch
 
 __all__ = [
+    "MAX_NS",
+    "OUTCOME_COLUMNS",
     "Batch",
     "ClickHouseRunSink",
     "ClickHouseSpanExporter",
@@ -31,8 +34,11 @@ __all__ = [
     "StoreURL",
     "StoredRows",
     "Writer",
+    "applied_versions",
     "apply_migrations",
+    "insert_batch",
     "load_migrations",
     "open_writer",
+    "outcome_row",
     "render",
 ]

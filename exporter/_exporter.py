@@ -41,7 +41,7 @@ from runmeter.exporter._spool import Batch, Spool
 from runmeter.exporter._store import Store
 from runmeter.exporter._writer import Writer
 from runmeter.processor import OutcomeEvent, PriceBook, RunRecord
-from runmeter.processor._selfcheck import internal_error
+from runmeter.core import internal_error, load_settings
 
 __all__ = ["ClickHouseRunSink", "ClickHouseSpanExporter", "StoredRows", "default_spool_dir", "open_writer"]
 
@@ -74,9 +74,7 @@ def open_writer(url: str, spool_dir: str | Path | None = None, spool_max_bytes: 
 
 
 def _settings() -> Any:
-    from runmeter.config import load_settings  # late: the facade's config sits above this package
-
-    return load_settings()
+    return load_settings()  # the facade's loader, registered in runmeter.core
 
 
 class ClickHouseRunSink:

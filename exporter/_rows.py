@@ -19,9 +19,7 @@ from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
 from opentelemetry.trace import SpanKind, StatusCode
 
 from runmeter.conventions import DialectMap
-from runmeter.processor import OutcomeEvent, PriceBook, RunRecord, redact
-from runmeter.processor._facts import attributes_of, facts_of
-from runmeter.processor._facts import KIND_LLM, KIND_TOOL
+from runmeter.processor import KIND_LLM, KIND_TOOL, OutcomeEvent, PriceBook, RunRecord, attributes_of, facts_of, redact
 
 __all__ = [
     "CALL_COLUMNS", "MAX_NS", "OUTCOME_COLUMNS", "RUN_COLUMNS", "TRACE_COLUMNS", "Unstorable",

@@ -27,7 +27,7 @@ from clickhouse_connect.driver.exceptions import ProgrammingError
 
 from runmeter.exporter._spool import SEGMENT_SUFFIX, Batch, Spool, SpoolFull
 from runmeter.exporter._store import Store
-from runmeter.processor._selfcheck import internal_error
+from runmeter.core import internal_error
 
 __all__ = ["Writer"]
 

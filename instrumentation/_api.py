@@ -46,8 +46,8 @@ from runmeter.conventions import genai as G
 from runmeter.conventions.attributes import RunmeterRunOutcomeValues as Outcome
 from runmeter.instrumentation._core import hash_json, record_error
 from runmeter.processor import Budget, BudgetExceeded, LiveRun, RunLedger, current_run, run_id_for
-from runmeter.processor._live import INSTRUMENTATION_SCOPE, RUN_CONTEXT_KEY
-from runmeter.processor._selfcheck import internal_error
+from runmeter.processor import INSTRUMENTATION_SCOPE, RUN_CONTEXT_KEY
+from runmeter.core import internal_error
 
 __all__ = ["Run", "Tool", "run", "tool"]
 

@@ -13,6 +13,7 @@ from wrapt import wrap_function_wrapper
 
 from runmeter.instrumentation._core import CaptureMode, GenAIHandler, events_allowed, parse_capture_mode
 from runmeter.instrumentation._wrap import MethodSpec, already_wrapped, async_wrapper, sync_wrapper
+from runmeter.core import ConfigError, load_settings, report_config_error
 from runmeter.processor import PriceBook
 
 __all__ = ["ProviderInstrumentor", "Target"]
@@ -32,10 +33,8 @@ class Target:
 
 
 def _settings() -> Any:
-    # Imported late: the facade's config module sits above this package, and only the
-    # defaults of an argument-less instrument() (as opentelemetry-instrument calls it) need it.
-    from runmeter.config import load_settings
-
+    # Only the defaults of an argument-less instrument() (as opentelemetry-instrument calls it)
+    # need them: read through the loader the facade registers in runmeter.core.
     return load_settings()
 
 
@@ -69,8 +68,6 @@ class ProviderInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         prices = kwargs.get("prices")
         providers = kwargs.get("providers")
         if prices is None or providers is None:
-            from runmeter.config import ConfigError, report_config_error
-
             try:
                 settings = _settings()
             except ConfigError as exc:  # the program runs on, uninstrumented; said once

@@ -31,9 +31,8 @@ from runmeter.conventions import attributes as A
 from runmeter.conventions import genai as G
 from runmeter.conventions import load_dialects
 from runmeter.processor import BudgetExceeded, PriceBook, TokenUsage, current_run, redact, short_hash
-from runmeter.processor._facts import stamp
-from runmeter.processor._live import INSTRUMENTATION_SCOPE, LiveRun
-from runmeter.processor._selfcheck import bad_value, internal_error
+from runmeter.processor import INSTRUMENTATION_SCOPE, LiveRun, stamp
+from runmeter.core import bad_value, internal_error
 
 # Where the tier a response was served at is recorded: the upstream attribute where there is one.
 _SERVICE_TIER_ATTRIBUTE = {"openai": OPENAI_RESPONSE_SERVICE_TIER}

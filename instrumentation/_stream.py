@@ -13,7 +13,7 @@ from typing import Any
 
 import wrapt
 
-from runmeter.processor._selfcheck import internal_error
+from runmeter.core import internal_error
 
 __all__ = ["AsyncStream", "Finisher", "SyncStream"]
 

@@ -25,7 +25,7 @@ from wrapt import FunctionWrapper
 from runmeter.instrumentation._core import GenAIHandler, Invocation
 from runmeter.instrumentation._stream import AsyncStream, Finisher, SyncStream
 from runmeter.processor import BudgetExceeded
-from runmeter.processor._selfcheck import internal_error
+from runmeter.core import internal_error
 
 __all__ = ["MethodSpec", "already_wrapped", "async_wrapper", "prepare_call", "sync_wrapper"]
 

@@ -27,7 +27,7 @@ from runmeter.instrumentation._base import ProviderInstrumentor, Target
 from runmeter.instrumentation._core import GenAIHandler, Invocation, given, hash_json, text_parts
 from runmeter.instrumentation._wrap import MethodSpec, prepare_call
 from runmeter.processor import TokenUsage
-from runmeter.processor._selfcheck import internal_error
+from runmeter.core import internal_error
 
 __all__ = ["AnthropicInstrumentor"]
 

@@ -24,20 +24,27 @@ from __future__ import annotations
 
 from runmeter.processor._assembly import Assembly, assemble, run_id_for
 from runmeter.processor._budget import Breach, Budget, BudgetExceeded
-from runmeter.processor._configfile import ConfigError
-from runmeter.processor._facts import SpanFacts, read_span, short_hash
+from runmeter.core import ConfigError, redact
+from runmeter.processor._facts import KIND_AGENT, KIND_LLM, KIND_OTHER, KIND_TOOL, SpanFacts, attributes_of, facts_of, read_span, short_hash, stamp
 from runmeter.processor._ledger import RunLedger
-from runmeter.processor._live import RUN_CONTEXT_KEY, LiveRun, current_run
+from runmeter.processor._live import INSTRUMENTATION_SCOPE, RUN_CONTEXT_KEY, LiveRun, current_run
 from runmeter.processor._loops import LoopDetector, LoopSignal
 from runmeter.processor._overrides import GpuHourPrice, PriceOverrides, TokenPrice
 from runmeter.processor._processor import RunLimits, RunProcessor
-from runmeter.processor._redact import redact
 from runmeter.processor._records import InMemoryRunSink, OutcomeEvent, RunRecord, RunSink, Tokens
 from runmeter.processor.pricing import Cost, PriceBook, TokenUsage
 
 __all__ = [
-    "redact",
+    "INSTRUMENTATION_SCOPE",
+    "KIND_AGENT",
+    "KIND_LLM",
+    "KIND_OTHER",
+    "KIND_TOOL",
     "RUN_CONTEXT_KEY",
+    "attributes_of",
+    "facts_of",
+    "redact",
+    "stamp",
     "Assembly",
     "Breach",
     "Budget",

@@ -21,7 +21,7 @@ from opentelemetry.trace import StatusCode
 from runmeter.conventions import DialectMap, GenAIFields
 from runmeter.conventions import attributes as A
 from runmeter.processor._budget import Breach, Budget
-from runmeter.processor._selfcheck import bad_value
+from runmeter.core import bad_value
 from runmeter.processor.pricing import UNPRICED_INVALID_USAGE, UNPRICED_NO_PRICE, UNPRICED_NO_USAGE, PriceBook, TokenUsage
 
 __all__ = [

@@ -37,7 +37,7 @@ from typing import Any, Literal
 from genai_prices import types as gp_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from runmeter.processor._configfile import CONFIG_FILENAME, validation_error
+from runmeter.core import CONFIG_FILENAME, validation_error
 
 __all__ = ["GpuHourPrice", "PriceOverrides", "TokenPrice"]
 

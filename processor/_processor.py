@@ -59,7 +59,7 @@ from runmeter.processor._live import INSTRUMENTATION_SCOPE, LiveRun, current_run
 from runmeter.processor._loops import LoopSignal
 from runmeter.processor._metrics import ProcessorMetrics
 from runmeter.processor._records import OutcomeEvent, RunSink
-from runmeter.processor._selfcheck import internal_error
+from runmeter.core import internal_error
 from runmeter.processor.pricing import PriceBook
 
 __all__ = ["RunLimits", "RunProcessor"]

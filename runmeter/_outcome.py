@@ -7,7 +7,7 @@ import time
 from runmeter.config import load_settings
 from runmeter.conventions.attributes import RunmeterRunOutcomeValues
 from runmeter.exporter import open_writer
-from runmeter.exporter._exporter import ClickHouseRunSink
+from runmeter.exporter import ClickHouseRunSink
 from runmeter.processor import OutcomeEvent
 
 _VALID = frozenset(v.value for v in RunmeterRunOutcomeValues)

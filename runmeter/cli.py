@@ -27,9 +27,7 @@ from rich.table import Table
 
 from runmeter.config import ConfigError, load_settings
 from runmeter.exporter import SchemaOptions, Store, StoreError, open_writer, render
-from runmeter.exporter._migrations import applied_versions, load_migrations
-from runmeter.exporter._rows import OUTCOME_COLUMNS, outcome_row
-from runmeter.exporter._spool import Batch
+from runmeter.exporter import OUTCOME_COLUMNS, Batch, applied_versions, insert_batch, load_migrations, outcome_row
 from runmeter.processor import OutcomeEvent, PriceBook
 from runmeter.reports import Filters, QueryError, parse_since, project_spend, run_query
 
@@ -296,8 +294,6 @@ def outcome(
             _fail(f"no run with id {run_id!r} (see `runmeter runs` for ids)")
         event = OutcomeEvent(run_id, value, note, time.time_ns(), "cli")
         tables = {"runmeter_outcomes": {"columns": OUTCOME_COLUMNS, "rows": [outcome_row(event)]}}
-        from runmeter.exporter._writer import insert_batch
-
         insert_batch(client, Batch.of(tables))
     out.print(f"run {run_id}: {value}" + (f" ({note})" if note else ""))
 
@@ -400,7 +396,7 @@ def collector(
     except ValidationError as exc:
         _fail(f"collector setting: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}", 2)
     try:
-        from runmeter.collector._server import CollectorServer, JsonFormatter
+        from runmeter.collector import CollectorServer, JsonFormatter
         from runmeter.processor import RunLimits
     except ImportError as exc:
         _fail(f"the collector needs its extra ({exc.name} is missing): pip install 'runmeter[collector]'")

@@ -20,9 +20,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runmeter import environment_variables as ev
-from runmeter.collector._options import CollectorSettings
+from runmeter.collector import CollectorSettings
 from runmeter.processor import ConfigError, PriceOverrides
-from runmeter.processor._configfile import CONFIG_FILENAME, read_toml, validation_error
+from runmeter.core import CONFIG_FILENAME, read_toml, register_settings_loader, report_config_error, validation_error
 
 __all__ = [
     "CollectorSettings", "ConfigError", "RunSettings", "Settings", "StorageSettings", "find_config_file", "load_settings",
@@ -158,15 +158,5 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     )
 
 
-_reported: set[str] = set()
-
-
-def report_config_error(exc: ConfigError) -> None:
-    """Say once, in one line, that a broken config file turned runmeter off in this process.
-
-    The agent itself runs on (untraced): the distro and each instrumentor meet the same error,
-    and none of them raises it into ``opentelemetry-instrument``'s start-up."""
-    text = str(exc)
-    if text not in _reported:
-        _reported.add(text)
-        _log.error("runmeter: %s. runmeter is off in this process until the file is fixed; the program runs untraced.", text)
+# The lower packages read settings through runmeter.core, never by importing this facade module.
+register_settings_loader(load_settings)

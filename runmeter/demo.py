@@ -29,7 +29,7 @@ from typing import Any
 
 from rich.console import Console
 
-from runmeter.processor._configfile import CONFIG_FILENAME
+from runmeter.core import CONFIG_FILENAME
 from runmeter.simulator import Reply, Request, Simulator, ToolCall
 
 console = Console()

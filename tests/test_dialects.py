@@ -264,7 +264,7 @@ def test_openllmetry_older_reasoning_tokens_are_read() -> None:
 @pytest.mark.parametrize("bad", [-5, 2**63 - 1, "abc", float("nan"), float("inf"), True, 12.5])
 def test_a_token_count_that_is_not_a_count_makes_the_call_unpriced(bad: object) -> None:
     """Priced at output-only cost, the call would look cheaper than it was: unpriced, with the reason."""
-    from runmeter.processor._selfcheck import bad_value_counts
+    from runmeter.core import bad_value_counts
 
     before = sum(bad_value_counts().values())
     bad_call = make_span("chat gpt-4o-mini", 3, 1, start_ms=30, kind=SpanKind.CLIENT, attrs={

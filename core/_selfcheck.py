@@ -12,7 +12,7 @@ import os
 import threading
 from collections import Counter
 
-__all__ = ["bad_value", "bad_value_counts", "internal_error", "internal_error_counts"]
+__all__ = ["bad_value", "bad_value_counts", "internal_error", "internal_error_counts", "report_config_error"]
 
 _log = logging.getLogger("runmeter")
 _lock = threading.Lock()
@@ -50,3 +50,19 @@ def bad_value(where: str, detail: str) -> None:
 def bad_value_counts() -> dict[str, int]:
     with _lock:
         return dict(_bad)
+
+
+_reported: set[str] = set()
+
+
+def report_config_error(exc: BaseException) -> None:
+    """Say once, in one line, that a broken config file turned runmeter off in this process.
+
+    The agent itself runs on (untraced): the distro and each instrumentor meet the same error,
+    and none of them raises it into ``opentelemetry-instrument``'s start-up."""
+    text = str(exc)
+    with _lock:
+        first = text not in _reported
+        _reported.add(text)
+    if first:
+        _log.error("runmeter: %s. runmeter is off in this process until the file is fixed; the program runs untraced.", text)

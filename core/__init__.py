@@ -1,0 +1,32 @@
+"""runmeter's bottom layer: what every package may use, and nothing that uses them.
+
+- :func:`internal_error` and :func:`bad_value`: runmeter's own failures and the bad input it
+  met, logged once per place and counted, never raised into the user's program;
+- :class:`ConfigError` and the TOML reader that names the file, line and key of a mistake;
+- :func:`load_settings`: the settings, from the loader the facade registers;
+- :func:`redact`: key-shaped strings out of free text before it is stored.
+"""
+
+from __future__ import annotations
+
+from runmeter.core._configfile import CONFIG_FILENAME, ConfigError, line_of, read_toml, validation_error
+from runmeter.core._redact import REDACTED, redact
+from runmeter.core._selfcheck import bad_value, bad_value_counts, internal_error, internal_error_counts, report_config_error
+from runmeter.core._settings import load_settings, register_settings_loader
+
+__all__ = [
+    "CONFIG_FILENAME",
+    "REDACTED",
+    "ConfigError",
+    "bad_value",
+    "bad_value_counts",
+    "internal_error",
+    "internal_error_counts",
+    "line_of",
+    "load_settings",
+    "read_toml",
+    "redact",
+    "register_settings_loader",
+    "report_config_error",
+    "validation_error",
+]
