@@ -12,10 +12,11 @@ from __future__ import annotations
 from runmeter.core._configfile import CONFIG_FILENAME, ConfigError, line_of, read_toml, validation_error
 from runmeter.core._redact import REDACTED, redact
 from runmeter.core._selfcheck import bad_value, bad_value_counts, internal_error, internal_error_counts, report_config_error
-from runmeter.core._settings import load_settings, register_settings_loader
+from runmeter.core._settings import VERSION, load_settings, register_settings_loader
 
 __all__ = [
     "CONFIG_FILENAME",
+    "VERSION",
     "REDACTED",
     "ConfigError",
     "bad_value",

@@ -9,7 +9,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["load_settings", "register_settings_loader"]
+__all__ = ["VERSION", "load_settings", "register_settings_loader"]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("runmeter")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0.0.0+unknown"
+
+
+VERSION = _version()  # pyproject.toml's, as installed: the one place the version is written
 
 _loader: Callable[[], Any] | None = None
 

@@ -43,19 +43,19 @@ from opentelemetry.trace import Span, TracerProvider
 
 from runmeter.conventions import attributes as A
 from runmeter.conventions import genai as G
+from runmeter.conventions import check_outcome
 from runmeter.conventions.attributes import RunmeterRunOutcomeValues as Outcome
 from runmeter.instrumentation._core import hash_json, record_error
 from runmeter.processor import Budget, BudgetExceeded, LiveRun, RunLedger, current_run, run_id_for
 from runmeter.processor import INSTRUMENTATION_SCOPE, RUN_CONTEXT_KEY
-from runmeter.core import internal_error
+from runmeter.core import VERSION, internal_error
 
 __all__ = ["Run", "Tool", "run", "tool"]
 
 _log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
-_OUTCOMES = frozenset(v.value for v in Outcome)
-_VERSION = "0.1.0"
+_VERSION = VERSION
 
 
 def _record_error(span: Span, exc: BaseException) -> None:
@@ -212,8 +212,7 @@ class Run(_Scope):
         self._set_outcome(Outcome.FAILED.value, reason)
 
     def _set_outcome(self, outcome: str, reason: str = "") -> None:
-        if outcome not in _OUTCOMES:
-            raise ValueError(f"outcome must be one of {sorted(_OUTCOMES)}")
+        check_outcome(outcome)
         span = self.span
         if span is None or (not span.is_recording() and span.get_span_context().trace_flags.sampled):
             raise RuntimeError("the run has not started or has already ended; use runmeter.outcome(run_id, ...) for a late outcome")

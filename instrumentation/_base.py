@@ -13,14 +13,14 @@ from wrapt import wrap_function_wrapper
 
 from runmeter.instrumentation._core import CaptureMode, GenAIHandler, events_allowed, parse_capture_mode
 from runmeter.instrumentation._wrap import MethodSpec, already_wrapped, async_wrapper, sync_wrapper
-from runmeter.core import ConfigError, load_settings, report_config_error
+from runmeter.core import VERSION, ConfigError, load_settings, report_config_error
 from runmeter.processor import PriceBook
 
 __all__ = ["ProviderInstrumentor", "Target"]
 
 _CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 _EMIT_EVENT_ENV = "OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT"
-_VERSION = "0.1.0"
+_VERSION = VERSION
 
 
 @dataclass(frozen=True)

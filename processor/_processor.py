@@ -47,7 +47,7 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from runmeter.conventions import DialectMap, load_dialects
+from runmeter.conventions import DialectMap, check_outcome, load_dialects
 from runmeter.conventions import attributes as A
 from runmeter.conventions import genai as G
 from runmeter.processor._assembly import assemble, run_id_for
@@ -472,11 +472,7 @@ class RunProcessor(SpanProcessor):
 
     def record_outcome(self, run_id: str, outcome: str, reason: str = "", source: str = "api") -> OutcomeEvent:
         """A late outcome for a run (the latest wins in storage)."""
-        from runmeter.conventions.attributes import RunmeterRunOutcomeValues
-
-        valid = {v.value for v in RunmeterRunOutcomeValues}
-        if outcome not in valid:
-            raise ValueError(f"outcome must be one of {sorted(valid)}, not {outcome!r}")
+        check_outcome(outcome)
         if not run_id:
             raise ValueError("run_id is empty")
         event = OutcomeEvent(run_id, outcome, reason, time.time_ns(), source)

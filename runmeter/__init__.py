@@ -15,11 +15,12 @@ Configuration: :mod:`runmeter.config` and :mod:`runmeter.environment_variables`.
 from __future__ import annotations
 
 from runmeter._outcome import outcome
+from runmeter.core import VERSION
 from runmeter.config import ConfigError, Settings, load_settings
 from runmeter.instrumentation import run, tool
 from runmeter.processor import Budget, BudgetExceeded, Cost, PriceBook, TokenUsage
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 __all__ = [
     "Budget",

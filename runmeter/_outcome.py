@@ -5,13 +5,10 @@ from __future__ import annotations
 import time
 
 from runmeter.config import load_settings
-from runmeter.conventions.attributes import RunmeterRunOutcomeValues
+from runmeter.conventions import check_outcome
 from runmeter.exporter import open_writer
 from runmeter.exporter import ClickHouseRunSink
 from runmeter.processor import OutcomeEvent
-
-_VALID = frozenset(v.value for v in RunmeterRunOutcomeValues)
-
 
 def outcome(run_id: str, value: str, reason: str = "", *, store: str | None = None) -> OutcomeEvent:
     """Record ``value`` (accepted, rejected, abandoned, failed) for a run; the latest outcome wins.
@@ -19,8 +16,7 @@ def outcome(run_id: str, value: str, reason: str = "", *, store: str | None = No
     The event is written durably to the store's spool at once and reaches ClickHouse with the
     process's other batches (``store`` overrides ``RUNMETER_CLICKHOUSE_URL`` / ``runmeter.toml``).
     """
-    if value not in _VALID:
-        raise ValueError(f"outcome must be one of {sorted(_VALID)}, not {value!r}")
+    check_outcome(value)
     if not isinstance(run_id, str) or not run_id:
         raise ValueError("run_id must be a non-empty string")
     settings = load_settings()

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from runmeter.config import ConfigError, load_settings
+from runmeter.conventions import check_outcome
 from runmeter.exporter import SchemaOptions, Store, StoreError, open_writer, render
 from runmeter.exporter import OUTCOME_COLUMNS, Batch, applied_versions, insert_batch, load_migrations, outcome_row
 from runmeter.processor import OutcomeEvent, PriceBook
@@ -37,7 +38,6 @@ app.add_typer(db_app, name="db")
 out = Console()
 err = Console(stderr=True)
 
-_OUTCOMES = ("accepted", "rejected", "abandoned", "failed")
 _REPORT_COLUMNS = ("Group", "Runs", "TotalCostUsd", "Accepted", "Rejected", "Abandoned", "Failed", "Unknown",
                    "CostPerAcceptedRun", "CostPerAcceptedTask", "MedianRunCostUsd", "P90RunCostUsd", "MeanToolCalls", "MeanLlmCalls")
 
@@ -287,8 +287,10 @@ def outcome(
     note: str = typer.Option("", "--note", help="a reason, kept with the outcome"),
 ) -> None:
     """Record a late outcome for a run (a human review); the latest outcome wins."""
-    if value not in _OUTCOMES:
-        _fail(f"outcome must be one of {', '.join(_OUTCOMES)}, not {value!r}", 2)
+    try:
+        check_outcome(value)
+    except ValueError as exc:
+        _fail(str(exc), 2)
     with _client() as client:
         if not run_query(client, "run_summary", run_id=run_id, abandoned_after_s=_abandoned_after_s()):
             _fail(f"no run with id {run_id!r} (see `runmeter runs` for ids)")
