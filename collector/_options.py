@@ -40,7 +40,7 @@ class CollectorSettings(BaseModel):
     log_format: str = Field(default="json", pattern="^(json|text)$")
     grpc_workers: int = Field(default=16, ge=1)
     # Requests read and parsed at once, per protocol (more wait, or get RESOURCE_EXHAUSTED on gRPC):
-    # with the size limits, this bounds what intake holds - see README, "Memory".
+    # with the size limits, this bounds what intake holds - see docs/collector.md, "Memory".
     max_concurrent_requests: int = Field(default=4, ge=1)
     # Slow or idle clients: a connection that has not sent a whole request head within
     # http_idle_timeout_s (or sits idle that long between requests) is closed; a body must arrive

@@ -1,7 +1,7 @@
 """Store fixtures: embedded chDB in a temp dir, and the same engine behind ClickHouse's HTTP interface.
 
 Set RUNMETER_TEST_CLICKHOUSE_URL=http://user:pass@host:8123/db to run the same tests against a
-real ClickHouse server too (see README, "Testing against a ClickHouse server").
+real ClickHouse server too (see docs/storage.md, "Testing against a real ClickHouse server").
 """
 
 from __future__ import annotations

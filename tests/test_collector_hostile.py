@@ -306,7 +306,7 @@ def test_a_backlog_waits_in_the_log_not_in_memory(tmp_path: Path, monkeypatch) -
 def test_memory_stays_bounded_under_hostile_requests(tmp_path: Path) -> None:
     """Rounds of the largest requests the limits allow (gzip bombs, bodies at the size limit, deep
     JSON), 8 at once: the collector's RSS grows by less than the stated intake bound and gives
-    memory back when idle. Bound (README, "Memory"): 2 protocols x max_concurrent_requests x
+    memory back when idle. Bound (docs/collector.md, "Memory"): 2 protocols x max_concurrent_requests x
     (max_request_bytes + 4 x max_decompressed_bytes) = 2 x 4 x (1 + 16) MiB = 136 MiB here."""
     import threading
 
