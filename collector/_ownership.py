@@ -101,10 +101,10 @@ class Ownership:
                 stored_traces, stored_runs = {}, {}
         foreign: list[tuple[int, int, int]] = []
         with self._lock:
-            for t, p in stored_traces.items():
-                self._traces.setdefault(t, p)
-            for r, p in stored_runs.items():
-                self._runs.setdefault(r, p)
+            for trace, owner_ in stored_traces.items():
+                self._traces.setdefault(trace, owner_)
+            for run, owner_ in stored_runs.items():
+                self._runs.setdefault(run, owner_)
             for at, t, r, writes in spans:
                 owner = self._traces.get(t)
                 run_owner = (self._runs.get(r) or (self._traces.get(r[:32]) if _is_generated(r) else None)) if r else None

@@ -137,11 +137,12 @@ class ClickHouseSpanExporter(SpanExporter):
         """``spool=False``: insert in ``export()`` itself and report failure if ClickHouse refuses -
         for a caller that keeps the spans durable until then (the collector's write-ahead log)."""
         if writer is None:
-            settings = _settings() if url is None or spool_max_bytes is None or prices is None else None
-            url = url or settings.storage.clickhouse_url
-            spool_dir = spool_dir or (settings.storage.spool_dir if settings else None)
-            spool_max_bytes = spool_max_bytes or settings.storage.spool_max_bytes
-            prices = prices or PriceBook(settings.pricing)
+            if url is None or spool_max_bytes is None or prices is None:
+                settings = _settings()
+                url = url or settings.storage.clickhouse_url
+                spool_dir = spool_dir or settings.storage.spool_dir
+                spool_max_bytes = spool_max_bytes or settings.storage.spool_max_bytes
+                prices = prices or PriceBook(settings.pricing)
             writer = open_writer(url, spool_dir, spool_max_bytes)
         self.writer = writer
         self.run_sink = ClickHouseRunSink(writer)
@@ -165,9 +166,9 @@ class ClickHouseSpanExporter(SpanExporter):
             for span in spans:
                 try:
                     key = (span.context.trace_id, span.context.span_id) if stored is not None and span.context else None
-                    if key is None or key not in stored.traces:
+                    if key is None or stored is None or key not in stored.traces:
                         traces.append(trace_row(span))
-                    if key is None or key not in stored.calls:
+                    if key is None or stored is None or key not in stored.calls:
                         row = call_row(span, self._dialects, self._prices)
                         if row is not None:
                             calls.append(row)

@@ -44,7 +44,7 @@ def _build(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invo
     model = kwargs.get("model")
     params = {attr: kwargs[k] for k, attr in _PARAMS.items() if given(kwargs.get(k)) and isinstance(kwargs[k], (int, float))}
     stop = kwargs.get("stop_sequences")
-    if given(stop):
+    if stop is not None and given(stop):
         params[G.GEN_AI_REQUEST_STOP_SEQUENCES] = [str(s) for s in stop]
     messages = kwargs.get("messages") or []
     messages = list(messages) if not isinstance(messages, list) else messages

@@ -62,7 +62,7 @@ def _params(kwargs: dict[str, Any]) -> dict[str, Any]:
         if given(v) and isinstance(v, (int, float)) and not isinstance(v, bool):
             out[attr] = v
     stop = kwargs.get("stop")
-    if given(stop):
+    if stop is not None and given(stop):
         out[G.GEN_AI_REQUEST_STOP_SEQUENCES] = [stop] if isinstance(stop, str) else [str(s) for s in stop]
     return out
 
@@ -182,7 +182,7 @@ class _Specs:
         instructions = kwargs.get("instructions")
         inv.input_hash = hash_json([instructions if given(instructions) else None, request_input if given(request_input) else None])
         inv.input_source = request_input if given(request_input) else None
-        if handler.capture.any and given(request_input):
+        if handler.capture.any and request_input is not None and given(request_input):
             inv.input_messages = [text_parts("user", request_input)] if isinstance(request_input, str) else [
                 text_parts(str(m.get("role", "user")), m.get("content")) for m in request_input if isinstance(m, dict)
             ]

@@ -255,7 +255,7 @@ class RunProcessor(SpanProcessor):
             self._assemble_soon()
 
     def on_end(self, span: ReadableSpan) -> None:
-        out: ReadableSpan = span
+        out: ReadableSpan | None = span
         try:
             out = self._end(span)
         except Exception as exc:  # never break the user's program, never lose the span
