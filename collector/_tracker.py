@@ -1,0 +1,221 @@
+"""The collector's tracker: downstream of the RunProcessor, it writes spans to ClickHouse in batches
+and releases each write-ahead-log record once all its spans are in.
+
+It also keeps the dedup window: a span still on its way to ClickHouse, or among the last
+200,000 written, is not processed again (a client that resent a request whose acknowledgement
+it lost costs nothing twice).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from runmeter.collector._wal import WriteAheadLog
+from runmeter.exporter import ClickHouseSpanExporter, StoredRows
+
+__all__ = ["Key", "Tracker"]
+
+_log = logging.getLogger(__name__)
+Key = tuple[int, int]  # (trace id, span id)
+_Key = Key
+
+
+class Tracker(SpanProcessor):
+    """Downstream of the RunProcessor: exports spans in batches and releases their log records."""
+
+    def __init__(
+        self,
+        exporter: ClickHouseSpanExporter,
+        wal: WriteAheadLog,
+        written: Any,
+        batch_size: int = 4096,
+        interval_s: float = 0.2,
+        give_way: Callable[[], None] = lambda: None,
+        recent: int = 200_000,
+        duplicate: Any = None,
+    ) -> None:
+        self._exporter = exporter
+        self._duplicate = duplicate  # the counter of spans not processed again
+        self._give_way = give_way
+        self._wal = wal
+        self._written = written
+        self._batch_size = batch_size
+        self._interval = interval_s
+        self._lock = threading.Lock()
+        self._keys: dict[_Key, int | list[int]] = {}  # span -> the log record(s) it came in
+        self._left: dict[int, int] = {}  # log record -> spans not yet written
+        self._recent: deque[int] = deque()  # the spans written last, oldest first (~90 bytes each)
+        self._recent_set: set[int] = set()
+        self._recent_max = recent
+        self.duplicates = 0  # spans not processed again: a retried request's copies
+        self._buf: list[ReadableSpan] = []
+        self.stored = StoredRows()  # rows ClickHouse already holds (found when replaying)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._export_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="runmeter-collector-export", daemon=True)
+        self._thread.start()
+
+    def expect(self, seq: int, spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
+        """Register log record ``seq`` and its spans; returns the ones to process.
+
+        A span already on its way to ClickHouse, or written a short while ago, is a client's
+        retry of a request whose acknowledgement it never got: it is not processed again (its
+        calls would be counted twice), and ``seq`` is released with the first copy.
+        """
+        fresh: list[ReadableSpan] = []
+        waiting = dup = 0
+        with self._lock:
+            for s in spans:
+                ctx = s.context
+                key = (ctx.trace_id, ctx.span_id)
+                if (ctx.trace_id << 64 | ctx.span_id) in self._recent_set:
+                    dup += 1
+                    continue
+                prev = self._keys.get(key)
+                if prev is None:
+                    self._keys[key] = seq
+                    fresh.append(s)
+                else:
+                    dup += 1
+                    if prev == seq or (isinstance(prev, list) and seq in prev):
+                        continue  # twice in one request
+                    if isinstance(prev, list):
+                        prev.append(seq)
+                    else:
+                        self._keys[key] = [prev, seq]
+                waiting += 1
+            if waiting:
+                self._left[seq] = waiting
+        if dup:
+            self.duplicates += dup
+            if self._duplicate is not None:
+                self._duplicate.add(dup)
+        if not waiting:
+            self._wal.release(seq)
+        return fresh
+
+    def on_end(self, span: ReadableSpan) -> None:
+        with self._lock:
+            self._buf.append(span)
+            full = len(self._buf) >= self._batch_size
+        if full:
+            self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self._give_way()
+            self.flush_once(deadline=None)
+
+    def flush_once(self, deadline: float | None) -> bool:
+        """Export what is buffered; retries with backoff until it is in ClickHouse (or the deadline)."""
+        with self._export_lock:
+            with self._lock:
+                batch, self._buf = self._buf, []
+            if not batch:
+                return True
+            stored = self.stored or None
+            delay = 0.1
+            todo = batch
+            while todo:
+                try:
+                    result = self._exporter.export_new(todo, stored)
+                except Exception as exc:  # the exporter never raises; if it does, the spans wait
+                    _log.error("export failed: %s", exc)
+                    result = SpanExportResult.FAILURE
+                if result is SpanExportResult.SUCCESS:
+                    self._written.add(len(todo))
+                    break
+                if (deadline is not None and time.monotonic() + delay > deadline) or (deadline is None and self._stop.is_set()):
+                    with self._lock:  # keep them for later: their log records stay unreleased
+                        self._buf[:0] = batch
+                    return False
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            self._release(batch)
+            return True
+
+    def _release(self, batch: list[ReadableSpan]) -> None:
+        done: list[int] = []
+        with self._lock:
+            for s in batch:
+                key = (s.context.trace_id, s.context.span_id)
+                self.stored.discard(key)
+                seqs = self._keys.pop(key, None)
+                if seqs is None:
+                    continue
+                self._remember(key[0] << 64 | key[1])
+                for seq in seqs if isinstance(seqs, list) else (seqs,):
+                    left = self._left[seq] - 1
+                    if left:
+                        self._left[seq] = left
+                    else:
+                        del self._left[seq]
+                        done.append(seq)
+        for seq in done:
+            self._wal.release(seq)
+
+    def waiting(self, seqs: Sequence[int]) -> dict[int, set[_Key]]:
+        """The spans still waiting to be written, of those of these log records processing has
+        taken (a record still queued for processing is left out)."""
+        with self._lock:
+            out: dict[int, set[_Key]] = {seq: set() for seq in seqs if seq in self._left}
+            if out:
+                for key, held in self._keys.items():
+                    for seq in held if isinstance(held, list) else (held,):
+                        if seq in out:
+                            out[seq].add(key)
+        return out
+
+    def carry(self, old: int, new: int, keys: set[_Key]) -> None:
+        """Log record ``new`` holds again the spans of ``old`` that were waiting: from now on
+        their insert releases ``new``; ``old`` is released (those written meanwhile released it)."""
+        moved = 0
+        release_old = False
+        with self._lock:
+            for key in keys:
+                held = self._keys.get(key)
+                if held == old:
+                    self._keys[key] = new
+                elif isinstance(held, list) and old in held:
+                    held[held.index(old)] = new
+                else:
+                    continue  # written since
+                moved += 1
+            if moved:
+                self._left[new] = moved
+            left = self._left.pop(old, 0) - moved
+            if left > 0:
+                self._left[old] = left
+            else:
+                release_old = True
+        if release_old:
+            self._wal.release(old)
+        if not moved:
+            self._wal.release(new)
+
+    def _remember(self, key: int) -> None:
+        """A written span (trace id and span id in one int), kept among the last ``recent`` ones
+        to recognise a late retry (lock held)."""
+        self._recent.append(key)
+        self._recent_set.add(key)
+        if len(self._recent) > self._recent_max:
+            self._recent_set.discard(self._recent.popleft())
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.flush_once(time.monotonic() + timeout_millis / 1000)
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
