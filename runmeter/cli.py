@@ -426,6 +426,16 @@ def collector(
     raise typer.Exit(0 if server.serve_forever() else 1)
 
 
+@app.command()
+def demo() -> None:
+    """The demo: example agents against a local LLM simulator (no keys, no network), then the reports.
+
+    Writes .runmeter-demo/ and report.html in the current directory; your .runmeter/ is untouched."""
+    from runmeter.demo import main as run_demo
+
+    run_demo()
+
+
 def main() -> None:
     app()
 

@@ -29,12 +29,15 @@ from typing import Any
 
 from rich.console import Console
 
+import runmeter.examples
 from runmeter.core import CONFIG_FILENAME
-from runmeter.simulator import Reply, Request, Simulator, ToolCall
+from runmeter.testing import Reply, Request, Simulator, ToolCall
 
 console = Console()
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
+EXAMPLES = Path(runmeter.examples.__file__).resolve().parent  # installed with runmeter: the demo runs from a wheel
+# `opentelemetry-instrument python script.py`, as its console script does it: found with this
+# Python whatever installed the scripts (a wheel unpacked into a venv has none).
+_INSTRUMENT = [sys.executable, "-c", "from opentelemetry.instrumentation.auto_instrumentation import run; run()", sys.executable]
 DEMO_DIR = Path(".runmeter-demo")
 
 # Tasks; tags in brackets steer the simulated model.
@@ -98,9 +101,8 @@ def policy(req: Request) -> Reply:
 
 def _agent(script: str, model: str, tasks: list[str], env: dict[str, str], owner: str, project: str) -> None:
     env = dict(env, AGENT_MODEL=model, AGENT_TASKS=";".join(tasks), AGENT_OWNER=owner, AGENT_PROJECT=project)
-    bin_dir = Path(sys.executable).parent
     proc = subprocess.run(
-        [str(bin_dir / "opentelemetry-instrument"), sys.executable, str(EXAMPLES / script)],
+        [*_INSTRUMENT, str(EXAMPLES / script)],
         env=env, capture_output=True, text=True, timeout=300,
     )
     for line in proc.stdout.splitlines():
@@ -117,8 +119,7 @@ def _agent(script: str, model: str, tasks: list[str], env: dict[str, str], owner
 
 
 def _cli(*args: str, env: dict[str, str]) -> None:
-    bin_dir = Path(sys.executable).parent
-    subprocess.run([str(bin_dir / "runmeter"), "--store", f"chdb://{DEMO_DIR / 'store'}", *args], env=env, check=True)
+    subprocess.run([sys.executable, "-m", "runmeter.cli", "--store", f"chdb://{DEMO_DIR / 'store'}", *args], env=env, check=True)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from runmeter.instrumentation import AnthropicInstrumentor, OpenAIInstrumentor
 from runmeter.processor import InMemoryRunSink, PriceBook, RunProcessor
-from runmeter.simulator import Simulator
+from runmeter.testing import Simulator
 
 SECRET = "sk-test-SECRET-do-not-record-1234"
 

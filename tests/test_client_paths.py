@@ -17,7 +17,7 @@ import pydantic
 import pytest
 
 import runmeter
-from runmeter.simulator import Reply
+from runmeter.testing import Reply
 from tests.instrumented import Rig
 
 MSG = [{"role": "user", "content": "Summarize the inbox."}]

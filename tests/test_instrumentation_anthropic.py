@@ -9,7 +9,7 @@ import anthropic
 import pytest
 
 import runmeter
-from runmeter.simulator import Reply, ToolCall
+from runmeter.testing import Reply, ToolCall
 from tests.instrumented import SECRET, Rig, all_attribute_text
 
 MSG = [{"role": "user", "content": "Triage these tickets."}]

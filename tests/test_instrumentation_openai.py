@@ -11,7 +11,7 @@ from wrapt import FunctionWrapper
 
 import runmeter
 from runmeter import Budget, BudgetExceeded
-from runmeter.simulator import Reply, ToolCall
+from runmeter.testing import Reply, ToolCall
 from tests.instrumented import SECRET, Rig, all_attribute_text
 
 MSG = [{"role": "user", "content": "Summarize the inbox."}]
@@ -365,7 +365,7 @@ def test_capture_settings_from_the_environment_warn_on_bad_values(monkeypatch: p
 
     from runmeter.instrumentation import OpenAIInstrumentor
     from runmeter.processor import PriceBook
-    from runmeter.simulator import Simulator
+    from runmeter.testing import Simulator
 
     def recorded(**env: str) -> tuple[bool, bool]:
         """(content on the span, content as an event) for one chat call."""

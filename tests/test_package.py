@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import shutil
 import venv
 from pathlib import Path
 
@@ -67,8 +68,16 @@ def test_folders_map_into_one_package(root: Path) -> None:
 @pytest.mark.slow
 def test_built_wheel_installs_into_a_fresh_venv(tmp_path: Path, root: Path) -> None:
     wheel_dir = tmp_path / "wheels"
+    # Built from the files git tracks (as from an sdist): a build/ left in the working tree by an
+    # earlier build would otherwise put files that no longer exist into the wheel.
+    source = tmp_path / "source"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, tracked):
+        if (root / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, source / name)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheel_dir), str(root)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheel_dir), str(source)],
         check=True,
         capture_output=True,
     )
@@ -102,3 +111,12 @@ def test_built_wheel_installs_into_a_fresh_venv(tmp_path: Path, root: Path) -> N
     out = subprocess.run([str(py), "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert Decimal(out.stdout.strip()) == Decimal("0.000771")
+    # The demo runs from the wheel alone: its agents and the simulator are installed with it.
+    assert "runmeter/examples/agent.py" in names and "runmeter/examples/runmeter.toml" in names
+    assert "runmeter/testing.py" in names and not any(n.startswith("runmeter/simulator") for n in names)
+    demo_dir = tmp_path / "elsewhere"
+    demo_dir.mkdir()
+    env = {k: v for k, v in env.items() if not k.startswith(("OTEL_", "RUNMETER_"))}
+    out = subprocess.run([str(py), "-m", "runmeter.cli", "demo"], cwd=demo_dir, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert (demo_dir / "report.html").exists() and "Cost per accepted run" in out.stdout

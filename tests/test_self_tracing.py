@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runmeter.exporter import Store
-from runmeter.simulator import Reply, Simulator
+from runmeter.testing import Reply, Simulator
 from tests.chhttp import ClickHouseHTTP
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -80,7 +80,7 @@ with runmeter.run("stored-run", owner="ana") as run:
 
 
 def test_opentelemetry_instrument_stores_runs_in_the_embedded_store_by_default(tmp_path: Path) -> None:
-    from runmeter.simulator import Reply, Simulator
+    from runmeter.testing import Reply, Simulator
 
     (tmp_path / "agent.py").write_text(AGENT)
     with Simulator() as sim:
@@ -99,7 +99,7 @@ def test_opentelemetry_instrument_stores_runs_in_the_embedded_store_by_default(t
 
 def test_console_and_clickhouse_exporters_share_one_run_processor(tmp_path: Path) -> None:
     from tests.test_zero_code import _spans
-    from runmeter.simulator import Reply, Simulator
+    from runmeter.testing import Reply, Simulator
 
     (tmp_path / "agent.py").write_text(AGENT)
     with Simulator() as sim:
@@ -202,7 +202,7 @@ def test_calls_made_in_forked_workers_are_stored_and_reported(tmp_path: Path, ho
     21 out): every report shows 10 calls and $0.00771, not the parent's 1 call and $0.000771."""
     import json
 
-    from runmeter.simulator import Reply, Simulator
+    from runmeter.testing import Reply, Simulator
 
     (tmp_path / "agent.py").write_text(FORKING_AGENT)
     with Simulator() as sim:

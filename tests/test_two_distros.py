@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from runmeter.exporter import Store
-from runmeter.simulator import Reply, Simulator
+from runmeter.testing import Reply, Simulator
 from tests.test_storage_processes import AGENT
 from tests.test_zero_code import _spans
 

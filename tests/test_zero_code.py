@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runmeter.simulator import Reply, Simulator
+from runmeter.testing import Reply, Simulator
 
 AGENT = """
 import os, anthropic, openai
