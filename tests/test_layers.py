@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Each package's folder and its import name (pyproject.toml, [tool.setuptools.package-dir]).
 PACKAGES = {"core": "runmeter.core", "conventions": "runmeter.conventions", "processor": "runmeter.processor",
             "instrumentation": "runmeter.instrumentation", "exporter": "runmeter.exporter",
-            "collector": "runmeter.collector", "runmeter": "runmeter"}
+            "collector": "runmeter.collector", "examples": "runmeter.examples", "runmeter": "runmeter"}
 
 
 def _installed_layout(tmp: Path) -> Path:
