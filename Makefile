@@ -47,6 +47,18 @@ $(DISTRO)/.installed-stamp: $(STAMP)
 	  "opentelemetry-instrumentation-urllib3==0.66b1" "opentelemetry-util-http==0.66b1"
 	touch $@
 
+# The lowest OpenTelemetry runmeter supports, pinned by constraints-otel-min.txt, over .venv's other
+# packages: the processor and instrumentation tests run again on it (the SDK's internals that the
+# fast paths read must be there too).
+MIN := .venv-otel-min
+$(MIN)/.installed-stamp: $(STAMP) constraints-otel-min.txt
+	test -x $(MIN)/bin/python || $(PY) -m venv $(MIN)
+	$(MIN)/bin/python -c "import site, sysconfig, pathlib; main = '$(abspath $(VENV))'; \
+	  src = pathlib.Path(main, 'lib', f'python{sysconfig.get_python_version()}', 'site-packages'); \
+	  pathlib.Path(sysconfig.get_paths()['purelib'], 'runmeter-main.pth').write_text(f'import site; site.addsitedir({str(src)!r})\n')"
+	$(MIN)/bin/python -m pip install -q --no-deps -r constraints-otel-min.txt
+	touch $@
+
 # The collector is tested with a Node.js client too: the OpenTelemetry JS SDK from npm, pinned by the lock file.
 NODE_STAMP := tests/node/node_modules/.package-lock.json
 $(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
@@ -61,11 +73,18 @@ $(GO_STAMP):
 	else echo "make test needs Go and sprig to render the Helm chart: sudo apt-get install golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev" >&2; exit 1; fi
 
 # pytest exits 5 when it collected no tests: that fails here too, with a word why.
-test: $(STAMP) $(V2)/.installed-stamp $(DISTRO)/.installed-stamp $(CHROMIUM) $(NODE_STAMP) $(GO_STAMP)
+test: $(STAMP) $(V2)/.installed-stamp $(DISTRO)/.installed-stamp $(MIN)/.installed-stamp $(CHROMIUM) $(NODE_STAMP) $(GO_STAMP)
 	@$(BIN)/python -m pytest -q $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; [ $$status -eq 0 ] || exit $$status; \
 	echo "--- again on openai 2.x ($(V2))"; \
 	$(V2)/bin/python -m pytest -q -p no:cacheprovider tests/test_instrumentation_openai.py tests/test_client_paths.py tests/test_zero_code.py
+	@echo "--- again with the SDK fast paths off (the public API only)"
+	RUNMETER_SDK_FAST_PATHS=0 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests/test_processor_live.py \
+	  tests/test_run_assembly.py tests/test_dialects.py tests/test_client_paths.py tests/test_storage.py
+	@echo "--- again on the lowest OpenTelemetry supported ($(MIN))"
+	$(MIN)/bin/python -c "from opentelemetry.sdk.version import __version__ as v; assert v == '1.39.0', v"
+	$(MIN)/bin/python -m pytest -q -p no:cacheprovider -m "not slow" tests/test_processor_live.py tests/test_run_assembly.py \
+	  tests/test_dialects.py tests/test_instrumentation_openai.py tests/test_instrumentation_anthropic.py tests/test_client_paths.py tests/test_run_api.py
 
 # Benchmarks run in their own environment: it also holds the official OpenAI instrumentation.
 BENCH := .venv-bench
@@ -95,4 +114,4 @@ generate: $(STAMP)
 	$(BIN)/python conventions/generate.py
 
 clean:
-	rm -rf $(VENV) $(V2) $(BENCH) $(DISTRO) .runmeter .runmeter-demo build dist *.egg-info
+	rm -rf $(VENV) $(V2) $(BENCH) $(DISTRO) $(MIN) .runmeter .runmeter-demo build dist *.egg-info

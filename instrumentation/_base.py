@@ -8,8 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.instrumentation.utils import unwrap
-from wrapt import wrap_function_wrapper
+from wrapt import FunctionWrapper, wrap_function_wrapper
 
 from runmeter.instrumentation._core import CaptureMode, GenAIHandler, events_allowed, parse_capture_mode
 from runmeter.instrumentation._wrap import MethodSpec, already_wrapped, async_wrapper, sync_wrapper
@@ -36,6 +35,15 @@ def _settings() -> Any:
     # Only the defaults of an argument-less instrument() (as opentelemetry-instrument calls it)
     # need them: read through the loader the facade registers in runmeter.core.
     return load_settings()
+
+
+def _unwrap(owner: Any, attr: str) -> None:
+    """Put back the method wrap_function_wrapper replaced. Read from the class's own __dict__: through
+    getattr, wrapt 2 hands out a bound wrapper that opentelemetry-instrumentation's ``unwrap``
+    (before 0.66) does not recognise, and the method stayed wrapped after uninstrument()."""
+    current = owner.__dict__.get(attr)
+    if isinstance(current, FunctionWrapper):
+        setattr(owner, attr, current.__wrapped__)
 
 
 class ProviderInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -91,5 +99,5 @@ class ProviderInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _uninstrument(self, **kwargs: Any) -> None:
         for t in self._wrapped:
-            unwrap(t.owner, t.attr)
+            _unwrap(t.owner, t.attr)
         self._wrapped = []

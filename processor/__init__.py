@@ -25,7 +25,8 @@ from __future__ import annotations
 from runmeter.processor._assembly import Assembly, assemble, run_id_for
 from runmeter.processor._budget import Breach, Budget, BudgetExceeded
 from runmeter.core import ConfigError, redact
-from runmeter.processor._facts import KIND_AGENT, KIND_LLM, KIND_OTHER, KIND_TOOL, SpanFacts, attributes_of, facts_of, read_span, short_hash, stamp
+from runmeter.processor._facts import KIND_AGENT, KIND_LLM, KIND_OTHER, KIND_TOOL, SpanFacts, facts_of, read_span, short_hash
+from runmeter.processor._sdk import attributes_of, stamp
 from runmeter.processor._ledger import RunLedger
 from runmeter.processor._live import INSTRUMENTATION_SCOPE, RUN_CONTEXT_KEY, LiveRun, current_run
 from runmeter.processor._loops import LoopDetector, LoopSignal

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from runmeter.conventions import DialectMap, GenAIFields
 from runmeter.conventions import attributes as A
 from runmeter.processor._budget import Breach, Budget
+from runmeter.processor._sdk import attributes_of, known_facts, remember_facts, stamp
 from runmeter.core import bad_value
 from runmeter.processor.pricing import UNPRICED_INVALID_USAGE, UNPRICED_NO_PRICE, UNPRICED_NO_USAGE, PriceBook, TokenUsage
 
@@ -124,53 +124,6 @@ def _decimal(value: Any) -> Decimal | None:
     return d if d.is_finite() and d >= 0 else None
 
 
-def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
-    """The span's attributes as a plain dict.
-
-    An SDK span keeps them in a ``BoundedAttributes`` (a lock per lookup) behind
-    a mapping proxy; its inner dict is read directly, which is safe for an ended
-    span (immutable) and for single dict reads under the GIL, and ~5x faster.
-    """
-    held = getattr(span, "_attributes", None)
-    if type(held) is dict:  # a ReadableSpan made with a plain dict (the RunProcessor's copies)
-        return held
-    inner = getattr(held, "_dict", None)
-    if isinstance(inner, dict):
-        return inner
-    return dict(span.attributes or {})
-
-
-def _clean(value: Any, max_len: int | None) -> bool:
-    """True when the SDK would store ``value`` unchanged: a short str, an int, float or bool, or a tuple of short str."""
-    t = type(value)
-    if t is str:
-        return max_len is None or len(value) <= max_len
-    if t is int or t is float or t is bool:
-        return True
-    return t is tuple and all(type(v) is str and (max_len is None or len(v) <= max_len) for v in value)
-
-
-def stamp(span: Any, values: Mapping[str, Any], *, typed: bool = False) -> None:
-    """Add attributes runmeter made (already in the form the SDK stores) to a live span.
-
-    ``set_attributes`` cleans and copies each value and takes the attributes' lock per key; these
-    values need no cleaning, so when the span's ``BoundedAttributes`` has room they go into its
-    dict in one update under its lock. Anything unusual (a list, a long string, limits hit,
-    another span type) takes the SDK's path. ``typed``: the caller built every value as a str,
-    int, float, bool or tuple of str, so only string lengths are checked, and only under a limit.
-    """
-    bounded = getattr(span, "_attributes", None)
-    if type(bounded) is BoundedAttributes and not bounded._immutable:  # the SDK's live span
-        max_value_len = bounded.max_value_len
-        if (typed and max_value_len is None) or all(_clean(v, max_value_len) for v in values.values()):
-            with bounded._lock:
-                inner = bounded._dict
-                if bounded.maxlen is None or len(inner) + len(values) <= bounded.maxlen:
-                    inner.update(values)
-                    return
-    span.set_attributes(values)
-
-
 _SERVICES: dict[int, tuple[Any, str]] = {}  # id(resource) -> (resource, its service.name)
 
 
@@ -209,22 +162,15 @@ def mark_duplicate(facts: SpanFacts, added: dict[str, Any]) -> None:
     added[A.RUNMETER_COST_DUPLICATE] = True
 
 
-_FACTS_SLOT = "_runmeter_facts"
-
-
 def remember(span: ReadableSpan, facts: SpanFacts) -> None:
-    """Keep the facts the RunProcessor read on the span it forwards, so the exporter does not read
-    (and price) the span twice. The forwarded span is the processor's own copy, or the readable
-    span the SDK made for this end() alone."""
-    try:
-        setattr(span, _FACTS_SLOT, facts)
-    except AttributeError:
-        pass  # a span type without room for it: read again later
+    """Keep the facts the RunProcessor read with the span it forwards, so the exporter does not read
+    (and price) the span twice."""
+    remember_facts(span, facts)
 
 
 def facts_of(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> SpanFacts:
     """The span's facts: remembered by the processor that forwarded it, else read now."""
-    known = getattr(span, _FACTS_SLOT, None)
+    known = known_facts(span)
     return known if isinstance(known, SpanFacts) else read_span(span, dialects, prices)[0]
 
 

@@ -52,13 +52,15 @@ from runmeter.conventions import attributes as A
 from runmeter.conventions import genai as G
 from runmeter.processor._assembly import assemble, run_id_for
 from runmeter.processor._facts import (
-    _FACTS_SLOT, KIND_LLM, KIND_TOOL, SpanFacts, attributes_of as _attributes_of, mark_duplicate, read_span, remember, stamp,
+    KIND_LLM, KIND_TOOL, SpanFacts, mark_duplicate, read_span, remember,
 )
 from runmeter.processor._ledger import RunLedger
 from runmeter.processor._live import INSTRUMENTATION_SCOPE, LiveRun, current_run
 from runmeter.processor._loops import LoopSignal
 from runmeter.processor._metrics import ProcessorMetrics
 from runmeter.processor._records import OutcomeEvent, RunSink
+from runmeter.processor._sdk import attributes_of as _attributes_of
+from runmeter.processor._sdk import copy_with, stamp
 from runmeter.core import internal_error
 from runmeter.processor.pricing import PriceBook
 
@@ -67,7 +69,6 @@ __all__ = ["RunLimits", "RunProcessor"]
 _log = logging.getLogger(__name__)
 _MAX_TOMBSTONES = 10_000
 _MAX_WRITTEN_TRACES = 100_000  # remote: traces whose runs were written, to tell late spans from rootless ones
-_blank = object.__new__
 _AGENT_OP = "invoke_agent"
 _LLM_START_OPS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 _BOUNDARY_OPS = frozenset({"execute_tool", "invoke_agent"})
@@ -554,24 +555,4 @@ def _copy(span: ReadableSpan, added: dict[str, Any]) -> ReadableSpan:
     attrs = {**_attributes_of(span), **added}
     if None in added.values():
         attrs = {k: v for k, v in attrs.items() if v is not None}
-    if type(span) is ReadableSpan:  # the SDK's own: every field as it is, the attributes replaced
-        out = _blank(ReadableSpan)
-        fields = out.__dict__
-        fields.update(span.__dict__)
-        fields["_attributes"] = attrs
-        fields.pop(_FACTS_SLOT, None)  # the facts of the original, if any, are remembered again
-        return out
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=attrs,
-        events=span.events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
+    return copy_with(span, attrs)

@@ -30,6 +30,7 @@ from typing import Any
 from rich.console import Console
 
 import runmeter.examples
+from runmeter import cli
 from runmeter.core import CONFIG_FILENAME
 from runmeter.testing import Reply, Request, Simulator, ToolCall
 
@@ -119,7 +120,7 @@ def _agent(script: str, model: str, tasks: list[str], env: dict[str, str], owner
 
 
 def _cli(*args: str, env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "-m", "runmeter.cli", "--store", f"chdb://{DEMO_DIR / 'store'}", *args], env=env, check=True)
+    subprocess.run([sys.executable, "-m", cli.__name__, "--store", f"chdb://{DEMO_DIR / 'store'}", *args], env=env, check=True)
 
 
 def main() -> None:

@@ -321,7 +321,6 @@ def test_another_instrumentation_already_wrapping_is_left_alone(rig: Rig, caplog
     """As when the official openai-v2 instrumentation is loaded first: runmeter does not wrap again."""
     import wrapt
     from openai.resources.chat.completions import Completions
-    from opentelemetry.instrumentation.utils import unwrap
 
     from runmeter.instrumentation import OpenAIInstrumentor
 
@@ -339,7 +338,7 @@ def test_another_instrumentation_already_wrapping_is_left_alone(rig: Rig, caplog
         assert calls == [1] and rig.llm_spans() == []  # one wrapper only: the other library's
     finally:
         OpenAIInstrumentor().uninstrument()
-        unwrap(Completions, "create")
+        Completions.create = Completions.__dict__["create"].__wrapped__  # the other library's wrapper, taken off
         OpenAIInstrumentor().instrument(tracer_provider=rig.tracer_provider, prices=runmeter.PriceBook(), providers={})
 
 

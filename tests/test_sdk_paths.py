@@ -1,0 +1,68 @@
+"""The SDK fast paths (runmeter/processor/_sdk.py) and the public API give the same spans and runs.
+
+The same spans go through a RunProcessor in two fresh processes, one with the fast paths and one
+with RUNMETER_SDK_FAST_PATHS=0; what reaches the exporter and the run sink must be identical.
+(`make test` also runs the processor tests with the fast paths off, and on the lowest SDK.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCRIPT = """
+import json
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from runmeter.processor import InMemoryRunSink, RunProcessor, _sdk
+import runmeter
+
+exporter, sink = InMemorySpanExporter(), InMemoryRunSink()
+processor = RunProcessor(SimpleSpanProcessor(exporter), sink=sink, background=False)
+tp = TracerProvider()
+tp.add_span_processor(processor)
+tracer = tp.get_tracer("t")
+with runmeter.run("r", owner="ana", tracer_provider=tp) as run:
+    with tracer.start_as_current_span("chat gpt-4o-mini", attributes={
+            "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini"}) as outer:
+        outer.set_attribute("gen_ai.usage.input_tokens", 1000)
+        outer.set_attribute("gen_ai.usage.output_tokens", 100)
+        with tracer.start_as_current_span("openai.chat", attributes={  # the same call, seen again
+                "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 100}):
+            pass
+    with tracer.start_as_current_span("execute_tool read_file", attributes={"gen_ai.tool.name": "read_file"}):
+        pass
+    run.accept()
+processor.force_flush()
+spans = sorted(({"name": s.name, "attributes": {k: v if not isinstance(v, tuple) else list(v) for k, v in s.attributes.items()
+                                                if k not in ("runmeter.run.id",)}} for s in exporter.get_finished_spans()),
+               key=lambda s: s["name"])
+(r,) = sink.runs
+print(json.dumps({"fast": _sdk.FAST, "spans": spans, "run": [r.name, r.owner, str(r.cost_usd.normalize()), r.llm_calls, r.tool_calls, r.outcome]}))
+"""
+
+
+def _run(fast: str) -> dict:  # type: ignore[type-arg]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RUNMETER_", "PYTEST_"))}
+    env["RUNMETER_SDK_FAST_PATHS"] = fast
+    out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_the_fast_paths_and_the_public_api_agree() -> None:
+    fast, public = _run("1"), _run("0")
+    assert fast["fast"] is True and public["fast"] is False
+    assert fast["spans"] == public["spans"]
+    assert fast["run"] == public["run"]
+    # and the figures are right: gpt-4o-mini 1,000 in x $0.15/M + 100 out x $0.60/M, once
+    assert fast["run"] == ["r", "ana", "0.00021", 1, {"read_file": 1}, "accepted"]
+    duplicate = next(s for s in fast["spans"] if s["name"] == "openai.chat")["attributes"]
+    assert duplicate["runmeter.cost.duplicate"] is True and "runmeter.cost.usd" not in duplicate
