@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from runmeter.core._cache import IdentityCache
 from runmeter.core._configfile import CONFIG_FILENAME, ConfigError, line_of, read_toml, validation_error
 from runmeter.core._redact import REDACTED, redact
 from runmeter.core._selfcheck import bad_value, bad_value_counts, internal_error, internal_error_counts, report_config_error
@@ -19,6 +20,7 @@ __all__ = [
     "VERSION",
     "REDACTED",
     "ConfigError",
+    "IdentityCache",
     "bad_value",
     "bad_value_counts",
     "internal_error",

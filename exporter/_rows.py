@@ -19,6 +19,7 @@ from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
 from opentelemetry.trace import SpanKind, StatusCode
 
 from runmeter.conventions import DialectMap
+from runmeter.core import IdentityCache
 from runmeter.processor import KIND_LLM, KIND_TOOL, OutcomeEvent, PriceBook, RunRecord, attributes_of, facts_of, redact
 
 __all__ = [
@@ -127,20 +128,16 @@ def _event_map(event: Any) -> dict[str, str]:
     return out
 
 
-_RESOURCES: dict[int, tuple[Any, dict[str, str], str]] = {}
+_RESOURCES: IdentityCache[tuple[dict[str, str], str]] = IdentityCache()
 
 
 def _resource(resource: Any) -> tuple[dict[str, str], str]:
     """A resource's attribute map and service name, stringified once per resource object."""
-    cached = _RESOURCES.get(id(resource))
-    if cached is not None and cached[0] is resource:
-        return cached[1], cached[2]
+    cached = _RESOURCES.get(resource)
+    if cached is not None:
+        return cached
     attrs = resource.attributes if resource is not None else {}
-    found = (attr_map(attrs), stringify(attrs.get(SERVICE_NAME, "")))
-    if len(_RESOURCES) > 1024:
-        _RESOURCES.clear()
-    _RESOURCES[id(resource)] = (resource, *found)
-    return found
+    return _RESOURCES.put(resource, (attr_map(attrs), stringify(attrs.get(SERVICE_NAME, ""))))
 
 
 # Rows are read, never changed, once built: spans without events or links share these empty

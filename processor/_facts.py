@@ -21,7 +21,7 @@ from runmeter.conventions import DialectMap, GenAIFields
 from runmeter.conventions import attributes as A
 from runmeter.processor._budget import Breach, Budget
 from runmeter.processor._sdk import attributes_of, known_facts, remember_facts, stamp
-from runmeter.core import bad_value
+from runmeter.core import IdentityCache, bad_value
 from runmeter.processor.pricing import UNPRICED_INVALID_USAGE, UNPRICED_NO_PRICE, UNPRICED_NO_USAGE, PriceBook, TokenUsage
 
 __all__ = [
@@ -124,21 +124,17 @@ def _decimal(value: Any) -> Decimal | None:
     return d if d.is_finite() and d >= 0 else None
 
 
-_SERVICES: dict[int, tuple[Any, str]] = {}  # id(resource) -> (resource, its service.name)
+_SERVICES: IdentityCache[str] = IdentityCache()  # resource -> its service.name
 
 
 def _service_of(resource: Any) -> str:
     """The resource's ``service.name``, read once per resource (there are few, and lookups take a lock)."""
     if resource is None:
         return ""
-    known = _SERVICES.get(id(resource))
-    if known is not None and known[0] is resource:
-        return known[1]
-    service = str(resource.attributes.get(_SERVICE_NAME, ""))
-    if len(_SERVICES) >= 1024:
-        _SERVICES.clear()  # bounded whatever resources arrive (the collector makes one per request)
-    _SERVICES[id(resource)] = (resource, service)
-    return service
+    known = _SERVICES.get(resource)
+    if known is not None:
+        return known
+    return _SERVICES.put(resource, str(resource.attributes.get(_SERVICE_NAME, "")))
 
 
 # A duplicate span (an SDK's own span under an instrumentation's, one call seen twice) carries no

@@ -90,7 +90,8 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 @dataclass(frozen=True)
 class RunLimits:
-    """Completion timing and memory bounds (``runmeter.config.RunSettings`` has the same names)."""
+    """Completion timing and memory bounds; the one place their defaults are written
+    (``runmeter.config.RunSettings`` reads them from here and checks ``[runs]`` values)."""
 
     grace_s: float = 2.0
     quiet_s: float = 30.0

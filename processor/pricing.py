@@ -34,6 +34,7 @@ from genai_prices import types as gp_types
 from genai_prices.units import _get_registry
 
 from runmeter.conventions import attributes as A
+from runmeter.core import IdentityCache
 from runmeter.conventions import genai as G
 
 if TYPE_CHECKING:
@@ -306,8 +307,7 @@ class PriceBook:
         # (provider, model) -> ModelInfo+provider, or None when unknown
         self._models: dict[tuple[str | None, str], tuple[gp_types.Provider, gp_types.ModelInfo] | None] = {}
         self._plans: dict[tuple[Any, ...], _Plan] = {}  # by (provider, model, UTC day as an ordinal, service tier)
-        # id(ModelPrice) -> (that ModelPrice, its plan); the object is kept so its id stays unique.
-        self._by_price: dict[int, tuple[gp_types.ModelPrice, _Plan]] = {}
+        self._by_price: IdentityCache[_Plan] = IdentityCache(_MAX_CACHED)  # a ModelPrice -> its compiled plan
         self._today_date = 0
         self._today_until = 0.0
 
@@ -398,12 +398,8 @@ class PriceBook:
             return None
         gp_provider, info = found
         model_price = info.get_prices(when, {"service_tier": tier} if tier else None)
-        entry = self._by_price.get(id(model_price))
-        if entry is not None and entry[0] is model_price:
-            plan = entry[1]
-        else:
-            plan = _compile(model_price, info.id, gp_provider.id, GENAI_PRICES_SOURCE)
-            self._by_price[id(model_price)] = (model_price, plan)
+        plan = self._by_price.get(model_price) or self._by_price.put(
+            model_price, _compile(model_price, info.id, gp_provider.id, GENAI_PRICES_SOURCE))
         # Start-date prices change at most daily (UTC), so plans are cached by day;
         # time-of-day prices (off-peak rates) change within a day and are not.
         if not _has_time_of_day(info):

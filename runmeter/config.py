@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runmeter import environment_variables as ev
 from runmeter.collector import CollectorSettings
-from runmeter.processor import ConfigError, PriceOverrides
+from runmeter.processor import ConfigError, PriceOverrides, RunLimits
 from runmeter.core import CONFIG_FILENAME, read_toml, register_settings_loader, report_config_error, validation_error
 
 __all__ = [
@@ -40,15 +40,17 @@ class StorageSettings(BaseModel):
 
 
 class RunSettings(BaseModel):
+    """``[runs]``: the RunProcessor's limits (their defaults are RunLimits', written once there), checked."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
-    grace_s: float = Field(default=2.0, ge=0)
-    quiet_s: float = Field(default=30.0, gt=0)
-    rootless_quiet_s: float = Field(default=600.0, gt=0)
-    max_open_runs: int = Field(default=10_000, ge=1)
-    max_spans_per_run: int = Field(default=20_000, ge=1)
-    max_run_age_s: float = Field(default=86_400.0, gt=0)
-    loop_threshold: int = Field(default=3, ge=2)
-    abandoned_after_s: float = Field(default=86_400.0, gt=0)
+    grace_s: float = Field(default=RunLimits.grace_s, ge=0)
+    quiet_s: float = Field(default=RunLimits.quiet_s, gt=0)
+    rootless_quiet_s: float = Field(default=RunLimits.rootless_quiet_s, gt=0)
+    max_open_runs: int = Field(default=RunLimits.max_open_runs, ge=1)
+    max_spans_per_run: int = Field(default=RunLimits.max_spans_per_run, ge=1)
+    max_run_age_s: float = Field(default=RunLimits.max_run_age_s, gt=0)
+    loop_threshold: int = Field(default=RunLimits.loop_threshold, ge=2)
+    abandoned_after_s: float = Field(default=86_400.0, gt=0)  # reports only: a run with no outcome this long is abandoned
 
 
 class _File(BaseModel):
