@@ -26,8 +26,10 @@ Memory is bounded whatever the input: at most ``max_open_runs`` traces,
 limit is emitted with its runs flagged ``incomplete``; its later spans still
 carry the run id (storage sums them from the calls table).
 
-``on_start``/``on_end`` never raise and do no blocking work; run assembly runs on
-a background thread (or on ``sweep()`` when ``background=False``, for tests).
+``on_start``/``on_end`` never raise and do no blocking work; run assembly and the sink's writes
+run on a background thread, never the caller's (or on ``sweep()`` when ``background=False``,
+for tests). This module is the shared core (buffers, bounds, assembly, sink, lifecycle, fork);
+what differs between the two modes is in ``_modes.py`` (``LocalMode``, ``RemoteMode``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from opentelemetry.context import Context
@@ -49,29 +51,18 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from runmeter.conventions import DialectMap, check_outcome, load_dialects
 from runmeter.conventions import attributes as A
-from runmeter.conventions import genai as G
-from runmeter.processor._assembly import assemble, run_id_for
-from runmeter.processor._facts import (
-    KIND_LLM, KIND_TOOL, SpanFacts, mark_duplicate, read_span, remember,
-)
-from runmeter.processor._ledger import RunLedger
-from runmeter.processor._live import INSTRUMENTATION_SCOPE, LiveRun, current_run
-from runmeter.processor._loops import LoopSignal
-from runmeter.processor._metrics import ProcessorMetrics
-from runmeter.processor._records import OutcomeEvent, RunSink
-from runmeter.processor._sdk import attributes_of as _attributes_of
-from runmeter.processor._sdk import copy_with, stamp
 from runmeter.core import internal_error
+from runmeter.processor._assembly import assemble
+from runmeter.processor._facts import read_span
+from runmeter.processor._metrics import ProcessorMetrics
+from runmeter.processor._modes import Entry, LocalMode, RemoteMode, Trace, copy_adding
+from runmeter.processor._records import OutcomeEvent, RunSink
 from runmeter.processor.pricing import PriceBook
 
 __all__ = ["RunLimits", "RunProcessor"]
 
 _log = logging.getLogger(__name__)
 _MAX_TOMBSTONES = 10_000
-_MAX_WRITTEN_TRACES = 100_000  # remote: traces whose runs were written, to tell late spans from rootless ones
-_AGENT_OP = "invoke_agent"
-_LLM_START_OPS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
-_BOUNDARY_OPS = frozenset({"execute_tool", "invoke_agent"})
 
 
 _processors: weakref.WeakSet[RunProcessor] = weakref.WeakSet()
@@ -106,29 +97,6 @@ class RunLimits:
         return cls(**{k: getattr(settings, k) for k in cls.__dataclass_fields__})
 
 
-@dataclass(slots=True)
-class _Entry:
-    """What on_start learned about a live span (local mode)."""
-
-    live: LiveRun | None
-    parent: int | None
-    top: int
-    op: str | None
-    run_root: bool = False  # made by runmeter.run(); its run is learned from its first child's context
-
-
-@dataclass
-class _Trace:
-    first_seen: float
-    last_seen: float
-    facts: dict[int, SpanFacts] = field(default_factory=dict)
-    held: list[tuple[ReadableSpan, dict[str, Any]]] = field(default_factory=list)
-    open: set[int] = field(default_factory=set)  # spans started here and not ended yet (local mode)
-    root_seen: bool = False
-    due: float | None = None
-    late: bool = False  # remote: the trace's run was already written here; these spans came after
-
-
 class RunProcessor(SpanProcessor):
     """Prices spans, assembles runs, detects loops; forwards enriched copies downstream."""
 
@@ -151,15 +119,14 @@ class RunProcessor(SpanProcessor):
         self._sink = sink
         self._prices = prices if prices is not None else PriceBook()
         self.limits = limits if limits is not None else RunLimits()
-        self._mode = mode
         self._dialects = dialects if dialects is not None else load_dialects()
         self._clock = clock
         self._lock = threading.Lock()
-        self._traces: OrderedDict[int, _Trace] = OrderedDict()
-        self._live: dict[int, _Entry] = {}
+        self._traces: OrderedDict[int, Trace] = OrderedDict()
+        self._live: dict[int, Entry] = {}  # local mode: what on_start learned of each live span
         self._cut: OrderedDict[int, str] = OrderedDict()  # trace id -> run id of a trace cut by a limit
-        self._written: OrderedDict[int, None] = OrderedDict()  # remote: traces assembled whole, newest last
-        self._pending: list[tuple[int, _Trace, bool]] = []  # traces evicted by a bound, awaiting assembly
+        self._pending: list[tuple[int, Trace, bool]] = []  # traces evicted by a bound, awaiting assembly
+        self._modes: LocalMode | RemoteMode = LocalMode(self) if mode == "local" else RemoteMode(self)
         self._shutdown = False
         self._metrics = ProcessorMetrics(meter_provider, self._open_count, self._oldest_age, metric_labels)
         self._stop = threading.Event()
@@ -169,7 +136,7 @@ class RunProcessor(SpanProcessor):
         self._forked_child = False
         if background:
             self._start_thread()
-        if mode == "local":
+        if isinstance(self._modes, LocalMode):
             _processors.add(self)
             # A multiprocessing child (a fork, a process pool) leaves through os._exit: nothing else
             # would flush the spans and runs it made. Finalizers registered after the fork run then.
@@ -211,50 +178,13 @@ class RunProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
-            if self._mode == "local":
-                self._start_local(span, parent_context)
+            self._modes.start(span, parent_context)
+            if self._pending:
+                self._assemble_soon()
         except Exception as exc:  # never break the user's program
             internal_error("on_start", exc)
         for d in self._downstream:
             d.on_start(span, parent_context=parent_context)
-
-    def _start_local(self, span: Span, parent_context: Context | None) -> None:
-        ctx = span.get_span_context()
-        parent = span.parent
-        parent_id = parent.span_id if parent is not None and not parent.is_remote else None
-        parent_entry = self._live.get(parent_id) if parent_id is not None else None
-        attrs = _attributes_of(span)
-        op = attrs.get(G.GEN_AI_OPERATION_NAME)
-        op = op if isinstance(op, str) else None
-        # The parent's run, else the one runmeter.run() put in the context (a nested run's
-        # root has no run entry of its own, so its children look in the context).
-        live = parent_entry.live if parent_entry is not None else None
-        if live is None:
-            live = current_run(parent_context)
-            if live is not None and parent_entry is not None and parent_entry.run_root:
-                root = live.root_span
-                if root is not None and root.get_span_context().span_id == parent_id:
-                    parent_entry.live = live  # the run's root: its other children find the run here
-        run_root = attrs.get(A.RUNMETER_RUN_ROOT) is True
-        if run_root:
-            live = None  # the run's own root span; runmeter.run() stamps it and attaches the LiveRun
-        else:
-            if live is None and op == _AGENT_OP:
-                # The outermost invoke_agent span of another instrumentation: a run of its own.
-                run_id = run_id_for(ctx.trace_id, ctx.span_id)
-                ledger = RunLedger(run_id, loop_threshold=self.limits.loop_threshold)
-                live = LiveRun(run_id, ledger, {A.RUNMETER_RUN_ID: run_id}, span)
-            if live is not None and live.stamp:
-                stamp(span, live.stamp, typed=True)
-        top = parent_entry.top if parent_entry is not None else ctx.span_id
-        with self._lock:
-            self._live[ctx.span_id] = _Entry(live, parent_id, top, op, run_root)
-            if ctx.trace_id not in self._cut:
-                trace = self._trace(ctx.trace_id)
-                trace.open.add(ctx.span_id)
-                trace.due = None
-        if self._pending:
-            self._assemble_soon()
 
     def on_end(self, span: ReadableSpan) -> None:
         out: ReadableSpan | None = span
@@ -281,83 +211,33 @@ class RunProcessor(SpanProcessor):
     def _end(self, span: ReadableSpan) -> ReadableSpan | None:
         facts, added = read_span(span, self._dialects, self._prices)
         now = self._clock()
-        if self._mode == "local":
-            entry = self._live.get(facts.span_id)
-            if facts.kind == KIND_LLM and entry is not None and self._inside_llm_call(entry):
-                mark_duplicate(facts, added)  # an SDK's own span under an instrumentation's
-            else:
-                scope = span.instrumentation_scope
-                if scope is None or scope.name != INSTRUMENTATION_SCOPE:  # runmeter's own spans feed it themselves
-                    self._feed_ledger(facts, entry)
-            if entry is not None and entry.live is None and facts.kind in (KIND_LLM, KIND_TOOL) and not facts.run_id:
-                # GenAI span outside any explicit or agent run: the implicit run of its topmost span.
-                added[A.RUNMETER_RUN_ID] = run_id_for(facts.trace_id, entry.top)
-                added[A.RUNMETER_RUN_IMPLICIT] = True
-                facts.implicit_run = True
+        mode = self._modes
+        mode.read(span, facts, added)
         with self._lock:
             tombstone = self._cut.get(facts.trace_id)
             if tombstone is not None:
                 # The trace was cut by a limit: count the span under the run it belongs to.
                 if not facts.run_id and A.RUNMETER_RUN_ID not in added:
                     added[A.RUNMETER_RUN_ID] = tombstone
-                if self._mode == "local":
-                    self._live.pop(facts.span_id, None)
-                return _copy(span, added) if added else span
+                mode.cut(facts)
+                return copy_adding(span, added) if added else span
             trace = self._trace(facts.trace_id)
             trace.facts[facts.span_id] = facts
             trace.last_seen = now
             if facts.parent_id is None or (span.parent is not None and span.parent.is_remote):
                 trace.root_seen = True
-            if self._mode == "local":
-                trace.open.discard(facts.span_id)
-                if not trace.open:
-                    trace.due = now + self.limits.grace_s
-            else:
-                trace.held.append((span, added))
+            mode.buffer(trace, span, facts, added, now)
             if len(trace.facts) >= self.limits.max_spans_per_run:
                 self._evict(facts.trace_id, incomplete=True)
         if self._pending:
             self._assemble_soon()  # a bound was hit
-        if self._mode == "remote":
-            return None
-        out = _copy(span, added) if added else span
-        if added:  # what the copy says now
-            facts.run_id = added.get(A.RUNMETER_RUN_ID, facts.run_id)
-        remember(out, facts)
-        return out
+        return mode.forward(span, facts, added)
 
-    def _feed_ledger(self, facts: SpanFacts, entry: _Entry | None) -> None:
-        if entry is None or entry.live is None:
-            return
-        live = entry.live
-        signals: list[LoopSignal] = []
-        if facts.kind == KIND_LLM:
-            signals = live.ledger.record_llm_call(facts.usage, facts.cost, facts.input_hash)
-        elif facts.kind == KIND_TOOL:
-            signals = live.ledger.record_tool_call(facts.tool_name or facts.name, facts.args_hash, facts.resource)
-        if signals:
-            live.note_signals(signals)
-
-    def _inside_llm_call(self, entry: _Entry) -> bool:
-        """True when an ancestor in the same call chain is an LLM call (an SDK span under ours)."""
-        parent = entry.parent
-        for _ in range(8):
-            if parent is None:
-                return False
-            up = self._live.get(parent)
-            if up is None or up.op in _BOUNDARY_OPS:
-                return False
-            if up.op in _LLM_START_OPS:
-                return True
-            parent = up.parent
-        return False
-
-    def _trace(self, trace_id: int) -> _Trace:
+    def _trace(self, trace_id: int) -> Trace:
         """The trace's buffer (lock held); evicts the oldest past max_open_runs."""
         trace = self._traces.get(trace_id)
         if trace is None:
-            now = self._clock()
-            trace = self._traces[trace_id] = _Trace(now, now, late=trace_id in self._written)
+            trace = self._traces[trace_id] = self._modes.new_trace(trace_id, self._clock())
             while len(self._traces) > self.limits.max_open_runs:
                 oldest = next(iter(self._traces))
                 self._evict(oldest, incomplete=True)
@@ -368,11 +248,7 @@ class RunProcessor(SpanProcessor):
         trace = self._traces.pop(trace_id, None)
         if trace is None:
             return
-        if self._mode == "remote" and trace.root_seen and not incomplete:
-            self._written[trace_id] = None
-            self._written.move_to_end(trace_id)
-            if len(self._written) > _MAX_WRITTEN_TRACES:
-                self._written.popitem(last=False)
+        self._modes.evicted(trace_id, trace, incomplete)
         self._pending.append((trace_id, trace, incomplete))
 
     # --- completion ---------------------------------------------------------------------
@@ -385,23 +261,14 @@ class RunProcessor(SpanProcessor):
         trace, flagging those with spans still open as incomplete.
         """
         now = self._clock()
-        lim = self.limits
         with self._lock:
             for trace_id, trace in list(self._traces.items()):
-                if now - trace.first_seen >= lim.max_run_age_s:
+                if now - trace.first_seen >= self.limits.max_run_age_s:
                     self._evict(trace_id, incomplete=True)
-                elif self._mode == "local":
-                    if not trace.open and trace.facts and (force or final or (trace.due is not None and now >= trace.due)):
-                        self._evict(trace_id, incomplete=False)
-                    elif final:
-                        self._evict(trace_id, incomplete=bool(trace.open))
-                else:
-                    idle = now - trace.last_seen
-                    # Spans that came after their trace's run was written wait only quiet_s:
-                    # their root is known not to be coming (it was in that run).
-                    rootless = not trace.root_seen and idle >= (lim.quiet_s if trace.late else lim.rootless_quiet_s)
-                    if force or final or rootless or (trace.root_seen and idle >= lim.quiet_s):
-                        self._evict(trace_id, incomplete=(final or rootless) and not trace.root_seen)
+                    continue
+                incomplete = self._modes.complete(trace, now, force, final)
+                if incomplete is not None:
+                    self._evict(trace_id, incomplete=incomplete)
         return self._drain()
 
     def _drain(self) -> int:
@@ -419,12 +286,10 @@ class RunProcessor(SpanProcessor):
                 self._sink.write_runs(records)
             except Exception as exc:
                 internal_error("sink.write_runs", exc)
-        if self._mode == "remote":  # after the runs: once a span is downstream, the collector may forget it
-            for trace, assembly in done:
-                self._forward_held(trace, assembly)
+        self._modes.written(done)
         return len(records)
 
-    def _assemble(self, trace_id: int, trace: _Trace, incomplete: bool) -> Any:
+    def _assemble(self, trace_id: int, trace: Trace, incomplete: bool) -> Any:
         try:
             assembly = assemble(trace.facts.values(), loop_threshold=self.limits.loop_threshold, incomplete=incomplete)
         except Exception as exc:
@@ -432,43 +297,12 @@ class RunProcessor(SpanProcessor):
             self._metrics.spans_dropped.add(len(trace.facts))
             assembly = None
         with self._lock:
-            if self._mode == "local":
-                for sid in trace.facts:
-                    self._live.pop(sid, None)
-                for sid in trace.open:  # spans that never ended (leaked by the program): forgotten too
-                    self._live.pop(sid, None)
+            self._modes.assembled(trace)
             if incomplete and assembly is not None and assembly.records:
                 self._cut[trace_id] = assembly.records[0].run_id
                 while len(self._cut) > _MAX_TOMBSTONES:
                     self._cut.popitem(last=False)
         return assembly
-
-    def _forward_held(self, trace: _Trace, assembly: Any) -> None:
-        run_of = assembly.run_of if assembly is not None else {}
-        implicit = assembly.implicit_roots if assembly is not None else set()
-        duplicates = assembly.duplicates if assembly is not None else set()
-        roots = {r.run_id: r for r in assembly.records} if assembly is not None else {}
-        implicit_runs = {run_of.get(r) for r in implicit}
-        for span, added in trace.held:
-            try:
-                sid = span.context.span_id if span.context is not None else 0
-                run_id = run_of.get(sid)
-                facts = trace.facts.get(sid)
-                if run_id is not None and run_id in roots and not (facts.run_id if facts is not None else None):
-                    added[A.RUNMETER_RUN_ID] = run_id
-                    if run_id in implicit_runs:
-                        added[A.RUNMETER_RUN_IMPLICIT] = True
-                if sid in duplicates and facts is not None:
-                    mark_duplicate(facts, added)
-                out = _copy(span, added) if added else span
-                if facts is not None:  # the exporter reads them instead of reading the span again
-                    facts.run_id = added.get(A.RUNMETER_RUN_ID, facts.run_id)
-                    remember(out, facts)
-            except Exception as exc:
-                internal_error("forward", exc)
-                out = span
-            for d in self._downstream:
-                d.on_end(out)
 
     # --- outcomes -------------------------------------------------------------------------
 
@@ -550,10 +384,3 @@ class RunProcessor(SpanProcessor):
     def live_spans(self) -> int:
         return len(self._live)
 
-
-def _copy(span: ReadableSpan, added: dict[str, Any]) -> ReadableSpan:
-    """The span with ``added`` attributes (an ended span cannot be changed); a None value removes one."""
-    attrs = {**_attributes_of(span), **added}
-    if None in added.values():
-        attrs = {k: v for k, v in attrs.items() if v is not None}
-    return copy_with(span, attrs)

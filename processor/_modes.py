@@ -1,0 +1,285 @@
+"""The RunProcessor's two modes: where spans come from, when a trace is complete, what is forwarded.
+
+The processor itself (``_processor.py``) is the shared core: trace buffers, bounds, assembly on
+its own thread, the sink, lifecycle. A mode answers the questions that differ:
+
+- :class:`LocalMode` (an agent process): spans start here, so each span of a run is stamped at
+  ``on_start``, its facts feed the run's live ledger (loops, budgets) at ``on_end``, and the
+  enriched copy goes downstream at once. A trace is complete when all its spans have ended plus
+  ``grace_s``.
+- :class:`RemoteMode` (the collector): spans arrive ended, from OTLP. They are held per trace until
+  the root has arrived and the trace has been quiet for ``quiet_s`` (``rootless_quiet_s`` for a
+  root that never comes; ``quiet_s`` for spans that came after their run was written), then
+  stamped with their run id and forwarded after the run records are written.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span
+
+from runmeter.conventions import attributes as A
+from runmeter.conventions import genai as G
+from runmeter.core import internal_error
+from runmeter.processor._assembly import Assembly, run_id_for
+from runmeter.processor._facts import KIND_LLM, KIND_TOOL, SpanFacts, mark_duplicate, remember
+from runmeter.processor._ledger import RunLedger
+from runmeter.processor._live import INSTRUMENTATION_SCOPE, LiveRun, current_run
+from runmeter.processor._loops import LoopSignal
+from runmeter.processor._sdk import attributes_of, copy_with, stamp
+
+if TYPE_CHECKING:
+    from runmeter.processor._processor import RunProcessor
+
+__all__ = ["Entry", "LocalMode", "RemoteMode", "Trace", "copy_adding"]
+
+_MAX_WRITTEN_TRACES = 100_000  # remote: traces whose runs were written, to tell late spans from rootless ones
+_AGENT_OP = "invoke_agent"
+_LLM_START_OPS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
+_BOUNDARY_OPS = frozenset({"execute_tool", "invoke_agent"})
+
+
+@dataclass(slots=True)
+class Entry:
+    """What on_start learned about a live span (local mode)."""
+
+    live: LiveRun | None
+    parent: int | None
+    top: int
+    op: str | None
+    run_root: bool = False  # made by runmeter.run(); its run is learned from its first child's context
+
+
+@dataclass
+class Trace:
+    first_seen: float
+    last_seen: float
+    facts: dict[int, SpanFacts] = field(default_factory=dict)
+    held: list[tuple[ReadableSpan, dict[str, Any]]] = field(default_factory=list)
+    open: set[int] = field(default_factory=set)  # spans started here and not ended yet (local mode)
+    root_seen: bool = False
+    due: float | None = None
+    late: bool = False  # remote: the trace's run was already written here; these spans came after
+
+
+def copy_adding(span: ReadableSpan, added: dict[str, Any]) -> ReadableSpan:
+    """The span with ``added`` attributes (an ended span cannot be changed); a None value removes one."""
+    attrs = {**attributes_of(span), **added}
+    if None in added.values():
+        attrs = {k: v for k, v in attrs.items() if v is not None}
+    return copy_with(span, attrs)
+
+
+class LocalMode:
+    name = "local"
+
+    def __init__(self, core: RunProcessor) -> None:
+        self.core = core
+
+    # --- on_start ---------------------------------------------------------------------------
+
+    def start(self, span: Span, parent_context: Context | None) -> None:
+        core = self.core
+        ctx = span.get_span_context()
+        parent = span.parent
+        parent_id = parent.span_id if parent is not None and not parent.is_remote else None
+        parent_entry = core._live.get(parent_id) if parent_id is not None else None
+        attrs = attributes_of(span)
+        op = attrs.get(G.GEN_AI_OPERATION_NAME)
+        op = op if isinstance(op, str) else None
+        # The parent's run, else the one runmeter.run() put in the context (a nested run's
+        # root has no run entry of its own, so its children look in the context).
+        live = parent_entry.live if parent_entry is not None else None
+        if live is None:
+            live = current_run(parent_context)
+            if live is not None and parent_entry is not None and parent_entry.run_root:
+                root = live.root_span
+                if root is not None and root.get_span_context().span_id == parent_id:
+                    parent_entry.live = live  # the run's root: its other children find the run here
+        run_root = attrs.get(A.RUNMETER_RUN_ROOT) is True
+        if run_root:
+            live = None  # the run's own root span; runmeter.run() stamps it and attaches the LiveRun
+        else:
+            if live is None and op == _AGENT_OP:
+                # The outermost invoke_agent span of another instrumentation: a run of its own.
+                run_id = run_id_for(ctx.trace_id, ctx.span_id)
+                ledger = RunLedger(run_id, loop_threshold=core.limits.loop_threshold)
+                live = LiveRun(run_id, ledger, {A.RUNMETER_RUN_ID: run_id}, span)
+            if live is not None and live.stamp:
+                stamp(span, live.stamp, typed=True)
+        top = parent_entry.top if parent_entry is not None else ctx.span_id
+        with core._lock:
+            core._live[ctx.span_id] = Entry(live, parent_id, top, op, run_root)
+            if ctx.trace_id not in core._cut:
+                trace = core._trace(ctx.trace_id)
+                trace.open.add(ctx.span_id)
+                trace.due = None
+
+    # --- on_end -----------------------------------------------------------------------------
+
+    def read(self, span: ReadableSpan, facts: SpanFacts, added: dict[str, Any]) -> None:
+        """Before buffering: flag a call seen twice, feed the live ledger, name the implicit run."""
+        core = self.core
+        entry = core._live.get(facts.span_id)
+        if facts.kind == KIND_LLM and entry is not None and self._inside_llm_call(entry):
+            mark_duplicate(facts, added)  # an SDK's own span under an instrumentation's
+        else:
+            scope = span.instrumentation_scope
+            if scope is None or scope.name != INSTRUMENTATION_SCOPE:  # runmeter's own spans feed it themselves
+                self._feed_ledger(facts, entry)
+        if entry is not None and entry.live is None and facts.kind in (KIND_LLM, KIND_TOOL) and not facts.run_id:
+            # GenAI span outside any explicit or agent run: the implicit run of its topmost span.
+            added[A.RUNMETER_RUN_ID] = run_id_for(facts.trace_id, entry.top)
+            added[A.RUNMETER_RUN_IMPLICIT] = True
+            facts.implicit_run = True
+
+    def cut(self, facts: SpanFacts) -> None:
+        self.core._live.pop(facts.span_id, None)
+
+    def buffer(self, trace: Trace, span: ReadableSpan, facts: SpanFacts, added: dict[str, Any], now: float) -> None:
+        trace.open.discard(facts.span_id)
+        if not trace.open:
+            trace.due = now + self.core.limits.grace_s
+
+    def forward(self, span: ReadableSpan, facts: SpanFacts, added: dict[str, Any]) -> ReadableSpan | None:
+        """The copy to hand downstream now."""
+        out = copy_adding(span, added) if added else span
+        if added:  # what the copy says now
+            facts.run_id = added.get(A.RUNMETER_RUN_ID, facts.run_id)
+        remember(out, facts)
+        return out
+
+    def _feed_ledger(self, facts: SpanFacts, entry: Entry | None) -> None:
+        if entry is None or entry.live is None:
+            return
+        live = entry.live
+        signals: list[LoopSignal] = []
+        if facts.kind == KIND_LLM:
+            signals = live.ledger.record_llm_call(facts.usage, facts.cost, facts.input_hash)
+        elif facts.kind == KIND_TOOL:
+            signals = live.ledger.record_tool_call(facts.tool_name or facts.name, facts.args_hash, facts.resource)
+        if signals:
+            live.note_signals(signals)
+
+    def _inside_llm_call(self, entry: Entry) -> bool:
+        """True when an ancestor in the same call chain is an LLM call (an SDK span under ours)."""
+        parent = entry.parent
+        for _ in range(8):
+            if parent is None:
+                return False
+            up = self.core._live.get(parent)
+            if up is None or up.op in _BOUNDARY_OPS:
+                return False
+            if up.op in _LLM_START_OPS:
+                return True
+            parent = up.parent
+        return False
+
+    # --- completion -------------------------------------------------------------------------
+
+    def new_trace(self, trace_id: int, now: float) -> Trace:
+        return Trace(now, now)
+
+    def evicted(self, trace_id: int, trace: Trace, incomplete: bool) -> None:
+        pass
+
+    def complete(self, trace: Trace, now: float, force: bool, final: bool) -> bool | None:
+        """None while the trace is not done; else whether it is incomplete."""
+        if not trace.open and trace.facts and (force or final or (trace.due is not None and now >= trace.due)):
+            return False
+        if final:
+            return bool(trace.open)
+        return None
+
+    def assembled(self, trace: Trace) -> None:
+        live = self.core._live
+        for sid in trace.facts:
+            live.pop(sid, None)
+        for sid in trace.open:  # spans that never ended (leaked by the program): forgotten too
+            live.pop(sid, None)
+
+    def written(self, done: list[tuple[Trace, Assembly | None]]) -> None:
+        pass  # spans went downstream as they ended
+
+
+class RemoteMode:
+    name = "remote"
+
+    def __init__(self, core: RunProcessor) -> None:
+        self.core = core
+        self._written: OrderedDict[int, None] = OrderedDict()  # traces assembled whole, newest last
+
+    def start(self, span: Span, parent_context: Context | None) -> None:
+        pass  # spans arrive ended
+
+    def read(self, span: ReadableSpan, facts: SpanFacts, added: dict[str, Any]) -> None:
+        pass  # duplicates and run ids are known only once the trace is assembled
+
+    def cut(self, facts: SpanFacts) -> None:
+        pass
+
+    def buffer(self, trace: Trace, span: ReadableSpan, facts: SpanFacts, added: dict[str, Any], now: float) -> None:
+        trace.held.append((span, added))
+
+    def forward(self, span: ReadableSpan, facts: SpanFacts, added: dict[str, Any]) -> ReadableSpan | None:
+        return None  # held for assembly
+
+    def new_trace(self, trace_id: int, now: float) -> Trace:
+        return Trace(now, now, late=trace_id in self._written)
+
+    def evicted(self, trace_id: int, trace: Trace, incomplete: bool) -> None:
+        if trace.root_seen and not incomplete:
+            self._written[trace_id] = None
+            self._written.move_to_end(trace_id)
+            if len(self._written) > _MAX_WRITTEN_TRACES:
+                self._written.popitem(last=False)
+
+    def complete(self, trace: Trace, now: float, force: bool, final: bool) -> bool | None:
+        lim = self.core.limits
+        idle = now - trace.last_seen
+        # Spans that came after their trace's run was written wait only quiet_s: their root is
+        # known not to be coming (it was in that run).
+        rootless = not trace.root_seen and idle >= (lim.quiet_s if trace.late else lim.rootless_quiet_s)
+        if force or final or rootless or (trace.root_seen and idle >= lim.quiet_s):
+            return (final or rootless) and not trace.root_seen
+        return None
+
+    def assembled(self, trace: Trace) -> None:
+        pass
+
+    def written(self, done: list[tuple[Trace, Assembly | None]]) -> None:
+        """After the runs: once a span is downstream, the collector may forget it."""
+        for trace, assembly in done:
+            self._forward_held(trace, assembly)
+
+    def _forward_held(self, trace: Trace, assembly: Assembly | None) -> None:
+        run_of = assembly.run_of if assembly is not None else {}
+        implicit = assembly.implicit_roots if assembly is not None else set()
+        duplicates = assembly.duplicates if assembly is not None else set()
+        roots = {r.run_id for r in assembly.records} if assembly is not None else set()
+        implicit_runs = {run_of.get(r) for r in implicit}
+        for span, added in trace.held:
+            out: ReadableSpan = span
+            try:
+                sid = span.context.span_id if span.context is not None else 0
+                run_id = run_of.get(sid)
+                facts = trace.facts.get(sid)
+                if run_id is not None and run_id in roots and not (facts.run_id if facts is not None else None):
+                    added[A.RUNMETER_RUN_ID] = run_id
+                    if run_id in implicit_runs:
+                        added[A.RUNMETER_RUN_IMPLICIT] = True
+                if sid in duplicates and facts is not None:
+                    mark_duplicate(facts, added)
+                out = copy_adding(span, added) if added else span
+                if facts is not None:  # the exporter reads them instead of reading the span again
+                    facts.run_id = added.get(A.RUNMETER_RUN_ID, facts.run_id)
+                    remember(out, facts)
+            except Exception as exc:
+                internal_error("forward", exc)
+                out = span
+            for d in self.core._downstream:
+                d.on_end(out)
