@@ -12,7 +12,7 @@ from __future__ import annotations
 from runmeter.core._cache import IdentityCache
 from runmeter.core._configfile import CONFIG_FILENAME, ConfigError, line_of, read_toml, validation_error
 from runmeter.core._redact import REDACTED, redact
-from runmeter.core._selfcheck import bad_value, bad_value_counts, internal_error, internal_error_counts, report_config_error
+from runmeter.core._selfcheck import bad_value, bad_value_counts, internal_error, internal_error_counts, report_config_error, warn_once
 from runmeter.core._settings import VERSION, load_settings, register_settings_loader
 
 __all__ = [
@@ -32,4 +32,5 @@ __all__ = [
     "register_settings_loader",
     "report_config_error",
     "validation_error",
+    "warn_once",
 ]

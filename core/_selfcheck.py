@@ -12,7 +12,7 @@ import os
 import threading
 from collections import Counter
 
-__all__ = ["bad_value", "bad_value_counts", "internal_error", "internal_error_counts", "report_config_error"]
+__all__ = ["bad_value", "bad_value_counts", "internal_error", "internal_error_counts", "report_config_error", "warn_once"]
 
 _log = logging.getLogger("runmeter")
 _lock = threading.Lock()
@@ -52,7 +52,17 @@ def bad_value_counts() -> dict[str, int]:
         return dict(_bad)
 
 
-_reported: set[str] = set()
+_said: set[str] = set()
+
+
+def warn_once(key: str, message: str, *args: object) -> bool:
+    """Log ``message`` (a warning) the first time ``key`` is seen in this process; True if it was said."""
+    with _lock:
+        if key in _said:
+            return False
+        _said.add(key)
+    _log.warning(message, *args)
+    return True
 
 
 def report_config_error(exc: BaseException) -> None:
@@ -62,7 +72,7 @@ def report_config_error(exc: BaseException) -> None:
     and none of them raises it into ``opentelemetry-instrument``'s start-up."""
     text = str(exc)
     with _lock:
-        first = text not in _reported
-        _reported.add(text)
+        first = ("config:" + text) not in _said
+        _said.add("config:" + text)
     if first:
         _log.error("runmeter: %s. runmeter is off in this process until the file is fixed; the program runs untraced.", text)

@@ -73,10 +73,6 @@ def open_writer(url: str, spool_dir: str | Path | None = None, spool_max_bytes: 
     return w
 
 
-def _settings() -> Any:
-    return load_settings()  # the facade's loader, registered in runmeter.core
-
-
 class ClickHouseRunSink:
     """The RunSink of the ClickHouse store."""
 
@@ -138,7 +134,7 @@ class ClickHouseSpanExporter(SpanExporter):
         for a caller that keeps the spans durable until then (the collector's write-ahead log)."""
         if writer is None:
             if url is None or spool_max_bytes is None or prices is None:
-                settings = _settings()
+                settings = load_settings()  # the facade's loader, registered in runmeter.core
                 url = url or settings.storage.clickhouse_url
                 spool_dir = spool_dir or settings.storage.spool_dir
                 spool_max_bytes = spool_max_bytes or settings.storage.spool_max_bytes

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -48,11 +47,10 @@ from runmeter.conventions.attributes import RunmeterRunOutcomeValues as Outcome
 from runmeter.instrumentation._core import hash_json, record_error
 from runmeter.processor import Budget, BudgetExceeded, LiveRun, RunLedger, current_run, run_id_for
 from runmeter.processor import INSTRUMENTATION_SCOPE, RUN_CONTEXT_KEY
-from runmeter.core import VERSION, internal_error
+from runmeter.core import VERSION, internal_error, warn_once
 
 __all__ = ["Run", "Tool", "run", "tool"]
 
-_log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 _VERSION = VERSION
@@ -227,18 +225,13 @@ class Run(_Scope):
         span.add_event(A.RUNMETER_RUN_OUTCOME_EVENT, attrs)
 
 
-_not_recorded_warned = False
-
-
 def _warn_not_recorded(name: str) -> None:
-    global _not_recorded_warned
-    if not _not_recorded_warned:
-        _not_recorded_warned = True
-        _log.warning(
-            "runmeter: run %r is not being recorded (tracing is off, this trace was sampled out, or the "
-            "OpenTelemetry SDK is not set up: run the program under `opentelemetry-instrument`); "
-            "its outcome is kept on the Run object only. Said once.", name,
-        )
+    warn_once(
+        "run not recorded",
+        "runmeter: run %r is not being recorded (tracing is off, this trace was sampled out, or the "
+        "OpenTelemetry SDK is not set up: run the program under `opentelemetry-instrument`); "
+        "its outcome is kept on the Run object only. Said once.", name,
+    )
 
 
 class Tool(_Scope):

@@ -31,12 +31,6 @@ class Target:
     factory: Callable[[GenAIHandler], Any] | None = None  # a method needing its own wrapper (a stream manager)
 
 
-def _settings() -> Any:
-    # Only the defaults of an argument-less instrument() (as opentelemetry-instrument calls it)
-    # need them: read through the loader the facade registers in runmeter.core.
-    return load_settings()
-
-
 def _unwrap(owner: Any, attr: str) -> None:
     """Put back the method wrap_function_wrapper replaced. Read from the class's own __dict__: through
     getattr, wrapt 2 hands out a bound wrapper that opentelemetry-instrumentation's ``unwrap``
@@ -77,7 +71,7 @@ class ProviderInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         providers = kwargs.get("providers")
         if prices is None or providers is None:
             try:
-                settings = _settings()
+                settings = load_settings()  # the facade's loader, registered in runmeter.core
             except ConfigError as exc:  # the program runs on, uninstrumented; said once
                 report_config_error(exc)
                 return

@@ -10,7 +10,6 @@ async twin.
 from __future__ import annotations
 
 import inspect
-import logging
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,12 +24,10 @@ from wrapt import FunctionWrapper
 from runmeter.instrumentation._core import GenAIHandler, Invocation
 from runmeter.instrumentation._stream import AsyncStream, Finisher, SyncStream
 from runmeter.processor import BudgetExceeded
-from runmeter.core import internal_error
+from runmeter.core import internal_error, warn_once
 
 __all__ = ["MethodSpec", "already_wrapped", "async_wrapper", "prepare_call", "sync_wrapper"]
 
-_log = logging.getLogger(__name__)
-_warned: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -44,12 +41,11 @@ class MethodSpec:
 def already_wrapped(owner: Any, attr: str, label: str) -> bool:
     """True (and said once) when another instrumentation already wraps ``owner.attr``."""
     if isinstance(owner.__dict__.get(attr), FunctionWrapper):
-        if label not in _warned:
-            _warned.add(label)
-            _log.warning(
-                "runmeter: %s is already instrumented by another library; runmeter will not wrap it again. "
-                "Its spans are still priced and assembled into runs by the RunProcessor.", label,
-            )
+        warn_once(
+            f"already wrapped: {label}",
+            "runmeter: %s is already instrumented by another library; runmeter will not wrap it again. "
+            "Its spans are still priced and assembled into runs by the RunProcessor.", label,
+        )
         return True
     return False
 
