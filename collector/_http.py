@@ -113,7 +113,11 @@ def _traces_handler(collector: Collector, auth: TokenAuth | None) -> Callable[[w
             collector.refuse("malformed")
             return _error(400, str(exc), answer_type)
         try:
-            checked, fut = collector.accept(req, data if ctype == _PROTOBUF and not dropped else None, project, invalid_utf8=dropped)
+            logged = data if ctype == _PROTOBUF and not dropped else None
+            if collector.track_ownership:  # may ask the store who owns a trace: not on the event loop
+                checked, fut = await asyncio.to_thread(collector.accept, req, logged, project, dropped)
+            else:
+                checked, fut = collector.accept(req, logged, project, invalid_utf8=dropped)
             if fut is not None:
                 await asyncio.wrap_future(fut)
         except Refused as exc:
