@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.context import attach, detach, set_value
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY  # type: ignore[attr-defined]
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -156,7 +154,7 @@ class ClickHouseSpanExporter(SpanExporter):
         a span may be in ``otel_traces`` and not yet in ``runmeter_calls``, which are two inserts)."""
         if self._shutdown:
             return SpanExportResult.FAILURE
-        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))  # our own HTTP calls are not traced
+        # (runmeter's own ClickHouse calls are never traced: exporter/_store._UntracedClient)
         try:
             traces, calls = [], []
             for span in spans:
@@ -183,8 +181,6 @@ class ClickHouseSpanExporter(SpanExporter):
         except Exception as exc:
             internal_error("exporter.export", exc)
             return SpanExportResult.FAILURE
-        finally:
-            detach(token)
 
     def _insert(self, spans: Sequence[ReadableSpan], tables: dict[str, Any]) -> SpanExportResult:
         # The same rows always carry the same token (rows are named by their trace and span ids,

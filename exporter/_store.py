@@ -45,32 +45,24 @@ def untraced() -> Iterator[None]:
         yield
 
 
+def _untraced_call(name: str) -> Any:
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with untraced():
+            return getattr(self.__wrapped__, name)(*args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
 class _UntracedClient(wrapt.ObjectProxy):  # type: ignore[misc]
     """A clickhouse-connect client whose calls run :func:`untraced`, from whichever thread makes them."""
 
-    def insert(self, *args: Any, **kwargs: Any) -> Any:
-        with untraced():
-            return self.__wrapped__.insert(*args, **kwargs)
-
-    def raw_insert(self, *args: Any, **kwargs: Any) -> Any:
-        with untraced():
-            return self.__wrapped__.raw_insert(*args, **kwargs)
-
-    def query(self, *args: Any, **kwargs: Any) -> Any:
-        with untraced():
-            return self.__wrapped__.query(*args, **kwargs)
-
-    def raw_query(self, *args: Any, **kwargs: Any) -> Any:
-        with untraced():
-            return self.__wrapped__.raw_query(*args, **kwargs)
-
-    def command(self, *args: Any, **kwargs: Any) -> Any:
-        with untraced():
-            return self.__wrapped__.command(*args, **kwargs)
-
-    def close(self) -> Any:
-        with untraced():
-            return self.__wrapped__.close()
+    insert = _untraced_call("insert")
+    raw_insert = _untraced_call("raw_insert")
+    query = _untraced_call("query")
+    raw_query = _untraced_call("raw_query")
+    command = _untraced_call("command")
+    close = _untraced_call("close")
 
 
 class StoreError(RuntimeError):
