@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from runmeter import environment_variables as ev
 from runmeter.collector import CollectorSettings
@@ -25,7 +25,7 @@ from runmeter.processor import ConfigError, PriceOverrides, RunLimits
 from runmeter.core import CONFIG_FILENAME, read_toml, register_settings_loader, report_config_error, validation_error
 
 __all__ = [
-    "CollectorSettings", "ConfigError", "RunSettings", "Settings", "StorageSettings", "find_config_file", "load_settings",
+    "CollectorSettings", "ConfigError", "RunSettings", "Settings", "StorageSettings", "UISettings", "find_config_file", "load_settings",
     "report_config_error",
 ]
 
@@ -53,11 +53,29 @@ class RunSettings(BaseModel):
     abandoned_after_s: float = Field(default=86_400.0, gt=0)  # reports only: a run with no outcome this long is abandoned
 
 
+class UISettings(BaseModel):
+    """``[ui]``: the pages of ``runmeter ui`` and the HTML report."""
+
+    model_config = ConfigDict(extra="forbid")
+    # A link from a run to its trace, e.g. http://localhost:16686/trace/{trace_id} (Jaeger) or
+    # http://localhost:3000/explore?...{trace_id}... (Grafana Tempo); empty: no link.
+    trace_url: str = ""
+    long_run_s: float = Field(default=600.0, gt=0)  # a run longer than this is an event on the overview
+
+    @field_validator("trace_url")
+    @classmethod
+    def _one_placeholder(cls, value: str) -> str:
+        if value and ("{trace_id}" not in value or not value.startswith(("http://", "https://"))):
+            raise ValueError("an http(s) URL with {trace_id} in it, e.g. http://localhost:16686/trace/{trace_id}")
+        return value
+
+
 class _File(BaseModel):
     model_config = ConfigDict(extra="forbid")
     storage: StorageSettings = StorageSettings()
     runs: RunSettings = RunSettings()
     collector: CollectorSettings = CollectorSettings()
+    ui: UISettings = UISettings()
     providers: dict[str, str] = {}
     pricing: dict[str, Any] = {}
 
@@ -69,6 +87,7 @@ class Settings(BaseModel):
     storage: StorageSettings = StorageSettings()
     runs: RunSettings = RunSettings()
     collector: CollectorSettings = CollectorSettings()
+    ui: UISettings = UISettings()
     providers: dict[str, str] = {}
     """Base-URL prefix -> provider name, for OpenAI-compatible servers (vLLM, Ollama...)."""
     pricing: PriceOverrides = PriceOverrides()
@@ -89,10 +108,13 @@ _ENV_FIELDS: dict[str, tuple[str, str]] = {
     ev.RUNMETER_MAX_RUN_AGE_S: ("runs", "max_run_age_s"),
     ev.RUNMETER_LOOP_THRESHOLD: ("runs", "loop_threshold"),
     ev.RUNMETER_ABANDONED_AFTER_S: ("runs", "abandoned_after_s"),
+    ev.RUNMETER_TRACE_URL: ("ui", "trace_url"),
 }
 # Every [collector] key also reads from RUNMETER_COLLECTOR_<KEY> (e.g. RUNMETER_COLLECTOR_WAL_DIR).
 _ENV_FIELDS.update({f"RUNMETER_COLLECTOR_{name.upper()}": ("collector", name) for name in CollectorSettings.model_fields})
-_SECTIONS: dict[str, type[BaseModel]] = {"storage": StorageSettings, "runs": RunSettings, "collector": CollectorSettings}
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "storage": StorageSettings, "runs": RunSettings, "collector": CollectorSettings, "ui": UISettings,
+}
 
 
 def find_config_file(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> tuple[Path, tuple[str, ...]] | None:
@@ -137,7 +159,8 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
             raise validation_error(exc, file, text, base) from None
     else:
         parsed = _File()
-    sections = {"storage": parsed.storage.model_dump(), "runs": parsed.runs.model_dump(), "collector": parsed.collector.model_dump()}
+    sections = {"storage": parsed.storage.model_dump(), "runs": parsed.runs.model_dump(), "collector": parsed.collector.model_dump(),
+                "ui": parsed.ui.model_dump()}
     for var, (section, field) in _ENV_FIELDS.items():
         value = env.get(var)
         if value is None or value == "":
@@ -154,6 +177,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         storage=StorageSettings.model_validate(sections["storage"]),
         runs=RunSettings.model_validate(sections["runs"]),
         collector=CollectorSettings.model_validate(sections["collector"]),
+        ui=UISettings.model_validate(sections["ui"]),
         providers=dict(parsed.providers),
         pricing=pricing,
         source=source,

@@ -44,6 +44,9 @@ RUNMETER_LOOP_THRESHOLD = "RUNMETER_LOOP_THRESHOLD"
 RUNMETER_ABANDONED_AFTER_S = "RUNMETER_ABANDONED_AFTER_S"
 """A run with no outcome this long after it ended counts as abandoned in reports. Default 86400."""
 
+RUNMETER_TRACE_URL = "RUNMETER_TRACE_URL"
+"""``[ui] trace_url``: a link from a run to its trace, with ``{trace_id}``, e.g. ``http://localhost:16686/trace/{trace_id}``."""
+
 OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 """``NO_CONTENT`` (default), ``SPAN_ONLY``, ``EVENT_ONLY`` or ``SPAN_AND_EVENT``, as in the official instrumentations."""
 

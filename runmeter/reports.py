@@ -18,13 +18,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Filters", "QueryError", "load_query", "parse_since", "project_spend", "run_query"]
+__all__ = [
+    "BUCKETS", "RUN_SORTS", "Filters", "QueryError", "load_query", "parse_since", "pick_bucket", "project_spend", "resolve_run",
+    "run_detail", "run_query", "short_ids", "spend_series",
+]
 
 QUERY_DIR = Path(__file__).with_name("queries")
 _INCLUDE = re.compile(r"\{\{include:([a-z_]+)\}\}")
 _SINCE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 GROUPS = ("name", "owner", "project", "provider", "model", "none")
+OUTCOMES = ("accepted", "rejected", "abandoned", "failed", "unknown")
+# The columns a run list can be sorted by (bound as a ClickHouse Identifier, checked here first).
+RUN_SORTS = ("StartTime", "CostUsd", "Name", "Owner", "Project", "Model", "Outcome", "LlmCalls", "ToolCalls", "WallClockS")
+BUCKETS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 
 
 class QueryError(ValueError):
@@ -55,6 +62,17 @@ class Filters:
     model: str = ""
     run_name: str = ""
     abandoned_after_s: int = 86_400
+    # the run list's own filters (runs_page)
+    outcome: str = ""
+    min_cost: float = 0.0
+    has_loop: bool = False
+    unpriced: bool = False
+
+    def __post_init__(self) -> None:
+        if self.outcome and self.outcome not in OUTCOMES:
+            raise QueryError(f"outcome {self.outcome!r}: use one of {', '.join(OUTCOMES)}")
+        if not (0 <= self.min_cost < 1e12):  # NaN fails this too
+            raise QueryError(f"minimum cost {self.min_cost!r}: use a number of dollars, 0 or more")
 
     def params(self) -> dict[str, Any]:
         return {
@@ -65,6 +83,10 @@ class Filters:
             "model": self.model,
             "run_name": self.run_name,
             "abandoned_after_s": int(self.abandoned_after_s),
+            "outcome": self.outcome,
+            "min_cost": float(self.min_cost),
+            "has_loop": bool(self.has_loop),
+            "unpriced": bool(self.unpriced),
         }
 
 
@@ -87,6 +109,10 @@ def run_query(client: Any, name: str, filters: Filters | None = None, **extra: A
     params.update(extra)
     if "group" in params and params["group"] not in GROUPS:
         raise QueryError(f"group by {params['group']!r}: use one of {', '.join(GROUPS)}")
+    if "sort" in params and params["sort"] not in RUN_SORTS:
+        raise QueryError(f"sort by {params['sort']!r}: use one of {', '.join(RUN_SORTS)}")
+    if "bucket" in params and params["bucket"] not in BUCKETS:
+        raise QueryError(f"time bucket {params['bucket']!r}: use one of {', '.join(BUCKETS)}")
     sql = load_query(name)
     used = set(re.findall(r"\{([a-z_]+):", sql))
     result = client.query(sql, parameters={k: v for k, v in params.items() if k in used})
@@ -117,3 +143,69 @@ def project_spend(bakeoff: list[dict[str, Any]], source: str, target: str) -> li
             "TargetSamples": 0 if tgt is None else tgt["Calls"],
         })
     return out
+
+
+def pick_bucket(first: datetime | None, last: datetime | None, max_columns: int = 72) -> str:
+    """The finest of minute, hour, day, week that shows ``first``..``last`` in at most ``max_columns``
+    columns: a demo of a few minutes is not one block, a quarter is not 2,000 slivers."""
+    if first is None or last is None:
+        return "day"
+    span = max(last - first, timedelta(0))
+    for name, step in BUCKETS.items():
+        if span / step < max_columns:
+            return name
+    return "week"
+
+
+def spend_series(client: Any, filters: Filters, group: str = "model") -> tuple[str, list[dict[str, Any]]]:
+    """Spend over time at the bucket that fits the calls in the window: (bucket, spend_over_time rows)."""
+    (rng,) = run_query(client, "calls_range", filters)
+    bucket = pick_bucket(rng["First"], rng["Last"]) if rng["Calls"] else "day"
+    return bucket, run_query(client, "spend_over_time", filters, group=group, bucket=bucket)
+
+
+def short_ids(ids: list[str], min_len: int = 10) -> dict[str, str]:
+    """Each id's shortest prefix of at least ``min_len`` characters that no other id in ``ids``
+    shares (as git shortens hashes); ids no longer than ``min_len + 2`` are kept whole.
+    ``resolve_run`` turns a prefix back into the id."""
+    out: dict[str, str] = {}
+    for run_id in ids:
+        n = min_len
+        if len(run_id) <= min_len + 2:
+            out[run_id] = run_id
+            continue
+        while n < len(run_id) and any(o != run_id and o.startswith(run_id[:n]) for o in ids):
+            n += 2
+        out[run_id] = run_id[:n]
+    return out
+
+
+def resolve_run(client: Any, prefix: str) -> str:
+    """The full id of the run ``prefix`` names (a whole id, or a prefix of at least 4 characters
+    that only one run has). Raises QueryError saying why not."""
+    prefix = prefix.strip()
+    if not prefix:
+        raise QueryError("no run id given (see `runmeter runs` for ids)")
+    matches = [r["RunId"] for r in run_query(client, "resolve_run", prefix=prefix)]
+    if prefix in matches:
+        return prefix
+    if len(prefix) < 4 or not matches:
+        raise QueryError(f"no run with id {prefix!r} (see `runmeter runs` for ids)")
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise QueryError(f"run id {prefix!r} is ambiguous: it starts {len(matches)} runs ({shown}); give more of it")
+    return matches[0]
+
+
+def run_detail(client: Any, run_id: str, abandoned_after_s: int) -> dict[str, Any] | None:
+    """One run as every view shows it: its summary (``run_summary``), its spans (``run_tree``),
+    its loop signals and budget breaches by sub-run (``run_signals``) and its outcome history."""
+    summary = run_query(client, "run_summary", run_id=run_id, abandoned_after_s=abandoned_after_s)
+    if not summary:
+        return None
+    return {
+        "run": summary[0],
+        "spans": run_query(client, "run_tree", run_id=run_id),
+        "signals": run_query(client, "run_signals", run_id=run_id),
+        "outcomes": run_query(client, "run_outcomes", run_id=run_id),
+    }

@@ -1,6 +1,7 @@
--- Spend per time bucket by a dimension, from the calls. Unpriced calls are counted, never summed as $0.
+-- Spend per time bucket (minute, hour, day or week) by a dimension, from the calls. Unpriced calls are counted, never summed as $0.
 SELECT
-    multiIf({bucket:String} = 'hour', toStartOfHour(Timestamp), toStartOfDay(Timestamp)) AS Bucket,
+    multiIf({bucket:String} = 'minute', toStartOfMinute(Timestamp), {bucket:String} = 'hour', toStartOfHour(Timestamp),
+            {bucket:String} = 'week', toDateTime(toMonday(Timestamp)), toStartOfDay(Timestamp)) AS Bucket,
     multiIf({group:String} = 'owner', Owner, {group:String} = 'project', Project, {group:String} = 'provider', Provider,
             {group:String} = 'none', 'all', Model) AS Group,
     round(sumIf(CostUsd, Priced = 1 AND Estimated = 0), 6) AS PricedUsd,
