@@ -13,7 +13,7 @@ The tables, their keys and retention are described in ``exporter/schema/*.sql``.
 
 from __future__ import annotations
 
-from runmeter.exporter._exporter import ClickHouseRunSink, ClickHouseSpanExporter, StoredRows, open_writer
+from runmeter.exporter._exporter import ClickHouseRunSink, ClickHouseSpanExporter, StoredRows, default_spool_dir, open_writer
 from runmeter.exporter._migrations import SchemaOptions, applied_versions, apply_migrations, load_migrations, render
 from runmeter.exporter._rows import MAX_NS, OUTCOME_COLUMNS, outcome_row
 from runmeter.exporter._spool import Batch, Spool, SpoolFull
@@ -36,6 +36,7 @@ __all__ = [
     "Writer",
     "applied_versions",
     "apply_migrations",
+    "default_spool_dir",
     "insert_batch",
     "load_migrations",
     "open_writer",

@@ -6,7 +6,8 @@
   ends; other processes wait for it (agents write to the spool meanwhile). A
   session that has to wait says so with a file in ``<path>.waiting/`` (named by
   its process id), so a busy holder - a collector inserting all the time - gives
-  the store up after its current insert instead of on a timer.
+  the store up after its current insert instead of on a timer. The holder writes
+  who it is into the lock file, so a waiter can say whom it waits for.
 * ``http(s)://user:password@host:8123/database`` — a ClickHouse server.
 
 Migrations run on the first session of each process.
@@ -16,9 +17,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +118,9 @@ class Store:
         self.url = StoreURL.parse(url)
         self.schema = schema or SchemaOptions()
         self.lock_timeout_s = lock_timeout_s
+        # Called once when a session starts to wait for another process, with who holds the store
+        # ("pid 1234 (runmeter collector)"): a command line says so instead of hanging silently.
+        self.on_wait: Callable[[str], None] | None = None
         self._migrated = False
         self._http_client: Any = None
         self._lock = threading.Lock()
@@ -179,6 +184,7 @@ class Store:
         try:
             with open(lock_path, "a+") as lock_file:
                 self._flock(lock_file, wait)
+                _say_holder(lock_file)
                 try:
                     client = self._connect()
                     try:
@@ -240,9 +246,14 @@ class Store:
             return
         except BlockingIOError:
             if not wait:
-                raise TimeoutError(f"the embedded store {self.url.path} is in use by another process") from None
+                raise TimeoutError(f"the embedded store {self.url.path} is in use by {holder(f)}") from None
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.01
+        if self.on_wait is not None:
+            try:
+                self.on_wait(holder(f))
+            except Exception:  # noqa: BLE001 - a caller's message never stops the wait
+                pass
         with self._waiting():
             while True:
                 time.sleep(delay)
@@ -251,7 +262,8 @@ class Store:
                     return
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
-                        raise TimeoutError(f"the embedded store {self.url.path} is in use by another process") from None
+                        raise TimeoutError(f"the embedded store {self.url.path} is still held by {holder(f)} "
+                                           f"after {self.lock_timeout_s:g} s") from None
                     delay = min(delay * 2, 0.05)
 
     def _migrate(self, client: Any) -> None:
@@ -264,6 +276,40 @@ class Store:
             if self._http_client is not None:
                 self._http_client.close()
                 self._http_client = None
+
+
+def process_label(argv: list[str] | None = None) -> str:
+    """This process in a few words: "runmeter collector", "python agent.py"."""
+    argv = sys.argv if argv is None else argv
+    if not argv or not argv[0]:
+        return "python"
+    first = Path(argv[0])
+    if first.name == "runmeter" or first.parts[-2:] == ("runmeter", "cli.py"):
+        return " ".join(["runmeter", *argv[1:2]])
+    return f"python {first.name}"
+
+
+def _say_holder(lock_file: Any) -> None:
+    """Write who holds the store into its (locked) lock file."""
+    try:
+        lock_file.seek(0)
+        lock_file.truncate()
+        lock_file.write(f"{os.getpid()} {process_label()}\n")
+        lock_file.flush()
+    except OSError:
+        pass  # a read-only directory: waiters say "another process"
+
+
+def holder(lock_file: Any) -> str:
+    """Who holds the store, as its lock file says: "pid 1234 (runmeter collector)"."""
+    try:
+        lock_file.seek(0)
+        pid, _, label = lock_file.read(300).strip().partition(" ")
+    except OSError:
+        return "another process"
+    if not pid.isdigit():
+        return "another process"
+    return f"pid {pid} ({label})" if label else f"pid {pid}"
 
 
 def _alive(pid: int) -> bool:

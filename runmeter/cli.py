@@ -15,31 +15,36 @@ import json
 import sys
 import time
 from contextlib import contextmanager
-from datetime import date, datetime
-from decimal import Decimal
+from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, NoReturn, Optional
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from runmeter import views
 from runmeter.config import ConfigError, load_settings
 from runmeter.conventions import check_outcome
-from runmeter.exporter import SchemaOptions, Store, StoreError, open_writer, render
+from runmeter.exporter import SchemaOptions, Store, StoreError, default_spool_dir, open_writer, render
 from runmeter.exporter import OUTCOME_COLUMNS, Batch, applied_versions, insert_batch, load_migrations, outcome_row
 from runmeter.processor import OutcomeEvent, PriceBook
-from runmeter.reports import Filters, QueryError, parse_since, project_spend, run_query
+from runmeter.reports import Filters, QueryError, parse_since, plain, project_spend, resolve_run, run_detail, run_query, short_ids
 
-app = typer.Typer(help="runmeter: what an LLM agent run really costs.", no_args_is_help=True, add_completion=False)
-db_app = typer.Typer(help="The ClickHouse store: migrations, state, the spool.", no_args_is_help=True)
+# Help texts are plain text: rich markup would eat "runmeter[collector]" as a tag.
+app = typer.Typer(help="runmeter: what an LLM agent run really costs.", no_args_is_help=True, add_completion=False,
+                  rich_markup_mode=None)
+db_app = typer.Typer(help="The ClickHouse store: migrations, state, the spool.", no_args_is_help=True, rich_markup_mode=None)
+grafana_app = typer.Typer(help="Grafana dashboards, data source and alert rules for the store.", no_args_is_help=True,
+                          rich_markup_mode=None)
 app.add_typer(db_app, name="db")
+app.add_typer(grafana_app, name="grafana")
 out = Console()
 err = Console(stderr=True)
-
-_REPORT_COLUMNS = ("Group", "Runs", "TotalCostUsd", "Accepted", "Rejected", "Abandoned", "Failed", "Unknown",
-                   "CostPerAcceptedRun", "CostPerAcceptedTask", "MedianRunCostUsd", "P90RunCostUsd", "MeanToolCalls", "MeanLlmCalls")
 
 
 class Group(str, Enum):
@@ -50,12 +55,24 @@ class Group(str, Enum):
     model = "model"
 
 
+class Sort(str, Enum):
+    started = "started"
+    cost = "cost"
+    name = "name"
+    calls = "calls"
+    tools = "tools"
+    wall = "wall"
+
+
+_SORT_COLUMNS = {"started": "StartTime", "cost": "CostUsd", "name": "Name", "calls": "LlmCalls", "tools": "ToolCalls", "wall": "WallClockS"}
+
+
 class _State:
     store_url: str | None = None
 
 
-def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -71,10 +88,18 @@ def _settings() -> Any:
         _fail(str(exc), 2)
 
 
-def _writer() -> Any:
+def _writer(read: bool = True) -> Any:
+    """The writer of the configured store. For a read, an embedded store that does not exist (and
+    has nothing waiting in its spool) is an error, and nothing is created."""
     settings = _settings()
     url = _State.store_url or settings.storage.clickhouse_url
     try:
+        store = Store(url)
+        if read and store.embedded and store.url.path is not None and not store.url.path.exists():
+            spool = Path(settings.storage.spool_dir) if settings.storage.spool_dir else default_spool_dir(store)
+            if not (spool.is_dir() and any(spool.iterdir())):
+                _fail(f"no store at {store.url.path}: nothing has been recorded there yet. Run an agent with runmeter, "
+                      "or point --store (or RUNMETER_CLICKHOUSE_URL) at your store.")
         return open_writer(url, settings.storage.spool_dir, settings.storage.spool_max_bytes, background=False)
     except StoreError as exc:
         _fail(str(exc))
@@ -82,44 +107,90 @@ def _writer() -> Any:
 
 @contextmanager
 def _client(drain: bool = True) -> Iterator[Any]:
+    """A store session, saying on stderr what it waits for: another process holding the embedded
+    store, the spool being written, a long query."""
     try:
         writer = _writer()
-        if drain and writer.spool.pending():
-            with err.status(f"writing {len(writer.spool.pending())} pending batches to the store..."):
+        with err.status("reading the store...") as status:
+
+            def waiting(who: str) -> None:
+                message = f"waiting for the store held by {who}..."
+                if err.is_terminal:
+                    status.update(message)
+                else:
+                    err.print(message)
+
+            writer.store.on_wait = waiting
+            pending = len(writer.spool.pending()) if drain else 0
+            if pending:
+                status.update(f"writing {pending} batches from the spool to the store...")
                 if not writer.flush(timeout_s=60):
                     err.print("[yellow]warning:[/] some batches are still in the spool; the numbers may be behind")
-        with writer.store.session() as client:
-            yield client
+                status.update("reading the store...")
+            with writer.store.session() as client:
+                yield client
     except StoreError as exc:
         _fail(str(exc))
     except TimeoutError as exc:
         _fail(f"{exc}; try again when it finishes")
 
 
-def _filters(since: str | None, owner: str, project: str, model: str) -> Filters:
+def _filters(since: str | None, owner: str, project: str, model: str, **more: Any) -> Filters:
     try:
         start = parse_since(since)
+        return Filters(since=start, owner=owner, project=project, model=model, abandoned_after_s=_abandoned_after_s(), **more)
     except QueryError as exc:
         _fail(str(exc), 2)
-    return Filters(since=start, owner=owner, project=project, model=model, abandoned_after_s=_abandoned_after_s())
 
 
-def _plain(v: Any) -> Any:
-    if isinstance(v, (datetime, date)):
-        return v.isoformat()
-    if isinstance(v, Decimal):
-        return float(v)
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    return v
+@dataclass(frozen=True)
+class Col:
+    """A terminal column: the row key, a short header, how to show it, and its priority (1: always
+    shown; the highest numbers go first when the terminal is narrow)."""
+
+    key: str
+    header: str
+    kind: str = "text"  # text | name | id | money | int | float | seconds | time
+    priority: int = 1
 
 
-def _emit(rows: list[dict[str, Any]], as_json: bool, as_csv: bool, title: str, empty: str, columns: tuple[str, ...] = ()) -> None:
-    """JSON and CSV carry every column; the terminal table shows ``columns`` when given."""
+def _cell(col: Col, v: Any, short: dict[str, str]) -> str:
+    if v is None:
+        return "—"
+    if col.kind == "money":
+        return views.usd(v)
+    if col.kind == "id":
+        return short.get(v, v)
+    if col.kind == "int":
+        return f"{int(v):,}"
+    if col.kind == "float":
+        return f"{float(v):,.2f}"
+    if col.kind == "seconds":
+        return f"{float(v):,.1f}s"
+    if col.kind == "time":
+        return v.strftime("%m-%d %H:%M") if isinstance(v, datetime) else str(v)
+    if isinstance(v, float):
+        return views.exact(v)
+    return str(v)
+
+
+def _render(rows: list[dict[str, Any]], cols: tuple[Col, ...], title: str, short: dict[str, str]) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    for c in cols:
+        right = c.kind in ("money", "int", "float", "seconds")
+        table.add_column(c.header, justify="right" if right else "left", no_wrap=True,
+                         overflow="ellipsis", max_width=28 if c.kind == "name" else None)
+    for r in rows:
+        table.add_row(*(escape(_cell(c, r.get(c.key), short)) for c in cols))
+    return table
+
+
+def _emit(rows: list[dict[str, Any]], as_json: bool, as_csv: bool, title: str, empty: str,
+          cols: tuple[Col, ...] = (), wide: bool = False, notes: tuple[str, ...] = ()) -> None:
+    """JSON and CSV carry every column, exact. The terminal table shows the columns that fit the
+    terminal's width, by priority (``--wide``: all of them), short run ids and readable dollars."""
     if as_json:
-        sys.stdout.write(json.dumps([_plain(r) for r in rows], indent=2) + "\n")
+        sys.stdout.write(json.dumps(plain(rows), indent=2) + "\n")
         return
     if as_csv:
         buf = io.StringIO()
@@ -127,39 +198,72 @@ def _emit(rows: list[dict[str, Any]], as_json: bool, as_csv: bool, title: str, e
             w = csv.DictWriter(buf, fieldnames=list(rows[0]))
             w.writeheader()
             for r in rows:
-                w.writerow({k: _plain(v) for k, v in r.items()})
+                w.writerow(plain(r))
         sys.stdout.write(buf.getvalue())
         return
     if not rows:
-        out.print(f"[dim]{empty}[/]")
+        out.print(f"[dim]{escape(empty)}[/]")
         return
-    table = Table(title=title, show_lines=False)
-    if columns:
-        rows = [{c: r[c] for c in columns if c in r} for r in rows]
-    for col in rows[0]:
-        table.add_column(col, justify="right" if isinstance(rows[0][col], (int, float, Decimal)) else "left", overflow="fold")
-    for r in rows:
-        table.add_row(*("—" if v is None else f"{v:,.6g}" if isinstance(v, float) else str(_plain(v)) for v in r.values()))
-    if out.is_terminal:
-        out.print(table)
-    else:  # piped or redirected: whole lines, nothing folded (a run id stays copyable)
-        natural = out.measure(table, options=out.options.update_width(100_000)).maximum
-        Console(file=out.file, width=max(out.width, natural)).print(table)
+    if not cols:
+        cols = tuple(Col(k, k, "money" if k.endswith("Usd") else "text", i + 1) for i, k in enumerate(rows[0]))
+    short = short_ids([r[c.key] for c in cols if c.kind == "id" for r in rows])
+    shown = cols
+    natural_width = out.width
+    if out.is_terminal and not wide:
+        while True:
+            table = _render(rows, shown, title, short)
+            need = out.measure(table, options=out.options.update_width(100_000)).maximum
+            if need <= out.width or all(c.priority == 1 for c in shown):
+                break
+            worst = max(c.priority for c in shown)  # drop one column, the rightmost of the lowest priority
+            drop = max(i for i, c in enumerate(shown) if c.priority == worst)
+            shown = shown[:drop] + shown[drop + 1:]
+    else:
+        table = _render(rows, shown, title, short)
+        natural_width = max(out.width, out.measure(table, options=out.options.update_width(100_000)).maximum)
+    # Whole lines, never folded (a run id stays copyable): wider than the terminal only with --wide or a pipe.
+    Console(file=out.file, width=natural_width, force_terminal=out.is_terminal, no_color=out.no_color).print(table)
+    hidden = [c.header for c in cols if c not in shown]
+    lines = list(notes)
+    if hidden:
+        lines.append(f"{len(hidden)} more column{'s' if len(hidden) > 1 else ''} ({', '.join(hidden)}): --wide shows them, --json gives every figure exact.")
+    for line in lines:
+        out.print(escape(line), style="dim", highlight=False)
 
 
 SinceOpt = typer.Option(None, "--since", help="7d, 24h, 30m, 2w or a date (default 30d)")
 OwnerOpt = typer.Option("", "--owner")
 ProjectOpt = typer.Option("", "--project")
 ModelOpt = typer.Option("", "--model")
-JsonOpt = typer.Option(False, "--json", help="JSON output")
-CsvOpt = typer.Option(False, "--csv", help="CSV output")
+JsonOpt = typer.Option(False, "--json", help="JSON output, every column, exact figures")
+CsvOpt = typer.Option(False, "--csv", help="CSV output, every column")
+WideOpt = typer.Option(False, "--wide", help="every column, wider than the terminal if need be")
+
+_NOTE_CPA = "Cost per accepted run: all spend (rejected, abandoned and failed runs included) ÷ accepted runs."
+_NOTE_CPT = "Cost per accepted task: all spend ÷ tasks with at least one accepted run (retries of a task count once)."
+_REPORT_COLS = (
+    Col("Group", "Group", "name", 1), Col("Runs", "Runs", "int", 1), Col("TotalCostUsd", "Spend", "money", 1),
+    Col("Accepted", "Accepted", "int", 2), Col("CostPerAcceptedRun", "$/accepted run", "money", 1),
+    Col("CostPerAcceptedTask", "$/accepted task", "money", 3), Col("Rejected", "Rejected", "int", 4),
+    Col("Abandoned", "Abandoned", "int", 4), Col("Failed", "Failed", "int", 5), Col("Unknown", "No outcome", "int", 5),
+    Col("MedianRunCostUsd", "Median run", "money", 6), Col("P90RunCostUsd", "p90 run", "money", 6),
+    Col("MeanLlmCalls", "LLM calls/run", "float", 7), Col("MeanToolCalls", "Tools/run", "float", 7),
+    Col("UnpricedCalls", "Unpriced calls", "int", 3),
+)
+_RUNS_COLS = (
+    Col("RunId", "Run", "id", 1), Col("Name", "Name", "name", 1), Col("CostUsd", "Cost", "money", 1),
+    Col("Outcome", "Outcome", "text", 1), Col("Pricing", "Priced", "text", 2), Col("Signals", "Signals", "text", 2),
+    Col("Model", "Model", "name", 3), Col("LlmCalls", "LLM", "int", 3), Col("ToolCalls", "Tools", "int", 3),
+    Col("WallClockS", "Wall", "seconds", 4), Col("Owner", "Owner", "name", 4), Col("Project", "Project", "name", 5),
+    Col("StartTime", "Started", "time", 5),
+)
 
 
 @app.command()
 def report(
     group: Group = typer.Option(Group.name, "--group", help="group runs by"),
     since: Optional[str] = SinceOpt, owner: str = OwnerOpt, project: str = ProjectOpt, model: str = ModelOpt,
-    as_json: bool = JsonOpt, as_csv: bool = CsvOpt,
+    as_json: bool = JsonOpt, as_csv: bool = CsvOpt, wide: bool = WideOpt,
     html: Optional[Path] = typer.Option(None, "--html", help="also write a self-contained HTML report"),
 ) -> None:
     """Cost per accepted run (and task), by run name, owner, project, provider or model."""
@@ -170,37 +274,57 @@ def report(
             from runmeter.html_report import write_html
 
             write_html(client, f, html)
-            err.print(f"wrote {html}")
+    if html is not None:
+        err.print(f"wrote {escape(str(html))}")
     if not rows and not (as_json or as_csv):
         _fail("no runs in the store for these filters (is the store empty? run an agent, or widen --since)", 1)
-    _emit(rows, as_json, as_csv, f"Cost per accepted run, by {group.value} (all columns: --json/--csv)", "no runs", _REPORT_COLUMNS)
+    _emit(rows, as_json, as_csv, f"Cost per accepted run, by {group.value}", "no runs", _REPORT_COLS, wide, (_NOTE_CPA, _NOTE_CPT))
 
 
 @app.command()
 def runs(
     since: Optional[str] = SinceOpt, owner: str = OwnerOpt, project: str = ProjectOpt, model: str = ModelOpt,
-    limit: int = typer.Option(20, "--limit", min=1, max=10_000), as_json: bool = JsonOpt, as_csv: bool = CsvOpt,
+    name: str = typer.Option("", "--name", help="runs of this name"),
+    outcome_: str = typer.Option("", "--outcome", help="accepted | rejected | abandoned | failed | unknown"),
+    min_cost: float = typer.Option(0.0, "--min-cost", help="runs that cost at least this many dollars"),
+    loops_only: bool = typer.Option(False, "--loops", help="only runs with a loop signal"),
+    unpriced: bool = typer.Option(False, "--unpriced", help="only runs with unpriced calls"),
+    sort: Sort = typer.Option(Sort.cost, "--sort", help="sort by (most first; --asc for least)"),
+    asc: bool = typer.Option(False, "--asc", help="least first"),
+    limit: int = typer.Option(20, "--limit", min=1, max=10_000), as_json: bool = JsonOpt, as_csv: bool = CsvOpt, wide: bool = WideOpt,
 ) -> None:
-    """The most expensive runs."""
+    """Runs, most expensive first: filter, sort, and the short ids `runmeter run` takes."""
+    f = _filters(since, owner, project, model, run_name=name, outcome=outcome_, min_cost=min_cost, has_loop=loops_only, unpriced=unpriced)
     with _client() as client:
-        rows = run_query(client, "expensive_runs", _filters(since, owner, project, model), limit=limit)
-    _emit(rows, as_json, as_csv, "Most expensive runs", "no runs")
+        rows = run_query(client, "runs_page", f, sort=_SORT_COLUMNS[sort.value], descending=not asc, limit=limit, offset=0)
+    total = rows[0]["TotalRows"] if rows else 0
+    for r in rows:
+        r.pop("TotalRows")
+        r["Signals"] = " ".join(x for x in (f"loop×{r['LoopSignals']}" if r["LoopSignals"] else "",
+                                             "stopped" if r["Stopped"] else "over budget" if r["Breaches"] else "") if x)
+    notes = (f"{len(rows)} of {total} runs. `runmeter run ID` takes the short id.",) if rows else ()
+    _emit(rows, as_json, as_csv, "Runs", "no runs for these filters", _RUNS_COLS, wide, notes)
 
 
 @app.command("run")
-def run_detail(run_id: str, as_json: bool = JsonOpt) -> None:
-    """One run: its record and its tree of spans with cost and tokens."""
+def run_detail_cmd(run_id: str = typer.Argument(..., help="a run id, or the short id `runmeter runs` shows"), as_json: bool = JsonOpt) -> None:
+    """One run: its record, its tree of spans with cost and tokens, loop signals and outcomes."""
     with _client() as client:
-        summary = run_query(client, "run_summary", run_id=run_id, abandoned_after_s=_abandoned_after_s())
-        if not summary:
-            _fail(f"no run with id {run_id!r} (see `runmeter runs` for ids)")
-        tree = run_query(client, "run_tree", run_id=run_id)
+        try:
+            full = resolve_run(client, run_id)
+        except QueryError as exc:
+            _fail(str(exc))
+        detail = run_detail(client, full, _abandoned_after_s())
+    if detail is None:
+        _fail(f"no run with id {run_id!r} (see `runmeter runs` for ids)")
     if as_json:
-        sys.stdout.write(json.dumps({"run": _plain(summary[0]), "spans": _plain(tree)}, indent=2) + "\n")
+        sys.stdout.write(json.dumps(plain(detail), indent=2) + "\n")
         return
-    s = summary[0]
-    out.print(f"[bold]{s['Name']}[/] {s['RunId']}  outcome: {s['Outcome']}  cost: ${s['CostUsd']:.6f} ({_state(s)})  "
-              f"LLM calls: {s['LlmCalls']}  tools: {s['ToolCalls']}")
+    s, tree = detail["run"], detail["spans"]
+    cost = "unpriced" if s["Pricing"] == "unpriced" else views.usd(s["CostUsd"])
+    out.print(f"[bold]{escape(s['Name'])}[/] {escape(s['RunId'])}", soft_wrap=True)
+    out.print(f"outcome: {escape(s['Outcome'])}  cost: {cost} ({escape(_state(s))})  LLM calls: {s['LlmCalls']}  tools: {s['ToolCalls']}",
+              soft_wrap=True)
     children: dict[str, list[dict[str, Any]]] = {}
     ids = {r["SpanId"] for r in tree}
     for r in tree:
@@ -209,18 +333,24 @@ def run_detail(run_id: str, as_json: bool = JsonOpt) -> None:
     def show(parent: str, depth: int) -> None:
         for r in children.get(parent, []):
             state = r["Pricing"]
-            cost = f"  ${r['CostUsd']:.6f}" if r["CostUsd"] is not None else ""
+            cost = f"  {views.usd(r['CostUsd'])}" if r["CostUsd"] is not None else ""
             if state == "estimated":
                 cost += " (estimated)"
             elif state == "unpriced":
                 cost = f"  unpriced ({r['UnpricedReason'] or 'no price'})"
             elif state == "duplicate":
                 cost = "  (the same call as its parent, counted there)"
-            toks = f"  {r['InputTokens']}→{r['OutputTokens']} tok" if r["InputTokens"] or r["OutputTokens"] else ""
-            out.print(f"{'  ' * depth}{r['SpanName']}  {r['Duration'] / 1e6:.1f} ms{cost}{toks}")
+            toks = f"  {r['InputTokens']:,}→{r['OutputTokens']:,} tok" if r["InputTokens"] or r["OutputTokens"] else ""
+            out.print(escape(f"{'  ' * depth}{r['SpanName']}  {r['Duration'] / 1e6:,.1f} ms{cost}{toks}"), soft_wrap=True)
             show(r["SpanId"], depth + 1)
 
     show("", 0)
+    for sig in detail["signals"]:
+        what = (f"loop: {sig['Kind']} {sig['Key']} ×{sig['Count']}" if sig["Signal"] == "loop"
+                else f"budget {sig['Kind']}: {views.exact(sig['Value'])} over {views.exact(sig['Threshold'])} ({sig['Action'] or 'warn'})")
+        out.print(escape(f"⚠ {what}"), style="yellow", soft_wrap=True)
+    for o in detail["outcomes"][:-1]:
+        out.print(escape(f"earlier outcome: {o['Outcome']} ({o['Source']}{', ' + o['Reason'] if o['Reason'] else ''})"), style="dim")
 
 
 def _state(s: dict[str, Any]) -> str:
@@ -239,13 +369,34 @@ def _abandoned_after_s() -> int:
     return int(_settings().runs.abandoned_after_s)
 
 
+_LOOP_COLS = (
+    Col("RunId", "Run", "id", 1), Col("Name", "Name", "name", 1), Col("Kind", "Signal", "text", 1), Col("Key", "Repeated", "name", 2),
+    Col("Count", "Times", "int", 1), Col("WastedUsd", "On repeats", "money", 1), Col("WasteIsEstimate", "Est.", "int", 3),
+    Col("RunCostUsd", "Run cost", "money", 2), Col("Owner", "Owner", "name", 4),
+)
+_BUDGET_COLS = (
+    Col("Limit", "Limit", "text", 1), Col("Action", "Action", "text", 1), Col("Breaches", "Breaches", "int", 1), Col("Runs", "Runs", "int", 2),
+    Col("CostOfRunsUsd", "Cost of runs", "money", 1), Col("SavedUsdEstimate", "Saved (est.)", "money", 2),
+)
+_BAKEOFF_COLS = (
+    Col("Model", "Model", "name", 1), Col("PromptSize", "Size", "text", 1), Col("Calls", "Calls", "int", 1),
+    Col("MedianInputTokens", "Median in", "int", 2), Col("MedianOutputTokens", "Median out", "int", 2),
+    Col("CostPerCallUsd", "$/call", "money", 1), Col("CostUsd", "Spend", "money", 3), Col("Runs", "Runs", "int", 4),
+    Col("AcceptedRuns", "Accepted", "int", 4), Col("AcceptanceRate", "Accept rate", "float", 2),
+)
+_PROJECTION_COLS = (
+    Col("PromptSize", "Size", "text", 1), Col("Calls", "Calls", "int", 1), Col("ActualUsd", "Today", "money", 1),
+    Col("ProjectedUsd", "Projected", "money", 1), Col("ChangeUsd", "Change", "money", 1), Col("TargetSamples", "Samples", "int", 2),
+)
+
+
 @app.command()
 def loops(since: Optional[str] = SinceOpt, owner: str = OwnerOpt, project: str = ProjectOpt, as_json: bool = JsonOpt, as_csv: bool = CsvOpt) -> None:
     """Runs stuck in loops: repeated tool calls, context reads, LLM inputs, cycles, and what they cost."""
     with _client() as client:
         rows = run_query(client, "loops", _filters(since, owner, project, ""))
-    _emit(rows, as_json, as_csv, "Loop signals (WastedUsd is an estimate where WasteIsEstimate = 1)", "no loop signals",
-          ("RunId", "Name", "Owner", "Kind", "Key", "Count", "RunCostUsd", "WastedUsd", "WasteIsEstimate"))
+    _emit(rows, as_json, as_csv, "Loop signals", "no loop signals", _LOOP_COLS,
+          notes=("Spent on repeats: measured for identical LLM inputs; an estimate (*) for tool repeats.",))
 
 
 @app.command()
@@ -253,7 +404,8 @@ def budgets(since: Optional[str] = SinceOpt, owner: str = OwnerOpt, project: str
     """Budget breaches by limit, stopped vs warned, and the spend stops saved (an estimate)."""
     with _client() as client:
         rows = run_query(client, "budgets", _filters(since, owner, project, ""))
-    _emit(rows, as_json, as_csv, "Budget breaches (SavedUsdEstimate is an estimate)", "no budget breaches")
+    _emit(rows, as_json, as_csv, "Budget breaches", "no budget breaches", _BUDGET_COLS,
+          notes=("Saved (estimate): a stopped run, had it made as many LLM calls as same-named runs that were not stopped.",))
 
 
 @app.command()
@@ -273,11 +425,12 @@ def compare(
         rows = run_query(client, "bakeoff", _filters(since, "", "", ""), models=list(model), small_below=small_below, large_above=large_above)
     projection = [dict(From=model[0], To=model[1], **p) for p in project_spend(rows, model[0], model[1])]
     if as_json:
-        sys.stdout.write(json.dumps({"buckets": _plain(rows), "projection": _plain(projection)}, indent=2) + "\n")
+        sys.stdout.write(json.dumps({"buckets": plain(rows), "projection": plain(projection)}, indent=2) + "\n")
         return
-    _emit(rows, False, as_csv, f"Model bake-off (small < {small_below} ≤ medium ≤ {large_above} < large input tokens)", "no calls for these models")
+    _emit(rows, False, as_csv, f"Model bake-off (small < {small_below:,} ≤ medium ≤ {large_above:,} < large input tokens)",
+          "no calls for these models", _BAKEOFF_COLS)
     if not as_csv:
-        _emit(projection, False, False, f"If {model[0]}'s traffic moved to {model[1]}", "no overlap to project")
+        _emit(projection, False, False, f"If {model[0]}'s traffic moved to {model[1]}", "no overlap to project", _PROJECTION_COLS)
 
 
 @app.command()
@@ -424,6 +577,58 @@ def collector(
     except (ConfigError, StoreError, OSError, ValueError) as exc:
         _fail(str(exc), 2)
     raise typer.Exit(0 if server.serve_forever() else 1)
+
+
+@app.command()
+def ui(
+    host: str = typer.Option("127.0.0.1", "--host", help="the address to listen on; anything but loopback shows your spend to the network"),
+    port: int = typer.Option(8321, "--port", min=0, max=65535, help="0 picks a free port"),
+    poll_s: float = typer.Option(3.0, "--poll", min=0.5, max=600, help="seconds between live updates of an open page"),
+) -> None:
+    """A local web app: Overview, Runs, Run (its tree) and Compare, over the same queries as the reports.
+
+    Needs the ui extra: pip install 'runmeter[ui]'. Listens on 127.0.0.1 unless --host says otherwise.
+    """
+    try:
+        from runmeter.ui import UI, serve
+    except ImportError as exc:
+        _fail(f"runmeter ui needs its extra ({exc.name} is missing): pip install 'runmeter[ui]'")
+    settings = _settings()
+    writer = _writer()
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]warning:[/] listening on {escape(host)}: runmeter ui has no login, so anyone who can reach it sees "
+                  "every run and its cost. Put it behind an authenticating proxy.")
+
+    def ready(url: str) -> None:
+        out.print(f"runmeter ui: {url}  (store: {escape(writer.store.url.redacted())}; Ctrl-C stops it)", soft_wrap=True)
+        out.file.flush()
+
+    try:
+        serve(UI(writer, settings, poll_s=poll_s), host, port, ready)
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
+@grafana_app.command("export")
+def grafana_export(
+    directory: Path = typer.Argument(..., help="where to write dashboards/ and provisioning/"),
+    clickhouse_host: str = typer.Option("${RUNMETER_CLICKHOUSE_HOST}", "--clickhouse-host",
+                                        help="the data source's ClickHouse host (default: Grafana expands $RUNMETER_CLICKHOUSE_HOST)"),
+) -> None:
+    """Write the dashboards, the ClickHouse data source and the alert rules as Grafana provisioning files.
+
+    Point Grafana's provisioning path at DIRECTORY/provisioning (GF_PATHS_PROVISIONING); the
+    dashboards provider reads DIRECTORY/dashboards.
+    """
+    from runmeter.grafana import export
+
+    try:
+        written = export(directory, clickhouse_host=clickhouse_host)
+    except OSError as exc:
+        _fail(f"cannot write {directory}: {exc.strerror or exc}")
+    for path in written:
+        out.print(escape(str(path)), soft_wrap=True)
+    err.print(f"wrote {len(written)} files; start Grafana with GF_PATHS_PROVISIONING={escape(str(directory.resolve() / 'provisioning'))}")
 
 
 @app.command()

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "BUCKETS", "RUN_SORTS", "Filters", "QueryError", "load_query", "parse_since", "pick_bucket", "project_spend", "resolve_run",
+    "BUCKETS", "RUN_SORTS", "Filters", "QueryError", "load_query", "parse_since", "pick_bucket", "plain", "project_spend", "resolve_run",
     "run_detail", "run_query", "short_ids", "spend_series",
 ]
 
@@ -209,3 +210,16 @@ def run_detail(client: Any, run_id: str, abandoned_after_s: int) -> dict[str, An
         "signals": run_query(client, "run_signals", run_id=run_id),
         "outcomes": run_query(client, "run_outcomes", run_id=run_id),
     }
+
+
+def plain(value: Any) -> Any:
+    """Rows made JSON-ready: datetimes as ISO strings, Decimals as floats (exact figures, unrounded)."""
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): plain(x) for k, x in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(x) for x in value]
+    return value

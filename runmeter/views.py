@@ -184,8 +184,8 @@ class Column:
 
 def _cell(col: Column, row: dict[str, Any]) -> tuple[str, str]:
     v = row.get(col.key)
-    if col.render is not None:
-        return col.render(row), ""
+    if col.render is not None:  # shown as the renderer draws it; the exact value stays in data-value
+        return col.render(row), (e(v) if isinstance(v, str) else exact(v))
     if col.kind == "money":
         return usd(v), exact(v)
     if v is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
@@ -63,14 +63,20 @@ def spans() -> list[Any]:
     return out
 
 
-def build(path: Path) -> str:
-    url = f"chdb://{path / 'store'}"
-    writer = Writer(Store(url), Spool(path / "store-spool"), background=False)
+def write(url: str, spool_dir: Path, span_list: list[Any], outcomes: Sequence[OutcomeEvent] = ()) -> None:
+    """Assemble, price and store spans (and late outcomes) as the exporter does."""
+    writer = Writer(Store(url), Spool(spool_dir), background=False)
     exp = ClickHouseSpanExporter(writer=writer, prices=PriceBook())
     proc = RunProcessor(SimpleSpanProcessor(exp), sink=exp.run_sink, mode="remote", background=False)
-    for s in spans():
+    for s in span_list:
         proc.on_end(s)
     proc.sweep(force=True)
-    exp.run_sink.write_outcomes([OutcomeEvent("summarize-10", "rejected", "wrong summary", time.time_ns(), "review")])
+    if outcomes:
+        exp.run_sink.write_outcomes(list(outcomes))
     assert writer.flush(timeout_s=60)
+
+
+def build(path: Path) -> str:
+    url = f"chdb://{path / 'store'}"
+    write(url, path / "store-spool", spans(), [OutcomeEvent("summarize-10", "rejected", "wrong summary", time.time_ns(), "review")])
     return url

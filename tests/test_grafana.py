@@ -11,7 +11,9 @@ import pytest
 import yaml
 
 from runmeter.exporter import Store
-from runmeter.grafana import ALERTS, ALERTS_FILE, DASHBOARDS, OUT_DIR, outputs
+from runmeter.grafana import ALERTS, DASHBOARDS, OUT_DIR, outputs
+
+ALERTS_FILE = OUT_DIR / "provisioning" / "alerting" / "alerts.yaml"
 from runmeter.reports import Filters, run_query
 from tests.report_store import build
 from tests.spans import BASE_NS
