@@ -13,7 +13,7 @@
 Each demo starts clean: its store is ``.runmeter-demo/`` (removed first), so your
 own ``.runmeter/`` is never touched. Afterwards::
 
-    runmeter --store chdb://.runmeter-demo runs
+    runmeter --store chdb://.runmeter-demo/store runs
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from rich.console import Console
 
 import runmeter.examples
 from runmeter import cli
+from runmeter.reports import short_ids
 from runmeter.core import CONFIG_FILENAME
 from runmeter.testing import Reply, Request, Simulator, ToolCall
 
@@ -160,9 +161,13 @@ def main() -> None:
     console.rule("runmeter loops / budgets")
     _cli("loops", env=cli_env)
     _cli("budgets", env=cli_env)
-    console.print(f"\nWrote [bold]report.html[/]. Store: {DEMO_DIR / 'store'} "
-                  f"(try `runmeter --store chdb://{DEMO_DIR / 'store'} runs`). Took {time.monotonic() - t0:.0f}s.")
-
+    store = f"chdb://{DEMO_DIR / 'store'}"
+    top = subprocess.run([sys.executable, "-m", cli.__name__, "--store", store, "runs", "--limit", "1", "--json"],
+                         env=cli_env, check=True, capture_output=True, text=True)
+    (run_id,) = short_ids([r["RunId"] for r in json.loads(top.stdout)]).values()
+    console.print(f"\nWrote [bold]report.html[/]. Took {time.monotonic() - t0:.0f}s. Next, on the demo's store:")
+    for command in (f"runmeter --store {store} runs", f"runmeter --store {store} run {run_id}", f"runmeter --store {store} ui"):
+        console.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
 
 if __name__ == "__main__":
     main()

@@ -184,8 +184,9 @@ def outputs(out_dir: Path = OUT_DIR, dashboards_path: str = CONTAINER_DASHBOARDS
             files[chart_dir / f"{uid}.json"] = text  # the Helm chart ships them as ConfigMaps
     prov = out_dir / "provisioning"
     files[prov / "alerting" / "alerts.yaml"] = _HEADER + yaml.safe_dump(_alerts(), sort_keys=False, width=200)
-    files[prov / "datasources" / "runmeter.yaml"] = _HEADER + yaml.safe_dump(_datasource(clickhouse_host), sort_keys=False, width=200)
-    files[prov / "dashboards" / "runmeter.yaml"] = _HEADER + yaml.safe_dump(_provider(dashboards_path), sort_keys=False, width=200)
+    name = f"{DATASOURCE['uid'].split('-')[0]}.yaml"  # runmeter.yaml
+    files[prov / "datasources" / name] = _HEADER + yaml.safe_dump(_datasource(clickhouse_host), sort_keys=False, width=200)
+    files[prov / "dashboards" / name] = _HEADER + yaml.safe_dump(_provider(dashboards_path), sort_keys=False, width=200)
     return files
 
 

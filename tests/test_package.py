@@ -120,3 +120,40 @@ def test_built_wheel_installs_into_a_fresh_venv(tmp_path: Path, root: Path) -> N
     out = subprocess.run([str(py), "-m", "runmeter.cli", "demo"], cwd=demo_dir, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert (demo_dir / "report.html").exists() and "Cost per accepted run" in out.stdout
+    # The commands the demo suggests work as typed (`runmeter` is `python -m runmeter.cli` here:
+    # the wheel is unpacked, not pip-installed, so there is no console script).
+    suggested = [line.split() for line in out.stdout.splitlines() if line.startswith("  runmeter --store")]
+    assert [c[3] for c in suggested] == ["runs", "run", "ui"], out.stdout[-2000:]
+    for command in suggested[:2]:
+        ran = subprocess.run([str(py), "-m", "runmeter.cli", *command[1:]], cwd=demo_dir, env=env, capture_output=True, text=True, timeout=120)
+        assert ran.returncode == 0 and "gpt-" in ran.stdout, ran.stdout + ran.stderr
+    assert "runmeter/static/ui.js" in names
+    ui = subprocess.Popen([str(py), "-m", "runmeter.cli", *suggested[2][1:], "--port", "0"], cwd=demo_dir, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert ui.stdout is not None
+        url = ui.stdout.readline().split()[2]
+        assert url.startswith("http://127.0.0.1:")
+        import urllib.request
+
+        with urllib.request.urlopen(url + "runs") as page:
+            assert "loop" in page.read().decode()  # the demo's looping run is on the list
+        with urllib.request.urlopen(url + "static/ui.js") as script:
+            assert b"fragment" in script.read()
+    finally:
+        ui.terminate()
+        ui.wait(timeout=30)
+        if ui.stdout is not None:
+            ui.stdout.close()
+    # Grafana's files, exported anywhere; the source-tree generator refuses to write into site-packages.
+    exported = tmp_path / "grafana"
+    ran = subprocess.run([str(py), "-m", "runmeter.cli", "grafana", "export", str(exported)], cwd=demo_dir, env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    assert (exported / "dashboards" / "overview.json").is_file()
+    provider = (exported / "provisioning" / "dashboards" / "runmeter.yaml").read_text()
+    assert str(exported / "dashboards") in provider
+    assert "uid: runmeter-clickhouse" in (exported / "provisioning" / "datasources" / "runmeter.yaml").read_text()
+    assert (exported / "provisioning" / "alerting" / "alerts.yaml").is_file()
+    ran = subprocess.run([str(py), "-m", "runmeter.grafana"], cwd=demo_dir, env=env, capture_output=True, text=True)
+    assert ran.returncode == 2 and "runmeter grafana export" in ran.stderr
+    assert not (purelib / "deploy").exists()
