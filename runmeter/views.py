@@ -49,6 +49,8 @@ code,.id{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,monospace;font-size:.
 form.filters{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:end;margin:.8rem 0}
 form.filters label{display:flex;flex-direction:column;font-size:.85em;color:var(--muted)}
 form.filters input,form.filters select{font:inherit;padding:.2rem .3rem;min-width:7rem}
+form.filters label.check{flex-direction:row;align-items:center;gap:.35rem;color:var(--fg);padding-bottom:.25rem}
+form.filters input[type=checkbox]{min-width:0;margin:0} form.filters button{font:inherit;padding:.2rem .8rem}
 .pager{display:flex;gap:1rem;align-items:center;margin:.5rem 0}
 .tree{list-style:none;padding-left:1.2rem;margin:.2rem 0} .tree>li{margin:.15rem 0}
 ul.tree.root{padding-left:0}

@@ -263,3 +263,23 @@ def test_static_report_tables_fit_and_colours_agree(browser: Browser, served: Se
     assert "e-0" not in page.inner_text("body")  # dollars are never printed like 7.5e-05
     page.close()
 
+
+
+def test_hostile_names_are_shown_as_text(page: Page, served: Served) -> None:
+    """Names, owners and ids come from spans anyone can send: the pages show them, never run them."""
+    name, owner = '<img src=x onerror="window.__pwned=1">', '"><script>window.__pwned=2</script>'
+    run_id = "x'\"<b>-1"
+    later = 3_100_000
+    write(served.store, served.tmp / "hostile-spool", [
+        run_root(name, 1, trace_id=77, start_ms=later, end_ms=later + 100,
+                 attrs={"runmeter.run.id": run_id, "runmeter.run.owner": owner, "runmeter.run.project": "p/../../etc"}),
+        llm(2, 1, "gpt-4o-mini<svg onload=alert(1)>", 1_000, 100, trace_id=77, start_ms=later + 10)])
+    for path in ("", "runs", "compare"):
+        page.goto(served.url + path)
+        assert page.evaluate("window.__pwned") is None
+    page.goto(served.url + "runs?sort=StartTime&dir=desc")
+    assert name in page.inner_text("table[data-table='runs']") and owner in page.inner_text("table[data-table='runs']")
+    page.click("td[data-field='runs.0.RunId'] a")
+    page.wait_for_load_state()
+    assert page.evaluate("window.__pwned") is None
+    assert page.inner_text("[data-field='run.id']") == run_id
