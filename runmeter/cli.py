@@ -166,7 +166,7 @@ def _cell(col: Col, v: Any, short: dict[str, str]) -> str:
     if col.kind == "float":
         return f"{float(v):,.2f}"
     if col.kind == "seconds":
-        return f"{float(v):,.1f}s"
+        return views.duration(float(v))
     if col.kind == "time":
         return v.strftime("%m-%d %H:%M") if isinstance(v, datetime) else str(v)
     if isinstance(v, float):
@@ -396,7 +396,7 @@ def loops(since: Optional[str] = SinceOpt, owner: str = OwnerOpt, project: str =
     with _client() as client:
         rows = run_query(client, "loops", _filters(since, owner, project, ""))
     _emit(rows, as_json, as_csv, "Loop signals", "no loop signals", _LOOP_COLS,
-          notes=("Spent on repeats: measured for identical LLM inputs; an estimate (*) for tool repeats.",))
+          notes=("On repeats: measured for identical LLM inputs; an estimate where Est. = 1 (tool repeats).",))
 
 
 @app.command()

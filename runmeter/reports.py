@@ -32,7 +32,7 @@ GROUPS = ("name", "owner", "project", "provider", "model", "none")
 OUTCOMES = ("accepted", "rejected", "abandoned", "failed", "unknown")
 # The columns a run list can be sorted by (bound as a ClickHouse Identifier, checked here first).
 RUN_SORTS = ("StartTime", "CostUsd", "Name", "Owner", "Project", "Model", "Outcome", "LlmCalls", "ToolCalls", "WallClockS")
-BUCKETS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
+BUCKETS = {"second": timedelta(seconds=1), "10s": timedelta(seconds=10), "minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 
 
 class QueryError(ValueError):
@@ -147,8 +147,8 @@ def project_spend(bakeoff: list[dict[str, Any]], source: str, target: str) -> li
 
 
 def pick_bucket(first: datetime | None, last: datetime | None, max_columns: int = 72) -> str:
-    """The finest of minute, hour, day, week that shows ``first``..``last`` in at most ``max_columns``
-    columns: a demo of a few minutes is not one block, a quarter is not 2,000 slivers."""
+    """The finest of second, 10 s, minute, hour, day, week that shows ``first``..``last`` in at most
+    ``max_columns`` columns: a demo of a minute is not one block, a quarter is not 2,000 slivers."""
     if first is None or last is None:
         return "day"
     span = max(last - first, timedelta(0))

@@ -265,7 +265,7 @@ def _run_page(d: dict[str, Any], trace_url: str) -> str:
                       + (f' ({r["EstimatedCalls"]} estimated)' if r["EstimatedCalls"] else "")),
         ("Tool calls", f'<span data-field="run.tool_calls" data-value="{r["ToolCalls"]}">{r["ToolCalls"]:,}</span>'),
         ("Tokens", f'{r["InputTokens"]:,} in · {r["OutputTokens"]:,} out'),
-        ("Wall clock", "—" if wall is None else f"{wall:,.1f} s"),
+        ("Wall clock", "—" if wall is None else views.duration(wall)),
         ("Owner · project", f'{e(r["Owner"] or "—")} · {e(r["Project"] or "—")}'),
         ("Task", e(r["TaskId"] or "—")),
     ]

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Sequence
 from runmeter.reports import BUCKETS
 
 __all__ = [
-    "CSS", "DEFINITIONS", "Column", "Palette", "bars", "exact", "kpis", "outcome_bars", "pricing_badge", "short_id_cell",
+    "CSS", "DEFINITIONS", "Column", "Palette", "bars", "duration", "exact", "kpis", "outcome_bars", "pricing_badge", "short_id_cell",
     "spend_columns", "table", "usd",
 ]
 
@@ -114,6 +114,11 @@ def usd(value: Any) -> str:
     return f"{sign}${a:.{digits}f}".rstrip("0").rstrip(".")
 
 
+def duration(seconds: float) -> str:
+    """A wall-clock time for reading: 48 ms, 3.2 s, 1,204 s."""
+    return f"{seconds * 1000:,.0f} ms" if seconds < 1 else f"{seconds:,.1f} s"
+
+
 class Palette:
     """One colour per name, the same on every chart of a page: names are coloured in sorted order
     (ten distinct colours, then evenly spread hues), so a model keeps its colour wherever it appears."""
@@ -197,7 +202,7 @@ def _cell(col: Column, row: dict[str, Any]) -> tuple[str, str]:
     if col.kind == "float":
         return f"{float(v):,.2f}", exact(v)
     if col.kind == "seconds":
-        return f"{float(v):,.1f} s", exact(v)
+        return duration(float(v)), exact(v)
     if col.kind == "time":
         return (v.strftime("%Y-%m-%d %H:%M:%S") if isinstance(v, datetime) else e(v)), e(v)
     return e(v), e(v)
@@ -274,7 +279,7 @@ def outcome_bars(rows: Sequence[dict[str, Any]], width: int = 720) -> str:
     return "".join(parts) + f'<div class="legend">{legend}</div>'
 
 
-_TICK = {"minute": "%H:%M", "hour": "%m-%d %H:00", "day": "%m-%d", "week": "%Y-%m-%d"}
+_TICK = {"second": "%H:%M:%S", "10s": "%H:%M:%S", "minute": "%H:%M", "hour": "%m-%d %H:00", "day": "%m-%d", "week": "%Y-%m-%d"}
 
 
 def spend_columns(rows: Sequence[dict[str, Any]], bucket: str, palette: Palette, width: int = 1000, height: int = 220) -> str:

@@ -206,3 +206,39 @@ def test_python_outcome_api_latest_wins(tmp_path: Path) -> None:
     assert data["summarize"]["Accepted"] == 1 and data["summarize"]["CostPerAcceptedRun"] == 0.1
     with pytest.raises(ValueError, match="outcome must be one of"):
         runmeter.outcome("summarize-10", "meh", store=url)
+
+
+def test_spend_buckets_fit_the_range_of_the_data() -> None:
+    from datetime import datetime, timedelta
+
+    from runmeter.reports import pick_bucket
+
+    t = datetime(2026, 11, 25, 12)
+    assert pick_bucket(t, t + timedelta(seconds=38)) == "second"  # the demo: 38 columns, not one block
+    assert pick_bucket(t, t + timedelta(minutes=5)) == "10s"  # 30 columns
+    assert pick_bucket(t, t + timedelta(minutes=30)) == "minute"  # 180 ten-second columns would be too many
+    assert pick_bucket(t, t + timedelta(days=2)) == "hour"
+    assert pick_bucket(t, t + timedelta(days=30)) == "day"
+    assert pick_bucket(t, t + timedelta(days=800)) == "week"
+    assert pick_bucket(None, None) == "day"
+
+
+def test_short_ids_are_unique_prefixes() -> None:
+    from runmeter.reports import short_ids
+
+    a = "5eed0000cafe" + "0" * 16 + "a001-0000000000000001"
+    b = "5eed0000cafe" + "0" * 16 + "b002-0000000000000001"
+    c = "0123456789abcdef0123456789abcdef-0000000000000001"
+    short = short_ids([a, b, c, "triage-1"])
+    assert short[c] == "0123456789"  # ten characters when no other id shares them
+    assert short[a] == a[:30] and short[b] == b[:30]  # grown until the two differ
+    assert short["triage-1"] == "triage-1"  # a short id given by the user is kept whole
+
+
+def test_dollars_for_reading_never_in_scientific_notation() -> None:
+    from runmeter.views import duration, exact, usd
+
+    assert [usd(v) for v in (0, 1234.567, 0.5, 0.0222, 0.000075, -0.3, None, float("nan"))] == \
+        ["$0", "$1,234.57", "$0.50", "$0.022", "$0.000075", "-$0.30", "—", "—"]
+    assert exact(7.5e-05) == "0.000075" and exact(1e-12) == "0.000000000001" and exact(0.0) == "0"
+    assert duration(0.0487) == "49 ms" and duration(3.21) == "3.2 s"

@@ -1,6 +1,7 @@
--- Spend per time bucket (minute, hour, day or week) by a dimension, from the calls. Unpriced calls are counted, never summed as $0.
+-- Spend per time bucket (second, 10 s, minute, hour, day or week) by a dimension, from the calls. Unpriced calls are counted, never summed as $0.
 SELECT
-    multiIf({bucket:String} = 'minute', toStartOfMinute(Timestamp), {bucket:String} = 'hour', toStartOfHour(Timestamp),
+    multiIf({bucket:String} = 'second', toStartOfSecond(Timestamp), {bucket:String} = '10s', toStartOfInterval(Timestamp, toIntervalSecond(10)),
+            {bucket:String} = 'minute', toStartOfMinute(Timestamp), {bucket:String} = 'hour', toStartOfHour(Timestamp),
             {bucket:String} = 'week', toDateTime(toMonday(Timestamp)), toStartOfDay(Timestamp)) AS Bucket,
     multiIf({group:String} = 'owner', Owner, {group:String} = 'project', Project, {group:String} = 'provider', Provider,
             {group:String} = 'none', 'all', Model) AS Group,
