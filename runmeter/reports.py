@@ -19,6 +19,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from clickhouse_connect.driver.exceptions import OperationalError
+
+from runmeter.exporter import StoreError
+
 __all__ = [
     "BUCKETS", "RUN_SORTS", "Filters", "QueryError", "load_query", "parse_since", "pick_bucket", "plain", "project_spend", "resolve_run",
     "run_detail", "run_query", "short_ids", "spend_series",
@@ -116,7 +120,10 @@ def run_query(client: Any, name: str, filters: Filters | None = None, **extra: A
         raise QueryError(f"time bucket {params['bucket']!r}: use one of {', '.join(BUCKETS)}")
     sql = load_query(name)
     used = set(re.findall(r"\{([a-z_]+):", sql))
-    result = client.query(sql, parameters={k: v for k, v in params.items() if k in used})
+    try:
+        result = client.query(sql, parameters={k: v for k, v in params.items() if k in used})
+    except OperationalError as exc:  # the server went away between the session and the query
+        raise StoreError(f"cannot reach ClickHouse: {str(exc).strip().splitlines()[0]}") from None
     cols = list(result.column_names)
     return [dict(zip(cols, row)) for row in result.result_rows]
 

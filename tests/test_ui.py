@@ -283,3 +283,47 @@ def test_hostile_names_are_shown_as_text(page: Page, served: Served) -> None:
     page.wait_for_load_state()
     assert page.evaluate("window.__pwned") is None
     assert page.inner_text("[data-field='run.id']") == run_id
+
+
+def test_on_a_server_store_and_through_its_outage(tmp_path: Path) -> None:
+    """The same pages over ClickHouse's HTTP interface; a server that goes away is a clear 503
+    page, and the pages come back with it."""
+    import json
+    import time as _time
+
+    from tests.chhttp import ClickHouseHTTP
+    from tests.report_store import spans
+
+    srv = ClickHouseHTTP(str(tmp_path / "engine")).up()
+    try:
+        write(srv.url, tmp_path / "spool", spans())
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNMETER_", "OTEL_"))}
+        env.update(RUNMETER_ABANDONED_AFTER_S="60")
+        proc = subprocess.Popen([sys.executable, "-m", "runmeter.cli", "--store", srv.url, "ui", "--port", "0"],
+                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert proc.stdout is not None
+        try:
+            url = proc.stdout.readline().split()[2]
+            with urllib.request.urlopen(url + "?format=json") as r:
+                totals = json.loads(r.read())["totals"]
+            assert totals["TotalCostUsd"] == pytest.approx(1.83) and totals["Runs"] == 7 and totals["Accepted"] == 3  # no review here: summarize stays accepted
+            srv.down()
+            with pytest.raises(urllib.error.HTTPError) as exc:
+                urllib.request.urlopen(url + "runs")
+            assert exc.value.code == 503 and "cannot reach ClickHouse" in exc.value.read().decode().replace("&#x27;", "'")
+            srv.up()
+            deadline = _time.monotonic() + 30
+            while True:
+                try:
+                    with urllib.request.urlopen(url + "runs?format=json") as r:
+                        assert json.loads(r.read())["total"] == 7
+                    break
+                except urllib.error.HTTPError:
+                    assert _time.monotonic() < deadline
+                    _time.sleep(0.5)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            proc.stdout.close()
+    finally:
+        srv.close()
