@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := embedded,openai,anthropic,collector,ui,test
+EXTRAS := embedded,openai,anthropic,gemini,bedrock,collector,ui,test
 
 .PHONY: demo test bench generate clean
 

@@ -104,6 +104,28 @@ class TokenUsage:
             cache_write_tokens=write,
         )
 
+    @classmethod
+    def from_gemini(
+        cls,
+        prompt_token_count: int | None,
+        candidates_token_count: int | None,
+        cached_content_token_count: int | None = None,
+        thoughts_token_count: int | None = None,
+        tool_use_prompt_token_count: int | None = None,
+    ) -> TokenUsage:
+        """Gemini counts cached content inside ``prompt_token_count`` and the tool-use prompt and
+        the thoughts *apart*; both are billed (as input and as output), as genai-prices reads them."""
+        parts = (prompt_token_count, candidates_token_count, cached_content_token_count, thoughts_token_count, tool_use_prompt_token_count)
+        prompt, candidates, cached, thoughts, tool_prompt = (p or 0 for p in parts)
+        if not all(type(v) is int for v in (prompt, candidates, thoughts, tool_prompt)):
+            return cls(input_tokens=prompt, output_tokens=candidates, cache_read_tokens=cached, reasoning_tokens=thoughts)
+        return cls(
+            input_tokens=prompt + tool_prompt,
+            output_tokens=candidates + thoughts,
+            cache_read_tokens=cached,
+            reasoning_tokens=thoughts,
+        )
+
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens

@@ -1,4 +1,4 @@
-"""A local LLM simulator on 127.0.0.1 speaking the OpenAI and Anthropic wire formats.
+"""A local LLM simulator on 127.0.0.1 speaking the OpenAI, Anthropic and Gemini wire formats.
 
 For ``make demo``, the tests, and trying runmeter with no keys and no network::
 
@@ -11,7 +11,9 @@ Endpoints: ``POST /v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings``
 only when ``stream_options.include_usage`` is set), and ``POST /v1/messages``
 (Anthropic: JSON or its SSE event stream, with ``message_start`` carrying the
 placeholder ``output_tokens: 1`` and ``message_delta`` the cumulative usage, as
-the real API does).
+the real API does), and ``POST /v1beta/models/{model}:generateContent`` and
+``:streamGenerateContent?alt=sse`` (Gemini: camelCase JSON; each streamed chunk
+carries the prompt's count, the last one the whole ``usageMetadata``).
 
 What it answers is a :class:`Reply`: the next queued one (``sim.queue(...)``),
 else ``sim.responder(request)``, else a deterministic default whose usage
@@ -57,7 +59,9 @@ class Reply:
 
     OpenAI: ``input_tokens`` is ``prompt_tokens`` (cached included), ``output_tokens``
     is ``completion_tokens`` (reasoning included). Anthropic: ``input_tokens`` excludes
-    ``cached_tokens`` (cache reads) and ``cache_write_tokens``.
+    ``cached_tokens`` (cache reads) and ``cache_write_tokens``. Gemini: ``input_tokens``
+    is ``promptTokenCount`` (cached content included), ``output_tokens`` is
+    ``candidatesTokenCount`` and ``reasoning_tokens`` is ``thoughtsTokenCount`` (apart).
     """
 
     text: str = "Done."
@@ -125,6 +129,11 @@ class Simulator:
     def anthropic_url(self) -> str:
         return self.url
 
+    @property
+    def gemini_url(self) -> str:
+        """For ``genai.Client(http_options={"base_url": sim.gemini_url})``."""
+        return self.url
+
     def start(self) -> Simulator:
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="llm-simulator", daemon=True)
         self._thread.start()
@@ -174,7 +183,9 @@ class Simulator:
             self._error(h, req, reply)
             return
         path = req.path
-        if path.endswith("/chat/completions"):
+        if ":generateContent" in path or ":streamGenerateContent" in path:
+            self._gemini(h, req, reply, stream=":streamGenerateContent" in path)
+        elif path.endswith("/chat/completions"):
             self._chat(h, req, reply)
         elif path.endswith("/responses"):
             self._responses(h, req, reply)
@@ -199,9 +210,12 @@ class Simulator:
 
     def _error(self, h: BaseHTTPRequestHandler, req: Request, reply: Reply) -> None:
         headers = {"Retry-After": reply.retry_after} if reply.retry_after else {}
-        if req.path.endswith("/messages"):
+        if "Content" in req.path:  # Gemini: the Google API error shape
+            status = {429: "RESOURCE_EXHAUSTED", 401: "UNAUTHENTICATED", 400: "INVALID_ARGUMENT"}.get(reply.status, "INTERNAL")
+            payload: dict[str, Any] = {"error": {"code": reply.status, "message": f"simulated {reply.status}", "status": status}}
+        elif req.path.endswith("/messages"):
             kind = "rate_limit_error" if reply.status == 429 else "api_error"
-            payload: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": f"simulated {reply.status}"}}
+            payload = {"type": "error", "error": {"type": kind, "message": f"simulated {reply.status}"}}
         elif reply.status == 401:
             # As some OpenAI-compatible servers answer: the key that was sent, quoted back in full.
             key = req.headers.get("authorization", "").removeprefix("Bearer ").strip()
@@ -212,7 +226,8 @@ class Simulator:
             payload = {"error": {"message": f"simulated {reply.status}", "type": kind, "code": kind}}
         self._json(h, payload, reply.status, headers)
 
-    def _sse(self, h: BaseHTTPRequestHandler, events: list[tuple[str | None, dict[str, Any] | str]], cut: int | None) -> None:
+    def _sse(self, h: BaseHTTPRequestHandler, events: list[tuple[str | None, dict[str, Any] | str]], cut: int | None,
+             end: str = "\n\n") -> None:
         h.send_response(200)
         h.send_header("Content-Type", "text/event-stream")
         h.send_header("Cache-Control", "no-cache")
@@ -225,7 +240,7 @@ class Simulator:
                 h.close_connection = True
                 return
             payload = data if isinstance(data, str) else json.dumps(data)
-            body = ((f"event: {name}\n" if name else "") + f"data: {payload}\n\n").encode()
+            body = ((f"event: {name}\n" if name else "") + f"data: {payload}{end}").encode()
             h.wfile.write(f"{len(body):x}\r\n".encode() + body + b"\r\n")
             h.wfile.flush()
         h.wfile.write(b"0\r\n\r\n")
@@ -377,6 +392,39 @@ class Simulator:
         events.append(("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": usage}))
         events.append(("message_stop", {"type": "message_stop"}))
         self._sse(h, events, reply.cut_after_chunks)
+
+
+    # --- Gemini ----------------------------------------------------------------------------------
+
+    def _gemini(self, h: BaseHTTPRequestHandler, req: Request, reply: Reply, stream: bool) -> None:
+        model = reply.model or req.path.rsplit("/", 1)[-1].split(":")[0]
+        prompt = reply.input_tokens if reply.input_tokens is not None else _words(req.body.get("contents"))
+        out = reply.output_tokens if reply.output_tokens is not None else max(1, len(reply.text) // 4)
+        usage: dict[str, Any] = {"promptTokenCount": prompt, "candidatesTokenCount": out,
+                                 "totalTokenCount": prompt + out + reply.reasoning_tokens,
+                                 "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}]}
+        if reply.cached_tokens:
+            usage["cachedContentTokenCount"] = reply.cached_tokens
+        if reply.reasoning_tokens:
+            usage["thoughtsTokenCount"] = reply.reasoning_tokens
+        parts: list[dict[str, Any]] = [{"functionCall": {"name": t.name, "args": t.arguments}} for t in reply.tool_calls] \
+            or [{"text": reply.text}]
+        base = {"modelVersion": model, "responseId": "gemini-sim-1"}
+        if not stream:
+            self._json(h, {"candidates": [{"content": {"parts": parts, "role": "model"}, "finishReason": "STOP", "index": 0}],
+                           "usageMetadata": usage, **base})
+            return
+        # The API's stream: every chunk counts the prompt; the last one carries the whole usage.
+        events: list[tuple[str | None, dict[str, Any] | str]] = []
+        pieces = [{"text": p} for p in _pieces(reply.text)] if not reply.tool_calls else parts
+        for i, part in enumerate(pieces):
+            last = i == len(pieces) - 1
+            candidate: dict[str, Any] = {"content": {"parts": [part], "role": "model"}, "index": 0}
+            if last:
+                candidate["finishReason"] = "STOP"
+            chunk_usage = usage if last else {"promptTokenCount": prompt, "totalTokenCount": prompt}
+            events.append((None, {"candidates": [candidate], "usageMetadata": chunk_usage, **base}))
+        self._sse(h, events, reply.cut_after_chunks, end="\r\n\r\n")
 
 
 def _pieces(text: str, size: int = 8) -> list[str]:

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from runmeter.instrumentation import AnthropicInstrumentor, OpenAIInstrumentor
+from runmeter.instrumentation import AnthropicInstrumentor, GeminiInstrumentor, OpenAIInstrumentor
 from runmeter.processor import InMemoryRunSink, PriceBook, RunProcessor
 from runmeter.testing import Simulator
 
@@ -35,7 +35,7 @@ class Rig:
         return list(self.exporter.get_finished_spans())
 
     def llm_spans(self) -> list[ReadableSpan]:
-        return [s for s in self.spans() if (s.attributes or {}).get("gen_ai.operation.name") in ("chat", "embeddings")
+        return [s for s in self.spans() if (s.attributes or {}).get("gen_ai.operation.name") in ("chat", "embeddings", "generate_content")
                 and s.instrumentation_scope.name == "runmeter.instrumentation"]
 
     def metrics(self) -> dict[str, Any]:
@@ -74,6 +74,14 @@ class Rig:
                                         open_telemetry={"tracer_provider": self.tracer_provider}, **kw)
 
 
+    def gemini(self, **kw: Any) -> Any:
+        from google import genai
+
+        client = genai.Client(api_key=SECRET, http_options={"base_url": self.sim.gemini_url, "retry_options": {"attempts": 1}}, **kw)
+        self.clients.append(client)
+        return client
+
+
 @pytest.fixture
 def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
     capture = getattr(request, "param", None)
@@ -89,6 +97,7 @@ def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
         kwargs["capture_content"] = capture
     OpenAIInstrumentor().instrument(**kwargs)
     AnthropicInstrumentor().instrument(**kwargs)
+    GeminiInstrumentor().instrument(**kwargs)
     with Simulator() as sim:
         r = Rig(sim, exporter, sink, reader, tp, meters, processor)
         yield r
@@ -96,6 +105,7 @@ def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
             client.close()
     OpenAIInstrumentor().uninstrument()
     AnthropicInstrumentor().uninstrument()
+    GeminiInstrumentor().uninstrument()
     tp.shutdown()
     meters.shutdown()
 
