@@ -1,8 +1,9 @@
 """LLM client instrumentation and the run/tool API.
 
-``OpenAIInstrumentor``, ``AnthropicInstrumentor`` and ``GeminiInstrumentor`` are
-OpenTelemetry instrumentors (entry points ``opentelemetry_instrumentor``:
-``runmeter_openai``, ``runmeter_anthropic``, ``runmeter_gemini``), loaded by ``opentelemetry-instrument python agent.py`` or used
+``OpenAIInstrumentor``, ``AnthropicInstrumentor``, ``GeminiInstrumentor`` and
+``BedrockInstrumentor`` are OpenTelemetry instrumentors (entry points
+``opentelemetry_instrumentor``: ``runmeter_openai``, ``runmeter_anthropic``,
+``runmeter_gemini``, ``runmeter_bedrock``), loaded by ``opentelemetry-instrument python agent.py`` or used
 directly::
 
     OpenAIInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
@@ -22,7 +23,8 @@ from __future__ import annotations
 from runmeter.instrumentation._api import Run, Tool, run, tool
 from runmeter.instrumentation._core import CaptureMode
 from runmeter.instrumentation.anthropic import AnthropicInstrumentor
+from runmeter.instrumentation.bedrock import BedrockInstrumentor
 from runmeter.instrumentation.gemini import GeminiInstrumentor
 from runmeter.instrumentation.openai import OpenAIInstrumentor
 
-__all__ = ["AnthropicInstrumentor", "CaptureMode", "GeminiInstrumentor", "OpenAIInstrumentor", "Run", "Tool", "run", "tool"]
+__all__ = ["AnthropicInstrumentor", "BedrockInstrumentor", "CaptureMode", "GeminiInstrumentor", "OpenAIInstrumentor", "Run", "Tool", "run", "tool"]

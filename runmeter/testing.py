@@ -13,7 +13,11 @@ only when ``stream_options.include_usage`` is set), and ``POST /v1/messages``
 placeholder ``output_tokens: 1`` and ``message_delta`` the cumulative usage, as
 the real API does), and ``POST /v1beta/models/{model}:generateContent`` and
 ``:streamGenerateContent?alt=sse`` (Gemini: camelCase JSON; each streamed chunk
-carries the prompt's count, the last one the whole ``usageMetadata``).
+carries the prompt's count, the last one the whole ``usageMetadata``), and Bedrock
+Runtime's ``POST /model/{modelId}/converse``, ``/converse-stream`` (the AWS event
+stream's binary framing) and ``/invoke`` (an Anthropic or a Llama body, with the
+``X-Amzn-Bedrock-*-Token-Count`` headers), for ``boto3.client("bedrock-runtime",
+endpoint_url=sim.url)``.
 
 What it answers is a :class:`Reply`: the next queued one (``sim.queue(...)``),
 else ``sim.responder(request)``, else a deterministic default whose usage
@@ -183,7 +187,9 @@ class Simulator:
             self._error(h, req, reply)
             return
         path = req.path
-        if ":generateContent" in path or ":streamGenerateContent" in path:
+        if path.startswith("/model/"):
+            self._bedrock(h, req, reply)
+        elif ":generateContent" in path or ":streamGenerateContent" in path:
             self._gemini(h, req, reply, stream=":streamGenerateContent" in path)
         elif path.endswith("/chat/completions"):
             self._chat(h, req, reply)
@@ -425,6 +431,76 @@ class Simulator:
             chunk_usage = usage if last else {"promptTokenCount": prompt, "totalTokenCount": prompt}
             events.append((None, {"candidates": [candidate], "usageMetadata": chunk_usage, **base}))
         self._sse(h, events, reply.cut_after_chunks, end="\r\n\r\n")
+
+
+    # --- Bedrock Runtime -------------------------------------------------------------------------
+
+    def _bedrock(self, h: BaseHTTPRequestHandler, req: Request, reply: Reply) -> None:
+        from urllib.parse import unquote
+
+        model_id, _, action = unquote(req.path[len("/model/"):]).rpartition("/")
+        model = reply.model or model_id
+        inp = reply.input_tokens if reply.input_tokens is not None else _words(req.body.get("messages"))
+        out = reply.output_tokens if reply.output_tokens is not None else max(1, len(reply.text) // 4)
+        stop = "tool_use" if reply.tool_calls else "end_turn"
+        if action == "invoke":
+            if "anthropic_version" in req.body:  # the Anthropic Messages body, as on Anthropic's API
+                body: dict[str, Any] = {
+                    "id": "msg_bdrk_sim", "type": "message", "role": "assistant", "model": model,
+                    "content": [{"type": "text", "text": reply.text}], "stop_reason": stop, "stop_sequence": None,
+                    "usage": {"input_tokens": inp, "output_tokens": out, "cache_read_input_tokens": reply.cached_tokens,
+                              "cache_creation_input_tokens": reply.cache_write_tokens}}
+            else:  # Meta Llama's body
+                body = {"generation": reply.text, "prompt_token_count": inp, "generation_token_count": out, "stop_reason": "stop"}
+            headers = {"X-Amzn-Bedrock-Input-Token-Count": str(inp), "X-Amzn-Bedrock-Output-Token-Count": str(out),
+                       "X-Amzn-Bedrock-Invocation-Latency": "120"}
+            self._json(h, body, headers=headers)
+            return
+        usage = {"inputTokens": inp, "outputTokens": out, "totalTokens": inp + out + reply.cached_tokens + reply.cache_write_tokens}
+        if reply.cached_tokens:
+            usage["cacheReadInputTokens"] = reply.cached_tokens
+        if reply.cache_write_tokens:
+            usage["cacheWriteInputTokens"] = reply.cache_write_tokens
+        content: list[dict[str, Any]] = [{"toolUse": {"toolUseId": t.id, "name": t.name, "input": t.arguments}} for t in reply.tool_calls] \
+            or [{"text": reply.text}]
+        if action == "converse":
+            self._json(h, {"output": {"message": {"role": "assistant", "content": content}}, "stopReason": stop,
+                           "usage": usage, "metrics": {"latencyMs": 120}})
+            return
+        events: list[tuple[str, dict[str, Any]]] = [("messageStart", {"role": "assistant"})]
+        for piece in _pieces(reply.text):
+            events.append(("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}}))
+        events += [("contentBlockStop", {"contentBlockIndex": 0}), ("messageStop", {"stopReason": stop}),
+                   ("metadata", {"usage": usage, "metrics": {"latencyMs": 120}})]
+        h.send_response(200)
+        h.send_header("Content-Type", "application/vnd.amazon.eventstream")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        for i, (kind, payload) in enumerate(events):
+            if reply.cut_after_chunks is not None and i >= reply.cut_after_chunks:
+                h.wfile.flush()
+                h.close_connection = True
+                return
+            frame = _event_frame({":event-type": kind, ":content-type": "application/json", ":message-type": "event"},
+                                 json.dumps(payload).encode())
+            h.wfile.write(f"{len(frame):x}\r\n".encode() + frame + b"\r\n")
+            h.wfile.flush()
+        h.wfile.write(b"0\r\n\r\n")
+        h.wfile.flush()
+
+
+def _event_frame(headers: dict[str, str], payload: bytes) -> bytes:
+    """One message of the AWS event stream: a prelude (total and header lengths, their CRC32),
+    string headers, the payload, and the CRC32 of all of it."""
+    import struct
+    import zlib
+
+    head = b"".join(bytes([len(k)]) + k.encode() + b"\x07" + struct.pack(">H", len(v.encode())) + v.encode() for k, v in headers.items())
+    total = 12 + len(head) + len(payload) + 4
+    prelude = struct.pack(">II", total, len(head))
+    prelude += struct.pack(">I", zlib.crc32(prelude))
+    message = prelude + head + payload
+    return message + struct.pack(">I", zlib.crc32(message))
 
 
 def _pieces(text: str, size: int = 8) -> list[str]:

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from runmeter.instrumentation import AnthropicInstrumentor, GeminiInstrumentor, OpenAIInstrumentor
+from runmeter.instrumentation import AnthropicInstrumentor, BedrockInstrumentor, GeminiInstrumentor, OpenAIInstrumentor
 from runmeter.processor import InMemoryRunSink, PriceBook, RunProcessor
 from runmeter.testing import Simulator
 
@@ -35,7 +35,7 @@ class Rig:
         return list(self.exporter.get_finished_spans())
 
     def llm_spans(self) -> list[ReadableSpan]:
-        return [s for s in self.spans() if (s.attributes or {}).get("gen_ai.operation.name") in ("chat", "embeddings", "generate_content")
+        return [s for s in self.spans() if (s.attributes or {}).get("gen_ai.operation.name") in ("chat", "embeddings", "generate_content", "text_completion")
                 and s.instrumentation_scope.name == "runmeter.instrumentation"]
 
     def metrics(self) -> dict[str, Any]:
@@ -81,6 +81,16 @@ class Rig:
         self.clients.append(client)
         return client
 
+    def bedrock(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        client = boto3.client("bedrock-runtime", endpoint_url=self.sim.url, region_name="us-east-1",
+                              aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key=SECRET,
+                              config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+        self.clients.append(client)
+        return client
+
 
 @pytest.fixture
 def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
@@ -98,6 +108,7 @@ def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
     OpenAIInstrumentor().instrument(**kwargs)
     AnthropicInstrumentor().instrument(**kwargs)
     GeminiInstrumentor().instrument(**kwargs)
+    BedrockInstrumentor().instrument(**kwargs)
     with Simulator() as sim:
         r = Rig(sim, exporter, sink, reader, tp, meters, processor)
         yield r
@@ -106,6 +117,7 @@ def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
     OpenAIInstrumentor().uninstrument()
     AnthropicInstrumentor().uninstrument()
     GeminiInstrumentor().uninstrument()
+    BedrockInstrumentor().uninstrument()
     tp.shutdown()
     meters.shutdown()
 
