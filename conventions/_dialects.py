@@ -144,6 +144,10 @@ class DialectMap:
         )
         self.provider_aliases: dict[str, str] = dict(doc.get("provider_aliases", {}))
         self.price_providers: dict[str, str] = dict(doc.get("price_providers", {}))
+        # genai-prices id -> the OpenTelemetry name (the first listed wins: google -> gcp.gemini)
+        self._otel_providers: dict[str, str] = {}
+        for otel, price in self.price_providers.items():
+            self._otel_providers.setdefault(price, otel)
         self.tool_call_implied_by = frozenset(doc.get("tool_call_implied_by", ()))
         # attribute name -> [(field, rank, converter)], so reading walks the span's attributes once
         self._index: dict[str, list[tuple[str, int, Callable[[Any], Any]]]] = {}
@@ -244,6 +248,10 @@ class DialectMap:
             self._plans.clear()  # bounded whatever attribute names arrive
         self._plans[keys] = plan
         return plan
+
+    def otel_provider(self, price_provider: str) -> str:
+        """The OpenTelemetry ``gen_ai.provider.name`` for a genai-prices provider id."""
+        return self._otel_providers.get(price_provider, price_provider)
 
     def price_provider(self, provider: str | None) -> str | None:
         """The genai-prices provider id for an OpenTelemetry provider name."""

@@ -27,8 +27,9 @@ from typing import Any
 from runmeter.instrumentation._base import ProviderInstrumentor, Target
 from runmeter.instrumentation._core import GenAIHandler, Invocation, given, hash_json, text_parts
 from runmeter.instrumentation._wrap import MethodSpec
-from runmeter.processor import TokenUsage
+from runmeter.processor import TokenUsage, provider_for_base_url
 from runmeter.conventions import genai as G
+from runmeter.conventions import load_dialects
 
 __all__ = ["OpenAIInstrumentor"]
 
@@ -43,15 +44,9 @@ _REQUEST_PARAMS = {
     "seed": G.GEN_AI_REQUEST_SEED,
     "n": G.GEN_AI_REQUEST_CHOICE_COUNT,
 }
+# OpenAI-compatible endpoints genai-prices cannot tell by URL.
 _KNOWN_HOSTS = {
-    "api.openai.com": "openai",
-    "api.deepseek.com": "deepseek",
-    "api.groq.com": "groq",
-    "openrouter.ai": "openrouter",
-    "api.together.xyz": "together",
-    "api.mistral.ai": "mistral_ai",
-    "api.x.ai": "x_ai",
-    "generativelanguage.googleapis.com": "gcp.gemini",
+    "generativelanguage.googleapis.com": "gcp.gemini",  # Gemini's OpenAI-compatible endpoint
 }
 
 
@@ -92,11 +87,13 @@ def _resolve_provider(url: Any, providers: dict[str, str]) -> tuple[str, str | N
     for prefix, name in providers.items():
         if text.startswith(prefix):
             return name, host, port
-    if host and (host.endswith(".openai.azure.com") or host.endswith(".cognitiveservices.azure.com")):
-        return "azure.ai.openai", host, port
-    if port == 11434:
+    port = port or (443 if text.startswith("https") else None)
+    if host in _KNOWN_HOSTS:
+        return _KNOWN_HOSTS[host], host, port
+    if getattr(url, "port", None) == 11434:
         return "ollama", host, port
-    return _KNOWN_HOSTS.get(host or "", "openai"), host, port or (443 if text.startswith("https") else None)
+    found = provider_for_base_url(text) if text else None  # Groq, Together, Fireworks, Azure... by genai-prices' URL patterns
+    return (load_dialects().otel_provider(found) if found else "openai"), host, port
 
 
 def _tool_key(name: Any, arguments: Any) -> str:

@@ -33,7 +33,7 @@ from runmeter.processor._loops import LoopDetector, LoopSignal
 from runmeter.processor._overrides import GpuHourPrice, PriceOverrides, TokenPrice
 from runmeter.processor._processor import RunLimits, RunProcessor
 from runmeter.processor._records import InMemoryRunSink, OutcomeEvent, RunRecord, RunSink, Tokens
-from runmeter.processor.pricing import Cost, PriceBook, TokenUsage
+from runmeter.processor.pricing import Cost, PriceBook, TokenUsage, provider_for_base_url
 
 __all__ = [
     "INSTRUMENTATION_SCOPE",
@@ -68,6 +68,7 @@ __all__ = [
     "SpanFacts",
     "TokenPrice",
     "TokenUsage",
+    "provider_for_base_url",
     "Tokens",
     "assemble",
     "current_run",

@@ -40,7 +40,7 @@ from runmeter.conventions import genai as G
 if TYPE_CHECKING:
     from runmeter.processor._overrides import PriceOverrides
 
-__all__ = ["Cost", "PriceBook", "TokenUsage"]
+__all__ = ["Cost", "PriceBook", "TokenUsage", "provider_for_base_url"]
 
 GENAI_PRICES_SOURCE = f"genai-prices@{genai_prices.__version__}"
 _ZERO = Decimal(0)
@@ -48,6 +48,15 @@ _CURRENCY = "USD"
 _MAX_CACHED = 4096  # (provider, model[, day]) entries; remote spans may name any model
 _NS_PER_DAY = 86_400 * 10**9
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def provider_for_base_url(url: str) -> str | None:
+    """The genai-prices provider whose API a base URL is (Groq, Together, Fireworks, DeepSeek,
+    Mistral, OpenRouter, x-ai, Azure OpenAI...), by genai-prices' own URL patterns; None if none."""
+    try:
+        return data_snapshot.get_snapshot().find_provider(None, None, url).id
+    except LookupError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,6 +453,9 @@ class PriceBook:
                     found = snapshot.find_provider_model(model, None, None, None)
                 except LookupError:
                     found = None
+        if found is None and "/models/" in model:
+            # A resource name (Fireworks' accounts/fireworks/models/<id>, Vertex's .../models/<id>): its model id.
+            found = self._lookup(provider, model.rsplit("/models/", 1)[-1])
         if len(self._models) >= _MAX_CACHED:
             self._models.clear()
         self._models[mkey] = found

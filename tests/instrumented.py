@@ -94,7 +94,10 @@ class Rig:
 
 @pytest.fixture
 def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
-    capture = getattr(request, "param", None)
+    # indirect parameters: a capture mode, or {"capture": ..., "prices": PriceBook(...)}
+    param = getattr(request, "param", None)
+    capture = param.get("capture") if isinstance(param, dict) else param
+    prices = param.get("prices") if isinstance(param, dict) else None
     exporter = InMemorySpanExporter()
     sink = InMemoryRunSink()
     reader = InMemoryMetricReader()
@@ -102,7 +105,7 @@ def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
     processor = RunProcessor(SimpleSpanProcessor(exporter), sink=sink, background=False, meter_provider=meters)
     tp = TracerProvider()
     tp.add_span_processor(processor)
-    kwargs = {"tracer_provider": tp, "meter_provider": meters, "prices": PriceBook(), "providers": {}}
+    kwargs = {"tracer_provider": tp, "meter_provider": meters, "prices": prices or PriceBook(), "providers": {}}
     if capture is not None:
         kwargs["capture_content"] = capture
     OpenAIInstrumentor().instrument(**kwargs)
