@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runmeter.testing import Reply, Simulator
+import pytest
+
+from runmeter.testing import Reply, Simulator, ToolCall
 
 AGENT = """
 import os, anthropic, openai
@@ -57,3 +59,38 @@ def test_opentelemetry_instrument_prices_both_clients(tmp_path: Path) -> None:
     # an implicit run: each trace root's GenAI spans carry its run id
     assert all(s["attributes"].get("runmeter.run.id") for s in ours.values())
     assert "sk-zero-code-secret" not in proc.stdout
+
+
+FIX = [  # read the file, fix it, say so: the example's check then passes and the run is accepted
+    Reply(tool_calls=[ToolCall("read_file", {"path": "app.py"})], input_tokens=500, output_tokens=20),
+    Reply(tool_calls=[ToolCall("edit_file", {"path": "app.py", "old": "a - b", "new": "a + b"})], input_tokens=600, output_tokens=30),
+    Reply(text="Fixed add().", input_tokens=700, output_tokens=10),
+]
+
+
+@pytest.mark.parametrize(("example", "cost"), [
+    # gemini-2.5-flash: 1,800 in x $0.30/M + 60 out x $2.50/M
+    ("gemini_agent.py", 1_800 * 0.30e-6 + 60 * 2.50e-6),
+    # Claude Haiku 4.5 on Bedrock through the us. profile (genai-prices' regional price): $1.10/M in, $5.50/M out
+    ("bedrock_agent.py", 1_800 * 1.10e-6 + 60 * 5.50e-6),
+])
+def test_the_gemini_and_bedrock_examples_zero_code(tmp_path: Path, root: Path, example: str, cost: float) -> None:
+    bin_dir = Path(sys.executable).parent
+    with Simulator() as sim:
+        sim.queue(*FIX)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RUNMETER_", "PYTEST", "AWS_", "GOOGLE_", "GEMINI_"))}
+        env.update(OTEL_TRACES_EXPORTER="console", OTEL_SERVICE_NAME="zero-code-agent",
+                   GEMINI_BASE_URL=sim.url, GOOGLE_API_KEY="zero-code-secret",
+                   AWS_ENDPOINT_URL_BEDROCK_RUNTIME=sim.url, AWS_ACCESS_KEY_ID="AKIDEXAMPLE",
+                   AWS_SECRET_ACCESS_KEY="zero-code-secret", AWS_DEFAULT_REGION="us-east-1")
+        proc = subprocess.run([str(bin_dir / "opentelemetry-instrument"), sys.executable, str(root / "examples" / example)],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    spans = _spans(proc.stdout[proc.stdout.find("{"):])
+    calls = [s for s in spans if s["attributes"].get("runmeter.cost.usd") is not None]
+    tools = [s for s in spans if s["attributes"].get("gen_ai.operation.name") == "execute_tool"]
+    assert len(calls) == 3 and [t["attributes"]["gen_ai.tool.name"] for t in tools] == ["read_file", "edit_file"]
+    assert sum(s["attributes"]["runmeter.cost.usd"] for s in calls) == pytest.approx(cost, abs=1e-12)
+    (run,) = [s for s in spans if s["name"] == "invoke_agent fix-bug"]
+    assert run["attributes"].get("runmeter.run.outcome") == "accepted"
+    assert "zero-code-secret" not in proc.stdout
