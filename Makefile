@@ -91,7 +91,9 @@ BENCH := .venv-bench
 $(BENCH)/.installed-stamp: pyproject.toml constraints.txt
 	test -x $(BENCH)/bin/python || $(PY) -m venv $(BENCH)
 	$(BENCH)/bin/python -m pip install -q --upgrade pip
-	$(BENCH)/bin/python -m pip install -q -c constraints.txt -e '.[embedded,openai,collector,bench]'
+	$(BENCH)/bin/python -m pip install -q -c constraints.txt -e '.[embedded,openai,gemini,bedrock,collector,bench]'
+	# the official botocore instrumentation pins the previous opentelemetry-instrumentation: without its dependencies
+	$(BENCH)/bin/python -m pip install -q --no-deps "opentelemetry-instrumentation-botocore==0.66b1" "opentelemetry-propagator-aws-xray==1.0.2"
 	touch $@
 
 # Instruction counts (the instrumentation benchmark's noise-free mode) need valgrind.
@@ -106,6 +108,7 @@ bench: $(BENCH)/.installed-stamp $(VALGRIND)
 	$(BENCH)/bin/python benchmarks/processor_throughput.py --callgrind
 	$(BENCH)/bin/python benchmarks/processor_throughput.py
 	$(BENCH)/bin/python benchmarks/instrumentation_overhead.py --callgrind
+	$(BENCH)/bin/python benchmarks/provider_overhead.py
 	$(BENCH)/bin/python benchmarks/instrumentation_overhead.py
 	$(BENCH)/bin/python benchmarks/export_throughput.py
 	$(BENCH)/bin/python benchmarks/collector_ingest.py
