@@ -8,6 +8,7 @@ attribute mapping into a :class:`GenAIFields`; nothing here knows about spans.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -59,6 +60,7 @@ class GenAIFields:
     agent_name: str | None = None
     invalid_usage: str | None = None  # "name=value" of a token attribute that is not a count
     service_tier: str | None = None
+    response_id: str | None = None
 
     @property
     def model(self) -> str | None:
@@ -149,6 +151,8 @@ class DialectMap:
         for otel, price in self.price_providers.items():
             self._otel_providers.setdefault(price, otel)
         self.tool_call_implied_by = frozenset(doc.get("tool_call_implied_by", ()))
+        self.tool_arguments_keys: tuple[str, ...] = tuple(doc.get("tool_arguments_keys", ()))
+        self.handoff_span_prefixes: tuple[str, ...] = tuple(doc.get("handoff_span_prefixes", ()))
         # attribute name -> [(field, rank, converter)], so reading walks the span's attributes once
         self._index: dict[str, list[tuple[str, int, Callable[[Any], Any]]]] = {}
         for name, keys in self.fields.items():
@@ -248,6 +252,19 @@ class DialectMap:
             self._plans.clear()  # bounded whatever attribute names arrive
         self._plans[keys] = plan
         return plan
+
+    def tool_arguments(self, raw: str) -> str:
+        """The part of a tool call's arguments that says what the call did (see ``tool_arguments_keys``)."""
+        if not self.tool_arguments_keys or not raw.startswith("{"):
+            return raw
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            return raw
+        if not isinstance(parsed, dict):
+            return raw
+        kept = {k: parsed[k] for k in self.tool_arguments_keys if k in parsed}
+        return json.dumps(kept, sort_keys=True, default=str) if kept else raw
 
     def otel_provider(self, price_provider: str) -> str:
         """The OpenTelemetry ``gen_ai.provider.name`` for a genai-prices provider id."""

@@ -122,6 +122,20 @@ def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete:
         counted = min(pool, key=lambda m: (depth[m.span_id], m.start_ns, m.span_id))
         duplicates.update(m.span_id for m in members if m is not counted)
 
+    # One response, counted once: LLM spans that are not in one call chain (a framework's span
+    # beside the client's) but carry the same response id are one call.
+    by_response: dict[str, list[SpanFacts]] = defaultdict(list)
+    for f in facts:
+        if f.kind == KIND_LLM and f.response_id is not None:
+            by_response[f.response_id].append(f)
+    for members in by_response.values():
+        alive = [m for m in members if m.span_id not in duplicates]
+        if len(alive) < 2:
+            continue
+        pool = [m for m in alive if not m.duplicate and m.usage is not None] or alive
+        counted = min(pool, key=lambda m: (m.end_ns, m.span_id))  # the first to end, as in local mode
+        duplicates.update(m.span_id for m in alive if m is not counted)
+
     for imp in implicit.values():
         if any(m.kind in (KIND_LLM, KIND_TOOL) for m in imp.members):
             runs.append(imp)

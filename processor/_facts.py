@@ -76,6 +76,7 @@ class SpanFacts:
     breaches: tuple[Breach, ...] = ()
     duplicate: bool = False
     implicit_run: bool = False  # run_id names the implicit run of its trace's top span, not a run made elsewhere
+    response_id: str | None = None  # the provider's id of an LLM call's response
 
     @property
     def unpriced(self) -> bool:
@@ -184,6 +185,8 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
         op = fields.operation = "execute_tool"  # util-genai's tool spans name the operation only here
     if fields.is_llm_call:
         kind = KIND_LLM
+    elif op == "execute_tool" and span.name.startswith(dialects.handoff_span_prefixes):
+        kind = KIND_OTHER  # an agent handing over to another agent, not a tool call
     elif op == "execute_tool":
         kind = KIND_TOOL
     elif op == "invoke_agent":
@@ -235,7 +238,7 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
                     breaches.append(b)
         facts.breaches = tuple(breaches)
     if kind == KIND_TOOL and facts.args_hash is None and fields.tool_arguments is not None:
-        facts.args_hash = short_hash(fields.tool_arguments)
+        facts.args_hash = short_hash(dialects.tool_arguments(fields.tool_arguments))
     if kind == KIND_TOOL and facts.tool_name is None:
         name = span.name
         facts.tool_name = name[len(_TOOL_SPAN_PREFIX):] or name if name.startswith(_TOOL_SPAN_PREFIX) else name
@@ -243,6 +246,8 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
     added: dict[str, Any] = {}
     if kind != KIND_LLM:
         return facts, added
+    if fields.response_id is not None:
+        facts.response_id = fields.response_id
     if fields.has_tokens:
         facts.usage = _usage(fields)
     if facts.duplicate:

@@ -74,11 +74,17 @@ def copy_adding(span: ReadableSpan, added: dict[str, Any]) -> ReadableSpan:
     return copy_with(span, attrs)
 
 
+_RECENT_RESPONSES = 4096  # a framework's span ends within moments of the client's
+
+
 class LocalMode:
     name = "local"
 
     def __init__(self, core: RunProcessor) -> None:
         self.core = core
+        # (trace id, response id) of the LLM calls seen lately: a second span with one of them is
+        # the same call seen twice (a framework's span beside the client's), counted once.
+        self._responses: OrderedDict[tuple[int, str], None] = OrderedDict()
 
     # --- on_start ---------------------------------------------------------------------------
 
@@ -127,6 +133,8 @@ class LocalMode:
         entry = core._live.get(facts.span_id)
         if facts.kind == KIND_LLM and entry is not None and self._inside_llm_call(entry):
             mark_duplicate(facts, added)  # an SDK's own span under an instrumentation's
+        elif facts.kind == KIND_LLM and facts.response_id is not None and self._seen_response(facts.trace_id, facts.response_id):
+            mark_duplicate(facts, added)  # the response a sibling span already counted
         else:
             scope = span.instrumentation_scope
             if scope is None or scope.name != INSTRUMENTATION_SCOPE:  # runmeter's own spans feed it themselves
@@ -164,6 +172,15 @@ class LocalMode:
             signals = live.ledger.record_tool_call(facts.tool_name or facts.name, facts.args_hash, facts.resource)
         if signals:
             live.note_signals(signals)
+
+    def _seen_response(self, trace_id: int, response_id: str) -> bool:
+        key = (trace_id, response_id)
+        if key in self._responses:
+            return True
+        self._responses[key] = None
+        if len(self._responses) > _RECENT_RESPONSES:
+            self._responses.popitem(last=False)
+        return False
 
     def _inside_llm_call(self, entry: Entry) -> bool:
         """True when an ancestor in the same call chain is an LLM call (an SDK span under ours)."""

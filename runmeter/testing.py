@@ -103,6 +103,7 @@ class Simulator:
         self.responder: Callable[[Request], Reply] | None = None
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
+        self._ids = 0
         sim = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -152,6 +153,12 @@ class Simulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _new_id(self, prefix: str) -> str:
+        """A response id, unique as a provider's are (runmeter tells one call seen twice by it)."""
+        with self._lock:
+            self._ids += 1
+            return f"{prefix}-{self._ids}"
 
     def queue(self, *replies: Reply) -> None:
         with self._lock:
@@ -277,7 +284,7 @@ class Simulator:
             {"id": t.id, "type": "function", "function": {"name": t.name, "arguments": json.dumps(t.arguments)}}
             for t in reply.tool_calls
         ]
-        base = {"id": "chatcmpl-sim", "created": int(time.time()), "model": model, "system_fingerprint": "fp_sim",
+        base = {"id": self._new_id("chatcmpl-sim"), "created": int(time.time()), "model": model, "system_fingerprint": "fp_sim",
                 "service_tier": reply.service_tier}
         if not req.body.get("stream"):
             message: dict[str, Any] = {"role": "assistant", "content": None if tool_calls else reply.text, "refusal": None}
@@ -320,7 +327,7 @@ class Simulator:
         if not reply.tool_calls:
             output.append({"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
                            "content": [{"type": "output_text", "text": reply.text, "annotations": []}]})
-        response = {"id": "resp_sim", "object": "response", "created_at": int(time.time()), "model": model,
+        response = {"id": self._new_id("resp_sim"), "object": "response", "created_at": int(time.time()), "model": model,
                     "status": "completed", "output": output, "usage": usage, "parallel_tool_calls": True,
                     "service_tier": reply.service_tier,
                     "tool_choice": "auto", "tools": [], "error": None, "incomplete_details": None,
@@ -374,7 +381,7 @@ class Simulator:
         stop = "tool_use" if reply.tool_calls else "end_turn"
         usage = {"input_tokens": inp, "output_tokens": out, "cache_read_input_tokens": reply.cached_tokens,
                  "cache_creation_input_tokens": reply.cache_write_tokens, "service_tier": "standard"}
-        message = {"id": "msg_sim", "type": "message", "role": "assistant", "model": model, "content": content,
+        message = {"id": self._new_id("msg_sim"), "type": "message", "role": "assistant", "model": model, "content": content,
                    "stop_reason": stop, "stop_sequence": None, "usage": usage}
         if not req.body.get("stream"):
             self._json(h, message)
@@ -415,7 +422,7 @@ class Simulator:
             usage["thoughtsTokenCount"] = reply.reasoning_tokens
         parts: list[dict[str, Any]] = [{"functionCall": {"name": t.name, "args": t.arguments}} for t in reply.tool_calls] \
             or [{"text": reply.text}]
-        base = {"modelVersion": model, "responseId": "gemini-sim-1"}
+        base = {"modelVersion": model, "responseId": self._new_id("gemini-sim")}
         if not stream:
             self._json(h, {"candidates": [{"content": {"parts": parts, "role": "model"}, "finishReason": "STOP", "index": 0}],
                            "usageMetadata": usage, **base})
@@ -446,7 +453,7 @@ class Simulator:
         if action == "invoke":
             if "anthropic_version" in req.body:  # the Anthropic Messages body, as on Anthropic's API
                 body: dict[str, Any] = {
-                    "id": "msg_bdrk_sim", "type": "message", "role": "assistant", "model": model,
+                    "id": self._new_id("msg_bdrk_sim"), "type": "message", "role": "assistant", "model": model,
                     "content": [{"type": "text", "text": reply.text}], "stop_reason": stop, "stop_sequence": None,
                     "usage": {"input_tokens": inp, "output_tokens": out, "cache_read_input_tokens": reply.cached_tokens,
                               "cache_creation_input_tokens": reply.cache_write_tokens}}

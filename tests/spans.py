@@ -102,7 +102,13 @@ OPENINFERENCE_LLM: dict[str, Any] = {
     "llm.cost.total": 0.0001,
     "input.mime_type": "application/json",
 }
-OPENINFERENCE_TOOL: dict[str, Any] = {"openinference.span.kind": "TOOL", "tool.name": "read_file", "tool.parameters": '{"path": "a.py"}'}
+# As openinference-instrumentation-openai-agents 2.6 writes a tool span: the call's arguments in
+# input.value, the tool's JSON schema (the same for every call) in tool.parameters.
+OPENINFERENCE_TOOL: dict[str, Any] = {
+    "openinference.span.kind": "TOOL", "tool.name": "read_file", "input.value": '{"path": "a.py"}',
+    "input.mime_type": "application/json",
+    "tool.parameters": '{"properties": {"path": {"title": "Path", "type": "string"}}, "required": ["path"]}',
+}
 OPENINFERENCE_AGENT: dict[str, Any] = {"openinference.span.kind": "AGENT", "agent.name": "triager"}
 OPENLIT_CHAT: dict[str, Any] = {
     "gen_ai.system": "openai",

@@ -6,7 +6,9 @@ conventions/dialects.yaml); numbers are chosen so the price can be checked by ha
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from opentelemetry.trace import SpanKind
@@ -278,3 +280,51 @@ def test_a_token_count_that_is_not_a_count_makes_the_call_unpriced(bad: object) 
     assert a["runmeter.cost.unpriced"] is True and a["runmeter.cost.unpriced_reason"] == "invalid_usage"
     assert "runmeter.cost.usd" not in a and "gen_ai.usage.cost.amount" not in a
     assert sum(bad_value_counts().values()) == before + 1
+
+
+# --- shapes seen from the real frameworks (openinference/openllmetry versions in constraints-frameworks.txt) ---
+
+def _langchain_tool(span_id: int, parent: int, step: int, start_ms: int) -> Any:
+    """OpenLLMetry's LangChain tool span: the arguments wrapped with LangGraph's run metadata."""
+    args = json.dumps({"input_str": "{'query': 'add'}", "tags": ["seq:step:1"],
+                       "metadata": {"langgraph_step": step, "langgraph_checkpoint_ns": f"tools:{step:08x}"}, "inputs": {"query": "add"}})
+    return make_span("execute_tool search", span_id, parent, start_ms=start_ms, attrs={
+        "traceloop.span.kind": "tool", "traceloop.entity.name": "search", "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": "search", "gen_ai.tool.call.arguments": args})
+
+
+def test_a_framework_span_beside_the_client_span_is_one_call() -> None:
+    """OpenLLMetry's ChatOpenAI.chat span and runmeter's chat span are siblings (not parent and
+    child) that carry one response id: one call, counted once, whichever processor assembles it."""
+    spans = [make_span("LangGraph", 1, None, end_ms=900, attrs=OPENLLMETRY_WORKFLOW)]
+    for i, rid in enumerate(["chatcmpl-a", "chatcmpl-b"]):
+        t = 10 + i * 100
+        spans.append(make_span("RunnableSequence", 10 + i, 1, start_ms=t, end_ms=t + 60, attrs={"traceloop.span.kind": "task"}))
+        spans.append(llm(20 + i, 10 + i, "gpt-4o-mini", 1_000, 20, start_ms=t + 1, end_ms=t + 50,
+                         extra={"gen_ai.response.id": rid}))  # the client's call (runmeter's), ends first
+        spans.append(llm(30 + i, 10 + i, "gpt-4o-mini", 1_000, 20, start_ms=t, end_ms=t + 55,
+                         extra={"gen_ai.response.id": rid, "traceloop.span.kind": "llm"}))  # LangChain's, ends after
+    records, _ = feed(spans)
+    (record,) = records.values()
+    assert record.llm_calls == 2  # not 4
+    assert float(record.cost_usd) == pytest.approx(2 * (1_000 * 0.15e-6 + 20 * 0.60e-6), abs=1e-12)  # gpt-4o-mini list price
+
+
+def test_langgraph_steps_do_not_hide_a_tool_loop() -> None:
+    """The same search four times, each at another LangGraph step: identical calls, a loop signal."""
+    spans = [make_span("LangGraph", 1, None, end_ms=900, attrs=OPENLLMETRY_WORKFLOW)]
+    spans += [_langchain_tool(10 + i, 1, step=2 * i + 2, start_ms=10 + i * 50) for i in range(4)]
+    (record,) = feed(spans)[0].values()
+    assert [(s.kind, s.count) for s in record.loop_signals] == [("identical_tool_call", 4)]
+
+
+def test_openinference_tool_arguments_and_handoffs() -> None:
+    """OpenInference (Agents SDK): arguments are input.value, not the tool's schema; a handoff is
+    not a tool call."""
+    root = make_span("Agent workflow", 1, None, end_ms=900, attrs=OPENINFERENCE_AGENT)
+    handoff = make_span("handoff to fixer", 2, 1, start_ms=10, attrs={"openinference.span.kind": "TOOL", "input.value": "triage"})
+    calls = [make_span("read_file", 10 + i, 1, start_ms=20 + i * 10, attrs={**OPENINFERENCE_TOOL, "input.value": json.dumps({"path": p})})
+             for i, p in enumerate(["a.py", "b.py", "c.py"])]
+    (record,) = feed([root, handoff, *calls])[0].values()
+    assert record.tool_calls == {"read_file": 3}  # the handoff is not one
+    assert record.loop_signals == ()  # three different files, one schema: no loop
