@@ -33,6 +33,7 @@ from runmeter.conventions import load_dialects
 from runmeter.processor import BudgetExceeded, PriceBook, TokenUsage, current_run, redact, short_hash
 from runmeter.processor import INSTRUMENTATION_SCOPE, LiveRun, stamp
 from runmeter.core import bad_value, internal_error
+from runmeter.instrumentation._frameworks import parent_context
 
 # Where the tier a response was served at is recorded: the upstream attribute where there is one.
 _SERVICE_TIER_ATTRIBUTE = {"openai": OPENAI_RESPONSE_SERVICE_TIER}
@@ -204,7 +205,7 @@ class GenAIHandler:
         if inv.server_port:
             attrs[G.SERVER_PORT] = inv.server_port
         attrs.update(inv.params)
-        span = self.tracer.start_span(f"{inv.operation} {model}".strip(), kind=SpanKind.CLIENT, attributes=attrs)
+        span = self.tracer.start_span(f"{inv.operation} {model}".strip(), context=parent_context(), kind=SpanKind.CLIENT, attributes=attrs)
         owner = project = ""
         if live is not None:
             owner = str(live.stamp.get(A.RUNMETER_RUN_OWNER, ""))

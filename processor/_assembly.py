@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from operator import attrgetter
 
-from runmeter.processor._facts import KIND_AGENT, KIND_LLM, KIND_TOOL, SpanFacts
+from runmeter.processor._facts import KIND_AGENT, KIND_LLM, KIND_TOOL, SpanFacts, same_call
 from runmeter.processor._loops import LoopDetector
 from runmeter.processor._records import RunRecord, Tokens
 
@@ -71,6 +71,9 @@ def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete:
     implicit: dict[int, _Run] = {}  # by its top span, or by the missing parent of its top spans
     chain_of: dict[int, int] = {}  # LLM span -> head of its call chain
     depth: dict[int, int] = {}
+    # Agent runs inside a framework's root span that is no run of its own (OpenInference's LangGraph
+    # CHAIN root, with an AGENT span per "agent" node step): the root's implicit run is the run.
+    orphans: list[tuple[_Run, SpanFacts]] = []
 
     # Iterative DFS: (span, current explicit/agent run, top span, chain head, depth)
     stack: list[tuple[SpanFacts, _Run | None, SpanFacts, int | None, int]] = [(t, None, t, None, 0) for t in reversed(tops)]
@@ -85,6 +88,8 @@ def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete:
             run = _Run(f, f.run_id if (f.explicit_root and f.run_id) else run_id_for(f.trace_id, f.span_id), False, current)
             if current is not None:
                 current.children.append(run)
+            elif not f.explicit_root and f is not top:
+                orphans.append((run, top))
             runs.append(run)
             run_by_root[f.span_id] = run
             current = run
@@ -136,8 +141,28 @@ def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete:
         counted = min(pool, key=lambda m: (m.end_ns, m.span_id))  # the first to end, as in local mode
         duplicates.update(m.span_id for m in alive if m is not counted)
 
+    # One call seen by two instrumentations with no response id in common (see same_call): each of
+    # runmeter's spans pairs with at most one other span; the other is not counted.
+    others = [f for f in facts if f.kind == KIND_LLM and not f.ours and f.span_id not in duplicates and f.usage is not None]
+    if others:
+        for f in facts:
+            if f.kind != KIND_LLM or not f.ours or f.duplicate or f.span_id in duplicates:
+                continue
+            twin = next((o for o in others if o.span_id not in duplicates and same_call(f, o)), None)
+            if twin is not None:
+                duplicates.add(twin.span_id)
+
+    for run, top in orphans:
+        anchor = top.parent_id if top.parent_id is not None and top.parent_id not in by_id else top.span_id
+        imp = implicit.get(anchor)
+        if imp is None:
+            imp = implicit[anchor] = _Run(top, top.run_id or run_id_for(top.trace_id, anchor), True)
+            imp.members.append(top)
+        run.parent = imp
+        imp.children.append(run)
+
     for imp in implicit.values():
-        if any(m.kind in (KIND_LLM, KIND_TOOL) for m in imp.members):
+        if imp.children or any(m.kind in (KIND_LLM, KIND_TOOL) for m in imp.members):
             runs.append(imp)
 
     records: dict[int, RunRecord] = {}

@@ -20,6 +20,7 @@ from opentelemetry.trace import StatusCode
 from runmeter.conventions import DialectMap, GenAIFields
 from runmeter.conventions import attributes as A
 from runmeter.processor._budget import Breach, Budget
+from runmeter.processor._live import INSTRUMENTATION_SCOPE
 from runmeter.processor._sdk import attributes_of, known_facts, remember_facts, stamp
 from runmeter.core import IdentityCache, bad_value
 from runmeter.processor.pricing import UNPRICED_INVALID_USAGE, UNPRICED_NO_PRICE, UNPRICED_NO_USAGE, PriceBook, TokenUsage
@@ -77,6 +78,7 @@ class SpanFacts:
     duplicate: bool = False
     implicit_run: bool = False  # run_id names the implicit run of its trace's top span, not a run made elsewhere
     response_id: str | None = None  # the provider's id of an LLM call's response
+    ours: bool = False  # made by runmeter's own instrumentation
 
     @property
     def unpriced(self) -> bool:
@@ -157,6 +159,17 @@ def mark_duplicate(facts: SpanFacts, added: dict[str, Any]) -> None:
     for key in _COST_ATTRIBUTES:
         added[key] = None
     added[A.RUNMETER_COST_DUPLICATE] = True
+
+
+def same_call(a: SpanFacts, b: SpanFacts) -> bool:
+    """Two LLM spans of two instrumentations (one runmeter's, one not) that saw one call: the same
+    parent, overlapping in time, the same input and output token counts. OpenInference's LangChain
+    span and the client's own span are siblings like this and carry no shared response id."""
+    return (
+        a.ours != b.ours and a.parent_id == b.parent_id and a.usage is not None and b.usage is not None
+        and a.usage.input_tokens == b.usage.input_tokens and a.usage.output_tokens == b.usage.output_tokens
+        and a.start_ns <= b.end_ns and b.start_ns <= a.end_ns
+    )
 
 
 def remember(span: ReadableSpan, facts: SpanFacts) -> None:
@@ -248,6 +261,9 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
         return facts, added
     if fields.response_id is not None:
         facts.response_id = fields.response_id
+    scope = span.instrumentation_scope
+    if scope is not None and scope.name == INSTRUMENTATION_SCOPE:
+        facts.ours = True
     if fields.has_tokens:
         facts.usage = _usage(fields)
     if facts.duplicate:

@@ -26,7 +26,7 @@ from runmeter.conventions import attributes as A
 from runmeter.conventions import genai as G
 from runmeter.core import internal_error
 from runmeter.processor._assembly import Assembly, run_id_for
-from runmeter.processor._facts import KIND_LLM, KIND_TOOL, SpanFacts, mark_duplicate, remember
+from runmeter.processor._facts import KIND_LLM, KIND_TOOL, SpanFacts, mark_duplicate, remember, same_call
 from runmeter.processor._ledger import RunLedger
 from runmeter.processor._live import INSTRUMENTATION_SCOPE, LiveRun, current_run
 from runmeter.processor._loops import LoopSignal
@@ -85,6 +85,9 @@ class LocalMode:
         # (trace id, response id) of the LLM calls seen lately: a second span with one of them is
         # the same call seen twice (a framework's span beside the client's), counted once.
         self._responses: OrderedDict[tuple[int, str], None] = OrderedDict()
+        # runmeter's own LLM spans that ended lately, by (trace, parent): another instrumentation's
+        # span of the same call (see same_call) ends after them and is then not counted.
+        self._ours: OrderedDict[tuple[int, int | None], list[SpanFacts]] = OrderedDict()
 
     # --- on_start ---------------------------------------------------------------------------
 
@@ -135,9 +138,13 @@ class LocalMode:
             mark_duplicate(facts, added)  # an SDK's own span under an instrumentation's
         elif facts.kind == KIND_LLM and facts.response_id is not None and self._seen_response(facts.trace_id, facts.response_id):
             mark_duplicate(facts, added)  # the response a sibling span already counted
+        elif facts.kind == KIND_LLM and not facts.ours and self._twin_of_ours(facts):
+            mark_duplicate(facts, added)  # a framework's span of a call runmeter's span counted
         else:
-            scope = span.instrumentation_scope
-            if scope is None or scope.name != INSTRUMENTATION_SCOPE:  # runmeter's own spans feed it themselves
+            if facts.ours:  # runmeter's own spans feed the ledger themselves
+                if facts.kind == KIND_LLM and facts.usage is not None:
+                    self._remember_ours(facts)
+            else:
                 self._feed_ledger(facts, entry)
         if entry is not None and entry.live is None and facts.kind in (KIND_LLM, KIND_TOOL) and not facts.run_id:
             # GenAI span outside any explicit or agent run: the implicit run of its topmost span.
@@ -172,6 +179,21 @@ class LocalMode:
             signals = live.ledger.record_tool_call(facts.tool_name or facts.name, facts.args_hash, facts.resource)
         if signals:
             live.note_signals(signals)
+
+    def _remember_ours(self, facts: SpanFacts) -> None:
+        self._ours.setdefault((facts.trace_id, facts.parent_id), []).append(facts)
+        if len(self._ours) > _RECENT_RESPONSES:
+            self._ours.popitem(last=False)
+
+    def _twin_of_ours(self, facts: SpanFacts) -> bool:
+        ours = self._ours.get((facts.trace_id, facts.parent_id))
+        if not ours:
+            return False
+        for i, mine in enumerate(ours):
+            if same_call(mine, facts):
+                del ours[i]  # paired: one span of theirs per call of ours
+                return True
+        return False
 
     def _seen_response(self, trace_id: int, response_id: str) -> bool:
         key = (trace_id, response_id)
