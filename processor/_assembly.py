@@ -84,7 +84,7 @@ def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete:
             continue  # a cycle in parent links: malformed input, each span once
         seen.add(f.span_id)
         depth[f.span_id] = d
-        if f.explicit_root or (f.kind == KIND_AGENT and current is None):
+        if f.explicit_root or f.kind == KIND_AGENT:  # a nested agent is a sub-run
             run = _Run(f, f.run_id if (f.explicit_root and f.run_id) else run_id_for(f.trace_id, f.span_id), False, current)
             if current is not None:
                 current.children.append(run)

@@ -256,14 +256,14 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
         name = span.name
         facts.tool_name = name[len(_TOOL_SPAN_PREFIX):] or name if name.startswith(_TOOL_SPAN_PREFIX) else name
 
+    scope = span.instrumentation_scope
+    if scope is not None and scope.name == INSTRUMENTATION_SCOPE:
+        facts.ours = True
     added: dict[str, Any] = {}
     if kind != KIND_LLM:
         return facts, added
     if fields.response_id is not None:
         facts.response_id = fields.response_id
-    scope = span.instrumentation_scope
-    if scope is not None and scope.name == INSTRUMENTATION_SCOPE:
-        facts.ours = True
     if fields.has_tokens:
         facts.usage = _usage(fields)
     if facts.duplicate:
