@@ -59,6 +59,18 @@ $(MIN)/.installed-stamp: $(STAMP) constraints-otel-min.txt
 	$(MIN)/bin/python -m pip install -q --no-deps -r constraints-otel-min.txt
 	touch $@
 
+# Agent frameworks as users run them: LangGraph with OpenLLMetry's or OpenInference's LangChain
+# instrumentation, the OpenAI Agents SDK with OpenInference's, over .venv's packages, pinned by
+# constraints-frameworks.txt (tests/frameworks runs there).
+FW := .venv-frameworks
+$(FW)/.installed-stamp: $(STAMP) constraints-frameworks.txt
+	test -x $(FW)/bin/python || $(PY) -m venv $(FW)
+	$(FW)/bin/python -c "import site, sysconfig, pathlib; main = '$(abspath $(VENV))'; \
+	  src = pathlib.Path(main, 'lib', f'python{sysconfig.get_python_version()}', 'site-packages'); \
+	  pathlib.Path(sysconfig.get_paths()['purelib'], 'runmeter-main.pth').write_text(f'import site; site.addsitedir({str(src)!r})\n')"
+	$(FW)/bin/python -m pip install -q --no-deps -r constraints-frameworks.txt
+	touch $@
+
 # The collector is tested with a Node.js client too: the OpenTelemetry JS SDK from npm, pinned by the lock file.
 NODE_STAMP := tests/node/node_modules/.package-lock.json
 $(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
@@ -73,7 +85,7 @@ $(GO_STAMP):
 	else echo "make test needs Go and sprig to render the Helm chart: sudo apt-get install golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev" >&2; exit 1; fi
 
 # pytest exits 5 when it collected no tests: that fails here too, with a word why.
-test: $(STAMP) $(V2)/.installed-stamp $(DISTRO)/.installed-stamp $(MIN)/.installed-stamp $(CHROMIUM) $(NODE_STAMP) $(GO_STAMP)
+test: $(STAMP) $(V2)/.installed-stamp $(DISTRO)/.installed-stamp $(MIN)/.installed-stamp $(FW)/.installed-stamp $(CHROMIUM) $(NODE_STAMP) $(GO_STAMP)
 	@$(BIN)/python -m pytest -q $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; [ $$status -eq 0 ] || exit $$status; \
 	echo "--- again on openai 2.x ($(V2))"; \
@@ -85,6 +97,8 @@ test: $(STAMP) $(V2)/.installed-stamp $(DISTRO)/.installed-stamp $(MIN)/.install
 	$(MIN)/bin/python -c "from opentelemetry.sdk.version import __version__ as v; assert v == '1.39.0', v"
 	$(MIN)/bin/python -m pytest -q -p no:cacheprovider -m "not slow" tests/test_processor_live.py tests/test_run_assembly.py \
 	  tests/test_dialects.py tests/test_instrumentation_openai.py tests/test_instrumentation_anthropic.py tests/test_client_paths.py tests/test_run_api.py
+	@echo "--- the agent frameworks ($(FW))"
+	$(FW)/bin/python -m pytest -q -p no:cacheprovider tests/frameworks
 
 # Benchmarks run in their own environment: it also holds the official OpenAI instrumentation.
 BENCH := .venv-bench

@@ -84,7 +84,9 @@ def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete:
             continue  # a cycle in parent links: malformed input, each span once
         seen.add(f.span_id)
         depth[f.span_id] = d
-        if f.explicit_root or f.kind == KIND_AGENT:  # a nested agent is a sub-run
+        # A nested agent is a sub-run, unless it is the enclosing run's own agent seen again (OpenLLMetry
+        # makes a workflow span and an agent span for one LangGraph graph).
+        if f.explicit_root or (f.kind == KIND_AGENT and (current is None or _agent(f) != _agent(current.root))):
             run = _Run(f, f.run_id if (f.explicit_root and f.run_id) else run_id_for(f.trace_id, f.span_id), False, current)
             if current is not None:
                 current.children.append(run)
@@ -179,6 +181,10 @@ def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete:
     return Assembly(ordered, run_of, duplicates, {r.root.span_id for r in runs if r.implicit})
 
 
+def _agent(f: SpanFacts) -> str:
+    return f.agent_name or f.run_name or f.name
+
+
 def _first(members: list[SpanFacts], attr: str) -> str:
     for m in members:
         v = getattr(m, attr)
@@ -245,7 +251,15 @@ def _record(run: _Run, duplicates: set[int], threshold: int, incomplete: bool, s
     else:
         pricing = "partially_priced"
     outcome = root.outcome or ("failed" if root.error else "")
+    reason = root.outcome_reason or ""
     members = run.members
+    if not outcome and subs:
+        # The sub-run that ended the run failed (an agent raised and the run ended with it, as the
+        # Agents SDK's workflow span says OK while its agent's says ERROR): the run failed.
+        last = max(subs, key=lambda r: r.end_ns)
+        went_on = any(m.start_ns > last.end_ns for m in members if m.kind in (KIND_LLM, KIND_TOOL))
+        if last.outcome == "failed" and not went_on:
+            outcome, reason = "failed", f"{last.name} failed"
     name = root.run_name or root.agent_name or root.name
     return RunRecord(
         run_id=run.run_id,
@@ -260,7 +274,7 @@ def _record(run: _Run, duplicates: set[int], threshold: int, incomplete: bool, s
         start_ns=root.start_ns,
         end_ns=end,
         outcome=outcome,
-        outcome_reason=root.outcome_reason or "",
+        outcome_reason=reason,
         cost_usd=cost,
         cost_by_model=dict(sorted(by_model.items())),
         external_cost_usd=external,
