@@ -242,3 +242,20 @@ def test_dollars_for_reading_never_in_scientific_notation() -> None:
         ["$0", "$1,234.57", "$0.50", "$0.022", "$0.000075", "-$0.30", "—", "—"]
     assert exact(7.5e-05) == "0.000075" and exact(1e-12) == "0.000000000001" and exact(0.0) == "0"
     assert duration(0.0487) == "49 ms" and duration(3.21) == "3.2 s"
+
+
+def test_a_sub_agent_loop_is_in_the_loops_report(tmp_path: Path) -> None:
+    """A loop inside a sub-run (a sub-agent) is reported under the sub-run, with the top run's window."""
+    from tests.report_store import write
+    from tests.spans import make_span, run_root
+
+    url = f"chdb://{tmp_path / 'store'}"
+    spans = [run_root("orchestrator", 1, trace_id=0x51, end_ms=900, attrs={"runmeter.run.id": "orch-1"}),
+             run_root("researcher", 2, 1, trace_id=0x51, start_ms=10, end_ms=800, attrs={"runmeter.run.id": "research-1"})]
+    spans += [make_span("execute_tool search", 10 + i, 2, trace_id=0x51, start_ms=20 + i * 10,
+                        attrs={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search", "runmeter.tool.args_hash": "q"})
+              for i in range(3)]
+    write(url, tmp_path / "spool", spans)
+    with Store(url).session() as c:
+        rows = run_query(c, "loops", Filters(since=parse_since("7d")))
+    assert [(r["RunId"], r["Name"], r["Kind"], r["Count"]) for r in rows] == [("research-1", "researcher", "identical_tool_call", 3)]

@@ -5,7 +5,7 @@ WITH RECURSIVE {{include:_runs}},
 breaches AS (
     SELECT RunId, Name, CostUsd, LlmCalls, arrayJoin(arrayZip(Breaches.Limit, Breaches.Action)) AS b
     FROM runmeter_runs_current
-    WHERE RunId IN (SELECT RunId FROM runs) AND length(Breaches.Limit) > 0
+    WHERE RunId IN (SELECT RunId FROM run_tree) AND length(Breaches.Limit) > 0
 ),
 stopped AS (SELECT DISTINCT RunId FROM breaches WHERE b.2 = 'stop'),
 typical AS (

@@ -1,4 +1,5 @@
--- Runs with loop signals, and the spend the repeats cost. Repeated identical LLM inputs: the
+-- Runs with loop signals (a sub-run's too: a sub-agent stuck in a loop is listed under its own
+-- name and id), and the spend the repeats cost. Repeated identical LLM inputs: the
 -- cost of every repeat after the first (measured). Tool repeats: the run's LLM spend times the
 -- share of its tool calls that were repeats (an estimate).
 WITH RECURSIVE {{include:_runs}},
@@ -6,14 +7,14 @@ signals AS (
     SELECT RunId, Name, Owner, Project, CostUsd, ToolCallsTotal,
            arrayJoin(arrayZip(LoopSignals.Kind, LoopSignals.Key, LoopSignals.Count)) AS s
     FROM runmeter_runs_current
-    WHERE RunId IN (SELECT RunId FROM runs) AND length(LoopSignals.Kind) > 0
+    WHERE RunId IN (SELECT RunId FROM run_tree) AND length(LoopSignals.Kind) > 0
 ),
 repeated_inputs AS (
     SELECT RunId, sum(GroupCost) - sum(FirstCost) AS RepeatCost
     FROM (
         SELECT RunId, InputHash, sum(CostUsd) AS GroupCost, argMin(CostUsd, Timestamp) AS FirstCost
         FROM runmeter_calls
-        WHERE Kind = 'llm' AND Duplicate = 0 AND InputHash != '' AND RunId IN (SELECT RunId FROM runs)
+        WHERE Kind = 'llm' AND Duplicate = 0 AND InputHash != '' AND RunId IN (SELECT RunId FROM run_tree)
         GROUP BY RunId, InputHash
         HAVING count() > 1
     )
