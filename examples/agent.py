@@ -48,24 +48,29 @@ def make_repo() -> Path:
 
 
 def run_tool(root: Path, name: str, args: dict[str, Any]) -> str:
-    """The tools themselves, each a runmeter.tool span (name, argument hash, resource)."""
+    """A tool call as a runmeter.tool span (name, argument hash, resource)."""
+    with runmeter.tool(name, resource=args.get("path"), args=args):
+        return tool_result(root, name, args)
+
+
+def tool_result(root: Path, name: str, args: dict[str, Any]) -> str:
+    """What a tool does (a framework that makes tool spans of its own calls this directly)."""
     path = args.get("path")
-    with runmeter.tool(name, resource=path, args=args):
-        if name == "search":
-            hits = [f"{p.name}:{i}: {line}" for p in sorted(root.iterdir()) for i, line in enumerate(p.read_text().splitlines(), 1)
-                    if args.get("query", "") in line]
-            return "\n".join(hits) or "no matches"
-        if name == "read_file":
-            target = root / str(path)
-            return target.read_text() if target.is_file() else f"no such file: {path}"
-        if name == "edit_file":
-            target = root / str(path)
-            text = target.read_text()
-            if args["old"] not in text:
-                return "old text not found"
-            target.write_text(text.replace(args["old"], args["new"], 1))
-            return "edited"
-        return f"unknown tool {name}"
+    if name == "search":
+        hits = [f"{p.name}:{i}: {line}" for p in sorted(root.iterdir()) for i, line in enumerate(p.read_text().splitlines(), 1)
+                if args.get("query", "") in line]
+        return "\n".join(hits) or "no matches"
+    if name == "read_file":
+        target = root / str(path)
+        return target.read_text() if target.is_file() else f"no such file: {path}"
+    if name == "edit_file":
+        target = root / str(path)
+        text = target.read_text()
+        if args["old"] not in text:
+            return "old text not found"
+        target.write_text(text.replace(args["old"], args["new"], 1))
+        return "edited"
+    return f"unknown tool {name}"
 
 
 def check(root: Path) -> bool:
