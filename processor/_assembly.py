@@ -123,6 +123,13 @@ def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete:
     for members in chains.values():
         if len(members) < 2:
             continue
+        ours = {m.span_id for m in members if m.ours and not m.duplicate}
+        if ours:
+            # runmeter's spans count (each request its own, as under the official google-genai
+            # instrumentation's one span around automatic function calling); the rest of the chain not.
+            counted_ids = {sid for sid in ours if not _under(by_id[sid], ours, by_id)}
+            duplicates.update(m.span_id for m in members if m.span_id not in counted_ids)
+            continue
         with_tokens = [m for m in members if m.usage is not None]
         # A span already flagged a duplicate where it ended (local mode) has given up its cost.
         pool = [m for m in with_tokens if not m.duplicate] or with_tokens or members
@@ -179,6 +186,16 @@ def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete:
             run_of[m.span_id] = run.run_id
     ordered = [records[id(r)] for r in sorted(runs, key=lambda r: (depth[r.root.span_id], _order(r.root)))]
     return Assembly(ordered, run_of, duplicates, {r.root.span_id for r in runs if r.implicit})
+
+
+def _under(f: SpanFacts, ids: set[int], by_id: dict[int, SpanFacts]) -> bool:
+    """Whether an ancestor of ``f`` (within the trace) is one of ``ids``."""
+    parent, hops = f.parent_id, 0
+    while parent is not None and parent in by_id and hops < 64:
+        if parent in ids:
+            return True
+        parent, hops = by_id[parent].parent_id, hops + 1
+    return False
 
 
 def _agent(f: SpanFacts) -> str:

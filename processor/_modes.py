@@ -52,6 +52,8 @@ class Entry:
     top: int
     op: str | None
     run_root: bool = False  # made by runmeter.run(); its run is learned from its first child's context
+    ours: bool = False  # made by runmeter's instrumentation
+    superseded: bool = False  # another instrumentation's LLM span around runmeter's spans of its call(s)
 
 
 @dataclass
@@ -122,7 +124,8 @@ class LocalMode:
                 stamp(span, live.stamp, typed=True)
         top = parent_entry.top if parent_entry is not None else ctx.span_id
         with core._lock:
-            core._live[ctx.span_id] = Entry(live, parent_id, top, op, run_root)
+            scope = span.instrumentation_scope
+            core._live[ctx.span_id] = Entry(live, parent_id, top, op, run_root, scope is not None and scope.name == INSTRUMENTATION_SCOPE)
             if ctx.trace_id not in core._cut:
                 trace = core._trace(ctx.trace_id)
                 trace.open.add(ctx.span_id)
@@ -134,8 +137,17 @@ class LocalMode:
         """Before buffering: flag a call seen twice, feed the live ledger, name the implicit run."""
         core = self.core
         entry = core._live.get(facts.span_id)
-        if facts.kind == KIND_LLM and entry is not None and self._inside_llm_call(entry):
+        outer = self._llm_ancestor(entry) if facts.kind == KIND_LLM and entry is not None else None
+        if outer is not None and facts.ours and not outer.ours:
+            # Another instrumentation's span around runmeter's (the official google-genai one wraps
+            # the public method, runmeter each request): runmeter's spans count, the outer one not.
+            outer.superseded = True
+            if facts.usage is not None:
+                self._remember_ours(facts)
+        elif outer is not None:
             mark_duplicate(facts, added)  # an SDK's own span under an instrumentation's
+        elif facts.kind == KIND_LLM and entry is not None and entry.superseded:
+            mark_duplicate(facts, added)  # it wrapped runmeter's own spans of its call(s)
         elif facts.kind == KIND_LLM and facts.response_id is not None and self._seen_response(facts.trace_id, facts.response_id):
             mark_duplicate(facts, added)  # the response a sibling span already counted
         elif facts.kind == KIND_LLM and not facts.ours and self._twin_of_ours(facts):
@@ -204,19 +216,20 @@ class LocalMode:
             self._responses.popitem(last=False)
         return False
 
-    def _inside_llm_call(self, entry: Entry) -> bool:
-        """True when an ancestor in the same call chain is an LLM call (an SDK span under ours)."""
+    def _llm_ancestor(self, entry: Entry) -> Entry | None:
+        """The nearest ancestor in the same call chain that is an LLM call (an SDK span under ours,
+        or ours under another instrumentation's), if any."""
         parent = entry.parent
         for _ in range(8):
             if parent is None:
-                return False
+                return None
             up = self.core._live.get(parent)
             if up is None or up.op in _BOUNDARY_OPS:
-                return False
+                return None
             if up.op in _LLM_START_OPS:
-                return True
+                return up
             parent = up.parent
-        return False
+        return None
 
     # --- completion -------------------------------------------------------------------------
 
