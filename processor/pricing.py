@@ -48,6 +48,7 @@ _CURRENCY = "USD"
 _MAX_CACHED = 4096  # (provider, model[, day]) entries; remote spans may name any model
 _NS_PER_DAY = 86_400 * 10**9
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_BEDROCK_VENDORS = ("anthropic", "meta", "amazon", "mistral", "cohere", "ai21", "deepseek", "qwen", "openai", "writer")
 
 
 def provider_for_base_url(url: str) -> str | None:
@@ -453,6 +454,12 @@ class PriceBook:
                     found = snapshot.find_provider_model(model, None, None, None)
                 except LookupError:
                     found = None
+        if found is None and provider in ("aws", "aws.bedrock") and "." not in model.split("-", 1)[0]:
+            # OpenLLMetry's Bedrock spans name the model without its vendor (llama3-3-70b-instruct-v1:0).
+            for vendor in _BEDROCK_VENDORS:
+                found = self._lookup(provider, f"{vendor}.{model}")
+                if found is not None:
+                    break
         if found is None and "/models/" in model:
             # A resource name (Fireworks' accounts/fireworks/models/<id>, Vertex's .../models/<id>): its model id.
             found = self._lookup(provider, model.rsplit("/models/", 1)[-1])

@@ -245,3 +245,14 @@ def test_span_nanoseconds_select_the_price_of_that_utc_day() -> None:
     # The same days given as datetimes, from a book whose cache holds the nanosecond lookups.
     assert book.price("avian", "deepseek/deepseek-v4-flash", usage, when=datetime(2026, 10, 17, 23, 59, tzinfo=timezone.utc)).total == Decimal("0.0805")
     assert book.price("avian", "deepseek/deepseek-v4-flash", usage, when=datetime(2026, 10, 18, 0, 1, tzinfo=timezone.utc)).total == Decimal("0.14")
+
+
+def test_bedrock_ids_without_their_vendor_are_priced() -> None:
+    """OpenLLMetry's Bedrock spans drop the vendor prefix of the model id."""
+    from runmeter.processor import PriceBook, TokenUsage
+
+    book = PriceBook()
+    usage = TokenUsage(input_tokens=1_000, output_tokens=200)
+    full = book.price("aws.bedrock", "meta.llama3-3-70b-instruct-v1:0", usage).total
+    assert book.price("aws.bedrock", "llama3-3-70b-instruct-v1:0", usage).total == full == pytest.approx(1_200 * 0.72e-6)
+    assert book.price("aws.bedrock", "no-such-model-v9:0", usage).unpriced

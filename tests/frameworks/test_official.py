@@ -63,3 +63,24 @@ def test_bedrock_under_the_official_botocore_instrumentation(rig: Rig) -> None:
     rig.processor.force_flush()
     (run,) = rig.sink.runs
     assert run.llm_calls == 1 and float(run.cost_usd) == pytest.approx(1_200 * 0.72e-6, abs=1e-12)  # Llama 3.3 70B
+
+
+@pytest.mark.parametrize("with_runmeter", [False, True])
+def test_bedrock_under_openllmetry(rig: Rig, with_runmeter: bool) -> None:
+    """OpenLLMetry's Bedrock spans name the model without its vendor (llama3-3-70b-instruct-v1:0):
+    priced all the same; beside runmeter's own span of the call, counted once."""
+    from opentelemetry.instrumentation.bedrock import BedrockInstrumentor as OpenLLMetryBedrock
+
+    from runmeter.instrumentation import BedrockInstrumentor
+
+    if not with_runmeter:
+        BedrockInstrumentor().uninstrument()
+    OpenLLMetryBedrock().instrument(tracer_provider=rig.tracer_provider)
+    try:
+        rig.sim.queue(Reply(text="Urgent.", input_tokens=1_000, output_tokens=200))
+        rig.bedrock().converse(modelId="meta.llama3-3-70b-instruct-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])
+    finally:
+        OpenLLMetryBedrock().uninstrument()
+    rig.processor.force_flush()
+    (run,) = rig.sink.runs
+    assert run.llm_calls == 1 and float(run.cost_usd) == pytest.approx(1_200 * 0.72e-6, abs=1e-12)
