@@ -147,7 +147,7 @@ class LocalMode:
         elif outer is not None:
             mark_duplicate(facts, added)  # an SDK's own span under an instrumentation's
         elif facts.kind == KIND_LLM and entry is not None and entry.superseded:
-            mark_duplicate(facts, added)  # it wrapped runmeter's own spans of its call(s)
+            mark_duplicate(facts, added)  # it wrapped runmeter's own span(s) of its call(s)
         elif facts.kind == KIND_LLM and facts.response_id is not None and self._seen_response(facts.trace_id, facts.response_id):
             mark_duplicate(facts, added)  # the response a sibling span already counted
         elif facts.kind == KIND_LLM and not facts.ours and self._twin_of_ours(facts):
@@ -156,6 +156,12 @@ class LocalMode:
             if facts.ours:  # runmeter's own spans feed the ledger themselves
                 if facts.kind == KIND_LLM and facts.usage is not None:
                     self._remember_ours(facts)
+                    # Its parent, if another instrumentation's, may be that one's span of this very
+                    # call, told an LLM call only when it ends (OpenInference's "response" span): if
+                    # it is, it is not counted (see the superseded branch above).
+                    parent = core._live.get(entry.parent) if entry is not None and entry.parent is not None else None
+                    if parent is not None and not parent.ours:
+                        parent.superseded = True
             else:
                 self._feed_ledger(facts, entry)
         if entry is not None and entry.live is None and facts.kind in (KIND_LLM, KIND_TOOL) and not facts.run_id:
