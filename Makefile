@@ -117,12 +117,12 @@ $(VALGRIND):
 	  (apt-get update -q >/dev/null && apt-get install -y -q valgrind >/dev/null); \
 	else echo "make bench needs valgrind: sudo apt-get install valgrind" >&2; exit 1; fi
 
-bench: $(BENCH)/.installed-stamp $(VALGRIND)
+bench: $(BENCH)/.installed-stamp $(FW)/.installed-stamp $(VALGRIND)
 	$(BENCH)/bin/python benchmarks/pricing.py
 	$(BENCH)/bin/python benchmarks/processor_throughput.py --callgrind
 	$(BENCH)/bin/python benchmarks/processor_throughput.py
 	$(BENCH)/bin/python benchmarks/instrumentation_overhead.py --callgrind
-	$(BENCH)/bin/python benchmarks/provider_overhead.py
+	$(FW)/bin/python benchmarks/provider_overhead.py
 	$(BENCH)/bin/python benchmarks/instrumentation_overhead.py
 	$(BENCH)/bin/python benchmarks/export_throughput.py
 	$(BENCH)/bin/python benchmarks/collector_ingest.py
