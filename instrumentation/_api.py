@@ -48,6 +48,7 @@ from runmeter.instrumentation._core import hash_json, record_error
 from runmeter.processor import Budget, BudgetExceeded, LiveRun, RunLedger, current_run, run_id_for
 from runmeter.processor import INSTRUMENTATION_SCOPE, RUN_CONTEXT_KEY
 from runmeter.core import VERSION, internal_error, warn_once
+from runmeter.instrumentation._frameworks import parent_context
 
 __all__ = ["Run", "Tool", "run", "tool"]
 
@@ -166,7 +167,7 @@ class Run(_Scope):
             attrs[A.RUNMETER_RUN_PARENT_ID] = parent.run_id
         if self.budget is not None:
             attrs.update(self.budget.to_attributes())
-        span = _tracer(self._provider).start_span(f"invoke_agent {self.name}", attributes=attrs)
+        span = _tracer(self._provider).start_span(f"invoke_agent {self.name}", context=parent_context(), attributes=attrs)
         ctx = span.get_span_context()
         self.run_id = self._given_id or run_id_for(ctx.trace_id, ctx.span_id)
         span.set_attribute(A.RUNMETER_RUN_ID, self.run_id)
@@ -286,7 +287,7 @@ class Tool(_Scope):
             attrs[A.RUNMETER_TOOL_ARGS_HASH] = self._args_hash
         if self.resource is not None:
             attrs[A.RUNMETER_TOOL_RESOURCE] = str(self.resource)
-        self.span = _tracer(self._provider).start_span(f"execute_tool {self.name}", attributes=attrs)
+        self.span = _tracer(self._provider).start_span(f"execute_tool {self.name}", context=parent_context(), attributes=attrs)
         self._token = otel_context.attach(trace.set_span_in_context(self.span))
         return self
 

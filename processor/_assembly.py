@@ -150,6 +150,12 @@ def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete:
         counted = min(pool, key=lambda m: (m.end_ns, m.span_id))  # the first to end, as in local mode
         duplicates.update(m.span_id for m in alive if m is not counted)
 
+    # One tool call, counted once: another instrumentation's tool span with runmeter's tool span of
+    # the same tool inside it (runmeter.tool() in a framework's tool) is not counted.
+    for f in facts:
+        if f.kind == KIND_TOOL and not f.ours and not f.duplicate and _our_tool_inside(f, children):
+            duplicates.add(f.span_id)
+
     # One call seen by two instrumentations with no response id in common (see same_call): each of
     # runmeter's spans pairs with at most one other span; the other is not counted.
     others = [f for f in facts if f.kind == KIND_LLM and not f.ours and f.span_id not in duplicates and f.usage is not None]
@@ -186,6 +192,19 @@ def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete:
             run_of[m.span_id] = run.run_id
     ordered = [records[id(r)] for r in sorted(runs, key=lambda r: (depth[r.root.span_id], _order(r.root)))]
     return Assembly(ordered, run_of, duplicates, {r.root.span_id for r in runs if r.implicit})
+
+
+def _our_tool_inside(tool: SpanFacts, children: dict[int | None, list[SpanFacts]], levels: int = 4) -> bool:
+    """Whether runmeter's own tool span of the same tool is within a few levels under ``tool``."""
+    name = tool.tool_name or tool.name
+    level = children.get(tool.span_id, [])
+    for _ in range(levels):
+        if any(c.kind == KIND_TOOL and c.ours and (c.tool_name or c.name) == name for c in level):
+            return True
+        level = [g for c in level for g in children.get(c.span_id, [])]
+        if not level:
+            return False
+    return False
 
 
 def _under(f: SpanFacts, ids: set[int], by_id: dict[int, SpanFacts]) -> bool:
@@ -243,7 +262,7 @@ def _record(run: _Run, duplicates: set[int], threshold: int, incomplete: bool, s
             if m.external_cost is not None:
                 external += Decimal(repr(m.external_cost))
             loops.observe_llm(m.input_hash)
-        elif m.kind == KIND_TOOL:
+        elif m.kind == KIND_TOOL and not m.duplicate and m.span_id not in duplicates:
             name = m.tool_name or m.name
             tools[name] += 1
             loops.observe_tool(name, m.args_hash, m.resource)

@@ -54,6 +54,7 @@ class Entry:
     run_root: bool = False  # made by runmeter.run(); its run is learned from its first child's context
     ours: bool = False  # made by runmeter's instrumentation
     superseded: bool = False  # another instrumentation's LLM span around runmeter's spans of its call(s)
+    our_tools: set[str] | None = None  # tools runmeter.tool() ran inside this span (a framework's tool span)
 
 
 @dataclass
@@ -148,12 +149,17 @@ class LocalMode:
             mark_duplicate(facts, added)  # an SDK's own span under an instrumentation's
         elif facts.kind == KIND_LLM and entry is not None and entry.superseded:
             mark_duplicate(facts, added)  # it wrapped runmeter's own span(s) of its call(s)
+        elif facts.kind == KIND_TOOL and not facts.ours and entry is not None and entry.our_tools \
+                and (facts.tool_name or facts.name) in entry.our_tools:
+            mark_duplicate(facts, added)  # a framework's tool span around runmeter.tool() of the same tool
         elif facts.kind == KIND_LLM and facts.response_id is not None and self._seen_response(facts.trace_id, facts.response_id):
             mark_duplicate(facts, added)  # the response a sibling span already counted
         elif facts.kind == KIND_LLM and not facts.ours and self._twin_of_ours(facts):
             mark_duplicate(facts, added)  # a framework's span of a call runmeter's span counted
         else:
             if facts.ours:  # runmeter's own spans feed the ledger themselves
+                if facts.kind == KIND_TOOL and entry is not None:
+                    self._note_our_tool(entry, facts.tool_name or facts.name)
                 if facts.kind == KIND_LLM and facts.usage is not None:
                     self._remember_ours(facts)
                     # Its parent, if another instrumentation's, may be that one's span of this very
@@ -197,6 +203,19 @@ class LocalMode:
             signals = live.ledger.record_tool_call(facts.tool_name or facts.name, facts.args_hash, facts.resource)
         if signals:
             live.note_signals(signals)
+
+    def _note_our_tool(self, entry: Entry, name: str) -> None:
+        """Tell the enclosing spans (a few levels up) that runmeter.tool() ran this tool inside them."""
+        parent = entry.parent
+        for _ in range(4):
+            up = self.core._live.get(parent) if parent is not None else None
+            if up is None:
+                return
+            if not up.ours:
+                if up.our_tools is None:
+                    up.our_tools = set()
+                up.our_tools.add(name)
+            parent = up.parent
 
     def _remember_ours(self, facts: SpanFacts) -> None:
         self._ours.setdefault((facts.trace_id, facts.parent_id), []).append(facts)

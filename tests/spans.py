@@ -7,6 +7,7 @@ from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 RESOURCE = Resource.create({"service.name": "agent-svc"})
@@ -31,7 +32,9 @@ def make_span(
     events: list[tuple[str, dict[str, Any]]] | None = None,
     error: bool = False,
     kind: SpanKind = SpanKind.INTERNAL,
+    scope: str | None = None,
 ) -> ReadableSpan:
+    """A finished span; ``scope`` names the instrumentation that made it (runmeter's: "runmeter.instrumentation")."""
     return ReadableSpan(
         name=name,
         context=ctx(trace_id, span_id),
@@ -43,6 +46,7 @@ def make_span(
         status=Status(StatusCode.ERROR) if error else Status(StatusCode.UNSET),
         start_time=BASE_NS + start_ms * MS,
         end_time=BASE_NS + (end_ms if end_ms is not None else start_ms + 10) * MS,
+        instrumentation_scope=InstrumentationScope(scope) if scope else None,
     )
 
 

@@ -328,3 +328,16 @@ def test_openinference_tool_arguments_and_handoffs() -> None:
     (record,) = feed([root, handoff, *calls])[0].values()
     assert record.tool_calls == {"read_file": 3}  # the handoff is not one
     assert record.loop_signals == ()  # three different files, one schema: no loop
+
+
+def test_runmeter_tool_inside_a_framework_tool_span_is_one_call() -> None:
+    """As the collector sees it: OpenLLMetry's tool span with runmeter.tool()'s span of the same
+    tool inside it is one tool call; a different tool inside it is another call."""
+    root = make_span("LangGraph", 1, None, end_ms=900, attrs=OPENLLMETRY_WORKFLOW)
+    outer = make_span("execute_tool search", 2, 1, start_ms=10, end_ms=60, attrs={**OPENLLMETRY_TOOL, "gen_ai.tool.name": "search"})
+    ours = make_span("execute_tool search", 3, 2, start_ms=20, end_ms=50, scope="runmeter.instrumentation",
+                     attrs={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search", "runmeter.tool.args_hash": "q"})
+    other = make_span("execute_tool read_file", 4, 2, start_ms=30, end_ms=40, scope="runmeter.instrumentation",
+                      attrs={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "read_file"})
+    (record,) = feed([root, outer, ours, other])[0].values()
+    assert record.tool_calls == {"search": 1, "read_file": 1}

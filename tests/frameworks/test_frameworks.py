@@ -245,3 +245,41 @@ def test_the_agents_sdk_example(rig: Rig, agents_traced: None, monkeypatch: pyte
     assert top.tool_calls == {"read_file": 1, "edit_file": 1}
     assert {r.name for r in rig.sink.runs if r.parent_run_id == top.run_id} == {"triage", "fixer"}
     gc.collect()  # the script's client and event loop go here, under this test's warning filter
+
+
+def test_runmeter_tool_inside_a_framework_tool_is_one_call(rig: Rig, langchain_traced: str) -> None:
+    """A tool whose body is marked with runmeter.tool() inside LangGraph's tool node: the framework's
+    tool span and runmeter's are one tool call."""
+    import runmeter
+
+    @tool
+    def search(query: str) -> str:
+        """Search the repository."""
+        with runmeter.tool("search", args={"query": query}, tracer_provider=rig.tracer_provider):
+            return "app.py:2:     return a - b"
+
+    model = ChatOpenAI(model="gpt-4o-mini", base_url=rig.sim.openai_url, api_key=SECRET, max_retries=0).bind_tools([search])
+
+    def agent(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    def route(state: MessagesState) -> str:
+        last = state["messages"][-1]
+        return "search" if isinstance(last, AIMessage) and last.tool_calls else END
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("agent", agent)
+    graph.add_node("search", ToolNode([search]))
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges("agent", route, ["search", END])
+    graph.add_edge("search", "agent")
+    rig.sim.queue(Reply(tool_calls=[ToolCall("search", {"query": "add"}, id="s1")], input_tokens=1_000, output_tokens=20),
+                  Reply(tool_calls=[ToolCall("search", {"query": "sub"}, id="s2")], input_tokens=1_000, output_tokens=20),
+                  Reply(text="Found it.", input_tokens=1_000, output_tokens=20))
+    graph.compile().invoke({"messages": [("user", "Find add().")]})
+    (top,) = _tops(rig)
+    assert top.tool_calls == {"search": 2}  # not 4
+    tool_spans = [s for s in rig.spans() if (s.attributes or {}).get("gen_ai.tool.name") == "search"
+                  or s.name == "execute_tool search"]
+    if langchain_traced == "openllmetry":  # OpenInference does not make its tool span current: no nesting to see
+        assert sum(1 for s in tool_spans if (s.attributes or {}).get("runmeter.cost.duplicate") is True) == 2
