@@ -26,7 +26,7 @@ from runmeter.instrumentation._stream import AsyncStream, Finisher, SyncStream
 from runmeter.processor import BudgetExceeded
 from runmeter.core import internal_error, warn_once
 
-__all__ = ["MethodSpec", "already_wrapped", "async_wrapper", "prepare_call", "sync_wrapper"]
+__all__ = ["MethodSpec", "already_wrapped", "async_wrapper", "call_in_span", "prepare_call", "sync_wrapper"]
 
 
 
@@ -140,20 +140,26 @@ def _after(handler: GenAIHandler, spec: MethodSpec, call: Any, result: Any, stre
     return result
 
 
+def call_in_span(handler: GenAIHandler, call: Any, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The user's call with the call's span current (so SDK and HTTP spans nest under it); an
+    exception ends the span as failed and goes on to the caller."""
+    token = attach(trace.set_span_in_context(call.span))
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        detach(token)
+        handler.fail(call, exc)
+        raise
+    detach(token)
+    return result
+
+
 def sync_wrapper(handler: GenAIHandler, spec: MethodSpec) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call = prepare_call(handler, spec, instance, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
-        token = attach(trace.set_span_in_context(call.span))  # current during the call, so SDK/HTTP spans nest
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            detach(token)
-            handler.fail(call, exc)
-            raise
-        detach(token)
-        return _after(handler, spec, call, result, SyncStream)
+        return _after(handler, spec, call, call_in_span(handler, call, wrapped, args, kwargs), SyncStream)
 
     return wrapper
 

@@ -23,15 +23,12 @@ from collections.abc import Collection, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from opentelemetry import trace
-from opentelemetry.context import attach, detach
-
 from runmeter.conventions import genai as G
 from runmeter.core import internal_error
 from runmeter.instrumentation._base import ProviderInstrumentor, Target
 from runmeter.instrumentation._core import GenAIHandler, Invocation, given, hash_json, text_parts
 from runmeter.instrumentation._stream import Finisher, SyncStream
-from runmeter.instrumentation._wrap import MethodSpec, prepare_call
+from runmeter.instrumentation._wrap import MethodSpec, call_in_span, prepare_call
 from runmeter.processor import TokenUsage
 
 __all__ = ["BedrockInstrumentor"]
@@ -231,14 +228,7 @@ def _wrapper(handler: GenAIHandler) -> Any:
         call = prepare_call(handler, spec, instance, {"params": params if isinstance(params, dict) else {}})
         if call is None:
             return wrapped(*args, **kwargs)
-        token = attach(trace.set_span_in_context(call.span))  # botocore's own span (if traced) nests under ours
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            detach(token)
-            handler.fail(call, exc)
-            raise
-        detach(token)
+        result = call_in_span(handler, call, wrapped, args, kwargs)  # botocore's own span (if traced) nests under ours
         inv = call.inv
         try:
             if spec is CONVERSE_STREAM and isinstance(result, dict) and result.get("stream") is not None:

@@ -15,7 +15,7 @@ its own thread, the sink, lifecycle. A mode answers the questions that differ:
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +78,7 @@ def copy_adding(span: ReadableSpan, added: dict[str, Any]) -> ReadableSpan:
 
 
 _RECENT_RESPONSES = 4096  # a framework's span ends within moments of the client's
+_RECENT_PER_PARENT = 8  # runmeter's calls under one parent that a framework's span may still pair with
 
 
 class LocalMode:
@@ -90,7 +91,7 @@ class LocalMode:
         self._responses: OrderedDict[tuple[int, str], None] = OrderedDict()
         # runmeter's own LLM spans that ended lately, by (trace, parent): another instrumentation's
         # span of the same call (see same_call) ends after them and is then not counted.
-        self._ours: OrderedDict[tuple[int, int | None], list[SpanFacts]] = OrderedDict()
+        self._ours: OrderedDict[tuple[int, int | None], deque[SpanFacts]] = OrderedDict()
 
     # --- on_start ---------------------------------------------------------------------------
 
@@ -218,7 +219,10 @@ class LocalMode:
             parent = up.parent
 
     def _remember_ours(self, facts: SpanFacts) -> None:
-        self._ours.setdefault((facts.trace_id, facts.parent_id), []).append(facts)
+        recent = self._ours.get((facts.trace_id, facts.parent_id))
+        if recent is None:
+            recent = self._ours[(facts.trace_id, facts.parent_id)] = deque(maxlen=_RECENT_PER_PARENT)
+        recent.append(facts)
         if len(self._ours) > _RECENT_RESPONSES:
             self._ours.popitem(last=False)
 

@@ -9,31 +9,28 @@ a report answers.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any, Iterator, NoReturn, Optional
 
 import typer
-from rich import box
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from runmeter import views
+from runmeter.terminal import (
+    BAKEOFF_COLUMNS, BUDGET_COLUMNS, LOOP_COLUMNS, NOTE_COST_PER_ACCEPTED_RUN, NOTE_COST_PER_ACCEPTED_TASK, PROJECTION_COLUMNS,
+    REPORT_COLUMNS, RUNS_COLUMNS, emit, err, out,
+)
 from runmeter.config import ConfigError, load_settings
 from runmeter.conventions import check_outcome
 from runmeter.exporter import SchemaOptions, Store, StoreError, default_spool_dir, open_writer, render
 from runmeter.exporter import OUTCOME_COLUMNS, Batch, applied_versions, insert_batch, load_migrations, outcome_row
 from runmeter.processor import OutcomeEvent, PriceBook
-from runmeter.reports import Filters, QueryError, parse_since, plain, project_spend, resolve_run, run_detail, run_query, short_ids
+from runmeter.reports import Filters, QueryError, parse_since, plain, project_spend, resolve_run, run_detail, run_query
 
 # Help texts are plain text: rich markup would eat "runmeter[collector]" as a tag.
 app = typer.Typer(help="runmeter: what an LLM agent run really costs.", no_args_is_help=True, add_completion=False,
@@ -43,8 +40,6 @@ grafana_app = typer.Typer(help="Grafana dashboards, data source and alert rules 
                           rich_markup_mode=None)
 app.add_typer(db_app, name="db")
 app.add_typer(grafana_app, name="grafana")
-out = Console()
-err = Console(stderr=True)
 
 
 class Group(str, Enum):
@@ -143,94 +138,6 @@ def _filters(since: str | None, owner: str, project: str, model: str, **more: An
         _fail(str(exc), 2)
 
 
-@dataclass(frozen=True)
-class Col:
-    """A terminal column: the row key, a short header, how to show it, and its priority (1: always
-    shown; the highest numbers go first when the terminal is narrow)."""
-
-    key: str
-    header: str
-    kind: str = "text"  # text | name | id | money | int | float | seconds | time
-    priority: int = 1
-
-
-def _cell(col: Col, v: Any, short: dict[str, str]) -> str:
-    if v is None:
-        return "—"
-    if col.kind == "money":
-        return views.usd(v)
-    if col.kind == "id":
-        return short.get(v, v)
-    if col.kind == "int":
-        return f"{int(v):,}"
-    if col.kind == "float":
-        return f"{float(v):,.2f}"
-    if col.kind == "seconds":
-        return views.duration(float(v))
-    if col.kind == "time":
-        return v.strftime("%m-%d %H:%M") if isinstance(v, datetime) else str(v)
-    if isinstance(v, float):
-        return views.exact(v)
-    return str(v)
-
-
-def _render(rows: list[dict[str, Any]], cols: tuple[Col, ...], title: str, short: dict[str, str]) -> Table:
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
-    for c in cols:
-        right = c.kind in ("money", "int", "float", "seconds")
-        table.add_column(c.header, justify="right" if right else "left", no_wrap=True,
-                         overflow="ellipsis", max_width=28 if c.kind == "name" else None)
-    for r in rows:
-        table.add_row(*(escape(_cell(c, r.get(c.key), short)) for c in cols))
-    return table
-
-
-def _emit(rows: list[dict[str, Any]], as_json: bool, as_csv: bool, title: str, empty: str,
-          cols: tuple[Col, ...] = (), wide: bool = False, notes: tuple[str, ...] = ()) -> None:
-    """JSON and CSV carry every column, exact. The terminal table shows the columns that fit the
-    terminal's width, by priority (``--wide``: all of them), short run ids and readable dollars."""
-    if as_json:
-        sys.stdout.write(json.dumps(plain(rows), indent=2) + "\n")
-        return
-    if as_csv:
-        buf = io.StringIO()
-        if rows:
-            w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-            w.writeheader()
-            for r in rows:
-                w.writerow(plain(r))
-        sys.stdout.write(buf.getvalue())
-        return
-    if not rows:
-        out.print(f"[dim]{escape(empty)}[/]")
-        return
-    if not cols:
-        cols = tuple(Col(k, k, "money" if k.endswith("Usd") else "text", i + 1) for i, k in enumerate(rows[0]))
-    short = short_ids([r[c.key] for c in cols if c.kind == "id" for r in rows])
-    shown = cols
-    natural_width = out.width
-    if out.is_terminal and not wide:
-        while True:
-            table = _render(rows, shown, title, short)
-            need = out.measure(table, options=out.options.update_width(100_000)).maximum
-            if need <= out.width or all(c.priority == 1 for c in shown):
-                break
-            worst = max(c.priority for c in shown)  # drop one column, the rightmost of the lowest priority
-            drop = max(i for i, c in enumerate(shown) if c.priority == worst)
-            shown = shown[:drop] + shown[drop + 1:]
-    else:
-        table = _render(rows, shown, title, short)
-        natural_width = max(out.width, out.measure(table, options=out.options.update_width(100_000)).maximum)
-    # Whole lines, never folded (a run id stays copyable): wider than the terminal only with --wide or a pipe.
-    Console(file=out.file, width=natural_width, force_terminal=out.is_terminal, no_color=out.no_color).print(table)
-    hidden = [c.header for c in cols if c not in shown]
-    lines = list(notes)
-    if hidden:
-        lines.append(f"{len(hidden)} more column{'s' if len(hidden) > 1 else ''} ({', '.join(hidden)}): --wide shows them, --json gives every figure exact.")
-    for line in lines:
-        out.print(escape(line), style="dim", highlight=False)
-
-
 SinceOpt = typer.Option(None, "--since", help="7d, 24h, 30m, 2w or a date (default 30d)")
 OwnerOpt = typer.Option("", "--owner")
 ProjectOpt = typer.Option("", "--project")
@@ -238,26 +145,6 @@ ModelOpt = typer.Option("", "--model")
 JsonOpt = typer.Option(False, "--json", help="JSON output, every column, exact figures")
 CsvOpt = typer.Option(False, "--csv", help="CSV output, every column")
 WideOpt = typer.Option(False, "--wide", help="every column, wider than the terminal if need be")
-
-_NOTE_CPA = "Cost per accepted run: all spend (rejected, abandoned and failed runs included) ÷ accepted runs."
-_NOTE_CPT = "Cost per accepted task: all spend ÷ tasks with at least one accepted run (retries of a task count once)."
-_REPORT_COLS = (
-    Col("Group", "Group", "name", 1), Col("Runs", "Runs", "int", 1), Col("TotalCostUsd", "Spend", "money", 1),
-    Col("Accepted", "Accepted", "int", 2), Col("CostPerAcceptedRun", "$/accepted run", "money", 1),
-    Col("CostPerAcceptedTask", "$/accepted task", "money", 3), Col("Rejected", "Rejected", "int", 4),
-    Col("Abandoned", "Abandoned", "int", 4), Col("Failed", "Failed", "int", 5), Col("Unknown", "No outcome", "int", 5),
-    Col("MedianRunCostUsd", "Median run", "money", 6), Col("P90RunCostUsd", "p90 run", "money", 6),
-    Col("MeanLlmCalls", "LLM calls/run", "float", 7), Col("MeanToolCalls", "Tools/run", "float", 7),
-    Col("UnpricedCalls", "Unpriced calls", "int", 3),
-)
-_RUNS_COLS = (
-    Col("RunId", "Run", "id", 1), Col("Name", "Name", "name", 1), Col("CostUsd", "Cost", "money", 1),
-    Col("Outcome", "Outcome", "text", 1), Col("Pricing", "Priced", "text", 2), Col("Signals", "Signals", "text", 2),
-    Col("Model", "Model", "name", 3), Col("LlmCalls", "LLM", "int", 3), Col("ToolCalls", "Tools", "int", 3),
-    Col("WallClockS", "Wall", "seconds", 4), Col("Owner", "Owner", "name", 4), Col("Project", "Project", "name", 5),
-    Col("StartTime", "Started", "time", 5),
-)
-
 
 @app.command()
 def report(
@@ -278,7 +165,7 @@ def report(
         err.print(f"wrote {escape(str(html))}")
     if not rows and not (as_json or as_csv):
         _fail("no runs in the store for these filters (is the store empty? run an agent, or widen --since)", 1)
-    _emit(rows, as_json, as_csv, f"Cost per accepted run, by {group.value}", "no runs", _REPORT_COLS, wide, (_NOTE_CPA, _NOTE_CPT))
+    emit(rows, as_json, as_csv, f"Cost per accepted run, by {group.value}", "no runs", REPORT_COLUMNS, wide, (NOTE_COST_PER_ACCEPTED_RUN, NOTE_COST_PER_ACCEPTED_TASK))
 
 
 @app.command()
@@ -303,7 +190,7 @@ def runs(
         r["Signals"] = " ".join(x for x in (f"loop×{r['LoopSignals']}" if r["LoopSignals"] else "",
                                              "stopped" if r["Stopped"] else "over budget" if r["Breaches"] else "") if x)
     notes = (f"{len(rows)} of {total} runs. `runmeter run ID` takes the short id.",) if rows else ()
-    _emit(rows, as_json, as_csv, "Runs", "no runs for these filters", _RUNS_COLS, wide, notes)
+    emit(rows, as_json, as_csv, "Runs", "no runs for these filters", RUNS_COLUMNS, wide, notes)
 
 
 @app.command("run")
@@ -346,9 +233,7 @@ def run_detail_cmd(run_id: str = typer.Argument(..., help="a run id, or the shor
 
     show("", 0)
     for sig in detail["signals"]:
-        what = (f"loop: {sig['Kind']} {sig['Key']} ×{sig['Count']}" if sig["Signal"] == "loop"
-                else f"budget {sig['Kind']}: {views.exact(sig['Value'])} over {views.exact(sig['Threshold'])} ({sig['Action'] or 'warn'})")
-        out.print(escape(f"⚠ {what}"), style="yellow", soft_wrap=True)
+        out.print(escape(f"⚠ {views.signal_text(sig)}"), style="yellow", soft_wrap=True)
     for o in detail["outcomes"][:-1]:
         out.print(escape(f"earlier outcome: {o['Outcome']} ({o['Source']}{', ' + o['Reason'] if o['Reason'] else ''})"), style="dim")
 
@@ -369,33 +254,12 @@ def _abandoned_after_s() -> int:
     return int(_settings().runs.abandoned_after_s)
 
 
-_LOOP_COLS = (
-    Col("RunId", "Run", "id", 1), Col("Name", "Name", "name", 1), Col("Kind", "Signal", "text", 1), Col("Key", "Repeated", "name", 2),
-    Col("Count", "Times", "int", 1), Col("WastedUsd", "On repeats", "money", 1), Col("WasteIsEstimate", "Est.", "int", 3),
-    Col("RunCostUsd", "Run cost", "money", 2), Col("Owner", "Owner", "name", 4),
-)
-_BUDGET_COLS = (
-    Col("Limit", "Limit", "text", 1), Col("Action", "Action", "text", 1), Col("Breaches", "Breaches", "int", 1), Col("Runs", "Runs", "int", 2),
-    Col("CostOfRunsUsd", "Cost of runs", "money", 1), Col("SavedUsdEstimate", "Saved (est.)", "money", 2),
-)
-_BAKEOFF_COLS = (
-    Col("Model", "Model", "name", 1), Col("PromptSize", "Size", "text", 1), Col("Calls", "Calls", "int", 1),
-    Col("MedianInputTokens", "Median in", "int", 2), Col("MedianOutputTokens", "Median out", "int", 2),
-    Col("CostPerCallUsd", "$/call", "money", 1), Col("CostUsd", "Spend", "money", 3), Col("Runs", "Runs", "int", 4),
-    Col("AcceptedRuns", "Accepted", "int", 4), Col("AcceptanceRate", "Accept rate", "float", 2),
-)
-_PROJECTION_COLS = (
-    Col("PromptSize", "Size", "text", 1), Col("Calls", "Calls", "int", 1), Col("ActualUsd", "Today", "money", 1),
-    Col("ProjectedUsd", "Projected", "money", 1), Col("ChangeUsd", "Change", "money", 1), Col("TargetSamples", "Samples", "int", 2),
-)
-
-
 @app.command()
 def loops(since: Optional[str] = SinceOpt, owner: str = OwnerOpt, project: str = ProjectOpt, as_json: bool = JsonOpt, as_csv: bool = CsvOpt) -> None:
     """Runs stuck in loops: repeated tool calls, context reads, LLM inputs, cycles, and what they cost."""
     with _client() as client:
         rows = run_query(client, "loops", _filters(since, owner, project, ""))
-    _emit(rows, as_json, as_csv, "Loop signals", "no loop signals", _LOOP_COLS,
+    emit(rows, as_json, as_csv, "Loop signals", "no loop signals", LOOP_COLUMNS,
           notes=("On repeats: measured for identical LLM inputs; an estimate where Est. = 1 (tool repeats).",))
 
 
@@ -404,7 +268,7 @@ def budgets(since: Optional[str] = SinceOpt, owner: str = OwnerOpt, project: str
     """Budget breaches by limit, stopped vs warned, and the spend stops saved (an estimate)."""
     with _client() as client:
         rows = run_query(client, "budgets", _filters(since, owner, project, ""))
-    _emit(rows, as_json, as_csv, "Budget breaches", "no budget breaches", _BUDGET_COLS,
+    emit(rows, as_json, as_csv, "Budget breaches", "no budget breaches", BUDGET_COLUMNS,
           notes=("Saved (estimate): a stopped run, had it made as many LLM calls as same-named runs that were not stopped.",))
 
 
@@ -427,10 +291,10 @@ def compare(
     if as_json:
         sys.stdout.write(json.dumps({"buckets": plain(rows), "projection": plain(projection)}, indent=2) + "\n")
         return
-    _emit(rows, False, as_csv, f"Model bake-off (small < {small_below:,} ≤ medium ≤ {large_above:,} < large input tokens)",
-          "no calls for these models", _BAKEOFF_COLS)
+    emit(rows, False, as_csv, f"Model bake-off (small < {small_below:,} ≤ medium ≤ {large_above:,} < large input tokens)",
+          "no calls for these models", BAKEOFF_COLUMNS)
     if not as_csv:
-        _emit(projection, False, False, f"If {model[0]}'s traffic moved to {model[1]}", "no overlap to project", _PROJECTION_COLS)
+        emit(projection, False, False, f"If {model[0]}'s traffic moved to {model[1]}", "no overlap to project", PROJECTION_COLUMNS)
 
 
 @app.command()

@@ -282,17 +282,10 @@ def _run_page(d: dict[str, Any], trace_url: str) -> str:
             + '<p class="note">The last outcome is the run\'s. Record one with <code>runmeter outcome RUN_ID accepted</code>.</p>')
 
 
-def _signal_text(s: dict[str, Any]) -> str:
-    if s["Signal"] == "loop":
-        return f'loop: {e(s["Kind"])} — {e(s["Key"])} × {s["Count"]}'
-    action = "stopped" if s["Action"] == "stop" else "warned"
-    return f'budget {e(s["Kind"])}: {views.exact(s["Value"])} over {views.exact(s["Threshold"])} ({action})'
-
-
 def _signal_list(signals: list[dict[str, Any]]) -> str:
     if not signals:
         return '<p class="note">none</p>'
-    return "<ul>" + "".join(f'<li data-field="signal.{i}">{_signal_text(s)}</li>' for i, s in enumerate(signals)) + "</ul>"
+    return "<ul>" + "".join(f'<li data-field="signal.{i}">{e(views.signal_text(s))}</li>' for i, s in enumerate(signals)) + "</ul>"
 
 
 def _repeat_of(span: dict[str, Any], signals: list[dict[str, Any]]) -> str:
@@ -353,7 +346,7 @@ def _tree(spans: list[dict[str, Any]], signals: list[dict[str, Any]]) -> str:
             bits.append(f'<span class="badge loop" title="{e(repeat)}">repeat</span>')
         marks = ""
         if kind == "run":
-            marks = "".join(f'<div class="signal" data-field="node.{sid}.signal">⚠ {_signal_text(x)}</div>'
+            marks = "".join(f'<div class="signal" data-field="node.{sid}.signal">⚠ {e(views.signal_text(x))}</div>'
                             for x in signals if x["RunId"] == s["CallRunId"])
         inner = f'<span class="node">{"".join(bits)}</span>{marks}'
         kids = children.get(s["SpanId"], [])

@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterable, Sequence
 from runmeter.reports import BUCKETS
 
 __all__ = [
-    "CSS", "DEFINITIONS", "Column", "Palette", "bars", "duration", "exact", "kpis", "outcome_bars", "pricing_badge", "short_id_cell",
+    "CSS", "DEFINITIONS", "Column", "Palette", "bars", "duration", "exact", "kpis", "outcome_bars", "pricing_badge",
+    "short_id_cell", "signal_text",
     "spend_columns", "table", "usd",
 ]
 
@@ -158,6 +159,15 @@ def kpis(total: float, runs: int, accepted: int, unpriced_calls: int = 0) -> str
         f'<b data-field="kpi.cost_per_accepted" data-value="{exact(None if cpa is None else round(cpa, 6))}">{usd(cpa)}</b></div>'
         f"</div>{extra}"
     )
+
+
+def signal_text(s: dict[str, Any]) -> str:
+    """A run_signals row in words (plain text): "loop: identical_tool_call — search#q × 4",
+    "budget max_cost_usd: 0.41 over 0.35 (stopped)"."""
+    if s["Signal"] == "loop":
+        return f'loop: {s["Kind"]} — {s["Key"]} × {s["Count"]}'
+    action = "stopped" if s["Action"] == "stop" else "warned"
+    return f'budget {s["Kind"]}: {exact(s["Value"])} over {exact(s["Threshold"])} ({action})'
 
 
 def pricing_badge(row: dict[str, Any]) -> str:

@@ -1,12 +1,5 @@
 -- Loop signals and budget breaches of one run and its sub-runs, by the run they belong to.
-WITH RECURSIVE run_tree AS (
-    SELECT {run_id:String} AS RunId, 0 AS Depth
-    UNION ALL
-    SELECT s.RunId, run_tree.Depth + 1
-    FROM runmeter_runs_current AS s
-    INNER JOIN run_tree ON s.ParentRunId = run_tree.RunId
-    WHERE run_tree.Depth < 16
-)
+WITH RECURSIVE {{include:_run_subtree}}
 SELECT * FROM (
     SELECT RunId, 'loop' AS Signal, s.1 AS Kind, s.2 AS Key, s.3 AS Count, NULL AS Value, NULL AS Threshold, '' AS Action
     FROM runmeter_runs_current ARRAY JOIN arrayZip(LoopSignals.Kind, LoopSignals.Key, LoopSignals.Count) AS s

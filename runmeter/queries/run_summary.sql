@@ -1,13 +1,6 @@
 -- One run's record with its final outcome (as `runs` gives it) and sums over the calls of the run
 -- and its sub-runs, wherever they were made (the record's own sums where no call rows are left).
-WITH RECURSIVE run_tree AS (
-    SELECT {run_id:String} AS RunId, 0 AS Depth
-    UNION ALL
-    SELECT s.RunId, run_tree.Depth + 1
-    FROM runmeter_runs_current AS s
-    INNER JOIN run_tree ON s.ParentRunId = run_tree.RunId
-    WHERE run_tree.Depth < 16
-),
+WITH RECURSIVE {{include:_run_subtree}},
 tt AS (
     SELECT sum(CostUsd) AS CostUsd, sum(LlmCalls) AS LlmCalls, sum(UnpricedCalls) AS UnpricedCalls,
            sum(EstimatedCalls) AS EstimatedCalls, sum(ToolCalls) AS ToolCalls, sum(InputTokens) AS InputTokens,

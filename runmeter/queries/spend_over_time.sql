@@ -10,10 +10,6 @@ SELECT
     countIf(Priced = 0) AS UnpricedCalls,
     count() AS Calls
 FROM runmeter_calls
-WHERE Kind = 'llm' AND Duplicate = 0
-  AND Timestamp >= {since:DateTime64(9)} AND Timestamp < {until:DateTime64(9)}
-  AND ({owner:String} = '' OR Owner = {owner:String})
-  AND ({project:String} = '' OR Project = {project:String})
-  AND ({model:String} = '' OR Model = {model:String})
+WHERE {{include:_llm_calls_in_window}}
 GROUP BY Bucket, Group
 ORDER BY Bucket, Group
