@@ -408,11 +408,14 @@ def _span(
     )
 
 
-def convert(req: ExportTraceServiceRequest, limits: Limits | None = None, project: str | None = None) -> Converted:
+def convert(
+    req: ExportTraceServiceRequest, limits: Limits | None = None, project: str | None = None, shard: tuple[int, int] | None = None
+) -> Converted:
     """The request's valid spans, and the rest counted by reason.
 
     With ``project`` (the sender's token is bound to it), every span is stamped
     with that project and a span naming another one is rejected, as :func:`check` says.
+    With ``shard`` (``(index, count)``, a worker process), only the spans of that shard's traces.
     """
     limits = limits or _DEFAULT_LIMITS
     out = Converted()
@@ -424,6 +427,8 @@ def convert(req: ExportTraceServiceRequest, limits: Limits | None = None, projec
         for ss in rs.scope_spans:
             scope = InstrumentationScope(ss.scope.name, ss.scope.version or None, ss.schema_url or None)
             for s in ss.spans:
+                if shard is not None and int.from_bytes(s.trace_id, "big") % shard[1] != shard[0]:
+                    continue  # another worker's trace (_pipeline.shard_of)
                 result = _span(s, resource, scope, limits, out, project, oldest)
                 if isinstance(result, str):
                     out.rejected += 1

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,6 +40,12 @@ class CollectorSettings(BaseModel):
     retry_after_s: int = Field(default=5, ge=1)
     log_format: str = Field(default="json", pattern="^(json|text)$")
     grpc_workers: int = Field(default=16, ge=1)
+    # Processing (conversion, pricing, run assembly, rows) in worker processes sharded by trace id:
+    # "auto" is one per usable core; 0 processes on a thread of the collector's own process.
+    workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
+    # How workers encode rows for ClickHouse: clickhouse-connect's compiled codec when installed
+    # (pip install 'clickhouse-connect[rust]'), else its Python one; "rust" insists, "python" never tries.
+    native_codec: Literal["auto", "rust", "python"] = "auto"
     # Requests read and parsed at once, per protocol (more wait, or get RESOURCE_EXHAUSTED on gRPC):
     # with the size limits, this bounds what intake holds - see docs/collector.md, "Memory".
     max_concurrent_requests: int = Field(default=4, ge=1)
@@ -52,3 +59,12 @@ class CollectorSettings(BaseModel):
     http_max_connections: int = Field(default=1024, ge=1)
     grpc_max_idle_s: float = Field(default=300.0, gt=0)
     grpc_max_age_s: float = Field(default=1800.0, gt=0)
+
+    def worker_count(self) -> int:
+        if self.workers == "auto":
+            try:
+                cores = len(os.sched_getaffinity(0))
+            except AttributeError:  # not Linux
+                cores = os.cpu_count() or 1
+            return max(1, min(cores, 16))
+        return self.workers

@@ -10,6 +10,10 @@
                               ▼                       └─► release the log records
                         run sink ─► spool ─► ClickHouse
 
+Processing (_pipeline.Pipeline) runs in worker processes sharded by trace id (``workers``, one
+per core by default; see _workers.py for how the log's guarantees hold across processes), or
+in this process on one thread (``workers = 0``).
+
 A log record is released only when every span of it is in ClickHouse (and the
 runs of its traces were in the durable spool before that), so a crash at any
 point loses nothing acknowledged; the log, not a second copy in the spool, keeps
@@ -31,7 +35,6 @@ import ctypes
 import ctypes.util
 import logging
 import queue
-import struct
 import threading
 import time
 from concurrent.futures import Future
@@ -43,35 +46,19 @@ from opentelemetry.metrics import Counter, MeterProvider
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 
-from runmeter.collector._convert import Converted, Limits, check, convert, parse_request
+from runmeter.collector._convert import Converted, Limits, check, parse_request
 from runmeter.collector._options import CollectorSettings
 from runmeter.collector._ownership import Ownership
-from runmeter.collector._tracker import Key as _Key
-from runmeter.collector._tracker import Tracker
+from runmeter.collector._pipeline import Pipeline, decode, encode
 from runmeter.collector._wal import LogFull, WriteAheadLog
+from runmeter.collector._workers import WorkerPool, WorkerSpec, _Relay
 from runmeter.conventions import attributes as A
-from runmeter.exporter import ClickHouseSpanExporter, StoredRows, Writer
-from runmeter.processor import PriceBook, RunLimits, RunProcessor
+from runmeter.exporter import Writer
+from runmeter.processor import PriceBook, RunLimits
 
 __all__ = ["Collector", "Refused"]
 
 _log = logging.getLogger(__name__)
-_PROJECT_LEN = struct.Struct("<H")
-
-
-def _only(req: ExportTraceServiceRequest, keys: set[_Key]) -> ExportTraceServiceRequest:
-    """A copy of the request with only the spans whose (trace id, span id) is in ``keys``."""
-    out = ExportTraceServiceRequest()
-    for rs in req.resource_spans:
-        new_rs = out.resource_spans.add(schema_url=rs.schema_url)
-        new_rs.resource.CopyFrom(rs.resource)
-        for ss in rs.scope_spans:
-            new_ss = new_rs.scope_spans.add(schema_url=ss.schema_url)
-            new_ss.scope.CopyFrom(ss.scope)
-            for span in ss.spans:
-                if (int.from_bytes(span.trace_id, "big"), int.from_bytes(span.span_id, "big")) in keys:
-                    new_ss.spans.add().CopyFrom(span)
-    return out
 
 
 class Refused(Exception):
@@ -105,17 +92,6 @@ def _release_free_memory() -> None:
     so RSS would stay at its peak though the memory is free)."""
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
-
-
-def _encode(project: str | None, data: bytes) -> bytes:
-    p = (project or "").encode()
-    return _PROJECT_LEN.pack(len(p)) + p + data
-
-
-def _decode(payload: bytes) -> tuple[str | None, bytes]:
-    (n,) = _PROJECT_LEN.unpack_from(payload)
-    project = payload[2:2 + n].decode() or None
-    return project, payload[2 + n:]
 
 
 @dataclass
@@ -165,19 +141,31 @@ class Collector:
             A.RUNMETER_COLLECTOR_STORE_LAG_METRIC, [lambda _: [metrics.Observation(self.store_lag_bytes)]], A.RUNMETER_COLLECTOR_STORE_LAG_UNIT
         )
         self._queue: queue.SimpleQueue[tuple[int, ExportTraceServiceRequest | None, str | None, float, int] | None] = queue.SimpleQueue()
-        self._arrived: float | None = None  # when the request being processed arrived (None: idle)
         self._clock_floor = 0.0
         self.wal = WriteAheadLog(
             settings.wal_dir, max_bytes=settings.wal_max_bytes, segment_bytes=settings.wal_segment_bytes, on_durable=self._durable
         )
-        # Spans go straight into ClickHouse: the log keeps them durable until the insert succeeds
-        # (no second copy in the spool). Run records, written once per run, go through the spool.
-        self.exporter = ClickHouseSpanExporter(writer=writer, prices=prices, spool=False)
-        self.tracker = Tracker(self.exporter, self.wal, self.metrics.written, give_way=self.give_way, duplicate=self.metrics.duplicate)
-        self.processor = RunProcessor(
-            self.tracker, sink=self.exporter.run_sink, prices=prices, limits=run_limits, mode="remote",
-            meter_provider=meter_provider, clock=self.arrival_clock, metric_labels=settings.metrics_run_labels,
-        )
+        self.workers = settings.worker_count()
+        self.pipeline: Pipeline | None = None
+        self.pool: WorkerPool | None = None
+        if self.workers:
+            spec = WorkerSpec(
+                count=self.workers, store_url=writer.store.url.with_credentials(), schema=writer.store.schema,
+                embedded=writer.store.embedded, limits=self.limits, prices=prices, run_limits=run_limits,
+                metric_labels=list(settings.metrics_run_labels), native_codec=settings.native_codec, log_format=settings.log_format,
+                log_level=logging.getLogger().getEffectiveLevel(),
+            )
+            relay = _Relay(meter_provider, {
+                (__package__ or __name__, A.RUNMETER_COLLECTOR_SPANS_WRITTEN_METRIC): self.metrics.written,
+                (__package__ or __name__, A.RUNMETER_COLLECTOR_SPANS_DUPLICATE_METRIC): self.metrics.duplicate,
+            })
+            self.pool = WorkerPool(spec, self.wal, writer, relay, held_bytes=_HELD_BYTES)
+        else:
+            self.pipeline = Pipeline(
+                writer, self.wal, limits=self.limits, written=self.metrics.written, duplicate=self.metrics.duplicate,
+                prices=prices, run_limits=run_limits, meter_provider=meter_provider, metric_labels=list(settings.metrics_run_labels),
+                give_way=self.give_way,
+            )
         self.draining = False
         self._intake = 0  # requests between accept() and durable: processing gives way to them
         self._intake_lock = threading.Lock()
@@ -255,9 +243,11 @@ class Collector:
         if self.draining:
             self.refuse("draining")
             raise Refused("draining", "the collector is shutting down; retry on another replica", self.settings.retry_after_s)
-        payload = _encode(project, data if data is not None else req.SerializeToString())
+        payload = encode(project, data if data is not None else req.SerializeToString())
+        # What processing gets once the record is durable: the parsed request here, the bytes for workers.
+        item = (req, project, checked.accepted, len(payload)) if self.pool is None else (payload, checked.accepted)
         try:
-            fut = self.wal.append(payload, (req, project, checked.accepted, len(payload)))
+            fut = self.wal.append(payload, item)
         except LogFull as exc:
             self._full_at = time.monotonic()
             self.refuse("log_full")
@@ -288,7 +278,12 @@ class Collector:
 
     def _durable(self, seq: int, item: Any) -> None:  # the log's writer thread, in sequence order
         if item is None:
-            return  # spans carried forward (_carry_forward): already being processed
+            return  # spans carried forward (Pipeline.carry_forward): already being processed
+        if self.pool is not None:
+            payload, n = item
+            self.metrics.accepted.add(n)
+            self.pool.dispatch(seq, payload, time.monotonic())
+            return
         req, project, n, size = item
         self.metrics.accepted.add(n)
         self._enqueued += 1
@@ -301,31 +296,29 @@ class Collector:
                 self._held_bytes += size
         self._queue.put((seq, req if keep else None, project, time.monotonic(), size if keep else 0))
 
-    def arrival_clock(self) -> float:
-        """The RunProcessor's clock: when the spans being processed *arrived* (real time when idle).
+    # --- processing (worker processes, or one thread here) ----------------------------------
 
-        A run is quiet when none of its spans arrived for ``quiet_s``, however far processing
-        runs behind the log: a backlog, or a pause between a root and its children in one
-        request (a large assembly, a garbage collection), must not complete a run early and
-        leave the rest of its spans waiting ``rootless_quiet_s`` as a second, rootless run.
-        Never goes backwards.
-        """
-        arrived = self._arrived
-        now = time.monotonic() if arrived is None else arrived
-        if now < self._clock_floor:
-            return self._clock_floor
-        self._clock_floor = now
-        return now
-
-    # --- processing (one thread) ------------------------------------------------------------
+    @property
+    def tracker(self) -> Any:
+        assert self.pipeline is not None, "with worker processes, each worker has its own tracker"
+        return self.pipeline.tracker
 
     def _work(self) -> None:
         try:  # open the store (and migrate it) before the first spans need it
             self.writer.query("SELECT 1")
         except Exception as exc:
             _log.warning("ClickHouse is not reachable yet (%s); spans wait in the log", exc)
+        if self.pool is not None:
+            self._supervise(self.pool)
+            return
+        assert self.pipeline is not None
+        pipeline = self.pipeline
         try:
-            self._replay()
+            records = self.wal.replay
+            self.wal.replay = []
+            if records:
+                _log.warning("replaying %d write-ahead log record(s) left by the last run", len(records))
+                pipeline.replay([(r.seq, *decode(r.payload)) for r in records])
         except Exception:
             _log.exception("replaying the write-ahead log failed; its records stay for the next start")
         self.replayed.set()
@@ -341,11 +334,11 @@ class Collector:
             else:
                 if item is None:
                     return
-                seq, req, project, self._arrived, held = item
+                seq, req, project, pipeline.arrived, held = item
                 busy = True
                 if req is None:
                     try:
-                        project, data = _decode(self.wal.read(seq))
+                        project, data = decode(self.wal.read(seq))
                         req = parse_request(data)
                     except Exception:
                         _log.exception("record %d cannot be read back from the log; it stays there", seq)
@@ -354,92 +347,28 @@ class Collector:
                 else:
                     with self._held_lock:
                         self._held_bytes -= held
-                self._process(seq, req, project)
+                pipeline.process(seq, req, project)
                 self._processed += 1
                 if self._queue.empty():
-                    self._arrived = None
-            if time.monotonic() - carried >= 1.0:  # at most once a second: it looks at every unreleased record
+                    pipeline.arrived = None
+            if time.monotonic() - carried >= 1.0 and not self.draining:  # at most once a second: it looks at every unreleased record
                 carried = time.monotonic()
-                self._carry_forward()
+                pipeline.carry_forward()
 
-    def _process(self, seq: int, req: ExportTraceServiceRequest, project: str | None) -> None:
-        self.give_way()
-        try:
-            converted = convert(req, self.limits, project)
-        except Exception:
-            _log.exception("record %d cannot be converted; it stays in the log", seq)
+    def _supervise(self, pool: WorkerPool) -> None:
+        """With worker processes: once they are up, hand them what the last run left in the log."""
+        if not pool.wait_ready(120):
+            _log.error("the worker processes did not start within 120 s; records wait in the log")
             return
-        for i, span in enumerate(self.tracker.expect(seq, converted.spans)):
-            if i % 64 == 0:
-                self.give_way()
-            self.processor.on_end(span)
-
-    def _carry_forward(self) -> None:
-        """Write again, at the tail of the log, the spans still waiting in its oldest segment.
-
-        A record is released only when all its spans are in ClickHouse, and the log deletes a
-        segment only when every record in it is released: one span held for long (a run still
-        open after hours, a rootless trace waiting ``rootless_quiet_s``) would keep every later
-        segment on disk. Its waiting spans are logged again in a record of their own, and the
-        old record is released, so the log on disk stays a few segments past what is unreleased.
-        """
-        if self.draining:
-            return
-        for seq, keys in self.tracker.waiting(self.wal.pinning()).items():
-            try:
-                project, data = _decode(self.wal.read(seq))
-                carried = _only(parse_request(data), keys)
-                new = self.wal.append(_encode(project, carried.SerializeToString()), None).result()
-            except Exception as exc:  # the log is full or unreadable: the record stays where it is
-                _log.warning("cannot carry log record %d forward: %s", seq, exc)
-                return
-            self.tracker.carry(seq, new, keys)
-
-    def _replay(self) -> None:
         records = self.wal.replay
         self.wal.replay = []
-        if not records:
-            return
-        _log.warning("replaying %d write-ahead log record(s) left by the last run", len(records))
-        decoded = []
-        trace_ids: set[str] = set()
-        for r in records:
-            project, data = _decode(r.payload)
-            req = parse_request(data)
-            decoded.append((r.seq, req, project))
-            for rs in req.resource_spans:
-                for ss in rs.scope_spans:
-                    trace_ids.update(s.trace_id.hex() for s in ss.spans)
-        self.tracker.stored = self._stored(sorted(trace_ids))
-        stored = len(self.tracker.stored)
-        self._arrived = time.monotonic()  # they arrived before this start: all at once, for the quiet period
-        try:
-            for item in decoded:
-                self._process(*item)
-        finally:
-            self._arrived = None
-        _log.info("replay done: %d span(s) were already stored and are not written again", stored)
-
-    def _stored(self, trace_ids: list[str]) -> StoredRows:
-        """Rows of these traces already in ClickHouse, per table; waits (with backoff) until the store answers."""
-        delay = 0.5
-        while True:
-            try:
-                if not self.writer.flush(timeout_s=60):  # what an earlier run spooled goes in first
-                    raise RuntimeError("the spool does not drain")
-                found = StoredRows()
-                for table, keys in (("otel_traces", found.traces), ("runmeter_calls", found.calls)):
-                    for i in range(0, len(trace_ids), 1000):
-                        rows = self.writer.query(
-                            f"SELECT TraceId, SpanId FROM {table} WHERE TraceId IN {{ids:Array(String)}}",
-                            {"ids": trace_ids[i:i + 1000]},
-                        )
-                        keys.update((int(t, 16), int(s, 16)) for t, s in rows)
-                return found
-            except Exception as exc:
-                _log.warning("cannot look up replayed traces in ClickHouse yet (%s); retrying in %.1fs", exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        if records:
+            _log.warning("replaying %d write-ahead log record(s) left by the last run", len(records))
+            pool.replay([r.seq for r in records])
+        self.replayed.set()
+        while not self.draining:
+            time.sleep(10.0)
+            _release_free_memory()
 
     # --- state ------------------------------------------------------------------------------
 
@@ -451,6 +380,8 @@ class Collector:
 
     @property
     def healthy(self) -> bool:
+        if self.pool is not None:
+            return self.pool.healthy
         return self._worker.is_alive() or self.draining
 
     @property
@@ -461,9 +392,12 @@ class Collector:
         """Process everything logged so far, complete every open run and write it all (tests, drain)."""
         deadline = time.monotonic() + timeout_s
         while self.wal.pending and time.monotonic() < deadline:
-            if self.replayed.is_set() and self._processed == self._enqueued:  # every span is in the RunProcessor
-                self.processor.sweep(force=True)
-                self.tracker.flush_once(deadline)
+            if self.pool is not None:
+                if self.replayed.is_set():  # after every record handed to them so far
+                    self.pool.flush(deadline)
+            elif self.replayed.is_set() and self._processed == self._enqueued:  # every span is in the RunProcessor
+                assert self.pipeline is not None
+                self.pipeline.flush_once(deadline)
             time.sleep(0.01)
         return self.writer.flush(max(0.0, deadline - time.monotonic())) and not self.wal.pending
 
@@ -475,13 +409,15 @@ class Collector:
         timeout_s = self.settings.drain_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout_s
         self.draining = True
-        self.wal.close()  # writes what is queued; durable records reach the processing queue
+        self.wal.close()  # writes what is queued; durable records reach the processing queue (or the workers)
         self._queue.put(None)
+        if self.pool is not None:
+            done = self.pool.stop(deadline)
+        else:
+            self._worker.join(timeout=max(0.0, deadline - time.monotonic()))
+            assert self.pipeline is not None
+            done = self.pipeline.close(deadline)
         self._worker.join(timeout=max(0.0, deadline - time.monotonic()))
-        self.processor.sweep(final=True)
-        done = self.tracker.flush_once(deadline)
-        self.tracker.shutdown()
-        self.processor.shutdown()
         done = self.writer.close(timeout_s=max(0.5, deadline - time.monotonic())) and done
         self.wal.close()
         if not done or self.wal.pending:

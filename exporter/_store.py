@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import wrapt
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation, suppress_instrumentation
@@ -103,6 +103,14 @@ class StoreURL:
                 secure=parts.scheme == "https",
             )
         raise StoreError(f"{url!r}: use chdb:///path (embedded) or http(s)://user:pass@host:8123/db")
+
+    def with_credentials(self) -> str:
+        """The URL again, password included: for another process of runmeter's that connects
+        too (handed over a pipe, never logged or put on a command line)."""
+        if self.kind == "chdb":
+            return f"chdb://{self.path}"
+        scheme = "https" if self.secure else "http"
+        return f"{scheme}://{quote(self.username, safe='')}:{quote(self.password, safe='')}@{self.host}:{self.port}/{self.database}"
 
     def redacted(self) -> str:
         if self.kind == "chdb":

@@ -52,6 +52,16 @@ def insert_batch(client: Any, batch: Batch) -> None:
         )
 
 
+def insert_blocks(client: Any, token: str, blocks: dict[str, tuple[list[str], bytes]]) -> None:
+    """Blocks already in Native format (``{table: (columns, bytes)}``), each table once, with
+    ``token`` as its deduplication token."""
+    for table, (columns, data) in blocks.items():
+        if data:
+            client.raw_insert(
+                table, columns, data, fmt="Native", settings={**_INSERT_SETTINGS, "insert_deduplication_token": f"{token}:{table}"}
+            )
+
+
 _MIN_HOLD_S = 0.5
 _HANDOVER_S = 1.0
 
@@ -375,6 +385,19 @@ class Writer:
                 self._release()
                 raise
         self._wake.set()  # the background thread gives an idle embedded store back
+
+    def insert_encoded(self, token: str, blocks: dict[str, tuple[list[str], bytes]]) -> None:
+        """Insert blocks already in Native format (``{table: (columns, bytes)}``, from
+        :class:`~runmeter.exporter._native.NativeEncoder`), each table once, with ``token`` as
+        its deduplication token. Without the spool, like :meth:`insert`. Raises."""
+        with self._drain_lock:
+            try:
+                insert_blocks(self._client(wait=True), token, blocks)
+                self._used()
+            except Exception:
+                self._release()
+                raise
+        self._wake.set()
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """Rows of a query on the store, through the writer's session (an embedded store allows one)."""

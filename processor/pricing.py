@@ -347,6 +347,10 @@ class PriceBook:
     def overrides(self) -> PriceOverrides | None:
         return self._overrides
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its overrides (the collector's worker processes build their own caches)."""
+        return PriceBook, (self._overrides,)
+
     def price(
         self,
         provider: str | None,

@@ -395,6 +395,9 @@ def collector(
     tls_key: Optional[str] = typer.Option(None, "--tls-key"),
     tls_client_ca: Optional[str] = typer.Option(None, "--tls-client-ca", help="require client certificates signed by this CA (mTLS)"),
     log_format: Optional[str] = typer.Option(None, "--log-format", help="json (default) or text"),
+    workers: Optional[str] = typer.Option(
+        None, "--workers", help="processes that price and assemble runs, by trace id: auto (one per core, the default) or a number; 0 = in this process"
+    ),
 ) -> None:
     """Receive OTLP from any language, assemble and price runs, write them to ClickHouse.
 
@@ -409,7 +412,8 @@ def collector(
     except ConfigError as exc:
         _fail(str(exc), 2)
     flags = {"grpc_endpoint": grpc_endpoint, "http_endpoint": http_endpoint, "admin_endpoint": admin_endpoint, "wal_dir": wal_dir,
-             "tokens_file": tokens_file, "allow_unauthenticated": allow_unauthenticated, "tls_cert": tls_cert, "tls_key": tls_key, "tls_client_ca": tls_client_ca, "log_format": log_format}
+             "tokens_file": tokens_file, "allow_unauthenticated": allow_unauthenticated, "tls_cert": tls_cert, "tls_key": tls_key, "tls_client_ca": tls_client_ca, "log_format": log_format,
+             "workers": workers}
     try:
         cs = settings.collector.model_validate({**settings.collector.model_dump(), **{k: v for k, v in flags.items() if v is not None}})
     except ValidationError as exc:
