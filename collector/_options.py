@@ -43,6 +43,9 @@ class CollectorSettings(BaseModel):
     # Processing (conversion, pricing, run assembly, rows) in worker processes sharded by trace id:
     # "auto" is one per usable core; 0 processes on a thread of the collector's own process.
     workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
+    # Workers run at this nice value: acknowledging requests (this process) comes first, and the
+    # log holds what processing has not caught up with (it refuses, retryably, when full).
+    worker_nice: int = Field(default=10, ge=0, le=19)
     # How workers encode rows for ClickHouse: clickhouse-connect's compiled codec when installed
     # (pip install 'clickhouse-connect[rust]'), else its Python one; "rust" insists, "python" never tries.
     native_codec: Literal["auto", "rust", "python"] = "auto"

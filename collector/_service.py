@@ -153,7 +153,7 @@ class Collector:
                 count=self.workers, store_url=writer.store.url.with_credentials(), schema=writer.store.schema,
                 embedded=writer.store.embedded, limits=self.limits, prices=prices, run_limits=run_limits,
                 metric_labels=list(settings.metrics_run_labels), native_codec=settings.native_codec, log_format=settings.log_format,
-                log_level=logging.getLogger().getEffectiveLevel(),
+                log_level=logging.getLogger().getEffectiveLevel(), nice=settings.worker_nice,
             )
             relay = _Relay(meter_provider, {
                 (__package__ or __name__, A.RUNMETER_COLLECTOR_SPANS_WRITTEN_METRIC): self.metrics.written,

@@ -78,6 +78,7 @@ class WorkerSpec:
     native_codec: str = "auto"
     log_format: str = "json"
     log_level: int = logging.INFO
+    nice: int = 0
 
 
 # --- in the worker ----------------------------------------------------------------------------
@@ -257,6 +258,8 @@ def worker_main(index: int, spec: WorkerSpec, records: Connection, calls: Connec
     # Ctrl-C in a terminal reaches the whole process group: the collector's process drains, and
     # stops its workers when they are done; they must not die first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if spec.nice:
+        os.nice(spec.nice)
     _setup_logging(spec, index)
     import gc
 
@@ -459,6 +462,12 @@ class WorkerPool:
     def _serve(self, w: _Worker, generation: int) -> None:
         conn = w.calls
         assert conn is not None
+        # This thread does the workers' inserts into an embedded store: at the workers' priority
+        # too (Linux sets nice per thread), so acknowledging requests comes first here as well.
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.spec.nice)
+        except (AttributeError, OSError):
+            pass
         while True:
             try:
                 msg = conn.recv()

@@ -90,7 +90,7 @@ def post(url: str, body: bytes, headers: dict[str, str] | None = None, context: 
 class Subprocess:
     """``runmeter collector`` as a child process, configured by a runmeter.toml in ``tmp``."""
 
-    def __init__(self, tmp: Path, store_url: str, ports: dict[str, int], quiet_s: float = 0.3) -> None:
+    def __init__(self, tmp: Path, store_url: str, ports: dict[str, int], quiet_s: float = 0.3, workers: int | str = "auto") -> None:
         self.tmp = tmp
         self.ports = ports
         (tmp / "runmeter.toml").write_text(
@@ -98,6 +98,7 @@ class Subprocess:
             f'[runs]\nquiet_s = {quiet_s}\n'
             f'[collector]\ngrpc_endpoint = "127.0.0.1:{ports["grpc"]}"\nhttp_endpoint = "127.0.0.1:{ports["http"]}"\n'
             f'admin_endpoint = "127.0.0.1:{ports["admin"]}"\nwal_dir = "{tmp / "wal"}"\ndrain_timeout_s = 20\n'
+            f'workers = {workers if isinstance(workers, int) else repr(workers)}\n'
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -117,6 +118,11 @@ class Subprocess:
             time.sleep(0.1)
         raise AssertionError("the collector did not become ready: " + (self.tmp / "collector.log").read_text()[-3000:])
 
+    def worker_pids(self) -> list[int]:
+        """The collector's worker processes (its children), by /proc."""
+        assert self.proc is not None
+        return children(self.proc.pid)
+
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
@@ -126,6 +132,19 @@ class Subprocess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                out.append(int(entry.name))
+    return sorted(out)
 
 
 def free_ports(n: int) -> list[int]:

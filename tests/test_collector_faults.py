@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -187,12 +189,82 @@ def test_replay_after_a_lost_checkpoint_writes_nothing_twice(tmp_path: Path) -> 
         assert len(runs) == 3 and all(r[0] == pytest.approx(RUN_COST) for r in runs.values())
 
 
+def _three_call_run(t: int) -> list:  # type: ignore[type-arg]
+    return [run_root("job", 1, trace_id=t, end_ms=100), llm(2, 1, "gpt-4o-mini", 1000, 100, trace_id=t),
+            llm(3, 1, "gpt-4o-mini", 2000, 50, trace_id=t, start_ms=40)]
+
+
+def _stored_once(store: str, ids: list[int]) -> tuple[list[tuple[int, int]], list[tuple[int, float]], list[tuple[int, float]]]:
+    s = Store(store)
+    in_list = ", ".join(f"'{t:032x}'" for t in ids)
+    with s.session() as client:
+        spans = client.query(f"SELECT count(), uniqExact(TraceId, SpanId) FROM otel_traces WHERE TraceId IN ({in_list})").result_rows
+        calls = client.query(f"SELECT count(), sum(CostUsd) FROM runmeter_calls WHERE TraceId IN ({in_list}) AND NOT Duplicate").result_rows
+        runs = client.query(f"SELECT count(), sum(CostUsd) FROM runmeter_runs FINAL WHERE TraceId IN ({in_list})").result_rows
+    s.close()
+    return spans, calls, runs
+
+
+def _gone(pids: list[int], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not any(Path(f"/proc/{pid}").exists() and "(Z)" not in _state(pid) for pid in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _state(pid: int) -> str:
+    try:
+        return "(" + Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] + ")"
+    except OSError:
+        return "(gone)"
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_after_s", [0.0, 0.7, 1.2])
-def test_sigkill_after_acknowledging_then_restart_stores_each_span_once(tmp_path: Path, kill_after_s: float) -> None:
+def test_sigkill_of_a_worker_loses_nothing_and_writes_nothing_twice(tmp_path: Path) -> None:
+    """A worker process killed while it processes (the OOM killer, an operator): the collector
+    starts it again with the log records it had not written; the spans of those traces it had
+    already written are not written again. Requests keep being acknowledged meanwhile."""
     store = f"chdb://{tmp_path / 'store'}"
     ports = dict(zip(("grpc", "http", "admin"), free_ports(3)))
-    proc = Subprocess(tmp_path, store, ports).start()
+    proc = Subprocess(tmp_path, store, ports, workers=2).start()
+    workers = proc.worker_pids()
+    assert len(workers) == 2
+    exp = GrpcExporter(endpoint=f"127.0.0.1:{ports['grpc']}", insecure=True)
+    ids = list(range(0xB000, 0xB000 + 60))
+    for i, t in enumerate(ids):
+        assert exp.export(_three_call_run(t)) is SpanExportResult.SUCCESS  # acknowledged, worker or not
+        if i in (20, 40):  # a worker; then the one started in its place, as soon as it is there
+            deadline = time.monotonic() + 30
+            while len(live := [p for p in proc.worker_pids() if _state(p) != "(Z)"]) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            victim = workers[0] if i == 20 else next(p for p in live if p not in workers)
+            os.kill(victim, signal.SIGKILL)
+            assert _gone([victim])
+    exp.shutdown()
+    deadline = time.monotonic() + 30
+    while len(proc.worker_pids()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(proc.worker_pids()) == 2 and workers[0] not in proc.worker_pids()  # started again
+    assert proc.terminate() == 0
+    spans, calls, runs = _stored_once(store, ids)
+    assert spans == [(180, 180)]
+    assert calls[0][0] == 120 and calls[0][1] == pytest.approx(60 * RUN_COST)
+    assert runs[0][0] == 60 and runs[0][1] == pytest.approx(60 * RUN_COST)
+    assert "exited" in (tmp_path / "collector.log").read_text()  # said so
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("kill_after_s", "workers"), [(0.0, 2), (0.7, 2), (1.2, 2), (0.7, 0)])
+def test_sigkill_after_acknowledging_then_restart_stores_each_span_once(tmp_path: Path, kill_after_s: float, workers: int) -> None:
+    """The collector's process killed (workers or not): its workers exit with it, and the next
+    start replays the log and stores each acknowledged span once."""
+    store = f"chdb://{tmp_path / 'store'}"
+    ports = dict(zip(("grpc", "http", "admin"), free_ports(3)))
+    proc = Subprocess(tmp_path, store, ports, workers=workers).start()
+    pids = proc.worker_pids()
+    assert len(pids) == workers
     exp = GrpcExporter(endpoint=f"127.0.0.1:{ports['grpc']}", insecure=True)
     ids = list(range(0xA000, 0xA000 + 20))
     for t in ids:
@@ -203,15 +275,10 @@ def test_sigkill_after_acknowledging_then_restart_stores_each_span_once(tmp_path
     exp.shutdown()
     time.sleep(kill_after_s)
     proc.kill()
+    assert _gone(pids)  # the workers see their pipe close and exit
     proc.start()  # replays the log
     assert proc.terminate() == 0  # SIGTERM: drains and exits cleanly
-    s = Store(store)
-    in_list = ", ".join(f"'{t:032x}'" for t in ids)
-    with s.session() as client:
-        spans = client.query(f"SELECT count(), uniqExact(TraceId, SpanId) FROM otel_traces WHERE TraceId IN ({in_list})").result_rows
-        calls = client.query(f"SELECT count(), sum(CostUsd) FROM runmeter_calls WHERE TraceId IN ({in_list}) AND NOT Duplicate").result_rows
-        runs = client.query(f"SELECT count(), sum(CostUsd) FROM runmeter_runs FINAL WHERE TraceId IN ({in_list})").result_rows
-    s.close()
+    spans, calls, runs = _stored_once(store, ids)
     assert spans == [(60, 60)]
     assert calls[0][0] == 40 and calls[0][1] == pytest.approx(20 * RUN_COST)
     assert runs[0][0] == 20 and runs[0][1] == pytest.approx(20 * RUN_COST)
