@@ -1,0 +1,118 @@
+"""The collector's path (OTLP bytes, worker processes, Native blocks) stores what the in-process
+path stores (SDK span objects, the processor, the exporter's rows), row for row and byte for byte."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+
+from runmeter.exporter import ClickHouseSpanExporter, open_writer
+from runmeter.processor import PriceBook, RunLimits, RunProcessor
+from tests.collector_rig import post, request_bytes, running
+from tests.spans import OPENINFERENCE_LLM, OPENINFERENCE_TOOL, OPENLLMETRY_OPENAI_CHAT, llm, make_span, run_root, tool
+
+OTHER = Resource.create({"service.name": "billing-svc", "deployment.environment": "prod", "host.cores": 8})
+
+
+def _traces() -> list[ReadableSpan]:
+    """Many shapes at once: nested sub-agents, tools with arguments, several dialects, an unpriced
+    model, errors, events, links, trace state, arrays, unicode, two services; 24 traces, so both
+    workers get some."""
+    spans: list[ReadableSpan] = []
+    for t in range(0xC100, 0xC100 + 24):
+        spans += [
+            run_root("triage", 1, trace_id=t, end_ms=900, attrs={"runmeter.run.owner": "ana", "runmeter.run.project": "checkout",
+                                                                 "runmeter.task.id": f"task-{t % 5}"}),
+            llm(2, 1, "gpt-4o-mini", 1000 + t % 7, 100, trace_id=t, cached=200, start_ms=10),
+            tool(3, 1, "read_file", trace_id=t, start_ms=30, resource="src/a.py"),
+            tool(4, 1, "read_file", trace_id=t, start_ms=40, resource="src/a.py"),
+            make_span("execute_tool search", 5, 1, trace_id=t, start_ms=50, attrs={
+                "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search",
+                "gen_ai.tool.call.arguments": '{"q": "naïve café ☕", "n": 3}', "tags": ("a", "b", "ç"), "scores": (1.5, 2.25),
+            }),
+            run_root("fix", 6, 1, trace_id=t, start_ms=100, end_ms=500),  # a sub-run
+            llm(7, 6, "claude-3-5-haiku-latest", 3000, 250, provider="anthropic", trace_id=t, start_ms=110,
+                extra={"gen_ai.usage.cache_creation.input_tokens": 500}),
+            llm(8, 6, "no-such-model-xyz", 10, 5, trace_id=t, start_ms=200, error=True),
+            make_span("chat gpt-4o-mini", 9, 1, trace_id=t, start_ms=600, attrs=dict(OPENLLMETRY_OPENAI_CHAT), kind=SpanKind.CLIENT),
+            make_span("ChatOpenAI", 10, 1, trace_id=t, start_ms=650, attrs=dict(OPENINFERENCE_LLM)),
+            make_span("read_file", 11, 1, trace_id=t, start_ms=700, attrs=dict(OPENINFERENCE_TOOL)),
+            make_span("plain work", 12, 1, trace_id=t, start_ms=710, events=[("retry", {"attempt": 2, "why": "429"})]),
+        ]
+    # One span of each trace with a link, a trace state, a status message and another resource and scope.
+    odd = []
+    for i, s in enumerate(spans):
+        if s.context.span_id == 12 and i % 2:
+            odd.append(ReadableSpan(
+                name=s.name, context=SpanContext(s.context.trace_id, s.context.span_id, False, TraceFlags(1), TraceState([("vendor", "x1")])),
+                parent=s.parent, resource=OTHER, attributes=dict(s.attributes or {}), events=list(s.events),
+                links=[Link(SpanContext(0xFEED, 0xBEEF, False), {"link.kind": "follows"})], kind=SpanKind.SERVER,
+                status=Status(StatusCode.ERROR, "upstream 503"), start_time=s.start_time, end_time=s.end_time,
+                instrumentation_scope=InstrumentationScope("acme.tracing", "2.1.0"),
+            ))
+        else:
+            odd.append(s)
+    return odd
+
+
+def _in_process(store: str, spool: Path, spans: list[ReadableSpan]) -> None:
+    """The SDK path: span objects through the RunProcessor (as the collector configures it) and the exporter."""
+    exporter = ClickHouseSpanExporter(writer=open_writer(store, spool), prices=PriceBook())
+    processor = RunProcessor(exporter_processor(exporter), sink=exporter.run_sink, prices=PriceBook(), mode="remote",
+                             limits=RunLimits(quiet_s=0.2))
+    for s in spans:
+        processor.on_end(s)
+    processor.sweep(final=True)
+    assert exporter.force_flush()
+    processor.shutdown()  # and the exporter with it
+
+
+def exporter_processor(exporter: ClickHouseSpanExporter) -> Any:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    return SimpleSpanProcessor(exporter)
+
+
+# Columns that hold when a row was written, not what it says.
+_WRITE_TIME = {"runmeter_runs": ["Version"]}
+
+
+def _rows(writer: Any, table: str) -> list[tuple[Any, ...]]:
+    cols = [c for (c,) in writer.query(f"SELECT name FROM system.columns WHERE database = currentDatabase() AND table = '{table}' ORDER BY position")
+            if c not in _WRITE_TIME.get(table, [])]
+    final = " FINAL" if table == "runmeter_runs" else ""
+    order = "TraceId, RunId" if table == "runmeter_runs" else "TraceId, SpanId"
+    # toString of each column: the stored value itself, compared byte for byte.
+    return writer.query(f"SELECT {', '.join(f'toString({c})' for c in cols)} FROM {table}{final} ORDER BY {order}")
+
+
+@pytest.mark.parametrize("workers", [2, 0])
+def test_the_collector_stores_what_the_in_process_path_stores(tmp_path: Path, workers: int) -> None:
+    spans = _traces()
+    reference = f"chdb://{tmp_path / 'reference'}"
+    _in_process(reference, tmp_path / "ref-spool", spans)
+    with running(tmp_path, workers=workers) as c:
+        # In several requests (a trace split across two of them, as a batch processor may send it).
+        half = len(spans) // 2 + 5
+        for part in (spans[:half], spans[half:]):
+            assert post(c.http, request_bytes(part))[0] == 200
+        assert c.server.collector.flush(60)
+        got = {t: _rows(c.writer, t) for t in ("otel_traces", "runmeter_calls", "runmeter_runs")}
+    ref_writer = open_writer(reference, tmp_path / "ref-spool")
+    try:
+        want = {t: _rows(ref_writer, t) for t in ("otel_traces", "runmeter_calls", "runmeter_runs")}
+    finally:
+        ref_writer.close()
+    # Every span, and per trace 5 LLM calls (spans 2, 7, 8, 9, 10) and 4 tool calls (3, 4, 5, 11),
+    # a run and its sub-run: the reference itself is whole before it is compared.
+    assert len(want["otel_traces"]) == len(spans) == 24 * 12
+    assert len(want["runmeter_calls"]) == 24 * 9
+    assert len(want["runmeter_runs"]) == 24 * 2
+    for table in want:
+        assert got[table] == want[table], table
