@@ -116,3 +116,88 @@ def test_the_collector_stores_what_the_in_process_path_stores(tmp_path: Path, wo
     assert len(want["runmeter_runs"]) == 24 * 2
     for table in want:
         assert got[table] == want[table], table
+
+
+class _TraceIdFront:
+    """What the OpenTelemetry Collector's ``loadbalancing`` exporter does with ``routing_key:
+    traceID`` (deploy/otelcol/): each request is split by trace id and every span of a trace goes
+    to the same replica. (The Collector itself is not installable here; this is its routing.)"""
+
+    def __init__(self, replicas: list[str]) -> None:
+        import grpc
+
+        self.channels = [grpc.insecure_channel(r) for r in replicas]
+        self.exports = [ch.unary_unary(EXPORT) for ch in self.channels]
+        self.traces: list[set[bytes]] = [set() for _ in replicas]
+
+    def export(self, body: bytes) -> None:
+        import zlib
+
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        req = ExportTraceServiceRequest.FromString(body)
+        parts = [ExportTraceServiceRequest() for _ in self.exports]
+        for rs in req.resource_spans:
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    i = zlib.crc32(span.trace_id) % len(parts)
+                    self.traces[i].add(span.trace_id)
+                    part = parts[i]
+                    new_rs = part.resource_spans.add(schema_url=rs.schema_url)
+                    new_rs.resource.CopyFrom(rs.resource)
+                    new_ss = new_rs.scope_spans.add(schema_url=ss.schema_url)
+                    new_ss.scope.CopyFrom(ss.scope)
+                    new_ss.spans.add().CopyFrom(span)
+        for export, part in zip(self.exports, parts):
+            if part.resource_spans:
+                export(part.SerializeToString(), timeout=30)
+
+    def close(self) -> None:
+        for ch in self.channels:
+            ch.close()
+
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+def _run_totals(writer: Any) -> list[tuple[Any, ...]]:
+    return writer.query(
+        "SELECT TraceId, RunId, Name, toString(CostUsd), LlmCalls, ToolCallsTotal, InputTokens, OutputTokens, Incomplete "
+        "FROM runmeter_runs FINAL ORDER BY TraceId, RunId"
+    )
+
+
+def test_two_replicas_behind_a_trace_id_front_total_what_one_collector_totals(tmp_path: Path) -> None:
+    """The scale-out recipe: replicas behind a load balancer routing by trace id, writing to one
+    ClickHouse (a server: each replica's workers insert into it directly). Traces come split
+    across requests, mixed with other traces; the run totals equal one collector's."""
+    from tests.chhttp import ClickHouseHTTP
+
+    spans = _traces()
+    # Requests as a batch processor makes them: 7 spans each, so runs straddle requests and replicas.
+    batches = [request_bytes(spans[i:i + 7]) for i in range(0, len(spans), 7)]
+    ch = ClickHouseHTTP(str(tmp_path / "engine")).up()
+    try:
+        with running(tmp_path / "a", store_url=ch.url, workers=1) as a, running(tmp_path / "b", store_url=ch.url, workers=1) as b:
+            front = _TraceIdFront([a.grpc, b.grpc])
+            try:
+                for body in batches:
+                    front.export(body)
+            finally:
+                front.close()
+            assert all(front.traces) and not front.traces[0] & front.traces[1]  # both replicas busy, no trace on both
+            assert a.server.collector.flush(60) and b.server.collector.flush(60)
+            replicated = _run_totals(a.writer)
+            by_replica = a.writer.query("SELECT uniqExact(TraceId), uniqExact(ServiceName) FROM otel_traces")
+        for table in ("otel_traces", "runmeter_calls", "runmeter_runs"):  # the same store, emptied, for one collector
+            ch.query(f"TRUNCATE TABLE {table}")
+        with running(tmp_path / "one", store_url=ch.url, workers=1) as one:
+            for body in batches:
+                assert post(one.http, body)[0] == 200
+            assert one.server.collector.flush(60)
+            single = _run_totals(one.writer)
+    finally:
+        ch.close()
+    assert len(single) == 48 and all(not r[-1] for r in single)  # every run whole
+    assert by_replica == [(24, 2)]
+    assert replicated == single
