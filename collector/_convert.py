@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from runmeter.conventions import attributes as A
 from runmeter.exporter import MAX_NS
+from runmeter.processor._sdk import readable_span, span_context
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 __all__ = ["Converted", "Limits", "MalformedRequest", "check", "convert", "parse_json_request", "parse_request", "read_request"]
@@ -371,14 +372,12 @@ def _span(
         state = TraceState.from_header([s.trace_state]) if s.trace_state else None
     except ValueError:
         state = None
-    ctx = SpanContext(trace_id, int.from_bytes(s.span_id, "big"), is_remote=True, trace_flags=_SAMPLED, trace_state=state)
+    ctx = span_context(trace_id, int.from_bytes(s.span_id, "big"), True, _SAMPLED, state)
     # The parent is remote only when the sender says so (OTLP span flags bits 8 and 9): a remote
     # parent makes the span a local root, which the RunProcessor treats as a trace root.
     remote_parent = bool(s.flags & _IS_REMOTE) if s.flags & _HAS_IS_REMOTE else False
-    parent = (
-        SpanContext(trace_id, int.from_bytes(s.parent_span_id, "big"), is_remote=remote_parent, trace_flags=_SAMPLED)
-        if s.parent_span_id and s.parent_span_id != _ZERO8 else None
-    )
+    parent_id = s.parent_span_id
+    parent = span_context(trace_id, int.from_bytes(parent_id, "big"), remote_parent, _SAMPLED) if parent_id and parent_id != _ZERO8 else None
     events = [  # an event past 2262 is dropped: OTLP times are unsigned, DateTime64(9) is signed
         Event(e.name, _attributes(e.attributes, limits, out), timestamp=e.time_unix_nano)
         for e in list(s.events)[: limits.max_events_per_span]
@@ -392,19 +391,11 @@ def _span(
     ] if s.links else []
     status = s.status
     code, message = status.code, status.message
-    return ReadableSpan(
-        name=s.name,
-        context=ctx,
-        parent=parent,
-        resource=resource,
-        attributes=attributes,
-        events=events,
-        links=links,
-        kind=_KINDS.get(s.kind, SpanKind.INTERNAL),  # an unknown enum value reads as INTERNAL
-        status=_UNSET if not code and not message else Status(_STATUS.get(code, StatusCode.UNSET), message or None),
-        start_time=s.start_time_unix_nano,
-        end_time=s.end_time_unix_nano,
-        instrumentation_scope=scope,
+    return readable_span(
+        s.name, ctx, parent, resource, attributes, events, links,
+        _KINDS.get(s.kind, SpanKind.INTERNAL),  # an unknown enum value reads as INTERNAL
+        _UNSET if not code and not message else Status(_STATUS.get(code, StatusCode.UNSET), message or None),
+        s.start_time_unix_nano, s.end_time_unix_nano, scope,
     )
 
 

@@ -431,7 +431,8 @@ def collector(
     gc.set_threshold(50_000, 20, 100)
     # Receiver threads wait for the interpreter lock while processing threads hold it: hand it over
     # every 0.5 ms instead of 5 ms, so acknowledging a request is not queued behind processing.
-    sys.setswitchinterval(0.0005)
+    if cs.worker_count() == 0:
+        sys.setswitchinterval(0.0005)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if cs.log_format == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
