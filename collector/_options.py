@@ -65,9 +65,22 @@ class CollectorSettings(BaseModel):
 
     def worker_count(self) -> int:
         if self.workers == "auto":
-            try:
-                cores = len(os.sched_getaffinity(0))
-            except AttributeError:  # not Linux
-                cores = os.cpu_count() or 1
-            return max(1, min(cores, 16))
+            return max(1, min(usable_cores(), 16))
         return self.workers
+
+
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity, and a cgroup (v2) CPU limit - a container's
+    ``resources.limits.cpu`` - when there is one."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores

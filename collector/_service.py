@@ -32,6 +32,7 @@ the spans being processed arrived, not the time they are processed.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import ctypes.util
 import logging
 import queue
@@ -149,9 +150,13 @@ class Collector:
         self.pipeline: Pipeline | None = None
         self.pool: WorkerPool | None = None
         if self.workers:
+            # Traces spread evenly over the workers: each holds its share of the open-run bound,
+            # so the collector as a whole keeps the bound docs/collector.md ("Memory") states.
+            limits = run_limits or RunLimits()
+            per_worker = dataclasses.replace(limits, max_open_runs=max(1, -(-limits.max_open_runs // self.workers)))
             spec = WorkerSpec(
                 count=self.workers, store_url=writer.store.url.with_credentials(), schema=writer.store.schema,
-                embedded=writer.store.embedded, limits=self.limits, prices=prices, run_limits=run_limits,
+                embedded=writer.store.embedded, limits=self.limits, prices=prices, run_limits=per_worker,
                 metric_labels=list(settings.metrics_run_labels), native_codec=settings.native_codec, log_format=settings.log_format,
                 log_level=logging.getLogger().getEffectiveLevel(), nice=settings.worker_nice,
             )
