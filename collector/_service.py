@@ -172,6 +172,7 @@ class Collector:
                 give_way=self.give_way,
             )
         self.draining = False
+        self._stopping = threading.Event()  # shutdown(): the supervising thread ends
         self._intake = 0  # requests between accept() and durable: processing gives way to them
         self._intake_lock = threading.Lock()
         self._full_at = -1e9  # when the log last refused a request
@@ -362,7 +363,7 @@ class Collector:
 
     def _supervise(self, pool: WorkerPool) -> None:
         """With worker processes: once they are up, hand them what the last run left in the log."""
-        if not pool.wait_ready(120):
+        if not pool.wait_ready(120, self._stopping):
             _log.error("the worker processes did not start within 120 s; records wait in the log")
             return
         records = self.wal.replay
@@ -371,8 +372,7 @@ class Collector:
             _log.warning("replaying %d write-ahead log record(s) left by the last run", len(records))
             pool.replay([r.seq for r in records])
         self.replayed.set()
-        while not self.draining:
-            time.sleep(10.0)
+        while not self._stopping.wait(10.0):
             _release_free_memory()
 
     # --- state ------------------------------------------------------------------------------
@@ -416,6 +416,7 @@ class Collector:
         self.draining = True
         self.wal.close()  # writes what is queued; durable records reach the processing queue (or the workers)
         self._queue.put(None)
+        self._stopping.set()
         if self.pool is not None:
             done = self.pool.stop(deadline)
         else:

@@ -588,9 +588,13 @@ class WorkerPool:
         or the host kills it, and the collector makes no progress - better restarted and looked at."""
         return all(w.crashes < 5 for w in self.workers) or self._stopping
 
-    def wait_ready(self, timeout_s: float) -> bool:
+    def wait_ready(self, timeout_s: float, stop: threading.Event | None = None) -> bool:
+        """Every worker has started (False after the timeout, or once ``stop`` is set)."""
         deadline = time.monotonic() + timeout_s
-        return all(w.ready.wait(max(0.0, deadline - time.monotonic())) for w in self.workers)
+        while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+            if all(w.ready.wait(0.1) for w in self.workers):
+                return True
+        return False
 
     def flush(self, deadline: float) -> bool:
         """Every worker completes its open runs and writes what it holds (after the records handed to it)."""
