@@ -330,9 +330,8 @@ def stages(requests: list[bytes], spans_per_request: int) -> dict[str, float]:
     from runmeter.collector._convert import Limits, check, convert
     from runmeter.conventions import load_dialects
     from runmeter.exporter import Store
-    from runmeter.exporter._native import NativeEncoder, column_types
+    from runmeter.exporter import NativeEncoder, column_types, insert_blocks
     from runmeter.exporter._rows import CALL_COLUMNS, TRACE_COLUMNS, call_row, trace_row
-    from runmeter.exporter._writer import insert_blocks
     from runmeter.processor import PriceBook, RunLimits, RunProcessor
 
     n = len(requests) * spans_per_request

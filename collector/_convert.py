@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from runmeter.conventions import attributes as A
 from runmeter.exporter import MAX_NS
-from runmeter.processor._sdk import readable_span, span_context
+from runmeter.processor import readable_span, span_context
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 __all__ = ["Converted", "Limits", "MalformedRequest", "check", "convert", "parse_json_request", "parse_request", "read_request"]

@@ -143,11 +143,9 @@ class WriterClient:
         self._direct: Any = None  # a Store of our own, for a ClickHouse server
 
     def _blocks(self, batch: Any) -> dict[str, tuple[list[str], bytes]]:
-        from runmeter.exporter._native import NativeEncoder
+        from runmeter.exporter import NativeEncoder, column_types
 
         if self._encoder is None:
-            from runmeter.exporter._native import column_types
-
             self._encoder = NativeEncoder(column_types(self._link.call("query", _TYPES_SQL, None)), self._spec.native_codec)
         return {
             table: (data["columns"], self._encoder.encode(table, data["columns"], data["rows"]))
@@ -159,8 +157,7 @@ class WriterClient:
         if self._spec.embedded:
             self._link.call("insert", batch.token, blocks)
             return
-        from runmeter.exporter import Store
-        from runmeter.exporter._writer import insert_blocks
+        from runmeter.exporter import Store, insert_blocks
 
         if self._direct is None:
             self._direct = Store(self._spec.store_url, self._spec.schema)
@@ -328,7 +325,7 @@ class _Relay:
 
     def record(self, key: tuple[str, str, str, str, str], amount: float, attributes: dict[str, Any]) -> None:
         meter, kind, name, unit, description = key
-        inst = self._instruments.get((meter, name))
+        inst: Any = self._instruments.get((meter, name))
         if inst is None:
             with self._lock:
                 inst = self._instruments.get((meter, name))

@@ -18,12 +18,17 @@ from runmeter.exporter._migrations import SchemaOptions, applied_versions, apply
 from runmeter.exporter._rows import MAX_NS, OUTCOME_COLUMNS, outcome_row
 from runmeter.exporter._spool import Batch, Spool, SpoolFull
 from runmeter.exporter._store import Store, StoreError, StoreURL
-from runmeter.exporter._writer import Writer, insert_batch
+from runmeter.exporter._native import NativeEncoder, column_types, native_codec
+from runmeter.exporter._writer import Writer, insert_batch, insert_blocks
 
 __all__ = [
     "MAX_NS",
     "OUTCOME_COLUMNS",
     "Batch",
+    "NativeEncoder",
+    "column_types",
+    "insert_blocks",
+    "native_codec",
     "ClickHouseRunSink",
     "ClickHouseSpanExporter",
     "SchemaOptions",

@@ -163,6 +163,10 @@ class Run(_Scope):
         for key, value in ((A.RUNMETER_RUN_OWNER, self.owner), (A.RUNMETER_RUN_PROJECT, self.project), (A.RUNMETER_TASK_ID, self.task_id)):
             if value:
                 attrs[key] = stamp[key] = value
+            elif parent is not None and parent.stamp.get(key):
+                # A sub-run spends for its parent's owner, project and task (its spans say so, and
+                # the spend limits count them), unless it names its own.
+                stamp[key] = parent.stamp[key]
         if parent is not None:
             attrs[A.RUNMETER_RUN_PARENT_ID] = parent.run_id
         if self.budget is not None:

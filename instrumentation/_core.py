@@ -30,7 +30,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 from runmeter.conventions import attributes as A
 from runmeter.conventions import genai as G
 from runmeter.conventions import load_dialects
-from runmeter.processor import BudgetExceeded, PriceBook, TokenUsage, current_run, redact, short_hash
+from runmeter.processor import BudgetExceeded, PriceBook, TokenUsage, base_model, current_limits, current_run, redact, short_hash
 from runmeter.processor import INSTRUMENTATION_SCOPE, LiveRun, stamp
 from runmeter.core import bad_value, internal_error
 from runmeter.instrumentation._frameworks import parent_context
@@ -179,8 +179,20 @@ class GenAIHandler:
     # --- before the call -------------------------------------------------------------------------
 
     def check_budget(self, inv: Invocation) -> LiveRun | None:
-        """Raise BudgetExceeded before the request when the current run's budget says stop; the current run."""
+        """Raise BudgetExceeded before the request when the current run's budget, or a spend limit
+        (``[limits]``), says stop; the current run."""
         live = current_run()
+        limits = current_limits()
+        if limits is not None:
+            try:
+                breaches = limits.check(_limit_keys(live, inv.request_model), live.run_id if live is not None else "")
+            except BudgetExceeded as exc:
+                if live is not None:
+                    live.note_breach(exc.breach)
+                raise
+            if live is not None:
+                for b in breaches:
+                    live.note_breach(b)
         if live is None or live.ledger.budget is None:
             return live
         try:
@@ -283,6 +295,9 @@ class GenAIHandler:
                     span.add_event(_INFERENCE_DETAILS_EVENT, event)
             stamp(span, attrs, typed=True)  # values made here, in the SDK's stored form: no per-value cleaning
             self._metrics(call, usage, cost_usd, duration, None)
+            limits = current_limits()
+            if limits is not None and cost_usd is not None:
+                limits.record(_limit_keys(call.live, inv.response_model or inv.request_model), cost_usd)
             if call.live is not None:
                 call.live.note_signals(call.live.ledger.record_llm_call(usage, cost_usd, inv.input_hash))
         except Exception as exc:
@@ -322,6 +337,15 @@ class GenAIHandler:
             self.token_usage.record(usage.output_tokens, output_attrs)
         if cost is not None:
             self.cost.add(float(cost), cost_attrs)
+
+
+def _limit_keys(live: LiveRun | None, model: str | None) -> dict[str, str | None]:
+    """What a call is, for the spend limits: its run's owner, project and task, and its model."""
+    run = live.stamp if live is not None else {}
+    return {
+        "owner": run.get(A.RUNMETER_RUN_OWNER), "project": run.get(A.RUNMETER_RUN_PROJECT),
+        "task_id": run.get(A.RUNMETER_TASK_ID), "model": base_model(model),
+    }
 
 
 def record_error(span: Span, exc: BaseException) -> None:

@@ -26,8 +26,15 @@ from runmeter.processor._assembly import Assembly, assemble, run_id_for
 from runmeter.processor._budget import Breach, Budget, BudgetExceeded
 from runmeter.core import ConfigError, redact
 from runmeter.processor._facts import KIND_AGENT, KIND_LLM, KIND_OTHER, KIND_TOOL, SpanFacts, facts_of, read_span, short_hash
-from runmeter.processor._sdk import attributes_of, stamp
+from runmeter.processor._sdk import attributes_of, readable_span, span_context, stamp
 from runmeter.processor._ledger import RunLedger
+from runmeter.processor._limits import ANY as ANY_VALUE
+from runmeter.processor._limits import COLUMNS as SPEND_COLUMNS
+from runmeter.processor._limits import DATED_SQL as DATED_MODEL_SQL
+from runmeter.processor._limits import SpendLimit, SpendLimits, base_model, current_limits, set_limits
+from runmeter.processor._limits import Reader as SpendReader
+from runmeter.processor._limits import Usage as SpendUsage
+from runmeter.processor._limits import period_start as spend_period_start
 from runmeter.processor._live import INSTRUMENTATION_SCOPE, RUN_CONTEXT_KEY, LiveRun, current_run
 from runmeter.processor._loops import LoopDetector, LoopSignal
 from runmeter.processor._overrides import GpuHourPrice, PriceOverrides, TokenPrice
@@ -36,6 +43,17 @@ from runmeter.processor._records import InMemoryRunSink, OutcomeEvent, RunRecord
 from runmeter.processor.pricing import Cost, PriceBook, TokenUsage, provider_for_base_url
 
 __all__ = [
+    "ANY_VALUE",
+    "DATED_MODEL_SQL",
+    "SPEND_COLUMNS",
+    "SpendLimit",
+    "SpendLimits",
+    "SpendReader",
+    "SpendUsage",
+    "base_model",
+    "current_limits",
+    "set_limits",
+    "spend_period_start",
     "INSTRUMENTATION_SCOPE",
     "KIND_AGENT",
     "KIND_LLM",
@@ -43,6 +61,8 @@ __all__ = [
     "KIND_TOOL",
     "RUN_CONTEXT_KEY",
     "attributes_of",
+    "readable_span",
+    "span_context",
     "facts_of",
     "redact",
     "stamp",

@@ -22,7 +22,7 @@ from rich.markup import escape
 
 from runmeter import views
 from runmeter.terminal import (
-    BAKEOFF_COLUMNS, BUDGET_COLUMNS, LOOP_COLUMNS, NOTE_COST_PER_ACCEPTED_RUN, NOTE_COST_PER_ACCEPTED_TASK, PROJECTION_COLUMNS,
+    BAKEOFF_COLUMNS, BUDGET_COLUMNS, LIMIT_COLUMNS, LOOP_COLUMNS, NOTE_COST_PER_ACCEPTED_RUN, NOTE_COST_PER_ACCEPTED_TASK, PROJECTION_COLUMNS,
     REPORT_COLUMNS, RUNS_COLUMNS, emit, err, out,
 )
 from runmeter.config import ConfigError, load_settings
@@ -270,6 +270,28 @@ def budgets(since: Optional[str] = SinceOpt, owner: str = OwnerOpt, project: str
         rows = run_query(client, "budgets", _filters(since, owner, project, ""))
     emit(rows, as_json, as_csv, "Budget breaches", "no budget breaches", BUDGET_COLUMNS,
           notes=("Saved (estimate): a stopped run, had it made as many LLM calls as same-named runs that were not stopped.",))
+
+
+@app.command()
+def limits(as_json: bool = JsonOpt, as_csv: bool = CsvOpt) -> None:
+    """Each spend limit of [limits], what its scope has spent this period (every process, from the
+    store), and the headroom left."""
+    from runmeter.limits import usage_now
+
+    settings = _settings()
+    if not settings.limits.spend:
+        out.print("[dim]no spend limits: add [[limits.spend]] to runmeter.toml (see README, \"Spend limits\")[/]")
+        return
+    with _client() as client:
+        usage = usage_now(settings.limits, lambda sql, params: client.query(sql, parameters=params).result_rows)
+    rows = [
+        {"Limit": f"{u.limit.scope}={u.limit.value}", "Value": u.value, "Per": u.limit.period, "MaxUsd": u.limit.max_usd,
+         "SpentUsd": float(u.spent), "HeadroomUsd": float(u.headroom),
+         "UsedPct": round(100 * float(u.spent) / u.limit.max_usd, 1) if u.limit.max_usd else None, "Action": u.limit.action}
+        for u in usage
+    ]
+    emit(rows, as_json, as_csv, "Spend limits (this period, every process)", "no spend limits", LIMIT_COLUMNS,
+         notes=("Spent: LLM calls stored in ClickHouse since the period began (UTC); an agent also counts its own calls not yet stored.",))
 
 
 @app.command()

@@ -23,6 +23,7 @@ from runmeter import environment_variables as ev
 from runmeter.collector import CollectorSettings
 from runmeter.processor import ConfigError, PriceOverrides, RunLimits
 from runmeter.core import CONFIG_FILENAME, read_toml, register_settings_loader, report_config_error, validation_error
+from runmeter.limits import LimitSettings
 
 __all__ = [
     "CollectorSettings", "ConfigError", "RunSettings", "Settings", "StorageSettings", "UISettings", "find_config_file", "load_settings",
@@ -76,6 +77,7 @@ class _File(BaseModel):
     runs: RunSettings = RunSettings()
     collector: CollectorSettings = CollectorSettings()
     ui: UISettings = UISettings()
+    limits: LimitSettings = LimitSettings()
     providers: dict[str, str] = {}
     pricing: dict[str, Any] = {}
 
@@ -88,6 +90,8 @@ class Settings(BaseModel):
     runs: RunSettings = RunSettings()
     collector: CollectorSettings = CollectorSettings()
     ui: UISettings = UISettings()
+    limits: LimitSettings = LimitSettings()
+    """``[limits]``: spend limits by owner, project, model or task (runmeter/limits.py)."""
     providers: dict[str, str] = {}
     """Base-URL prefix -> provider name, for OpenAI-compatible servers (vLLM, Ollama...)."""
     pricing: PriceOverrides = PriceOverrides()
@@ -178,6 +182,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         runs=RunSettings.model_validate(sections["runs"]),
         collector=CollectorSettings.model_validate(sections["collector"]),
         ui=UISettings.model_validate(sections["ui"]),
+        limits=parsed.limits,
         providers=dict(parsed.providers),
         pricing=pricing,
         source=source,

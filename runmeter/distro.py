@@ -73,10 +73,13 @@ class RunmeterConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
             return
         sink = None
         processor: RunProcessor | None = None
+        store_writer: Any = None
 
         def export_processor(exporter: SpanExporter) -> SpanProcessor:
-            nonlocal processor, sink
+            nonlocal processor, sink, store_writer
             batch = BatchSpanProcessor(exporter)
+            if store_writer is None:
+                store_writer = getattr(exporter, "writer", None)
             run_sink = getattr(exporter, "run_sink", None)
             if sink is None and run_sink is not None:
                 sink = run_sink
@@ -100,3 +103,8 @@ class RunmeterConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
             if add is not None:
                 add(processor)
         RunmeterConfigurator.processor = processor
+        if settings.limits.spend:
+            from runmeter.limits import install
+
+            install(settings, store_writer)
+

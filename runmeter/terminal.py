@@ -25,7 +25,7 @@ from runmeter import views
 from runmeter.reports import plain, short_ids
 
 __all__ = [
-    "BAKEOFF_COLUMNS", "BUDGET_COLUMNS", "LOOP_COLUMNS", "NOTE_COST_PER_ACCEPTED_RUN", "NOTE_COST_PER_ACCEPTED_TASK",
+    "BAKEOFF_COLUMNS", "BUDGET_COLUMNS", "LIMIT_COLUMNS", "LOOP_COLUMNS", "NOTE_COST_PER_ACCEPTED_RUN", "NOTE_COST_PER_ACCEPTED_TASK",
     "PROJECTION_COLUMNS", "REPORT_COLUMNS", "RUNS_COLUMNS", "Col", "emit", "err", "out",
 ]
 
@@ -149,6 +149,11 @@ LOOP_COLUMNS = (
 BUDGET_COLUMNS = (
     Col("Limit", "Limit", "text", 1), Col("Action", "Action", "text", 1), Col("Breaches", "Breaches", "int", 1), Col("Runs", "Runs", "int", 2),
     Col("CostOfRunsUsd", "Cost of runs", "money", 1), Col("SavedUsdEstimate", "Saved (est.)", "money", 2),
+)
+LIMIT_COLUMNS = (
+    Col("Limit", "Limit", "name", 1), Col("Value", "Value", "name", 1), Col("Per", "Per", "text", 1),
+    Col("MaxUsd", "Max", "money", 1), Col("SpentUsd", "Spent", "money", 1), Col("HeadroomUsd", "Headroom", "money", 1),
+    Col("UsedPct", "Used %", "float", 2), Col("Action", "Action", "text", 3),
 )
 BAKEOFF_COLUMNS = (
     Col("Model", "Model", "name", 1), Col("PromptSize", "Size", "text", 1), Col("Calls", "Calls", "int", 1),
