@@ -35,7 +35,7 @@ from runmeter.processor._limits import SpendLimit, SpendLimits, base_model, curr
 from runmeter.processor._limits import Reader as SpendReader
 from runmeter.processor._limits import Usage as SpendUsage
 from runmeter.processor._limits import period_start as spend_period_start
-from runmeter.processor._live import INSTRUMENTATION_SCOPE, RUN_CONTEXT_KEY, LiveRun, current_run
+from runmeter.processor._live import INSTRUMENTATION_SCOPE, RUN_CONTEXT_KEY, LiveRun, alert, current_run, set_alert_hook
 from runmeter.processor._loops import LoopDetector, LoopSignal
 from runmeter.processor._overrides import GpuHourPrice, PriceOverrides, TokenPrice
 from runmeter.processor._processor import RunLimits, RunProcessor
@@ -44,6 +44,8 @@ from runmeter.processor.pricing import Cost, PriceBook, TokenUsage, provider_for
 
 __all__ = [
     "ANY_VALUE",
+    "alert",
+    "set_alert_hook",
     "DATED_MODEL_SQL",
     "SPEND_COLUMNS",
     "SpendLimit",

@@ -169,6 +169,7 @@ class SpendLimits:
         self._state = _State()
         self._local: list[_Local] = []
         self._warned: set[tuple[str, str, float]] = set()
+        self._bands: dict[tuple[str, str, float], int] = {}
         self._said_down = False
         self._stop = threading.Event()
         self._first = threading.Event()  # the first read was tried
@@ -255,6 +256,7 @@ class SpendLimits:
         for u in self.usage(keys):
             limit = u.limit
             threshold = Decimal(repr(limit.max_usd))
+            self._tell(u, threshold)
             if down and self.if_store_down == "stop":
                 breach = Breach(f"{limit.name}.store_down", float(u.spent), limit.max_usd, "stop")
             elif u.spent >= threshold:
@@ -269,6 +271,21 @@ class SpendLimits:
                 found.append(breach)
         return found
 
+    def _tell(self, u: Usage, threshold: Decimal) -> None:
+        """Live alerts (``[alerts]`` spend_limit rules): once per tenth of the limit from half of it on."""
+        if threshold <= 0:
+            return
+        band = int(u.spent * 10 / threshold)
+        if band < 5:
+            return
+        key = (u.limit.name, u.value, u.since)
+        if self._bands.get(key, -1) >= band:
+            return
+        self._bands[key] = band
+        from runmeter.processor._live import alert
+
+        alert("spend_limit_usage", None, u)
+
     def record(self, keys: Mapping[str, str | None], cost: Decimal | None) -> None:
         """After a priced call: its cost counts at once for every limit it falls under."""
         if not cost or not self.limits:
@@ -276,6 +293,8 @@ class SpendLimits:
         clean = {k: v for k, v in keys.items() if v}
         with self._lock:
             self._local.append(_Local(self._clock(), clean, cost))
+        for u in self.usage(clean):  # a level crossed by this call is told now, not at the next call
+            self._tell(u, Decimal(repr(u.limit.max_usd)))
 
 
 _current: SpendLimits | None = None

@@ -8,19 +8,38 @@ every span of the run and, in ``on_end``, to feed the run's ledger.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Span
 
 from runmeter.conventions import attributes as A
+from runmeter.core import internal_error
 from runmeter.processor._budget import Breach
 from runmeter.processor._ledger import RunLedger
 from runmeter.processor._loops import LoopSignal
 
-__all__ = ["INSTRUMENTATION_SCOPE", "RUN_CONTEXT_KEY", "LiveRun", "current_run"]
+__all__ = ["INSTRUMENTATION_SCOPE", "RUN_CONTEXT_KEY", "LiveRun", "current_run", "set_alert_hook"]
+
+# Live alerts (``[alerts]``, runmeter/alerts.py): called with (event, run, detail) when a run in
+# this process shows a loop signal or breaks a budget or a spend limit. Must not block or raise.
+_alert_hook: Callable[[str, LiveRun | None, Any], None] | None = None
+
+
+def set_alert_hook(hook: Callable[[str, LiveRun | None, Any], None] | None) -> None:
+    global _alert_hook
+    _alert_hook = hook
+
+
+def alert(event: str, run: LiveRun | None, detail: Any) -> None:
+    hook = _alert_hook
+    if hook is not None:
+        try:
+            hook(event, run, detail)
+        except Exception as exc:  # never the agent's problem
+            internal_error("alerts.hook", exc)
 
 RUN_CONTEXT_KEY = otel_context.create_key("runmeter-run")
 INSTRUMENTATION_SCOPE = __name__.split(".")[0] + ".instrumentation"  # the runmeter.instrumentation package
@@ -44,6 +63,9 @@ class LiveRun:
 
     def note_signals(self, signals: Iterable[LoopSignal]) -> None:
         """Record loop signals as events on the run's root span (each fires once per run)."""
+        signals = list(signals)
+        for s in signals:
+            alert("loop", self, s)
         root = self.root_span
         if root is None or not root.is_recording():
             return
@@ -55,6 +77,7 @@ class LiveRun:
 
     def note_breach(self, breach: Breach) -> None:
         """Record a budget breach as an event on the run's root span."""
+        alert("spend_limit" if breach.limit.startswith("spend.") else "budget_breach", self, breach)
         root = self.root_span
         if root is not None and root.is_recording():
             root.add_event(A.RUNMETER_BUDGET_EXCEEDED_EVENT, breach.to_attributes())

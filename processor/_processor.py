@@ -363,6 +363,12 @@ class RunProcessor(SpanProcessor):
             self.sweep(final=True)
         except Exception as exc:
             internal_error("shutdown", exc)
+        close = getattr(self._sink, "close", None)  # a sink with work of its own (live alerts) finishes it
+        if close is not None:
+            try:
+                close()
+            except Exception as exc:
+                internal_error("sink.close", exc)
         for d in self._downstream:
             d.shutdown()
 

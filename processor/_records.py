@@ -97,7 +97,8 @@ class OutcomeEvent:
 
 @runtime_checkable
 class RunSink(Protocol):
-    """Where run records and outcome events go. Must not raise."""
+    """Where run records and outcome events go. Must not raise. A sink may also have ``close()``,
+    which the RunProcessor calls at shutdown after the last records."""
 
     def write_runs(self, records: list[RunRecord]) -> None: ...
 

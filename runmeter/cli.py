@@ -294,6 +294,45 @@ def limits(as_json: bool = JsonOpt, as_csv: bool = CsvOpt) -> None:
          notes=("Spent: LLM calls stored in ClickHouse since the period began (UTC); an agent also counts its own calls not yet stored.",))
 
 
+alerts_app = typer.Typer(help="Alerts: loops, long and abandoned runs, budget breaches, spend limits, unpriced calls.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("run")
+def alerts_run(
+    since: str = typer.Option("1h", "--since", help="the window to look at: 1h, 30m, 1d (run it at least that often)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print what would be sent, send nothing"),
+) -> None:
+    """Send the alerts the store shows for the window (every process's runs, the collector's too),
+    each once: for cron, or the Helm chart's CronJob. Exits 1 when a destination refused."""
+    from runmeter import alerts
+
+    settings = _settings()
+    if not settings.alerts.rules:
+        _fail("no alert rules: add [[alerts.rules]] and [[alerts.to]] to runmeter.toml (see README, \"Alerts\")", 2)
+    if not settings.alerts.to and not dry_run:
+        _fail("no destination: add [[alerts.to]] (webhook, slack or alertmanager) to runmeter.toml", 2)
+    start = parse_since(since)
+    with _client() as client:
+        found = alerts.period_alerts(settings.alerts, client, start, settings.limits if settings.limits.spend else None,
+                                     abandoned_after_s=_abandoned_after_s())
+        sent_before = alerts.already_sent(client, found)
+        todo = [a for a in found if (a.rule, a.key) not in sent_before]
+        if dry_run:
+            emit([{"Rule": a.rule, "Key": a.key, "Summary": a.summary} for a in todo], False, False,
+                 f"{len(todo)} alert(s) to send ({len(found) - len(todo)} sent before)", "nothing to send")
+            return
+        sender = alerts.Sender(settings.alerts)
+        for a in todo:
+            sender.send(a)
+        sender.close(timeout_s=120)
+        delivered = {(a.rule, a.key): a for _, a in sender.sent}
+        alerts.record_sent(client, list(delivered.values()))
+    out.print(f"{len(delivered)} alert(s) sent, {len(found) - len(todo)} sent before, {len(todo) - len(delivered)} not delivered")
+    if len(delivered) < len(todo):
+        raise typer.Exit(1)
+
+
 @app.command()
 def compare(
     model: list[str] = typer.Option(..., "--model", help="two or more models"),

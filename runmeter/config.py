@@ -23,6 +23,7 @@ from runmeter import environment_variables as ev
 from runmeter.collector import CollectorSettings
 from runmeter.processor import ConfigError, PriceOverrides, RunLimits
 from runmeter.core import CONFIG_FILENAME, read_toml, register_settings_loader, report_config_error, validation_error
+from runmeter.alerts import AlertSettings
 from runmeter.limits import LimitSettings
 
 __all__ = [
@@ -78,6 +79,7 @@ class _File(BaseModel):
     collector: CollectorSettings = CollectorSettings()
     ui: UISettings = UISettings()
     limits: LimitSettings = LimitSettings()
+    alerts: AlertSettings = AlertSettings()
     providers: dict[str, str] = {}
     pricing: dict[str, Any] = {}
 
@@ -92,6 +94,8 @@ class Settings(BaseModel):
     ui: UISettings = UISettings()
     limits: LimitSettings = LimitSettings()
     """``[limits]``: spend limits by owner, project, model or task (runmeter/limits.py)."""
+    alerts: AlertSettings = AlertSettings()
+    """``[alerts]``: rules and where alerts go (runmeter/alerts.py)."""
     providers: dict[str, str] = {}
     """Base-URL prefix -> provider name, for OpenAI-compatible servers (vLLM, Ollama...)."""
     pricing: PriceOverrides = PriceOverrides()
@@ -183,6 +187,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         collector=CollectorSettings.model_validate(sections["collector"]),
         ui=UISettings.model_validate(sections["ui"]),
         limits=parsed.limits,
+        alerts=parsed.alerts,
         providers=dict(parsed.providers),
         pricing=pricing,
         source=source,

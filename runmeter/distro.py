@@ -103,6 +103,13 @@ class RunmeterConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
             if add is not None:
                 add(processor)
         RunmeterConfigurator.processor = processor
+        if settings.alerts.rules and settings.alerts.to:
+            from runmeter import alerts
+
+            on_sent = alerts.recorder(store_writer) if store_writer is not None else None
+            live = alerts.install(settings.alerts, processor.sink, on_sent)
+            if live is not None:
+                processor.sink = live
         if settings.limits.spend:
             from runmeter.limits import install
 

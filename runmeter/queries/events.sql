@@ -22,7 +22,7 @@ SELECT * FROM (
     UNION ALL
     SELECT EndTime AS Time, 'long_run' AS Event, RunId, Name, round(CostUsd, 6) AS CostUsd, 'wall_clock' AS Kind,
            concat(toString(round(dateDiff('millisecond', StartTime, EndTime) / 1000, 1)), ' s') AS Detail
-    FROM runs WHERE dateDiff('millisecond', StartTime, EndTime) > {long_run_s:UInt32} * 1000
+    FROM runs WHERE dateDiff('millisecond', StartTime, EndTime) > {long_run_s:Float64} * 1000
     UNION ALL
     SELECT EndTime AS Time, 'abandoned' AS Event, RunId, Name, round(CostUsd, 6) AS CostUsd, 'no_outcome' AS Kind,
            '' AS Detail
