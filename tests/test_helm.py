@@ -154,6 +154,18 @@ def test_production_statefulset_cluster_tokens_and_mtls(render_bin: Path, tmp_pa
     assert tomllib.loads(config.read_text())["collector"]["wal_max_bytes"] == 4294967296
     settings = load_settings(config, env={})
     assert (settings.runs.quiet_s, settings.collector.wal_max_bytes, settings.collector.drain_timeout_s) == (60, 4 << 30, 45)
+    assert settings.collector.worker_count() == 4
+    # [limits] and [alerts] as arrays of tables, read back by runmeter itself.
+    assert [(r.owner, r.project, r.max_usd, r.per, r.action) for r in settings.limits.spend] == [
+        ("ana", None, 50, "day", "stop"), (None, "checkout", 2000, "month", "warn")]
+    assert settings.limits.refresh_s == 10
+    assert [(r.kind, r.threshold_s, r.at_pct) for r in settings.alerts.rules] == [
+        ("loop", None, [80.0, 100.0]), ("long_run", 600, [80.0, 100.0]), ("spend_limit", None, [80.0, 100.0])]
+    assert [(d.type, d.url, d.headers) for d in settings.alerts.to] == [
+        ("alertmanager", "http://alertmanager.monitoring:9093", {}), ("webhook", "https://hooks.example.com/runmeter", {"Authorization": "Bearer abc"})]
+    alerts_job = objs[("CronJob", "rm-runmeter-alerts")]
+    assert alerts_job["spec"]["schedule"] == "*/5 * * * *"
+    assert alerts_job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"] == ["alerts", "run", "--since", "10m"]
     assert sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > settings.collector.drain_timeout_s
     assert "loadbalancing exporter" in notes
 

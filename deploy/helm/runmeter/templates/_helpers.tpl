@@ -37,8 +37,14 @@ app.kubernetes.io/component: collector
 {{- end -}}
 
 {{/* A TOML value: strings quoted, whole numbers without an exponent, the rest as is. */}}
+{{/* A list of maps: an array of tables ([[limits.spend]], [[alerts.rules]], [[alerts.to]]). */}}
+{{- define "runmeter.isTables" -}}
+{{- if and (kindIs "slice" .) (gt (len .) 0) -}}{{- if kindIs "map" (first .) -}}true{{- end -}}{{- end -}}
+{{- end -}}
+
 {{- define "runmeter.tomlValue" -}}
 {{- if kindIs "string" . -}}{{ . | quote }}
+{{- else if kindIs "map" . -}}{{- $parts := list -}}{{- range $k, $v := . -}}{{- $parts = append $parts (printf "%s = %s" ($k | quote) (include "runmeter.tomlValue" $v)) -}}{{- end -}}{ {{ join ", " $parts }} }
 {{- else if kindIs "float64" . -}}{{ if eq (float64 (int64 .)) . }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
 {{- else if kindIs "slice" . -}}[{{ range $i, $v := . }}{{ if $i }}, {{ end }}{{ include "runmeter.tomlValue" $v }}{{ end }}]
 {{- else -}}{{ . }}
