@@ -276,20 +276,14 @@ def budgets(since: Optional[str] = SinceOpt, owner: str = OwnerOpt, project: str
 def limits(as_json: bool = JsonOpt, as_csv: bool = CsvOpt) -> None:
     """Each spend limit of [limits], what its scope has spent this period (every process, from the
     store), and the headroom left."""
-    from runmeter.limits import usage_now
+    from runmeter.limits import limit_rows
 
     settings = _settings()
     if not settings.limits.spend:
         out.print("[dim]no spend limits: add [[limits.spend]] to runmeter.toml (see README, \"Spend limits\")[/]")
         return
     with _client() as client:
-        usage = usage_now(settings.limits, lambda sql, params: client.query(sql, parameters=params).result_rows)
-    rows = [
-        {"Limit": f"{u.limit.scope}={u.limit.value}", "Value": u.value, "Per": u.limit.period, "MaxUsd": u.limit.max_usd,
-         "SpentUsd": float(u.spent), "HeadroomUsd": float(u.headroom),
-         "UsedPct": round(100 * float(u.spent) / u.limit.max_usd, 1) if u.limit.max_usd else None, "Action": u.limit.action}
-        for u in usage
-    ]
+        rows = limit_rows(settings.limits, lambda sql, params: client.query(sql, parameters=params).result_rows)
     emit(rows, as_json, as_csv, "Spend limits (this period, every process)", "no spend limits", LIMIT_COLUMNS,
          notes=("Spent: LLM calls stored in ClickHouse since the period began (UTC); an agent also counts its own calls not yet stored.",))
 

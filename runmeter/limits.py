@@ -34,7 +34,7 @@ from runmeter.processor import SpendReader as Reader
 from runmeter.processor import SpendUsage as Usage
 from runmeter.processor import spend_period_start as period_start
 
-__all__ = ["LimitRule", "LimitSettings", "base_model", "install", "limits_from_settings", "stored_reader", "usage_now"]
+__all__ = ["LimitRule", "LimitSettings", "base_model", "install", "limit_rows", "limits_from_settings", "stored_reader", "usage_now"]
 
 class LimitRule(BaseModel):
     """One ``[[limits.spend]]`` entry: exactly one scope, a maximum, a period."""
@@ -85,14 +85,21 @@ def stored_reader(query: Query) -> Reader:
         out: dict[tuple[int, str], Decimal] = {}
         for i, (limit, since) in enumerate(queries):
             column = COLUMNS[limit.scope]
-            key = f"replaceRegexpOne({column}, '{DATED_SQL}', '')" if limit.scope == "model" else column
-            where = "Kind = 'llm' AND Duplicate = 0 AND Timestamp >= fromUnixTimestamp64Nano({since:Int64})"
+            if limit.scope == "model":
+                key = f"replaceRegexpOne(c.{column}, '{DATED_SQL}', '')"
+            else:  # the call's own, else its run's (spans from OTLP may name the owner on the run's root only)
+                key = f"if(c.{column} != '', c.{column}, r.{column})"
+            source = (
+                "runmeter_calls AS c LEFT JOIN (SELECT RunId, Owner, Project, TaskId FROM runmeter_runs_current) AS r ON r.RunId = c.RunId"
+                if limit.scope != "model" else "runmeter_calls AS c"
+            )
+            where = "c.Kind = 'llm' AND c.Duplicate = 0 AND c.Timestamp >= fromUnixTimestamp64Nano({since:Int64})"
             params: dict[str, Any] = {"since": int(since * 1e9)}
             if limit.value == ANY:
-                rows = query(f"SELECT {key} AS v, sum(CostUsd) FROM runmeter_calls WHERE {where} AND v != '' GROUP BY v", params)
+                rows = query(f"SELECT {key} AS v, sum(c.CostUsd) FROM {source} WHERE {where} AND v != '' GROUP BY v", params)
             else:
                 params["v"] = limit.value
-                rows = query(f"SELECT {{v:String}}, sum(CostUsd) FROM runmeter_calls WHERE {where} AND {key} = {{v:String}}", params)
+                rows = query(f"SELECT {{v:String}}, sum(c.CostUsd) FROM {source} WHERE {where} AND {key} = {{v:String}}", params)
             for value, spent in rows:
                 out[(i, str(value))] = Decimal(repr(float(spent or 0.0)))
         return out
@@ -147,3 +154,13 @@ def install(settings: Any = None, writer: Any = None) -> SpendLimits | None:
     if previous is not None:
         previous.close()
     return limits
+
+
+def limit_rows(settings: LimitSettings, query: Query) -> list[dict[str, Any]]:
+    """``usage_now`` as report rows (``runmeter limits``, ``runmeter ui``)."""
+    return [
+        {"Limit": f"{u.limit.scope}={u.limit.value}", "Value": u.value, "Per": u.limit.period, "MaxUsd": u.limit.max_usd,
+         "SpentUsd": float(u.spent), "HeadroomUsd": float(u.headroom),
+         "UsedPct": round(100 * float(u.spent) / u.limit.max_usd, 1) if u.limit.max_usd else None, "Action": u.limit.action}
+        for u in usage_now(settings, query)
+    ]

@@ -101,8 +101,9 @@ class UI:
                 "totals": totals[0] if totals else None,
                 "bucket": bucket, "spend": spend,
                 "by_name": run_query(client, "cost_per_accepted_run", f, group="name"),
-                "events": run_query(client, "events", f, long_run_s=int(self.settings.ui.long_run_s), limit=25),
+                "events": run_query(client, "events", f, long_run_s=float(self.settings.ui.long_run_s), limit=25),
                 "facets": run_query(client, "facets", f),
+                "limits": _limit_rows(self.settings, client),
             }
 
         data = await self.read(load)
@@ -116,6 +117,8 @@ class UI:
             + "<h2>Outcomes, by run name</h2>" + views.outcome_bars(data["by_name"])
             + views.table(data["by_name"], views.GROUP_COLUMNS, "by_name", empty="no runs in this period")
             + "<h2>Loops, budget stops, long and abandoned runs</h2>" + _events(data["events"], self.settings.ui.long_run_s)
+            + ("<h2>Spend limits, this period</h2>" + views.table(data["limits"], views.LIMIT_COLUMNS, "limits")
+               if self.settings.limits.spend else "")
         )
         form = _form(q, data["facets"], ("since", "owner", "project", "model"),
                      extra=_select("group", "spend by", ("model", "owner", "project"), group))
@@ -481,3 +484,12 @@ def serve(ui: UI, host: str, port: int, on_ready: Callable[[str], None]) -> None
     except (KeyboardInterrupt, web.GracefulExit):
         pass
 
+
+
+def _limit_rows(settings: Any, client: Any) -> list[dict[str, Any]]:
+    """Each spend limit of [limits] with what it has spent this period (as `runmeter limits`)."""
+    if not settings.limits.spend:
+        return []
+    from runmeter.limits import limit_rows
+
+    return limit_rows(settings.limits, lambda sql, params: client.query(sql, parameters=params).result_rows)

@@ -345,6 +345,15 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+LIMIT_COLUMNS = (
+    Column("Limit", "Limit", "name"),
+    Column("Value", "For", "name"),
+    Column("Per", "Per", "text"),
+    Column("MaxUsd", "Max", "money"),
+    Column("SpentUsd", "Spent", "money", "LLM calls stored since the period began (UTC), every process"),
+    Column("HeadroomUsd", "Headroom", "money"),
+    Column("Action", "Action", "text"),
+)
 GROUP_COLUMNS = (
     Column("Group", "Group", "name"),
     Column("Runs", "Runs", "int", DEFINITIONS["runs"]),

@@ -8,6 +8,7 @@ its budget (failed) and $0.30 accepted. Total $1.83, 7 runs, 2 accepted.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -42,6 +43,8 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("ui")
     store = build(tmp)
+    # Every owner may spend $1 in all: the overview shows each one's spend and headroom.
+    (tmp / "runmeter.toml").write_text('[[limits.spend]]\nowner = "*"\nmax_usd = 1\nper = "total"\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNMETER_", "OTEL_"))}
     env.update(RUNMETER_ABANDONED_AFTER_S="60", RUNMETER_TRACE_URL=TRACE_URL)
     log = tmp / "ui.log"
@@ -116,6 +119,18 @@ def test_overview_figures_equal_the_queries(page: Page, served: Served) -> None:
     assert {"loop", "budget_stop", "abandoned"} <= events
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "ui-overview.png"), full_page=True)
+
+
+def test_overview_shows_each_spend_limit_with_its_headroom(page: Page, served: Served) -> None:
+    page.goto(served.url)
+    cells = _values(page, "limits.")
+    spent = {k.split(".")[1]: float(v) for k, v in cells.items() if k.endswith(".SpentUsd")}
+    headroom = {k.split(".")[1]: float(v) for k, v in cells.items() if k.endswith(".HeadroomUsd")}
+    assert sum(spent.values()) == pytest.approx(1.83)  # every owner's LLM spend: the headline's total
+    assert all(headroom[i] == pytest.approx(1 - spent[i]) for i in spent)
+    with urllib.request.urlopen(served.url + "?format=json") as r:
+        limits = json.loads(r.read())["limits"]
+    assert {row["Limit"] for row in limits} == {"owner=*"} and len(limits) == len(spent) >= 2
 
 
 def test_runs_filters_sort_and_pages_change_the_list(page: Page, served: Served) -> None:
