@@ -264,7 +264,7 @@ def worker_main(index: int, spec: WorkerSpec, records: Connection, calls: Connec
     gc.set_threshold(50_000, 20, 100)
     link = _Link(calls)
     meters = _RelayMeterProvider(link)
-    collector_meter = meters.get_meter("runmeter.collector")
+    collector_meter = meters.get_meter(__package__ or __name__.rpartition(".")[0])  # the collector's own meter
     pipeline = Pipeline(
         WriterClient(link, spec), LogClient(link), limits=spec.limits,
         written=collector_meter.create_counter(A.RUNMETER_COLLECTOR_SPANS_WRITTEN_METRIC, A.RUNMETER_COLLECTOR_SPANS_WRITTEN_UNIT),
@@ -553,7 +553,7 @@ class WorkerPool:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if isinstance(p, str) and p)}
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "runmeter.collector._workers", str(w.index), str(records_in), str(calls_worker.fileno())],
+                [sys.executable, "-m", __name__, str(w.index), str(records_in), str(calls_worker.fileno())],
                 pass_fds=(records_in, calls_worker.fileno()), env=env, stdin=subprocess.DEVNULL,
             )
         finally:

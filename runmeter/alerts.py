@@ -367,7 +367,7 @@ def period_alerts(settings: AlertSettings, client: Any, since: dt.datetime, limi
 
     out: list[Alert] = []
     long_rule = settings.rule("long_run")
-    rows = run_query(client, "events", Filters(since=since, abandoned_after_s=abandoned_after_s),
+    rows = run_query(client, "events", Filters(since=since, abandoned_after_s=int(abandoned_after_s)),
                      long_run_s=float(long_rule.threshold_s if long_rule and long_rule.threshold_s else 10**9), limit=10_000)
     for r in rows:
         labels = {"run_id": r["RunId"], "run_name": r["Name"]}
