@@ -92,7 +92,7 @@ test: $(STAMP) $(V2)/.installed-stamp $(DISTRO)/.installed-stamp $(MIN)/.install
 	$(V2)/bin/python -m pytest -q -p no:cacheprovider tests/test_instrumentation_openai.py tests/test_client_paths.py tests/test_zero_code.py
 	@echo "--- again with the SDK fast paths off (the public API only)"
 	RUNMETER_SDK_FAST_PATHS=0 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests/test_processor_live.py \
-	  tests/test_run_assembly.py tests/test_dialects.py tests/test_client_paths.py tests/test_storage.py
+	  tests/test_run_assembly.py tests/test_dialects.py tests/test_client_paths.py tests/test_storage.py tests/test_sdk_paths.py
 	@echo "--- again on the lowest OpenTelemetry supported ($(MIN))"
 	$(MIN)/bin/python -c "from opentelemetry.sdk.version import __version__ as v; assert v == '1.39.0', v"
 	$(MIN)/bin/python -m pytest -q -p no:cacheprovider -m "not slow" tests/test_processor_live.py tests/test_run_assembly.py \

@@ -204,20 +204,11 @@ def readable_span(
     """A ``ReadableSpan`` of these fields, as its constructor makes it."""
     if FAST_NEW:
         out = _blank(ReadableSpan)
-        d = out.__dict__
-        d["_name"] = name
-        d["_context"] = context
-        d["_kind"] = kind
-        d["_instrumentation_info"] = None
-        d["_instrumentation_scope"] = scope
-        d["_parent"] = parent
-        d["_start_time"] = start_time
-        d["_end_time"] = end_time
-        d["_attributes"] = attributes
-        d["_events"] = events
-        d["_links"] = links
-        d["_resource"] = resource
-        d["_status"] = status
+        out.__dict__.update(
+            _name=name, _context=context, _kind=kind, _instrumentation_info=None, _instrumentation_scope=scope, _parent=parent,
+            _start_time=start_time, _end_time=end_time, _attributes=attributes, _events=events, _links=links, _resource=resource,
+            _status=status,
+        )
         return out
     return ReadableSpan(
         name=name, context=context, parent=parent, resource=resource, attributes=attributes, events=events, links=links,

@@ -66,3 +66,31 @@ def test_the_fast_paths_and_the_public_api_agree() -> None:
     assert fast["run"] == ["r", "ana", "0.00021", 1, {"read_file": 1}, "accepted"]
     duplicate = next(s for s in fast["spans"] if s["name"] == "openai.chat")["attributes"]
     assert duplicate["runmeter.cost.duplicate"] is True and "runmeter.cost.usd" not in duplicate
+
+
+def test_spans_made_for_the_collector_equal_the_sdk_constructors() -> None:
+    """``readable_span`` and ``span_context`` (the collector's OTLP path) make what the SDK's
+    constructors make, field for field, on the fast path and on the public one."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+
+    from runmeter.processor import readable_span, span_context
+    from runmeter.processor._sdk import FAST_NEW
+
+    assert FAST_NEW or os.environ.get("RUNMETER_SDK_FAST_PATHS") == "0"
+    state = TraceState([("k", "v")])
+    ctx = span_context(0xABC, 0x12, True, TraceFlags(1), state)
+    want_ctx = SpanContext(0xABC, 0x12, is_remote=True, trace_flags=TraceFlags(1), trace_state=state)
+    assert ctx == want_ctx and ctx.is_valid and ctx.trace_state == state
+    assert span_context(0xABC, 0x13, False, TraceFlags(1)).trace_state == SpanContext(0xABC, 0x13, False).trace_state
+    args = dict(name="chat x", context=ctx, parent=span_context(0xABC, 0x11, False, TraceFlags(1)), resource=Resource({"a": 1}),
+                attributes={"k": "v"}, events=[], links=[], kind=SpanKind.CLIENT, status=Status(StatusCode.ERROR, "boom"),
+                start_time=5, end_time=9)
+    scope = InstrumentationScope("s", "1")
+    made = readable_span(*args.values(), scope)
+    want = ReadableSpan(**args, instrumentation_scope=scope)
+    assert made.__dict__ == want.__dict__
+    assert (made.name, made.context, made.parent, dict(made.attributes or {}), made.kind, made.status.description, made.end_time) == (
+        want.name, want.context, want.parent, dict(want.attributes or {}), want.kind, want.status.description, want.end_time)
