@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -106,6 +107,8 @@ class Subprocess:
         env = {**os.environ, "RUNMETER_CONFIG": str(self.tmp / "runmeter.toml")}
         with open(self.tmp / "collector.log", "ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen([sys.executable, "-m", "runmeter.cli", "collector"], env=env, cwd=self.tmp, stdout=log, stderr=log)
+        # A test that fails before it stops the collector must not leave it (and its workers) running.
+        weakref.finalize(self, _kill, self.proc)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, (self.tmp / "collector.log").read_text()[-3000:]
@@ -132,6 +135,12 @@ class Subprocess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
 
 
 def children(pid: int) -> list[int]:
