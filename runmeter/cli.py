@@ -546,8 +546,9 @@ def grafana_export(
     """
     from runmeter.grafana import export
 
+    rules = _settings().alerts.rules  # [alerts] in runmeter.toml: Grafana alerts with the same kinds and thresholds
     try:
-        written = export(directory, clickhouse_host=clickhouse_host)
+        written = export(directory, clickhouse_host=clickhouse_host, alert_rules=rules or None)
     except OSError as exc:
         _fail(f"cannot write {directory}: {exc.strerror or exc}")
     for path in written:

@@ -96,3 +96,25 @@ def test_alert_rules(store_url: str, uid: str, now_offset_s: int, expected: int)
     with Store(store_url).session() as c:
         value = c.query(_at(sql, BASE_NS + now_offset_s * 1_000_000_000)).result_rows[0][0]
     assert value == expected
+
+
+def test_alert_rules_follow_the_alerts_settings(store_url: str) -> None:
+    """With [alerts] configured, Grafana's rules are those kinds with those thresholds: runs over
+    0.4 s (every run of the fixture lasts 0.5 s) and over 0.6 s (none), the unpriced share over 10 %."""
+    from runmeter.alerts import AlertRule
+    from runmeter.grafana import alerts_from
+
+    rules = alerts_from([AlertRule(kind="long_run", threshold_s=0.4), AlertRule(kind="unpriced_share", threshold_pct=10),
+                         AlertRule(kind="spend_limit")])
+    assert [r[0] for r in rules] == ["runmeter-long-runs", "runmeter-unpriced-share"]  # spend limits: runmeter's own delivery
+    (uid, title, sql, threshold), (_, _, share_sql, share_threshold) = rules
+    assert "0.4 s" in title and threshold == 0 and share_threshold == 10
+    longer = alerts_from([AlertRule(kind="long_run", threshold_s=0.6)])[0][2]
+    with Store(store_url).session() as c:
+        runs = c.query("SELECT count() FROM runmeter_runs_current").result_rows[0][0]
+        long_runs = c.query(_at(sql, BASE_NS + 600 * 1_000_000_000)).result_rows[0][0]
+        none = c.query(_at(longer, BASE_NS + 600 * 1_000_000_000)).result_rows[0][0]
+        calls, unpriced = c.query("SELECT count(), countIf(Priced = 0) FROM runmeter_calls WHERE Kind = 'llm' AND Duplicate = 0").result_rows[0]
+        share = c.query(_at(share_sql, BASE_NS + 60 * 1_000_000_000).replace("INTERVAL 15 MINUTE", "INTERVAL 10 YEAR")).result_rows[0][0]
+    assert long_runs == runs > 0 and none == 0
+    assert share == pytest.approx(100 * unpriced / calls)
