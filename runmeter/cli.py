@@ -280,7 +280,8 @@ def limits(as_json: bool = JsonOpt, as_csv: bool = CsvOpt) -> None:
 
     settings = _settings()
     if not settings.limits.spend:
-        out.print("[dim]no spend limits: add [[limits.spend]] to runmeter.toml (see README, \"Spend limits\")[/]")
+        message = 'no spend limits: add [[limits.spend]] to runmeter.toml (see README, "Spend limits")'
+        out.print(f"[dim]{escape(message)}[/]")
         return
     with _client() as client:
         rows = limit_rows(settings.limits, lambda sql, params: client.query(sql, parameters=params).result_rows)
