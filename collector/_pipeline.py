@@ -1,7 +1,7 @@
 """Processing of logged requests: convert ─► Tracker ─► RunProcessor (remote) ─► exporter.
 
 One :class:`Pipeline` runs in the collector's own process (``workers = 0``) or in each worker
-process (``_workers.py``), there over the spans of its shard of trace ids only. It needs a
+process (``_worker.py``, started by ``_workers.WorkerPool``), there over the spans of its shard of trace ids only. It needs a
 write-ahead log and a writer; in a worker both are stand-ins that ask the collector's process
 (``_workers.LogClient``, ``_workers.WriterClient``), so this code is the same in both places.
 """

@@ -1,0 +1,292 @@
+"""A collector worker process: ``python -m runmeter.collector._worker INDEX RECORDS_FD CALLS_FD``.
+
+Started by :class:`~runmeter.collector._workers.WorkerPool` (see its module for the picture). It
+reads its :class:`WorkerSpec` and then log records from the pipe, runs the collector's
+:class:`~runmeter.collector._pipeline.Pipeline` over the spans of its shard of trace ids, and
+calls the collector's process for what that process keeps: the write-ahead log (``LogClient``),
+the embedded store and the spool (``WriterClient``), and ``/metrics`` (the relay meter).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from opentelemetry.metrics import CallbackOptions, NoOpMeter, NoOpMeterProvider
+
+__all__ = ["LogClient", "WorkerSpec", "WriterClient", "main", "worker_main"]
+
+_log = logging.getLogger(__name__)
+_TYPES_SQL = (
+    "SELECT table, name, type FROM system.columns "
+    "WHERE database = currentDatabase() AND table IN ('otel_traces', 'runmeter_calls')"
+)
+
+
+@dataclass
+class WorkerSpec:
+    """What a worker needs to build its pipeline (pickled into the spawned process)."""
+
+    count: int
+    store_url: str
+    embedded: bool
+    limits: Any
+    schema: Any = None
+    prices: Any = None
+    run_limits: Any = None
+    metric_labels: list[str] = field(default_factory=list)
+    native_codec: str = "auto"
+    log_format: str = "json"
+    log_level: int = logging.INFO
+    nice: int = 0
+
+
+class _Link:
+    """The worker's end of the call pipe: one call at a time, answered in order."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def call(self, *msg: Any) -> Any:
+        with self._lock:
+            self._conn.send(msg)
+            status, value = self._conn.recv()
+        if status == "err":
+            raise RuntimeError(value)
+        return value
+
+    def tell(self, *msg: Any) -> None:
+        with self._lock:
+            self._conn.send(msg)
+
+
+class LogClient:
+    """The write-ahead log as a worker sees it: the collector's process keeps it."""
+
+    def __init__(self, link: _Link) -> None:
+        self._link = link
+
+    def release(self, seq: int) -> None:
+        self._link.tell("release", seq)
+
+    def read(self, seq: int) -> bytes:
+        return bytes(self._link.call("read", seq))
+
+    def pinning(self) -> list[int]:
+        return list(self._link.call("pinning"))
+
+    def append_carried(self, payload: bytes) -> int:
+        return int(self._link.call("append", payload))
+
+
+class _StoreName:
+    def __init__(self, url: str) -> None:
+        from runmeter.exporter import StoreURL
+
+        self.url = StoreURL.parse(url)
+
+
+class WriterClient:
+    """The writer as a worker sees it: spans are encoded here, in Native blocks, and inserted by
+    the collector's process (the embedded store) or straight into a ClickHouse server; runs go
+    to the collector's spool."""
+
+    def __init__(self, link: _Link, spec: WorkerSpec) -> None:
+        self._link = link
+        self._spec = spec
+        self.store = _StoreName(spec.store_url)
+        self._encoder: Any = None
+        self._direct: Any = None  # a Store of our own, for a ClickHouse server
+
+    def _blocks(self, batch: Any) -> dict[str, tuple[list[str], bytes]]:
+        from runmeter.exporter import NativeEncoder, column_types
+
+        if self._encoder is None:
+            self._encoder = NativeEncoder(column_types(self._link.call("query", _TYPES_SQL, None)), self._spec.native_codec)
+        return {
+            table: (data["columns"], self._encoder.encode(table, data["columns"], data["rows"]))
+            for table, data in batch.tables.items() if data["rows"]
+        }
+
+    def insert(self, batch: Any) -> None:
+        blocks = self._blocks(batch)
+        if self._spec.embedded:
+            self._link.call("insert", batch.token, blocks)
+            return
+        from runmeter.exporter import Store, insert_blocks
+
+        if self._direct is None:
+            self._direct = Store(self._spec.store_url, self._spec.schema)
+        with self._direct.session() as client:
+            insert_blocks(client, batch.token, blocks)
+
+    def submit(self, batch: Any, *, drain: bool = True) -> bool:
+        return bool(self._link.call("submit", batch))
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self._link.call("query", sql, parameters)]
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        return bool(self._link.call("flush", timeout_s))
+
+    def close(self, timeout_s: float = 10.0) -> bool:
+        if self._direct is not None:
+            self._direct.close()
+        return True
+
+
+class _Instrument:
+    def __init__(self, link: _Link, meter: str, kind: str, name: str, unit: str, description: str) -> None:
+        self._link = link
+        self._key = (meter, kind, name, unit, description)
+
+    def add(self, amount: float, attributes: Any = None, context: Any = None) -> None:
+        self._link.tell("metric", self._key, amount, dict(attributes or {}))
+
+    record = add
+
+
+class _RelayMeter(NoOpMeter):
+    """A meter whose instruments are recorded in the collector's process (its ``/metrics``)."""
+
+    def __init__(self, name: str, link: _Link, observed: list[tuple[Any, list[Callable[..., Any]]]]) -> None:
+        super().__init__(name)
+        self._link = link
+        self._observed = observed
+
+    def create_counter(self, name: str, unit: str = "", description: str = "") -> Any:
+        return _Instrument(self._link, self.name, "counter", name, unit, description)
+
+    def create_up_down_counter(self, name: str, unit: str = "", description: str = "") -> Any:
+        return _Instrument(self._link, self.name, "up_down_counter", name, unit, description)
+
+    def create_histogram(self, name: str, unit: str = "", description: str = "", **kw: Any) -> Any:
+        return _Instrument(self._link, self.name, "histogram", name, unit, description)
+
+    def create_observable_gauge(self, name: str, callbacks: Any = None, unit: str = "", description: str = "") -> Any:
+        self._observed.append(((self.name, "gauge", name, unit, description), list(callbacks or [])))
+        return super().create_observable_gauge(name, callbacks, unit, description)
+
+    def create_observable_up_down_counter(self, name: str, callbacks: Any = None, unit: str = "", description: str = "") -> Any:
+        self._observed.append(((self.name, "up_down_counter", name, unit, description), list(callbacks or [])))
+        return super().create_observable_up_down_counter(name, callbacks, unit, description)
+
+
+class _RelayMeterProvider(NoOpMeterProvider):
+    def __init__(self, link: _Link) -> None:
+        self._link = link
+        self.observed: list[tuple[Any, list[Callable[..., Any]]]] = []
+
+    def get_meter(self, name: str, version: str | None = None, schema_url: str | None = None, attributes: Any = None) -> Any:
+        return _RelayMeter(name, self._link, self.observed)
+
+    def report(self) -> None:
+        """Send the observable instruments' values (the collector's process reads the latest)."""
+        for key, callbacks in self.observed:
+            total = 0.0
+            for cb in callbacks:
+                for obs in cb(CallbackOptions()):
+                    total += obs.value
+            self._link.tell("observed", key, total)
+
+
+def _setup_logging(spec: WorkerSpec, index: int) -> None:
+    from runmeter.collector._server import JsonFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter() if spec.log_format == "json" else logging.Formatter(f"%(asctime)s %(levelname)s worker {index} %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(spec.log_level)
+
+
+def worker_main(index: int, spec: WorkerSpec, records: Connection, calls: Connection) -> None:
+    """A worker process: records in, its shard processed, until told to stop or the pipe closes."""
+    from runmeter.collector._convert import parse_request
+    from runmeter.collector._pipeline import Pipeline, decode
+    from runmeter.conventions import attributes as A
+
+    # Ctrl-C in a terminal reaches the whole process group: the collector's process drains, and
+    # stops its workers when they are done; they must not die first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if spec.nice:
+        os.nice(spec.nice)
+    _setup_logging(spec, index)
+    import gc
+
+    gc.freeze()  # as the collector's process does (runmeter/cli.py): fewer, cheaper GC passes
+    gc.set_threshold(50_000, 20, 100)
+    link = _Link(calls)
+    meters = _RelayMeterProvider(link)
+    collector_meter = meters.get_meter(__package__ or __name__.rpartition(".")[0])  # the collector's own meter
+    pipeline = Pipeline(
+        WriterClient(link, spec), LogClient(link), limits=spec.limits,
+        written=collector_meter.create_counter(A.RUNMETER_COLLECTOR_SPANS_WRITTEN_METRIC, A.RUNMETER_COLLECTOR_SPANS_WRITTEN_UNIT),
+        duplicate=collector_meter.create_counter(A.RUNMETER_COLLECTOR_SPANS_DUPLICATE_METRIC, A.RUNMETER_COLLECTOR_SPANS_DUPLICATE_UNIT),
+        prices=spec.prices, run_limits=spec.run_limits, meter_provider=meters, metric_labels=spec.metric_labels,
+        shard=(index, spec.count),
+    )
+    link.tell("ready", os.getpid())
+    carried = time.monotonic()
+    draining = False
+    while True:
+        try:
+            ready = records.poll(0.5)
+            msg = records.recv() if ready else None
+        except (EOFError, OSError):  # the collector's process is gone: what it logged is replayed at its next start
+            os._exit(0)
+        if msg is not None:
+            kind = msg[0]
+            if kind == "rec":
+                _, seq, payload, arrived = msg
+                pipeline.arrived = arrived
+                try:
+                    project, data = decode(payload)
+                    pipeline.process(seq, parse_request(data), project)
+                except Exception:
+                    _log.exception("record %d cannot be processed; it stays in the log", seq)
+                if not records.poll():
+                    pipeline.arrived = None
+            elif kind == "replay":
+                pipeline.replay([(seq, *decode(payload)) for seq, payload in msg[1]])
+            elif kind == "flush":
+                link.tell("flushed", msg[1], pipeline.flush_once(msg[2]))
+            elif kind == "stop":
+                draining = True
+                done = pipeline.close(msg[1])
+                meters.report()
+                link.tell("stopped", done)
+                return
+        now = time.monotonic()
+        if now - carried >= 1.0:  # at most once a second: it looks at every unreleased record
+            carried = now
+            if not draining:
+                pipeline.carry_forward()
+            meters.report()
+
+
+
+def main(argv: list[str]) -> None:
+    """``python -m runmeter.collector._worker INDEX RECORDS_FD CALLS_FD`` (started by WorkerPool)."""
+    index, records_fd, calls_fd = (int(a) for a in argv)
+    records = Connection(records_fd, writable=False)
+    calls = Connection(calls_fd)
+    spec = records.recv()
+    worker_main(index, spec, records, calls)
+
+
+if __name__ == "__main__":
+    from runmeter.collector._worker import main as _main  # the module by its name, not as __main__
+
+    _main(sys.argv[1:])
