@@ -50,14 +50,24 @@ class WorkerSpec:
 
 
 class _Link:
-    """The worker's end of the call pipe: one call at a time, answered in order."""
+    """The worker's end of the call pipe: one call at a time, answered in order.
+
+    Measurements (the relayed metrics: a few per run, one per write) wait and go in one message,
+    ahead of the next other message or when ``_MEASUREMENTS`` have gathered: a message each
+    would cost both processes more than the measurement. A count of written spans is never
+    behind the release of their log record, which follows it.
+    """
+
+    _MEASUREMENTS = 256
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._lock = threading.Lock()
+        self._measured: list[tuple[Any, float, dict[str, Any]]] = []
 
     def call(self, *msg: Any) -> Any:
         with self._lock:
+            self._send_measured()
             self._conn.send(msg)
             status, value = self._conn.recv()
         if status == "err":
@@ -66,7 +76,23 @@ class _Link:
 
     def tell(self, *msg: Any) -> None:
         with self._lock:
+            self._send_measured()
             self._conn.send(msg)
+
+    def measure(self, key: Any, amount: float, attributes: dict[str, Any]) -> None:
+        with self._lock:
+            self._measured.append((key, amount, attributes))
+            if len(self._measured) >= self._MEASUREMENTS:
+                self._send_measured()
+
+    def send_measured(self) -> None:
+        with self._lock:
+            self._send_measured()
+
+    def _send_measured(self) -> None:
+        if self._measured:
+            measured, self._measured = self._measured, []
+            self._conn.send(("metrics", measured))
 
 
 class LogClient:
@@ -150,7 +176,7 @@ class _Instrument:
         self._key = (meter, kind, name, unit, description)
 
     def add(self, amount: float, attributes: Any = None, context: Any = None) -> None:
-        self._link.tell("metric", self._key, amount, dict(attributes or {}))
+        self._link.measure(self._key, amount, dict(attributes or {}))
 
     record = add
 
@@ -216,6 +242,7 @@ def worker_main(index: int, spec: WorkerSpec, records: Connection, calls: Connec
     from runmeter.collector._convert import parse_request
     from runmeter.collector._pipeline import Pipeline, decode
     from runmeter.conventions import attributes as A
+    from runmeter.exporter import without_dataframes
 
     # Ctrl-C in a terminal reaches the whole process group: the collector's process drains, and
     # stops its workers when they are done; they must not die first.
@@ -227,6 +254,7 @@ def worker_main(index: int, spec: WorkerSpec, records: Connection, calls: Connec
 
     gc.freeze()  # as the collector's process does (runmeter/cli.py): fewer, cheaper GC passes
     gc.set_threshold(50_000, 20, 100)
+    without_dataframes()  # as the collector's process does
     link = _Link(calls)
     meters = _RelayMeterProvider(link)
     collector_meter = meters.get_meter(__package__ or __name__.rpartition(".")[0])  # the collector's own meter

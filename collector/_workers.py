@@ -220,8 +220,9 @@ class WorkerPool:
                 if kind == "release":
                     self._released(w.index, msg[1])
                     continue
-                if kind == "metric":
-                    self.relay.record(*msg[1:])
+                if kind == "metrics":
+                    for key, amount, attributes in msg[1]:
+                        self.relay.record(key, amount, attributes)
                     continue
                 if kind == "observed":
                     self.relay.observed(w.index, msg[1], msg[2])

@@ -18,7 +18,7 @@ from runmeter.exporter._migrations import SchemaOptions, applied_versions, apply
 from runmeter.exporter._rows import MAX_NS, OUTCOME_COLUMNS, outcome_row
 from runmeter.exporter._spool import Batch, Spool, SpoolFull
 from runmeter.exporter._store import Store, StoreError, StoreURL
-from runmeter.exporter._native import NativeEncoder, column_types, native_codec
+from runmeter.exporter._native import NativeEncoder, column_types, native_codec, without_dataframes
 from runmeter.exporter._writer import Writer, insert_batch, insert_blocks
 
 __all__ = [
@@ -47,4 +47,5 @@ __all__ = [
     "open_writer",
     "outcome_row",
     "render",
+    "without_dataframes",
 ]

@@ -10,6 +10,7 @@ its Python codec - the same bytes either way.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from clickhouse_connect.datatypes.registry import get_from_name
 from clickhouse_connect.driver.insert import InsertContext
 from clickhouse_connect.driver.transform import NativeTransform
 
-__all__ = ["NativeEncoder", "column_types", "native_codec"]
+__all__ = ["NativeEncoder", "column_types", "native_codec", "without_dataframes"]
 
 _log = logging.getLogger(__name__)
 
@@ -38,6 +39,25 @@ def native_codec(wanted: str = "auto") -> tuple[str, Any]:
             if wanted == "rust":
                 raise ValueError(f"native_codec = 'rust' needs pip install 'clickhouse-connect[rust]': {exc}") from None
     return "python", NativeTransform()
+
+
+def without_dataframes() -> None:
+    """Keep clickhouse-connect from importing pandas and numpy into this process.
+
+    Every insert's data is checked against their DataFrame and array types, which imports them on
+    the first insert where they are installed: over a second of CPU and tens of MB per process.
+    A process of runmeter's own (the collector, its workers) inserts lists only, so there the
+    check is told they are absent - unless the process has imported them already (then it costs
+    nothing). Uses the lazy names clickhouse-connect's ``driver.options`` module resolves itself.
+    """
+    from clickhouse_connect.driver import options
+
+    found = vars(options)
+    if "pandas" not in sys.modules and "pd" not in found:
+        options.pd = None  # type: ignore[attr-defined]
+        options.pd_time_test = None  # type: ignore[attr-defined]
+    if "numpy" not in sys.modules and "np" not in found:
+        options.np = None  # type: ignore[attr-defined]
 
 
 def column_types(rows: Sequence[tuple[str, str, str]]) -> dict[str, dict[str, str]]:

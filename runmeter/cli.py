@@ -27,7 +27,7 @@ from runmeter.terminal import (
 )
 from runmeter.config import ConfigError, load_settings
 from runmeter.conventions import check_outcome
-from runmeter.exporter import SchemaOptions, Store, StoreError, default_spool_dir, open_writer, render
+from runmeter.exporter import SchemaOptions, Store, StoreError, default_spool_dir, open_writer, render, without_dataframes
 from runmeter.exporter import OUTCOME_COLUMNS, Batch, applied_versions, insert_batch, load_migrations, outcome_row
 from runmeter.processor import OutcomeEvent, PriceBook
 from runmeter.reports import Filters, QueryError, parse_since, plain, project_spend, resolve_run, run_detail, run_query
@@ -485,6 +485,7 @@ def collector(
 
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    without_dataframes()  # clickhouse-connect would import pandas and numpy here for nothing
     # Receiver threads wait for the interpreter lock while processing threads hold it: hand it over
     # every 0.5 ms instead of 5 ms, so acknowledging a request is not queued behind processing.
     if cs.worker_count() == 0:
