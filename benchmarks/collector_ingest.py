@@ -14,6 +14,10 @@ Python SDK's own OTLP pipeline, and the CPU per span by stage.
   workers (``/proc``) over the end-to-end run, divided by the spans; and the same path by stage,
   measured in this process on one core (parse, check, convert, price and assemble, rows,
   Native encoding with the Python and the compiled codec, the chDB insert);
+* the floors under those stages, in the same run: every field and attribute of every span read
+  once into an ``otel_traces`` row (no checks, no runmeter logic), those rows encoded and
+  inserted - the least any collector written in Python pays per span; and the fields a check
+  reads, read once - with the log, the ceiling on acknowledging as a share of the parsing floor;
 * the Python SDK pipeline: spans made with the SDK through its default ``BatchSpanProcessor`` and
   OTLP/gRPC exporter to the same collector, spans delivered per second.
 
@@ -26,6 +30,7 @@ Targets (#20): acknowledged >= 80 % of the parsing floor; end-to-end >= 3x the S
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing as mp
 import statistics
 import sys
@@ -249,8 +254,12 @@ def main() -> None:
     print("CPU per span by stage, in one process (us):")
     for name, us in stage_cpu.items():
         print(f"  {name:34s} {us:7.1f}")
-    path = sum(us for name, us in stage_cpu.items() if not name.startswith("encode, Python"))
+    path = sum(us for name, us in stage_cpu.items() if not name.startswith(("encode, Python", "floor")))
     print(f"  {'collector path (compiled codec)':34s} {path:7.1f}")
+    floor = stage_cpu["parse (protobuf)"] + sum(us for name, us in stage_cpu.items() if name.startswith("floor:") and "check" not in name)
+    print(f"  {'floor: parse, read, encode, insert':34s} {floor:7.1f}   (target <= 35; "
+          f"{'the floor alone is past it' if floor > 35 else 'under it'}); runmeter adds {path - floor:.1f} "
+          "(check, log, its dialects, prices, runs and calls rows)")
     checks = stage_cpu["check (before acknowledging)"] + stage_cpu["log: append + fsync (receiver)"]
 
     results = {}
@@ -263,6 +272,10 @@ def main() -> None:
         added = 1e6 / r["acked"] - 1e6 / parsing
         print(f"  what acknowledging adds to the parsing floor: {added:.1f} us per span of wall time: check and log {checks:.1f} "
               f"(CPU, by stage), the rest {added - checks:.1f} (the handler's Python, futures, counters, the workers' share of the cores)")
+        per_span = 1e6 / parsing
+        read, log = stage_cpu["floor: read the check's fields"], stage_cpu["log: append + fsync (receiver)"]
+        print(f"  ceiling: reading the fields a check needs ({read:.1f}) and the log ({log:.1f}) on top of {per_span:.1f} "
+              f"per parsed span allow at most {per_span / (per_span + read + log):.0%} of the parsing floor")
         line = f"collector end-to-end into chDB {r['e2e']:12,.0f} spans/s"
         if one and workers != 1:
             line += f"   {r['e2e'] / one['e2e']:5.2f}x one worker (target >= 1.7x with two)"
@@ -329,6 +342,47 @@ def run_collector(requests: list[bytes], args: argparse.Namespace, workers: int,
     return out
 
 
+_KIND_NAMES = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
+_STATUS_NAMES = ("Unset", "Ok", "Error")
+_NO_NESTED: tuple[list[object], ...] = ([],) * 7  # no events, no links: shared, as the row builder does
+
+
+def _touch_checked(req: ExportTraceServiceRequest) -> int:
+    """The fields the check reads (ids, name, times) of every span, read once and nothing done."""
+    n = 0
+    for rs in req.resource_spans:
+        for ss in rs.scope_spans:
+            for s in ss.spans:
+                s.trace_id, s.span_id, s.parent_span_id, s.name, s.start_time_unix_nano, s.end_time_unix_nano
+                n += 1
+    return n
+
+
+def _touch_rows(req: ExportTraceServiceRequest) -> list[list[object]]:
+    """The least Python an OTLP span needs on its way to an ``otel_traces`` row: every field and
+    attribute read once into the row, as text (the floor under any collector written in Python)."""
+    out: list[list[object]] = []
+    for rs in req.resource_spans:
+        resource = {kv.key: kv.value.string_value for kv in rs.resource.attributes}
+        service = resource.get("service.name", "")
+        for ss in rs.scope_spans:
+            scope_name, scope_version = ss.scope.name, ss.scope.version
+            for s in ss.spans:
+                attrs = {}
+                for kv in s.attributes:
+                    v = kv.value
+                    kind = v.WhichOneof("value")
+                    attrs[kv.key] = v.string_value if kind == "string_value" else str(getattr(v, kind))
+                start = s.start_time_unix_nano
+                status = s.status
+                out.append([
+                    start, s.trace_id.hex(), s.span_id.hex(), s.parent_span_id.hex(), s.trace_state, s.name, _KIND_NAMES[s.kind],
+                    service, resource, scope_name, scope_version, attrs, s.end_time_unix_nano - start, _STATUS_NAMES[status.code],
+                    status.message, *_NO_NESTED,
+                ])
+    return out
+
+
 def stages(requests: list[bytes], spans_per_request: int) -> dict[str, float]:
     """CPU per span of each stage of the collector path, in this process (us, process time)."""
     from runmeter.collector._convert import Limits, check, convert
@@ -342,12 +396,14 @@ def stages(requests: list[bytes], spans_per_request: int) -> dict[str, float]:
     out: dict[str, float] = {}
 
     def timed(name: str, fn):  # type: ignore[no-untyped-def]
+        gc.collect()  # the garbage of one stage is not collected on another's time
         t0 = time.process_time()
         result = fn()
         out[name] = (time.process_time() - t0) / n * 1e6
         return result
 
     parsed = timed("parse (protobuf)", lambda: [ExportTraceServiceRequest.FromString(r) for r in requests])
+    timed("floor: read the check's fields", lambda: [_touch_checked(r) for r in parsed])
     timed("check (before acknowledging)", lambda: [check(r) for r in parsed])
     with tempfile.TemporaryDirectory() as d:  # the receiver's log: append, group commit, fdatasync (8 at a time)
         from runmeter.collector._wal import WriteAheadLog
@@ -356,6 +412,7 @@ def stages(requests: list[bytes], spans_per_request: int) -> dict[str, float]:
         with ThreadPoolExecutor(8) as pool:
             timed("log: append + fsync (receiver)", lambda: list(pool.map(lambda r: wal.append(r, None).result(), requests)))
         wal.close()
+    touched = timed("floor: read every field into a row", lambda: [row for r in parsed for row in _touch_rows(r)])
     spans = timed("convert", lambda: [s for r in parsed for s in convert(r, Limits()).spans])
     forwarded: list = []
 
@@ -392,6 +449,9 @@ def stages(requests: list[bytes], spans_per_request: int) -> dict[str, float]:
                     "runmeter_calls": (CALL_COLUMNS, enc.encode("runmeter_calls", CALL_COLUMNS, crows)),
                 })
             timed("insert into chDB (its threads too)", lambda: insert_blocks(client, "bench", blocks))
+            enc = NativeEncoder(types, "auto")
+            floor_block = timed("floor: encode those rows", lambda: enc.encode("otel_traces", TRACE_COLUMNS, touched))
+            timed("floor: insert them into chDB", lambda: insert_blocks(client, "floor", {"otel_traces": (TRACE_COLUMNS, floor_block)}))
         store.close()
     return out
 

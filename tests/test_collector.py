@@ -376,6 +376,27 @@ def test_health_readiness_and_self_metrics(tmp_path: Path) -> None:
         assert m["runmeter_collector_store_lag_bytes{otel_scope_name=\"runmeter.collector\""] == 0
 
 
+def test_run_metrics_made_in_workers_all_reach_the_collectors_metrics(tmp_path: Path) -> None:
+    """Workers send their metrics in batches: every run's measurements arrive, whether in a full
+    batch or in the remainder sent ahead of the answer to a flush. 400 runs of one call
+    (1,000 in / 100 out of gpt-4o-mini each) make 1,200 run measurements, past four batches."""
+    n = 400
+    spans = []
+    for t in range(1, n + 1):
+        spans += [run_root(f"batch-{t}", 1, trace_id=0x7000 + t, end_ms=100), llm(2, 1, "gpt-4o-mini", 1000, 100, trace_id=0x7000 + t, start_ms=10)]
+    with running(tmp_path, workers=2) as c:
+        assert c.server.collector.pool is not None and len(c.server.collector.pool.workers) == 2
+        assert post(c.http, request_bytes(spans))[0] == 200
+        assert c.rows("SELECT count() FROM runmeter_runs FINAL") == [(n,)]
+        m = _metrics(c.admin)
+    runs = sum(v for k, v in m.items() if k.startswith("runmeter_runs_total{"))
+    cost = sum(v for k, v in m.items() if k.startswith("runmeter_run_cost") and "_sum{" in k)
+    durations = sum(v for k, v in m.items() if k.startswith("runmeter_run_duration") and "_count{" in k)
+    assert runs == n
+    assert durations == n
+    assert cost == pytest.approx(n * mini_cost(1000, 100), rel=1e-9)
+
+
 def test_fuzzed_requests_never_crash_and_valid_spans_are_kept(tmp_path: Path) -> None:
     rng = random.Random(20261122)
     seed = request_bytes(_run(0xF0) + [make_span("tool x", 9, 1, trace_id=0xF0, attrs={"k": "v" * 40, "n": 3})])
