@@ -8,6 +8,8 @@ Expected costs are the providers' list prices (genai-prices) times the simulator
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime, time, timezone
 from typing import Any
 
 import pytest
@@ -17,12 +19,20 @@ from runmeter.processor import PriceBook, PriceOverrides
 from runmeter.testing import Reply
 from tests.instrumented import SECRET, Rig
 
-CLOUDS = [
-    # base URL, model, provider name, cost at list price
+def _deepseek_chat(start_ns: int) -> float:
+    """DeepSeek's list price changes with the time of day: standard from 00:30 to 16:30 UTC
+    ($0.27/M in, $1.10/M out), half of it the rest of the day."""
+    at = datetime.fromtimestamp(start_ns // 10**9, timezone.utc).time()
+    standard = time(0, 30) <= at < time(16, 30)
+    return 1_000 * (0.27e-6 if standard else 0.135e-6) + 200 * (1.10e-6 if standard else 0.55e-6)
+
+
+CLOUDS: list[tuple[str, str, str, float | Callable[[int], float]]] = [
+    # base URL, model, provider name, cost at list price (or the price at the call's start time)
     ("https://api.groq.com/openai/v1", "llama-3.3-70b-versatile", "groq", 1_000 * 0.59e-6 + 200 * 0.79e-6),
     ("https://api.together.xyz/v1", "meta-llama/Llama-3.3-70B-Instruct-Turbo", "together", 1_200 * 0.88e-6),
     ("https://api.fireworks.ai/inference/v1", "accounts/fireworks/models/deepseek-v3p2", "fireworks", 1_000 * 0.56e-6 + 200 * 1.68e-6),
-    ("https://api.deepseek.com", "deepseek-chat", "deepseek", 1_000 * 0.135e-6 + 200 * 0.55e-6),
+    ("https://api.deepseek.com", "deepseek-chat", "deepseek", _deepseek_chat),
     ("https://api.mistral.ai/v1", "mistral-large-latest", "mistral_ai", 1_000 * 2e-6 + 200 * 6e-6),
     ("https://openrouter.ai/api/v1", "anthropic/claude-sonnet-4.5", "openrouter", 1_000 * 3e-6 + 200 * 15e-6),
     ("https://api.x.ai/v1", "grok-4", "x_ai", 1_000 * 3e-6 + 200 * 15e-6),
@@ -44,7 +54,9 @@ def _to_simulator(rig: Rig) -> Any:
 
 
 @pytest.mark.parametrize(("base_url", "model", "provider", "cost"), CLOUDS, ids=[c[2] for c in CLOUDS])
-def test_a_cloud_is_known_by_its_base_url(rig: Rig, base_url: str, model: str, provider: str, cost: float) -> None:
+def test_a_cloud_is_known_by_its_base_url(
+    rig: Rig, base_url: str, model: str, provider: str, cost: float | Callable[[int], float]
+) -> None:
     import openai
 
     rig.sim.queue(Reply(input_tokens=1_000, output_tokens=200))
@@ -53,7 +65,8 @@ def test_a_cloud_is_known_by_its_base_url(rig: Rig, base_url: str, model: str, p
     client.close()
     (span,) = rig.llm_spans()
     assert span.attributes["gen_ai.provider.name"] == provider
-    assert span.attributes["runmeter.cost.usd"] == pytest.approx(cost, abs=1e-12)
+    expected = cost(span.start_time) if callable(cost) else cost
+    assert span.attributes["runmeter.cost.usd"] == pytest.approx(expected, abs=1e-12)
 
 
 ALIASED = PriceBook(PriceOverrides.from_mapping({"aliases": {"prod-chat": "gpt-4o"}}, None, "", ()))

@@ -247,6 +247,24 @@ def test_span_nanoseconds_select_the_price_of_that_utc_day() -> None:
     assert book.price("avian", "deepseek/deepseek-v4-flash", usage, when=datetime(2026, 10, 18, 0, 1, tzinfo=timezone.utc)).total == Decimal("0.14")
 
 
+def test_time_of_day_prices_follow_the_calls_start_within_one_day() -> None:
+    """DeepSeek's deepseek-chat: $0.27/M in, $1.10/M out from 00:30 to 16:30 UTC, half of that
+    the rest of the day (genai-prices data). One book prices both windows of one day, each time
+    (a day's plan is not cached for a model whose price moves within it)."""
+    book = PriceBook()
+    usage = TokenUsage(1_000_000, 1_000_000)
+    day = datetime(2026, 11, 26, tzinfo=timezone.utc)
+
+    def at(hour: int, minute: int) -> Decimal | None:
+        return book.price("deepseek", "deepseek-chat", usage, at_ns=int(day.replace(hour=hour, minute=minute).timestamp()) * 10**9).total
+
+    assert at(0, 29) == Decimal("0.685")
+    assert at(0, 30) == Decimal("1.37")
+    assert at(16, 29) == Decimal("1.37")
+    assert at(16, 30) == Decimal("0.685")
+    assert at(9, 0) == Decimal("1.37")
+
+
 def test_bedrock_ids_without_their_vendor_are_priced() -> None:
     """OpenLLMetry's Bedrock spans drop the vendor prefix of the model id."""
     from runmeter.processor import PriceBook, TokenUsage
