@@ -114,10 +114,10 @@ def _load(port: int, requests: list[bytes], threads: int, out: mp.Queue) -> None
                     time.sleep(delay)
                     delay = min(delay * 2, 1.0)
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(send, requests))
-        out.put((time.time(), time.perf_counter() - t0))
+        out.put((time.time(), time.perf_counter() - t0, time.process_time() - cpu0))
 
 
 def _floor_server(port: int, parse: bool) -> None:
@@ -155,7 +155,7 @@ def floor_rate(requests: list[bytes], spans_per_request: int, threads: int, pars
         q = ctx.Queue()
         gen = ctx.Process(target=_load, args=(port, requests, threads, q))
         gen.start()
-        _, elapsed = q.get(timeout=600)
+        _, elapsed, _ = q.get(timeout=600)
         gen.join()
         return len(requests) * spans_per_request / elapsed
     finally:
@@ -287,7 +287,22 @@ def main() -> None:
         if "sdk" in r:
             print(f"Python SDK OTLP pipeline       {r['sdk']:12,.0f} spans/s   (dropped {r['sdk_dropped']} of 40000 at its default queue)")
             print(f"end-to-end with {workers} workers: {r['e2e'] / r['sdk']:.1f}x the SDK pipeline (target >= 3x)")
-    print(f"cores: {len(__import__('os').sched_getaffinity(0))}; per-core scaling: "
+    cores = len(__import__("os").sched_getaffinity(0))
+    if one and 2 in results and one["worker_cpu_us"]:
+        # What the cores allow, from the one-worker run's CPU per span: each worker is at most one
+        # core, and all of it (collector, workers, the load generator) shares the cores.
+        everything = one["cpu_us"] + one["gen_cpu_us"]
+        most = min(2 / one["worker_cpu_us"], cores / everything) * 1e6
+        print(f"ceiling for two workers on {cores} cores at the one-worker run's CPU per span (worker {one['worker_cpu_us']:.0f} us, "
+              f"collector {one['cpu_us'] - one['worker_cpu_us']:.0f}, load generator {one['gen_cpu_us']:.1f}): "
+              f"{most:,.0f} spans/s = {most / one['e2e']:.2f}x one worker")
+    last = results[max(results)]
+    if "sdk" in last:
+        most = cores / (last["cpu_us"] + last["gen_cpu_us"]) * 1e6
+        verdict = "below 3x: the CPU per span stops the target" if most < 3 * last["sdk"] else "room for 3x"
+        print(f"ceiling end to end at {last['cpu_us']:.0f} us of CPU per span on {cores} cores: {most:,.0f} spans/s = "
+              f"{most / last['sdk']:.1f}x the SDK pipeline ({verdict})")
+    print(f"cores: {cores}; per-core scaling: "
           + ", ".join(f"{w} -> {r['e2e'] / w:,.0f} spans/s per worker" for w, r in results.items() if w))
 
 
@@ -299,14 +314,15 @@ def run_collector(requests: list[bytes], args: argparse.Namespace, workers: int,
         proc, ports = start_collector(tmp, workers)
         try:
             assert proc.proc is not None
-            pids = [proc.proc.pid, *proc.worker_pids()]
-            cpu0 = cpu_seconds(pids)
+            workers_pids = proc.worker_pids()
+            pids = [proc.proc.pid, *workers_pids]
+            cpu0, worker_cpu0 = cpu_seconds(pids), cpu_seconds(workers_pids)
             ctx = mp.get_context("spawn")
             q = ctx.Queue()
             t_start = time.time()
             gen = ctx.Process(target=_load, args=(ports["grpc"], requests, args.threads, q))
             gen.start()
-            _, acked_elapsed = q.get(timeout=600)
+            _, acked_elapsed, gen_cpu = q.get(timeout=600)
             gen.join()
             while True:
                 m = _metrics(ports["admin"])
@@ -315,6 +331,8 @@ def run_collector(requests: list[bytes], args: argparse.Namespace, workers: int,
                 time.sleep(0.2)  # rendering /metrics costs the collector CPU too: not too often
             e2e_elapsed = time.time() - t_start
             out["cpu_us"] = (cpu_seconds(pids) - cpu0) / total * 1e6
+            out["worker_cpu_us"] = (cpu_seconds(workers_pids) - worker_cpu0) / total * 1e6
+            out["gen_cpu_us"] = gen_cpu / total * 1e6
             sdk_spans = 0
             if sdk:
                 out["sdk"], dropped = sdk_pipeline(ports["grpc"], 40_000)

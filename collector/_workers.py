@@ -114,6 +114,7 @@ class _Worker:
         self.flushed: dict[int, bool] = {}
         self.flush_cond = threading.Condition()
         self.stopped: bool | None = None
+        self.serving = False  # its calls are still being read (the last may come after it exited)
         self.generation = 0
 
 
@@ -252,6 +253,7 @@ class WorkerPool:
         if w.generation != generation:
             return
         with w.flush_cond:
+            w.serving = False
             w.flush_cond.notify_all()
         if self._stopping:
             return
@@ -310,6 +312,7 @@ class WorkerPool:
         w.calls = Connection(calls_here.detach())
         w.records.send(self.spec)
         w.started = time.monotonic()
+        w.serving = True
         threading.Thread(target=self._serve, args=(w, w.generation), name=f"runmeter-worker-{w.index}-calls", daemon=True).start()
         threading.Thread(target=self._send_loop, args=(w, w.generation), name=f"runmeter-worker-{w.index}-records", daemon=True).start()
 
@@ -362,7 +365,9 @@ class WorkerPool:
         ok = True
         for w in self.workers:
             with w.flush_cond:
-                while w.stopped is None and time.monotonic() < deadline and w.process.poll() is None:
+                # A worker that has exited may still have messages on their way ("stopped" among
+                # them, and its releases): the reading thread finishes them before it is judged.
+                while w.stopped is None and time.monotonic() < deadline and (w.process.poll() is None or w.serving):
                     w.flush_cond.wait(max(0.0, min(0.5, deadline - time.monotonic())))
             ok = bool(w.stopped) and ok
         for w in self.workers:
