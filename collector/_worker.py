@@ -85,10 +85,6 @@ class _Link:
             if len(self._measured) >= self._MEASUREMENTS:
                 self._send_measured()
 
-    def send_measured(self) -> None:
-        with self._lock:
-            self._send_measured()
-
     def _send_measured(self) -> None:
         if self._measured:
             measured, self._measured = self._measured, []
