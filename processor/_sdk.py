@@ -81,7 +81,7 @@ def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
     dict reads under the GIL, and ~5x faster."""
     if FAST:
         held = getattr(span, "_attributes", None)
-        if type(held) is dict:  # a copy runmeter made, with a plain dict
+        if type(held) is dict:  # a plain dict: a copy runmeter made, or a span constructed with one
             return held
         inner = getattr(held, "_dict", None)
         if isinstance(inner, dict):
