@@ -3,7 +3,7 @@
 One :class:`Pipeline` runs in the collector's own process (``workers = 0``) or in each worker
 process (``_worker.py``, started by ``_workers.WorkerPool``), there over the spans of its shard of trace ids only. It needs a
 write-ahead log and a writer; in a worker both are stand-ins that ask the collector's process
-(``_workers.LogClient``, ``_workers.WriterClient``), so this code is the same in both places.
+(``_worker.LogClient``, ``_worker.WriterClient``), so this code is the same in both places.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ the spans being processed arrived, not the time they are processed.
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import ctypes.util
+import dataclasses
 import logging
 import queue
 import threading

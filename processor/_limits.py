@@ -33,6 +33,7 @@ from decimal import Decimal
 from typing import Literal
 
 from runmeter.processor._budget import Breach, BudgetExceeded
+from runmeter.processor._live import alert
 
 __all__ = ["PERIODS", "SCOPES", "SpendLimit", "SpendLimits", "Usage", "base_model", "current_limits", "period_start", "set_limits"]
 
@@ -211,10 +212,7 @@ class SpendLimits:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.refresh()
-            finally:
-                self._first.set()
+            self.refresh()
             self._stop.wait(self.refresh_s)
 
     def close(self) -> None:
@@ -282,8 +280,6 @@ class SpendLimits:
         if self._bands.get(key, -1) >= band:
             return
         self._bands[key] = band
-        from runmeter.processor._live import alert
-
         alert("spend_limit_usage", None, u)
 
     def record(self, keys: Mapping[str, str | None], cost: Decimal | None) -> None:

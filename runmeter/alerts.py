@@ -49,7 +49,6 @@ from runmeter.processor import Breach, LiveRun, LoopSignal, RunRecord, RunSink, 
 __all__ = ["Alert", "AlertRule", "AlertSettings", "Destination", "LiveAlerts", "Sender", "period_alerts", "payload"]
 
 _log = logging.getLogger(__name__)
-KINDS = ("loop", "long_run", "abandoned", "budget_breach", "spend_limit", "unpriced_share")
 _SEVERITY = {"loop": "warning", "long_run": "warning", "abandoned": "info", "budget_breach": "warning",
              "spend_limit": "critical", "unpriced_share": "warning"}
 
@@ -154,7 +153,7 @@ class Sender:
         )
         self._http = urllib3.PoolManager(retries=retry, headers={"Content-Type": "application/json", "User-Agent": "runmeter"})
         self._queue: queue.Queue[Alert | None] = queue.Queue(maxsize=settings.queue_max)
-        self._seen: set[tuple[str, str]] = set()
+        self._seen: dict[tuple[str, str], None] = {}  # queued once, oldest first
         self._lock = threading.Lock()
         self.sent: list[tuple[str, Alert]] = []  # (destination url, alert), delivered
         self.failed: list[tuple[str, Alert, str]] = []
@@ -168,9 +167,9 @@ class Sender:
         with self._lock:
             if (alert.rule, alert.key) in self._seen:
                 return False
-            self._seen.add((alert.rule, alert.key))
-            if len(self._seen) > 100_000:  # a long-lived process: forget the oldest half, roughly
-                self._seen = set(list(self._seen)[50_000:])
+            self._seen[(alert.rule, alert.key)] = None
+            if len(self._seen) > 100_000:  # a long-lived process: forget the oldest half
+                self._seen = dict.fromkeys(list(self._seen)[50_000:])
         try:
             self._idle.clear()
             self._queue.put_nowait(alert)
@@ -398,9 +397,9 @@ def period_alerts(settings: AlertSettings, client: Any, since: dt.datetime, limi
                              f"({unpriced_calls} of {calls}; over {unpriced.threshold_pct:g} %)", {}, share, unpriced.threshold_pct))
     rule = settings.rule("spend_limit")
     if rule is not None and limits is not None:
-        from runmeter.limits import usage_now
+        from runmeter.limits import query_of, usage_now
 
-        out += limit_alerts(rule, usage_now(limits, lambda sql, p: client.query(sql, parameters=p).result_rows))
+        out += limit_alerts(rule, usage_now(limits, query_of(client)))
     return out
 
 
@@ -418,13 +417,19 @@ def recorder(writer: Any) -> Callable[[Alert], None]:
     from runmeter.exporter import Batch
 
     def record(alert: Alert) -> None:
-        row = [alert.rule, alert.key, time.time_ns(), alert.summary]
-        writer.submit(Batch.of({"runmeter_alerts": {"columns": ["Rule", "Key", "Time", "Summary"], "rows": [row]}}))
+        writer.submit(Batch.of({"runmeter_alerts": {"columns": _SENT_COLUMNS, "rows": _sent_rows([alert])}}))
 
     return record
 
 
 def record_sent(client: Any, alerts: Sequence[Alert]) -> None:
     if alerts:
-        now = time.time_ns()
-        client.insert("runmeter_alerts", [[a.rule, a.key, now, a.summary] for a in alerts], column_names=["Rule", "Key", "Time", "Summary"])
+        client.insert("runmeter_alerts", _sent_rows(alerts), column_names=_SENT_COLUMNS)
+
+
+_SENT_COLUMNS = ["Rule", "Key", "Time", "Summary"]  # runmeter_alerts (migration 006)
+
+
+def _sent_rows(alerts: Sequence[Alert]) -> list[list[Any]]:
+    now = time.time_ns()
+    return [[a.rule, a.key, now, a.summary] for a in alerts]

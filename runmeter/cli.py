@@ -276,7 +276,7 @@ def budgets(since: Optional[str] = SinceOpt, owner: str = OwnerOpt, project: str
 def limits(as_json: bool = JsonOpt, as_csv: bool = CsvOpt) -> None:
     """Each spend limit of [limits], what its scope has spent this period (every process, from the
     store), and the headroom left."""
-    from runmeter.limits import limit_rows
+    from runmeter.limits import limit_rows, query_of
 
     settings = _settings()
     if not settings.limits.spend:
@@ -284,7 +284,7 @@ def limits(as_json: bool = JsonOpt, as_csv: bool = CsvOpt) -> None:
         out.print(f"[dim]{escape(message)}[/]")
         return
     with _client() as client:
-        rows = limit_rows(settings.limits, lambda sql, params: client.query(sql, parameters=params).result_rows)
+        rows = limit_rows(settings.limits, query_of(client))
     emit(rows, as_json, as_csv, "Spend limits (this period, every process)", "no spend limits", LIMIT_COLUMNS,
          notes=("Spent: LLM calls stored in ClickHouse since the period began (UTC); an agent also counts its own calls not yet stored.",))
 

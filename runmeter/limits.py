@@ -34,7 +34,12 @@ from runmeter.processor import SpendReader as Reader
 from runmeter.processor import SpendUsage as Usage
 from runmeter.processor import spend_period_start as period_start
 
-__all__ = ["LimitRule", "LimitSettings", "base_model", "install", "limit_rows", "limits_from_settings", "stored_reader", "usage_now"]
+__all__ = [
+    "LimitRule", "LimitSettings", "base_model", "install", "limit_rows", "limits_from_settings", "query_of", "stored_reader", "usage_now",
+]
+
+_SCOPES = ("owner", "project", "model", "task_id")
+
 
 class LimitRule(BaseModel):
     """One ``[[limits.spend]]`` entry: exactly one scope, a maximum, a period."""
@@ -50,13 +55,15 @@ class LimitRule(BaseModel):
 
     @model_validator(mode="after")
     def _one_scope(self) -> LimitRule:
-        given = [s for s in ("owner", "project", "model", "task_id") if getattr(self, s) is not None]
-        if len(given) != 1:
+        if len(self._scopes()) != 1:
             raise ValueError("a spend limit names exactly one of owner, project, model, task_id (\"*\": each one)")
         return self
 
+    def _scopes(self) -> list[str]:
+        return [s for s in _SCOPES if getattr(self, s) is not None]
+
     def limit(self) -> SpendLimit:
-        scope = next(s for s in ("owner", "project", "model", "task_id") if getattr(self, s) is not None)
+        (scope,) = self._scopes()
         value = str(getattr(self, scope))
         if scope == "model" and value != ANY:
             value = base_model(value) or value
@@ -75,6 +82,11 @@ class LimitSettings(BaseModel):
 
 
 Query = Callable[[str, dict[str, Any]], Sequence[Sequence[Any]]]
+
+
+def query_of(client: Any) -> Query:
+    """A clickhouse-connect client (or session) as the ``query`` these functions read the store with."""
+    return lambda sql, params: client.query(sql, parameters=params).result_rows
 
 
 def stored_reader(query: Query) -> Reader:

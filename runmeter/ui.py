@@ -485,11 +485,10 @@ def serve(ui: UI, host: str, port: int, on_ready: Callable[[str], None]) -> None
         pass
 
 
-
 def _limit_rows(settings: Any, client: Any) -> list[dict[str, Any]]:
     """Each spend limit of [limits] with what it has spent this period (as `runmeter limits`)."""
     if not settings.limits.spend:
         return []
-    from runmeter.limits import limit_rows
+    from runmeter.limits import limit_rows, query_of
 
-    return limit_rows(settings.limits, lambda sql, params: client.query(sql, parameters=params).result_rows)
+    return limit_rows(settings.limits, query_of(client))

@@ -286,3 +286,17 @@ def test_alert_settings_are_checked() -> None:
         AlertRule(kind="unpriced_share")
     with pytest.raises(ValueError):
         Destination(type="webhook", url="file:///etc/passwd")
+
+
+def test_a_long_lived_sender_forgets_its_oldest_alerts_first() -> None:
+    """Past 100,000 alerts sent once, the sender forgets the oldest half: the newest are still
+    refused as repeats, the first are sendable again (no destination: nothing leaves the process)."""
+    sender = Sender(AlertSettings(queue_max=200_000))
+    try:
+        for i in range(100_001):
+            assert sender.send(Alert("loop", f"run-{i}", "s"))
+        assert not sender.send(Alert("loop", "run-100000", "s"))  # the newest: still known
+        assert not sender.send(Alert("loop", "run-60000", "s"))
+        assert sender.send(Alert("loop", "run-0", "s"))  # the oldest: forgotten
+    finally:
+        sender.close(5)
