@@ -397,6 +397,39 @@ def test_run_metrics_made_in_workers_all_reach_the_collectors_metrics(tmp_path: 
     assert cost == pytest.approx(n * mini_cost(1000, 100), rel=1e-9)
 
 
+def test_a_workers_counts_of_one_series_go_as_their_sum_and_each_histogram_value_as_it_is() -> None:
+    """The worker's side of the metric relay: 300 adds to one series of a counter reach the
+    collector's process as one measurement of 300, another series and every histogram value on
+    their own, in the order first made, ahead of the next call."""
+    from multiprocessing import Pipe
+
+    from runmeter.collector._worker import _Link
+
+    here, there = Pipe()
+    link = _Link(here)
+    runs = ("m", "counter", "runs", "{run}", "")
+    cost = ("m", "histogram", "cost", "USD", "")
+    for i in range(300):
+        link.measure(runs, 1, {"outcome": "accepted", "model": "gpt-4o-mini"})
+        if i % 100 == 0:
+            link.measure(cost, 0.5 + i, {"outcome": "accepted"})
+    link.measure(runs, 2, {"outcome": "failed", "model": "gpt-4o-mini"})
+    link.measure(runs, 1, {"outcome": "accepted", "labels": ["a", "list"]})  # unhashable: kept apart
+    link.tell("release", 7)
+    assert there.recv() == ("metrics", [
+        (runs, 300, {"outcome": "accepted", "model": "gpt-4o-mini"}),
+        (cost, 0.5, {"outcome": "accepted"}),
+        (cost, 100.5, {"outcome": "accepted"}),
+        (cost, 200.5, {"outcome": "accepted"}),
+        (runs, 2, {"outcome": "failed", "model": "gpt-4o-mini"}),
+        (runs, 1, {"outcome": "accepted", "labels": ["a", "list"]}),
+    ])
+    assert there.recv() == ("release", 7)
+    link.measure(runs, 1, {"outcome": "accepted", "model": "gpt-4o-mini"})  # a new batch starts a new sum
+    link.tell("release", 8)
+    assert there.recv() == ("metrics", [(runs, 1, {"outcome": "accepted", "model": "gpt-4o-mini"})])
+
+
 def test_fuzzed_requests_never_crash_and_valid_spans_are_kept(tmp_path: Path) -> None:
     rng = random.Random(20261122)
     seed = request_bytes(_run(0xF0) + [make_span("tool x", 9, 1, trace_id=0xF0, attrs={"k": "v" * 40, "n": 3})])
