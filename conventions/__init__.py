@@ -14,8 +14,8 @@ Regenerate after editing the registry::
 from __future__ import annotations
 
 from runmeter.conventions import attributes, genai
-from runmeter.conventions._dialects import LLM_OPERATIONS, Dialect, DialectMap, GenAIFields, load_dialects
+from runmeter.conventions._dialects import LLM_OPERATIONS, MAX_CALL_USD, Dialect, DialectMap, GenAIFields, load_dialects
 from runmeter.conventions._outcomes import OUTCOMES, check_outcome
 
 
-__all__ = ["LLM_OPERATIONS", "OUTCOMES", "Dialect", "DialectMap", "GenAIFields", "attributes", "check_outcome", "genai", "load_dialects"]
+__all__ = ["LLM_OPERATIONS", "MAX_CALL_USD", "OUTCOMES", "Dialect", "DialectMap", "GenAIFields", "attributes", "check_outcome", "genai", "load_dialects"]

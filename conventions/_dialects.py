@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["Dialect", "DialectMap", "GenAIFields", "load_dialects", "LLM_OPERATIONS"]
+__all__ = ["Dialect", "DialectMap", "GenAIFields", "load_dialects", "LLM_OPERATIONS", "MAX_CALL_USD"]
 
 LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 _PATH = Path(__file__).with_name("dialects.yaml")
@@ -77,6 +77,8 @@ class GenAIFields:
 
 # A token count past this is not a count (the store's columns are 64-bit; sums must fit too).
 _MAX_TOKENS = 10**15
+# A cost past this for one call is not a cost (and sums of such values would reach infinity).
+MAX_CALL_USD = 1e9
 
 
 def _as_int(value: Any) -> int | None:
@@ -93,16 +95,18 @@ def _as_int(value: Any) -> int | None:
 
 
 def _as_float(value: Any) -> float | None:
+    """A cost in USD: a finite number from 0 to MAX_CALL_USD (NaN, infinity and the like are not costs)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value) if value == value and value >= 0 else None
+        # Compared before float(): a huge int would overflow it. NaN compares false; infinity is past the bound.
+        return float(value) if 0 <= value <= MAX_CALL_USD else None
     if isinstance(value, str):
         try:
             f = float(value)
         except ValueError:
             return None
-        return f if f == f and f >= 0 else None
+        return f if 0 <= f <= MAX_CALL_USD else None
     return None
 
 

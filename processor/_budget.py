@@ -76,8 +76,16 @@ class Budget:
         kwargs: dict[str, Any] = {}
         for name, key in _LIMIT_ATTRS.items():
             value = attrs.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                kwargs[name] = int(value) if name in _INT_LIMITS else float(value)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                continue  # NaN or infinity (another language's SDK, a hostile client): no limit read
+            if name in _INT_LIMITS:
+                if isinstance(value, float) and not value.is_integer():
+                    continue  # 2.5 tool calls is not a limit the run was held to
+                kwargs[name] = int(value)
+            else:
+                kwargs[name] = float(value)
         tools = attrs.get(A.RUNMETER_BUDGET_ALLOWED_TOOLS)
         if isinstance(tools, Iterable) and not isinstance(tools, str):
             kwargs["allowed_tools"] = frozenset(str(t) for t in tools)
@@ -110,14 +118,15 @@ class Breach:
     @classmethod
     def from_attributes(cls, attrs: Mapping[str, Any]) -> Breach | None:
         try:
-            return cls(
+            breach = cls(
                 str(attrs[A.RUNMETER_BUDGET_LIMIT]),
                 float(attrs[A.RUNMETER_BUDGET_VALUE]),
                 float(attrs[A.RUNMETER_BUDGET_THRESHOLD]),
                 str(attrs.get(A.RUNMETER_BUDGET_ACTION, "stop")),
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             return None
+        return breach if math.isfinite(breach.value) and math.isfinite(breach.threshold) else None
 
 
 class BudgetExceeded(Exception):

@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from runmeter.conventions import DialectMap, GenAIFields
+from runmeter.conventions import MAX_CALL_USD, DialectMap, GenAIFields
 from runmeter.conventions import attributes as A
 from runmeter.processor._budget import Breach, Budget
 from runmeter.processor._live import INSTRUMENTATION_SCOPE
@@ -117,6 +117,9 @@ def _usage(f: GenAIFields) -> TokenUsage:
     return TokenUsage(inp, out, read, write, reasoning)
 
 
+_MAX_COST = Decimal(repr(MAX_CALL_USD))
+
+
 def _decimal(value: Any) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
@@ -124,7 +127,7 @@ def _decimal(value: Any) -> Decimal | None:
         d = Decimal(str(value))
     except InvalidOperation:
         return None
-    return d if d.is_finite() and d >= 0 else None
+    return d if d.is_finite() and 0 <= d <= _MAX_COST else None  # past the bound: not a cost (priced from usage instead)
 
 
 _SERVICES: IdentityCache[str] = IdentityCache()  # resource -> its service.name

@@ -11,6 +11,7 @@ of the window with their final outcome).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -220,11 +221,17 @@ def run_detail(client: Any, run_id: str, abandoned_after_s: int) -> dict[str, An
 
 
 def plain(value: Any) -> Any:
-    """Rows made JSON-ready: datetimes as ISO strings, Decimals as floats (exact figures, unrounded)."""
+    """Rows made JSON-ready: datetimes as ISO strings, Decimals as floats (exact figures, unrounded).
+
+    A figure that is not finite (a store written before runmeter refused such costs, a sum in
+    ClickHouse past Float64) is null: JSON has no NaN or Infinity, and a browser's parser refuses
+    the whole document for one."""
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, Decimal):
-        return float(value)
+        value = float(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {str(k): plain(x) for k, x in value.items()}
     if isinstance(value, (list, tuple)):

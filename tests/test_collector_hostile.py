@@ -8,10 +8,11 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 
-from tests.collector_rig import post, request_bytes, running
+from tests.collector_rig import mini_cost, post, request_bytes, running
 from tests.spans import llm, make_span, run_root
 from tests.test_collector_faults import _tokens
 
@@ -30,6 +31,28 @@ def test_an_int_project_is_refused_up_front_not_acknowledged_and_lost(tmp_path: 
         status, raw, _ = post(c.http, request_bytes(spans), ALPHA)
         assert status == 200 and _partial(raw)[0] == 1  # the root names project "5": not alpha's
         assert c.rows(f"SELECT count() FROM otel_traces WHERE TraceId = '{0x61:032x}'") == [(1,)]  # the call, stored
+
+
+def test_figures_no_run_or_call_can_have_are_read_as_absent_and_the_run_stays_whole(tmp_path: Path) -> None:
+    """NaN, infinity and absurd figures, as another language's SDK or a hostile client may send
+    them: a budget of NaN tool calls and infinite dollars on the root, another tool's cost of
+    infinity on one call, a claimed cost of $1e300 and another tool's $1e308 on the other. Each is
+    read as absent: the run keeps its root (its name, its one real limit), its two calls are priced
+    at list price (the claim is replaced on the stored span too), and no sum becomes infinite."""
+    budget = {"runmeter.budget.max_tool_calls": float("nan"), "runmeter.budget.max_cost_usd": float("inf"),
+              "runmeter.budget.max_llm_calls": 5}
+    spans = [run_root("odd figures", 1, trace_id=0x64, end_ms=100, attrs=budget),
+             llm(2, 1, "gpt-4o-mini", 1000, 100, trace_id=0x64, start_ms=10, extra={"gen_ai.usage.cost": float("inf")}),
+             llm(3, 1, "gpt-4o-mini", 2000, 50, trace_id=0x64, start_ms=20, extra={"runmeter.cost.usd": 1e300, "llm.cost.total": "1e308"})]
+    with running(tmp_path) as c:
+        assert post(c.http, request_bytes(spans))[0] == 200
+        [(name, calls, cost, external, limits, incomplete)] = c.rows(
+            "SELECT Name, LlmCalls, CostUsd, ExternalCostUsd, Budget, Incomplete FROM runmeter_runs FINAL")
+        stored = c.rows("SELECT SpanAttributes['runmeter.cost.usd'] FROM otel_traces WHERE SpanId = '0000000000000003'")
+    assert (name, calls, external, incomplete) == ("odd figures", 2, 0.0, 0)
+    assert cost == pytest.approx(mini_cost(1000, 100) + mini_cost(2000, 50), rel=1e-12)
+    assert limits == {"max_llm_calls": "5", "action": "stop"}
+    assert float(stored[0][0]) == pytest.approx(mini_cost(2000, 50), rel=1e-12)
 
 
 def test_a_span_older_than_retention_is_refused_with_a_reason(tmp_path: Path) -> None:
@@ -92,7 +115,6 @@ def test_a_key_quoted_back_by_a_provider_is_not_stored(tmp_path: Path) -> None:
 
 def test_open_addresses_need_tokens_or_an_explicit_opt_out(tmp_path: Path) -> None:
 
-    import pytest
 
     from runmeter.collector import CollectorSettings
 
@@ -162,7 +184,6 @@ def _attacks(beta_trace: int, beta_run: str) -> list[bytes]:
 
 
 def _beta_unchanged(c, beta_trace: int, beta_run: str) -> None:  # type: ignore[no-untyped-def]
-    import pytest
 
     runs = c.rows(f"SELECT Name, Project, LlmCalls FROM runmeter_runs_current WHERE RunId = '{beta_run}'")
     assert runs == [("beta-run", "beta", 1)]
@@ -288,7 +309,6 @@ def test_invalid_utf8_in_one_span_costs_that_span_alone(tmp_path: Path) -> None:
 def test_a_backlog_waits_in_the_log_not_in_memory(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Past the bytes of parsed requests kept for processing, a request is read back from the log
     when its turn comes: with none kept, every run still comes out whole and priced."""
-    import pytest
 
     from runmeter.collector import _service
     from tests.collector_rig import mini_cost

@@ -141,6 +141,16 @@ def test_bad_values_are_ignored_not_fatal() -> None:
     assert D.read({"gen_ai.usage.input_tokens": "1200"}).input_tokens == 1200
 
 
+def test_a_cost_that_is_not_finite_or_past_a_billion_dollars_is_not_read() -> None:
+    """Another tool's cost is kept apart and summed per run: NaN, infinity or 1e308 would make
+    every sum over it infinite. Such a figure is absent; the next name in rank order is read."""
+    for bad in (float("nan"), float("inf"), 1e308, 10**400, "Infinity", "nan", "1e10", -0.5, True):
+        assert D.read({"gen_ai.usage.cost": bad}).external_cost_usd is None, bad
+    assert D.read({"gen_ai.usage.cost": float("inf"), "llm.cost.total": "0.25"}).external_cost_usd == 0.25
+    assert D.read({"llm.cost.total": 1e9}).external_cost_usd == 1e9
+    assert D.read({"gen_ai.usage.cost": 3}).external_cost_usd == 3.0
+
+
 def test_vercel_trace_counts_steps_not_the_sum() -> None:
     # gpt-4o-mini: step 1 (1,000 in, 100 out) = 0.00015 + 0.00006 = 0.00021; step 2 (2,000 in, 50 out) = 0.0003 + 0.00003 = 0.00033
     common = {"ai.model.id": "gpt-4o-mini", "ai.model.provider": "openai.chat"}

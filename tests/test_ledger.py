@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from runmeter.processor import Budget, BudgetExceeded, LoopDetector, RunLedger, TokenUsage
+from runmeter.processor import Breach, Budget, BudgetExceeded, LoopDetector, RunLedger, TokenUsage
 
 
 class Clock:
@@ -34,6 +34,23 @@ def test_budget_round_trips_through_span_attributes() -> None:
     b = Budget(max_cost_usd=0.5, max_tokens=1000, max_tool_calls=3, allowed_tools={"read_file", "search"}, action="warn")
     assert Budget.from_attributes(b.to_attributes()) == b
     assert Budget.from_attributes({}) is None
+
+
+def test_a_budget_read_from_span_attributes_skips_figures_no_limit_can_have() -> None:
+    """Another language's SDK or a hostile client may send NaN, infinity or a fraction of a call:
+    that limit is not read (never an error that would cost the root span its run); the rest are."""
+    nan, inf = float("nan"), float("inf")
+    got = Budget.from_attributes({
+        "runmeter.budget.max_tool_calls": nan, "runmeter.budget.max_llm_calls": inf, "runmeter.budget.max_tokens": 2.5,
+        "runmeter.budget.max_cost_usd": inf, "runmeter.budget.max_wall_clock_s": 30, "runmeter.budget.max_identical_repeats": 3.0,
+    })
+    assert got == Budget(max_wall_clock_s=30.0, max_identical_repeats=3)
+    assert Budget.from_attributes({"runmeter.budget.max_tool_calls": nan, "runmeter.budget.max_cost_usd": -inf}) is None
+    breach = {"runmeter.budget.limit": "cost", "runmeter.budget.value": 2.0, "runmeter.budget.threshold": 1.0}
+    assert Breach.from_attributes(breach) == Breach("cost", 2.0, 1.0, "stop")
+    assert Breach.from_attributes({**breach, "runmeter.budget.value": inf}) is None
+    assert Breach.from_attributes({**breach, "runmeter.budget.threshold": nan}) is None
+    assert Breach.from_attributes({**breach, "runmeter.budget.value": 10**400}) is None
 
 
 def test_llm_call_limit_stops_the_next_call() -> None:

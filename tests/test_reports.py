@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from runmeter.cli import app
 from runmeter.exporter import Store
-from runmeter.reports import Filters, QueryError, parse_since, project_spend, run_query
+from runmeter.reports import Filters, QueryError, parse_since, plain, project_spend, run_query
 from tests.report_store import build
 
 
@@ -259,3 +260,11 @@ def test_a_sub_agent_loop_is_in_the_loops_report(tmp_path: Path) -> None:
     with Store(url).session() as c:
         rows = run_query(c, "loops", Filters(since=parse_since("7d")))
     assert [(r["RunId"], r["Name"], r["Kind"], r["Count"]) for r in rows] == [("research-1", "researcher", "identical_tool_call", 3)]
+
+
+def test_json_output_has_null_for_a_figure_that_is_not_finite() -> None:
+    """JSON has no NaN or Infinity (a browser refuses the whole document for one): a stored figure
+    that is not finite - written before such costs were refused, or a sum past Float64 - is null."""
+    rows = {"cost": float("inf"), "by_model": {"m": Decimal("NaN"), "n": Decimal("0.1")}, "trend": [1.5, float("-inf")], "calls": 3}
+    text = json.dumps(plain(rows), allow_nan=False)  # raises on NaN or Infinity
+    assert json.loads(text) == {"cost": None, "by_model": {"m": None, "n": 0.1}, "trend": [1.5, None], "calls": 3}
