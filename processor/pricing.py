@@ -467,6 +467,12 @@ class PriceBook:
         if found is None and "/models/" in model:
             # A resource name (Fireworks' accounts/fireworks/models/<id>, Vertex's .../models/<id>): its model id.
             found = self._lookup(provider, model.rsplit("/models/", 1)[-1])
+        elif found is None and "/" in model.strip("/"):
+            # A gateway's route (LiteLLM's and most proxies' "openai/gpt-4o-mini", "anthropic/claude-..."),
+            # when the provider does not list it under that name: the model it routes to.
+            found = self._lookup(provider, model.split("/", 1)[1])
+        if found is None and model != model.strip():
+            found = self._lookup(provider, model.strip())  # a name padded by hand or by a template
         if len(self._models) >= _MAX_CACHED:
             self._models.clear()
         self._models[mkey] = found

@@ -110,6 +110,22 @@ def test_unknown_provider_still_finds_a_known_model() -> None:
     assert cost.total == Decimal("0.15")
 
 
+def test_a_gateways_route_and_a_padded_name_are_priced_as_the_model_they_name() -> None:
+    """LiteLLM and most gateways name a model by its route, "openai/gpt-4o-mini": gpt-4o-mini at
+    $0.15/M in and $0.60/M out, Claude Sonnet 4.5 at $3/M and $15/M. A provider that lists the
+    route itself (OpenRouter) keeps its own entry; an unknown route stays unpriced, never zero."""
+    book = PriceBook()
+    usage = TokenUsage(1_000, 100)
+    mini = Decimal("0.00015") + Decimal("0.00006")
+    assert book.price("openai", "openai/gpt-4o-mini", usage).total == mini
+    assert book.price("openai", " gpt-4o-mini\n", usage).total == mini
+    assert book.price(None, "anthropic/claude-sonnet-4-5", usage).total == Decimal("0.003") + Decimal("0.0015")
+    routed = book.price("openrouter", "openai/gpt-4o-mini", usage)
+    assert routed.provider_id == "openrouter" and routed.model_id == "openai/gpt-4o-mini"
+    assert book.price("openai", "acme/no-such-model-9000", usage).unpriced
+    assert book.price("openai", "/", usage).unpriced and book.price("openai", "a//", usage).unpriced
+
+
 def test_invalid_usage_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="exceed input_tokens"):
         PriceBook().price("openai", "gpt-5.5", TokenUsage(10, 0, cache_read_tokens=20))
