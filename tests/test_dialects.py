@@ -90,6 +90,32 @@ def test_openinference_llm_tool_agent() -> None:
     assert D.read({"openinference.span.kind": "CHAIN"}).operation is None
 
 
+def test_pydantic_ai_cache_and_reasoning_details_are_priced() -> None:
+    """Pydantic AI (and Logfire) put the cache and the model's details under gen_ai.usage.details.*,
+    input including the cache. Claude Sonnet 4.5, 10,000 in of which 8,000 cache reads and 1,000
+    cache writes, 500 out: 1,000 x $3/M + 8,000 x $0.30/M + 1,000 x $3.75/M + 500 x $15/M =
+    $0.01665 (read as plain input it would be 10,000 x $3/M + 500 x $15/M = $0.0375)."""
+    chat = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.system": "anthropic",
+        "gen_ai.request.model": "claude-sonnet-4-5",
+        "gen_ai.usage.input_tokens": 10_000,
+        "gen_ai.usage.output_tokens": 500,
+        "gen_ai.usage.details.cache_read_tokens": 8_000,
+        "gen_ai.usage.details.cache_write_tokens": 1_000,
+        "operation.cost": 0.01665,
+        "model_request_parameters": "{}",
+    }
+    f = D.read(chat)
+    assert (f.input_tokens, f.cache_read_tokens, f.cache_write_tokens, f.external_cost_usd) == (10_000, 8_000, 1_000, 0.01665)
+    o1 = D.read({"gen_ai.operation.name": "chat", "gen_ai.system": "openai", "gen_ai.request.model": "o3",
+                 "gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 900, "gen_ai.usage.details.reasoning_tokens": 800})
+    assert (o1.output_tokens, o1.reasoning_tokens) == (900, 800)
+    records, _ = feed([run_root("pydantic", 1, end_ms=100), make_span("chat claude-sonnet-4-5", 2, 1, start_ms=1, attrs=chat)])
+    (run,) = records.values()
+    assert run.cost_usd == Decimal("0.01665") and run.external_cost_usd == Decimal("0.01665")
+
+
 def test_openlit_cost_is_read_as_external() -> None:
     f = D.read(OPENLIT_CHAT)
     assert (f.dialect, f.operation, f.external_cost_usd) == ("openlit", "chat", 0.000021)
