@@ -73,6 +73,11 @@ def test_openllmetry_openai_and_anthropic_and_workflow() -> None:
         "llm.usage.total_tokens": 3031,
     })
     assert (claude.provider, claude.cache_read_tokens, claude.cache_write_tokens, claude.input_tokens) == ("anthropic", 2000, 500, 3000)
+    # Strands Agents' (and many hand-written spans') name for the cache write, beside the same read name
+    strands = D.read({"gen_ai.operation.name": "chat", "gen_ai.request.model": "claude-haiku-4-5", "gen_ai.usage.input_tokens": 3000,
+                      "gen_ai.usage.output_tokens": 31, "gen_ai.usage.cache_read_input_tokens": 2000,
+                      "gen_ai.usage.cache_write_input_tokens": 500})
+    assert (strands.cache_read_tokens, strands.cache_write_tokens) == (2000, 500)
     tool = D.read(OPENLLMETRY_TOOL)
     assert (tool.operation, tool.tool_name) == ("execute_tool", "search")
     workflow = D.read(OPENLLMETRY_WORKFLOW)
