@@ -65,7 +65,8 @@ class TokenUsage:
     """Tokens of one call, in OpenTelemetry GenAI semantics.
 
     ``input_tokens`` includes ``cache_read_tokens`` and ``cache_write_tokens``;
-    ``output_tokens`` includes ``reasoning_tokens``.
+    ``output_tokens`` includes ``reasoning_tokens``; ``cache_write_1h_tokens`` is the part of
+    ``cache_write_tokens`` kept for an hour (Anthropic prices it at 2x input, the 5-minute rest at 1.25x).
     """
 
     input_tokens: int = 0
@@ -73,6 +74,7 @@ class TokenUsage:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     @classmethod
     def from_openai(
@@ -99,8 +101,10 @@ class TokenUsage:
         output_tokens: int | None,
         cache_read_input_tokens: int | None = None,
         cache_creation_input_tokens: int | None = None,
+        ephemeral_1h_input_tokens: int | None = None,
     ) -> TokenUsage:
-        """Anthropic reports cache reads and writes *apart* from ``input_tokens``.
+        """Anthropic reports cache reads and writes *apart* from ``input_tokens``, and the writes kept
+        for an hour within ``cache_creation`` (``ephemeral_1h_input_tokens``).
 
         A part that is not a count is kept as it came, so :meth:`problem` names it."""
         inp = input_tokens or 0
@@ -112,6 +116,7 @@ class TokenUsage:
             output_tokens=output_tokens or 0,
             cache_read_tokens=read,
             cache_write_tokens=write,
+            cache_write_1h_tokens=ephemeral_1h_input_tokens or 0,
         )
 
     @classmethod
@@ -157,10 +162,11 @@ class TokenUsage:
         if (
             self.cache_read_tokens + self.cache_write_tokens <= self.input_tokens
             and self.reasoning_tokens <= self.output_tokens
-            and min(self.cache_read_tokens, self.cache_write_tokens, self.reasoning_tokens) >= 0
+            and 0 <= self.cache_write_1h_tokens <= self.cache_write_tokens
+            and min(self.cache_read_tokens, self.reasoning_tokens) >= 0
         ):
             return  # the common case: valid
-        for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
+        for name in _TOKEN_NAMES:
             if getattr(self, name) < 0:
                 raise ValueError(f"invalid usage: {name} is negative")
         if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
@@ -172,6 +178,10 @@ class TokenUsage:
             raise ValueError(
                 f"invalid usage: reasoning_tokens ({self.reasoning_tokens}) exceed output_tokens ({self.output_tokens})"
             )
+        if self.cache_write_1h_tokens > self.cache_write_tokens:
+            raise ValueError(
+                f"invalid usage: cache_write_1h_tokens ({self.cache_write_1h_tokens}) exceed cache_write_tokens ({self.cache_write_tokens})"
+            )
 
 
 # Why a call is unpriced (runmeter.cost.unpriced_reason).
@@ -180,7 +190,7 @@ UNPRICED_NO_USAGE = "no_usage"
 UNPRICED_INVALID_USAGE = "invalid_usage"
 # A token count past this is not a count (the store's columns are 64-bit; sums must fit too).
 MAX_TOKENS = 10**15
-_TOKEN_NAMES = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+_TOKEN_NAMES = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +236,7 @@ _USAGE_FIELDS = {
     "output_tokens": "output_tokens",
     "cache_read_tokens": "cache_read_tokens",
     "cache_write_tokens": "cache_write_tokens",
+    "cache_write_1h_tokens": "cache_write_1h_tokens",  # carved out of cache_write_tokens (more specific)
     "output_reasoning_tokens": "reasoning_tokens",
 }
 

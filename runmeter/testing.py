@@ -73,6 +73,7 @@ class Reply:
     output_tokens: int | None = None
     cached_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # Anthropic: the part of cache_write_tokens kept for an hour
     reasoning_tokens: int = 0
     tool_calls: list[ToolCall] = field(default_factory=list)
     model: str | None = None  # the response's model id; default: the request's
@@ -380,7 +381,9 @@ class Simulator:
         ] or [{"type": "text", "text": reply.text}]
         stop = "tool_use" if reply.tool_calls else "end_turn"
         usage = {"input_tokens": inp, "output_tokens": out, "cache_read_input_tokens": reply.cached_tokens,
-                 "cache_creation_input_tokens": reply.cache_write_tokens, "service_tier": "standard"}
+                 "cache_creation_input_tokens": reply.cache_write_tokens, "service_tier": "standard",
+                 "cache_creation": {"ephemeral_5m_input_tokens": reply.cache_write_tokens - reply.cache_write_1h_tokens,
+                                    "ephemeral_1h_input_tokens": reply.cache_write_1h_tokens}}
         message = {"id": self._new_id("msg_sim"), "type": "message", "role": "assistant", "model": model, "content": content,
                    "stop_reason": stop, "stop_sequence": None, "usage": usage}
         if not req.body.get("stream"):

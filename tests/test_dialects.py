@@ -121,6 +121,19 @@ def test_pydantic_ai_cache_and_reasoning_details_are_priced() -> None:
     assert run.cost_usd == Decimal("0.01665") and run.external_cost_usd == Decimal("0.01665")
 
 
+def test_a_cache_write_kept_for_an_hour_is_read_and_priced_from_any_span() -> None:
+    """runmeter.cost.cache_write_1h_tokens (the 1-hour part of the cache write) on a span from any
+    process or language: claude-haiku-4-5, 1,000 fresh x $1/M + 1,000 5-minute writes x $1.25/M +
+    2,000 1-hour writes x $2/M + 500 out x $5/M = $0.00875."""
+    attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "anthropic", "gen_ai.request.model": "claude-haiku-4-5",
+             "gen_ai.usage.input_tokens": 4_000, "gen_ai.usage.cache_creation.input_tokens": 3_000,
+             "runmeter.cost.cache_write_1h_tokens": 2_000, "gen_ai.usage.output_tokens": 500}
+    assert D.read(attrs).cache_write_1h_tokens == 2_000
+    records, _ = feed([run_root("cached", 1, end_ms=100), make_span("chat claude-haiku-4-5", 2, 1, start_ms=1, attrs=attrs)])
+    (run,) = records.values()
+    assert run.cost_usd == Decimal("0.00875")
+
+
 def test_openlit_cost_is_read_as_external() -> None:
     f = D.read(OPENLIT_CHAT)
     assert (f.dialect, f.operation, f.external_cost_usd) == ("openlit", "chat", 0.000021)

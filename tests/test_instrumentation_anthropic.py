@@ -76,6 +76,22 @@ def test_create_stream_overwrites_cumulative_usage(rig: Rig, is_async: bool) -> 
     assert "runmeter.cost.estimated" not in span.attributes
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_cache_writes_kept_for_an_hour_are_priced_at_their_own_rate(rig: Rig, stream: bool) -> None:
+    """A 1-hour cache write costs 2x input, a 5-minute one 1.25x (claude-haiku-4-5: $2/M and
+    $1.25/M). 1,000 uncached x $1/M + 1,000 written for 5 minutes x $1.25/M + 2,000 written for an
+    hour x $2/M + 500 out x $5/M = $0.00875; priced as if all 3,000 were 5-minute writes it
+    would be $0.00725."""
+    rig.sim.queue(Reply(text="ok", input_tokens=1_000, output_tokens=500, cache_write_tokens=3_000, cache_write_1h_tokens=2_000))
+    result = rig.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=600, messages=MSG, stream=stream)
+    for _ in result if stream else ():
+        pass
+    a = ours(rig).attributes
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.cache_creation.input_tokens"]) == (4_000, 3_000)
+    assert a["runmeter.cost.cache_write_1h_tokens"] == 2_000
+    assert a["runmeter.cost.usd"] == pytest.approx(0.00875, abs=1e-12)
+
+
 @pytest.mark.parametrize("is_async", [False, True])
 def test_messages_stream_helper(rig: Rig, is_async: bool) -> None:
     rig.sim.queue(reply())

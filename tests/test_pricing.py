@@ -126,6 +126,19 @@ def test_a_gateways_route_and_a_padded_name_are_priced_as_the_model_they_name() 
     assert book.price("openai", "/", usage).unpriced and book.price("openai", "a//", usage).unpriced
 
 
+def test_a_cache_write_kept_for_an_hour_is_priced_at_its_own_rate() -> None:
+    """claude-haiku-4-5: $1/M in, $1.25/M for a 5-minute cache write, $2/M for a 1-hour one, $5/M
+    out. 4,000 in (1,000 fresh, 3,000 written, 2,000 of them for an hour), 500 out:
+    $0.001 + $0.00125 + $0.004 + $0.0025 = $0.00875 ($0.00725 with every write at the 5-minute rate)."""
+    book = PriceBook()
+    usage = TokenUsage(4_000, 500, cache_write_tokens=3_000, cache_write_1h_tokens=2_000)
+    assert book.price("anthropic", "claude-haiku-4-5", usage).total == Decimal("0.00875")
+    assert book.price("anthropic", "claude-haiku-4-5", TokenUsage(4_000, 500, cache_write_tokens=3_000)).total == Decimal("0.00725")
+    assert TokenUsage.from_anthropic(1_000, 500, 0, 3_000, 2_000) == usage
+    with pytest.raises(ValueError, match="cache_write_1h_tokens"):
+        book.price("anthropic", "claude-haiku-4-5", TokenUsage(4_000, 500, cache_write_tokens=1_000, cache_write_1h_tokens=2_000))
+
+
 def test_invalid_usage_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="exceed input_tokens"):
         PriceBook().price("openai", "gpt-5.5", TokenUsage(10, 0, cache_read_tokens=20))
