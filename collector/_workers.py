@@ -359,9 +359,10 @@ class WorkerPool:
 
     def stop(self, deadline: float) -> bool:
         """Workers finish what they were handed (within the deadline), write, and exit."""
-        self._stopping = True  # a worker that exits now is not started again
-        for w in self.workers:
-            w.queue.put(("stop", deadline))
+        with self._lock:  # a restart under way (_restart) either finishes first, its worker told to stop too, or does not start
+            self._stopping = True  # a worker that exits now is not started again
+            for w in self.workers:
+                w.queue.put(("stop", deadline))
         ok = True
         for w in self.workers:
             with w.flush_cond:
