@@ -78,14 +78,13 @@ class Budget:
             value = attrs.get(key)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
-            if isinstance(value, float) and not math.isfinite(value):
-                continue  # NaN or infinity (another language's SDK, a hostile client): no limit read
-            if name in _INT_LIMITS:
-                if isinstance(value, float) and not value.is_integer():
-                    continue  # 2.5 tool calls is not a limit the run was held to
-                kwargs[name] = int(value)
-            else:
-                kwargs[name] = float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an int past any float
+                continue
+            if not math.isfinite(number) or (name in _INT_LIMITS and not number.is_integer()):
+                continue  # NaN, infinity, 2.5 tool calls (another SDK, a hostile client): no limit the run was held to
+            kwargs[name] = int(value) if name in _INT_LIMITS else number
         tools = attrs.get(A.RUNMETER_BUDGET_ALLOWED_TOOLS)
         if isinstance(tools, Iterable) and not isinstance(tools, str):
             kwargs["allowed_tools"] = frozenset(str(t) for t in tools)

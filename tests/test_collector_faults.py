@@ -214,6 +214,11 @@ def _gone(pids: list[int], timeout_s: float = 10.0) -> bool:
     return False
 
 
+def _live_workers(proc: Subprocess, *gone: int) -> list[int]:
+    """The collector's workers that are running (not zombies), leaving out ``gone``."""
+    return [p for p in proc.worker_pids() if _state(p) != "(Z)" and p not in gone]
+
+
 def _state(pid: int) -> str:
     try:
         return "(" + Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] + ")"
@@ -237,14 +242,14 @@ def test_sigkill_of_a_worker_loses_nothing_and_writes_nothing_twice(tmp_path: Pa
         assert exp.export(_three_call_run(t)) is SpanExportResult.SUCCESS  # acknowledged, worker or not
         if i in (20, 40):  # a worker; then the one started in its place, as soon as it is there
             deadline = time.monotonic() + 30
-            while len(live := [p for p in proc.worker_pids() if _state(p) != "(Z)"]) < 2 and time.monotonic() < deadline:
+            while len(live := _live_workers(proc)) < 2 and time.monotonic() < deadline:
                 time.sleep(0.05)
             victim = workers[0] if i == 20 else next(p for p in live if p not in workers)
             os.kill(victim, signal.SIGKILL)
             assert _gone([victim])
     exp.shutdown()
     deadline = time.monotonic() + 30
-    while len(live := [p for p in proc.worker_pids() if _state(p) != "(Z)" and p != victim]) < 2 and time.monotonic() < deadline:
+    while len(live := _live_workers(proc, victim)) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)  # the second victim's replacement is started after a back-off: wait for it
     assert len(live) == 2 and workers[0] not in live  # started again
     assert proc.terminate() == 0

@@ -46,6 +46,7 @@ def test_a_budget_read_from_span_attributes_skips_figures_no_limit_can_have() ->
     })
     assert got == Budget(max_wall_clock_s=30.0, max_identical_repeats=3)
     assert Budget.from_attributes({"runmeter.budget.max_tool_calls": nan, "runmeter.budget.max_cost_usd": -inf}) is None
+    assert Budget.from_attributes({"runmeter.budget.max_cost_usd": 10**400, "runmeter.budget.max_tokens": 10**400}) is None
     breach = {"runmeter.budget.limit": "cost", "runmeter.budget.value": 2.0, "runmeter.budget.threshold": 1.0}
     assert Breach.from_attributes(breach) == Breach("cost", 2.0, 1.0, "stop")
     assert Breach.from_attributes({**breach, "runmeter.budget.value": inf}) is None
