@@ -2,7 +2,8 @@
 
 ``dialects.yaml`` says which attributes carry each canonical field in the
 current OpenTelemetry GenAI conventions, their deprecated names, OpenLLMetry,
-OpenInference, OpenLIT and the Vercel AI SDK. :meth:`DialectMap.read` turns an
+OpenInference, OpenLIT, the Vercel AI SDK, Pydantic AI, and - from attributes whose
+value is a JSON document - Langfuse and MLflow. :meth:`DialectMap.read` turns an
 attribute mapping into a :class:`GenAIFields`; nothing here knows about spans.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ _PATH = Path(__file__).with_name("dialects.yaml")
 _OPERATION = "\0operation"
 _DIALECT = "\0dialect"
 _OWN = "\0own"
+_JSON = "\0json"
 _DOTTED_PROVIDERS = frozenset({"openai", "anthropic", "google", "mistral", "xai", "azure", "amazon-bedrock"})
 _TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens")
 
@@ -126,10 +129,70 @@ class _Plan:
     operation: tuple[str, dict[str, str]] | None  # the best-ranked operation attribute present, its values
     dialect: Dialect | None
     tool_call: bool = False  # an attribute that only a tool call carries is present
+    json: tuple[tuple[str, _JsonReads], ...] = ()  # JSON-valued attributes present, and what to read from each
+
+
+# Where a field may be in a JSON document: alternatives, first present wins; each a sum of terms, a
+# term a key path (("a", "b"); () the document itself) or a prefix of top-level keys ("input_", True).
+_Term = tuple[tuple[str, ...], bool]
+_JsonReads = tuple[tuple[str, tuple[tuple[_Term, ...], ...], Callable[[Any], Any]], ...]
+# A usage or cost document is a few hundred bytes; anything much longer is not one, and is not parsed.
+_MAX_JSON_CHARS = 8192
+
+
+def _json_term(text: str) -> _Term:
+    if text == ".":
+        return (), False
+    if text.endswith("*"):
+        return (text[:-1],), True
+    return tuple(text.split(".")), False
+
+
+def _json_doc(raw: Any) -> Any:
+    """The JSON document an attribute carries, or ``raw`` itself if it is not one (a plain string
+    where MLflow would have encoded one, a value too long to be a usage)."""
+    if not isinstance(raw, str) or len(raw) > _MAX_JSON_CHARS:
+        return raw
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the parser's depth
+        return raw
+
+
+def _json_value(doc: Any, terms: tuple[_Term, ...], conv: Callable[[Any], Any]) -> tuple[bool, Any]:
+    """(present, value) of one alternative: a value read with ``conv``, or a sum of counts."""
+    if len(terms) == 1 and not terms[0][1]:
+        node = doc
+        for key in terms[0][0]:
+            if not isinstance(node, dict) or key not in node:
+                return False, None
+            node = node[key]
+        return True, conv(node)
+    if not isinstance(doc, dict):
+        return False, None
+    values = []
+    for path, prefix in terms:
+        if prefix:
+            # the counts among them (Langfuse keeps only ints there; a note or a details object is not one)
+            values += [v for k, v in doc.items() if k.startswith(path[0]) and type(v) in (int, float)]
+        elif len(path) == 1 and path[0] in doc:
+            values.append(doc[path[0]])
+    if not values:
+        return False, None
+    counts = [conv(v) for v in values]
+    if None in counts:
+        return True, None
+    if conv is _as_float:  # costs summed as written (0.1 + 0.2 is 0.3, not 0.30000000000000004)
+        return True, conv(float(sum(Decimal(repr(c)) for c in counts)))
+    return True, conv(sum(counts))
 
 
 _MAX_PLANS = 4096
 _blank = object.__new__
+
+
+def _converter(field_name: str) -> Callable[[Any], Any]:
+    return _as_int if field_name in _TOKEN_FIELDS else _as_float if field_name == "external_cost_usd" else _as_str
 
 
 class DialectMap:
@@ -161,7 +224,7 @@ class DialectMap:
         # attribute name -> [(field, rank, converter)], so reading walks the span's attributes once
         self._index: dict[str, list[tuple[str, int, Callable[[Any], Any]]]] = {}
         for name, keys in self.fields.items():
-            conv = _as_int if name in _TOKEN_FIELDS else _as_float if name == "external_cost_usd" else _as_str
+            conv = _converter(name)
             for rank, key in enumerate(keys):
                 self._index.setdefault(key, []).append((name, rank, conv))
         for rank, (key, _values) in enumerate(self.operation_rules):
@@ -169,6 +232,16 @@ class DialectMap:
         for rank, d in enumerate(self.dialects):
             for key in d.detect:
                 self._index.setdefault(key, []).append((_DIALECT, rank, _as_str))
+        self._json: dict[str, _JsonReads] = {}
+        for attribute, wanted in (doc.get("json_fields") or {}).items():
+            unknown = set(wanted) - set(GenAIFields.__dataclass_fields__)
+            if unknown:
+                raise ValueError(f"dialects.yaml: json_fields.{attribute}: unknown fields {sorted(unknown)}")
+            self._json[attribute] = tuple(
+                (name, tuple(tuple(_json_term(t) for t in alt.split("+")) for alt in alts), _converter(name))
+                for name, alts in wanted.items()
+            )
+            self._index.setdefault(attribute, []).append((_JSON, 0, _as_str))
         self._plans: dict[tuple[str, ...], _Plan] = {}
 
     def read_also(self, names: Mapping[str, str]) -> None:
@@ -207,6 +280,20 @@ class DialectMap:
                     own[slot] = raw
             if own:
                 out.own = own
+        for attribute, reads in plan.json:
+            doc = _json_doc(attrs[attribute])
+            for field_name, alternatives, conv in reads:
+                if getattr(out, field_name) is not None:
+                    continue  # an attribute of its own gave it
+                for terms in alternatives:
+                    present, value = _json_value(doc, terms, conv)
+                    if value is not None:
+                        setattr(out, field_name, value)
+                        break
+                    if present:
+                        if conv is _as_int and out.invalid_usage is None:
+                            out.invalid_usage = f"{attribute}={attrs[attribute]!r}"[:200]
+                        break
         if plan.operation is not None:
             op_value = attrs[plan.operation[0]]
             out.operation = plan.operation[1].get(op_value) if isinstance(op_value, str) else None
@@ -232,12 +319,15 @@ class DialectMap:
         ranked: dict[str, list[tuple[int, str]]] = {}
         convs: dict[str, Callable[[Any], Any]] = {}
         own: list[tuple[str, str]] = []
+        json_reads: list[tuple[str, _JsonReads]] = []
         op: tuple[int, str] | None = None
         dialect_rank = len(self.dialects)
         for key in keys:
             for field_name, rank, conv in self._index.get(key, ()):
                 if field_name == _OWN:
                     own.append((key, conv))  # type: ignore[arg-type]
+                elif field_name == _JSON:
+                    json_reads.append((key, self._json[key]))
                 elif field_name == _OPERATION:
                     if op is None or rank < op[0]:
                         op = (rank, key)
@@ -252,6 +342,7 @@ class DialectMap:
             operation=(op[1], self.operation_rules[op[0]][1]) if op is not None else None,
             dialect=self.dialects[dialect_rank] if dialect_rank < len(self.dialects) else None,
             tool_call=not self.tool_call_implied_by.isdisjoint(keys),
+            json=tuple(json_reads),
         )
         if len(self._plans) >= _MAX_PLANS:
             self._plans.clear()  # bounded whatever attribute names arrive

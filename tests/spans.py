@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -123,4 +124,27 @@ OPENLIT_CHAT: dict[str, Any] = {
     "gen_ai.usage.output_tokens": 10,
     "gen_ai.usage.total_tokens": 110,
     "gen_ai.usage.cost": 0.000021,
+}
+# As the Langfuse Python SDK (v3) writes a generation from its OpenAI integration: the model, and
+# OpenAI's usage passed on as it came (langfuse/openai.py _parse_usage), JSON-encoded.
+LANGFUSE_OPENAI_GENERATION: dict[str, Any] = {
+    "langfuse.observation.type": "generation",
+    "langfuse.observation.model.name": "gpt-4o-mini-2024-07-18",
+    "langfuse.observation.model.parameters": json.dumps({"temperature": 0, "max_tokens": "Infinity"}),
+    "langfuse.observation.usage_details": json.dumps({
+        "prompt_tokens": 2000, "completion_tokens": 300, "total_tokens": 2300,
+        "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+    }),
+    "langfuse.observation.completion_start_time": json.dumps("2026-11-26T05:00:00.412000+00:00"),
+}
+# As MLflow Tracing (3.x) writes a chat model span: every value JSON-encoded (mlflow/entities/span.py).
+MLFLOW_CHAT: dict[str, Any] = {
+    "mlflow.traceRequestId": json.dumps("tr-5f1c"),
+    "mlflow.spanType": json.dumps("CHAT_MODEL"),
+    "mlflow.spanFunctionName": json.dumps("create"),
+    "mlflow.llm.model": json.dumps("gpt-4o-mini"),
+    "mlflow.llm.provider": json.dumps("openai"),
+    "mlflow.chat.tokenUsage": json.dumps({"input_tokens": 1000, "output_tokens": 100, "total_tokens": 1100}),
+    "mlflow.message.format": json.dumps("openai"),
 }

@@ -15,7 +15,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from runmeter.exporter import ClickHouseSpanExporter, open_writer
 from runmeter.processor import PriceBook, RunLimits, RunProcessor
 from tests.collector_rig import post, request_bytes, running
-from tests.spans import OPENINFERENCE_LLM, OPENINFERENCE_TOOL, OPENLLMETRY_OPENAI_CHAT, llm, make_span, run_root, tool
+from tests.spans import LANGFUSE_OPENAI_GENERATION, MLFLOW_CHAT, OPENINFERENCE_LLM, OPENINFERENCE_TOOL, OPENLLMETRY_OPENAI_CHAT, llm, make_span, run_root, tool
 
 OTHER = Resource.create({"service.name": "billing-svc", "deployment.environment": "prod", "host.cores": 8})
 
@@ -23,7 +23,7 @@ OTHER = Resource.create({"service.name": "billing-svc", "deployment.environment"
 def _traces() -> list[ReadableSpan]:
     """Many shapes at once: nested sub-agents, tools with arguments, several dialects, an unpriced
     model, errors, events, links, trace state, arrays, unicode, two services; 24 traces, so both
-    workers get some."""
+    workers get some. Langfuse's and MLflow's usage arrive as JSON documents."""
     spans: list[ReadableSpan] = []
     for t in range(0xC100, 0xC100 + 24):
         spans += [
@@ -44,6 +44,8 @@ def _traces() -> list[ReadableSpan]:
             make_span("ChatOpenAI", 10, 1, trace_id=t, start_ms=650, attrs=dict(OPENINFERENCE_LLM)),
             make_span("read_file", 11, 1, trace_id=t, start_ms=700, attrs=dict(OPENINFERENCE_TOOL)),
             make_span("plain work", 12, 1, trace_id=t, start_ms=710, events=[("retry", {"attempt": 2, "why": "429"})]),
+            make_span("OpenAI-generation", 13, 1, trace_id=t, start_ms=720, attrs=dict(LANGFUSE_OPENAI_GENERATION)),
+            make_span("Completions", 14, 1, trace_id=t, start_ms=730, attrs=dict(MLFLOW_CHAT)),
         ]
     # One span of each trace with a link, a trace state, a status message and another resource and scope.
     odd = []
@@ -109,10 +111,10 @@ def test_the_collector_stores_what_the_in_process_path_stores(tmp_path: Path, wo
         want = {t: _rows(ref_writer, t) for t in ("otel_traces", "runmeter_calls", "runmeter_runs")}
     finally:
         ref_writer.close()
-    # Every span, and per trace 5 LLM calls (spans 2, 7, 8, 9, 10) and 4 tool calls (3, 4, 5, 11),
+    # Every span, and per trace 7 LLM calls (spans 2, 7, 8, 9, 10, Langfuse's 13, MLflow's 14) and 4 tool calls (3, 4, 5, 11),
     # a run and its sub-run: the reference itself is whole before it is compared.
-    assert len(want["otel_traces"]) == len(spans) == 24 * 12
-    assert len(want["runmeter_calls"]) == 24 * 9
+    assert len(want["otel_traces"]) == len(spans) == 24 * 14
+    assert len(want["runmeter_calls"]) == 24 * 11
     assert len(want["runmeter_runs"]) == 24 * 2
     for table in want:
         assert got[table] == want[table], table

@@ -15,6 +15,8 @@ from opentelemetry.trace import SpanKind
 
 from runmeter.conventions import load_dialects
 from tests.spans import (
+    LANGFUSE_OPENAI_GENERATION,
+    MLFLOW_CHAT,
     OPENINFERENCE_AGENT,
     OPENINFERENCE_LLM,
     OPENINFERENCE_TOOL,
@@ -395,3 +397,95 @@ def test_runmeter_tool_inside_a_framework_tool_span_is_one_call() -> None:
                       attrs={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "read_file"})
     (record,) = feed([root, outer, ours, other])[0].values()
     assert record.tool_calls == {"search": 1, "read_file": 1}
+
+
+def test_langfuse_openai_generation_is_priced_from_its_usage_details() -> None:
+    """Langfuse's OpenAI integration passes OpenAI's usage on as JSON: prompt tokens include the
+    cache. gpt-4o-mini: 976 fresh x $0.15/M + 1,024 cached x $0.075/M + 300 out x $0.60/M
+    = 0.0001464 + 0.0000768 + 0.00018 = $0.0004032."""
+    f = D.read(LANGFUSE_OPENAI_GENERATION)
+    assert (f.dialect, f.operation, f.model) == ("langfuse", "chat", "gpt-4o-mini-2024-07-18")
+    assert (f.input_tokens, f.output_tokens, f.cache_read_tokens, f.reasoning_tokens) == (2000, 300, 1024, 0)
+    records, _ = feed([run_root("lf", 1, end_ms=100), make_span("OpenAI-generation", 2, 1, start_ms=1, attrs=LANGFUSE_OPENAI_GENERATION)])
+    (run,) = records.values()
+    assert run.llm_calls == 1 and run.unpriced_calls == 0 and run.cost_usd == Decimal("0.0004032")
+
+
+def test_langfuse_own_usage_keys_count_input_and_output_net_of_their_parts() -> None:
+    """Langfuse's LangChain handler moves the cache and reasoning out of input and output
+    (input_cache_read, output_reasoning). ChatAnthropic, claude-haiku-4-5: LangChain's 10,000 input
+    of which 8,000 cache reads and 1,000 writes, 500 output of which 300 reasoning, arrive as
+    input 1,000 + input_cache_read 8,000 + input_cache_creation 1,000, output 200 + output_reasoning 300.
+    Price: 1,000 x $1/M + 8,000 x $0.10/M + 1,000 x $1.25/M + 500 x $5/M = $0.00555."""
+    usage = {"input": 1000, "input_cache_read": 8000, "input_cache_creation": 1000, "output": 200, "output_reasoning": 300, "total": 10500}
+    attrs = {"langfuse.observation.type": "generation", "langfuse.observation.model.name": "claude-haiku-4-5",
+             "langfuse.observation.usage_details": json.dumps(usage),
+             "langfuse.observation.cost_details": json.dumps({"input": 0.00305, "output": 0.0025})}
+    f = D.read(attrs)
+    assert (f.input_tokens, f.cache_read_tokens, f.cache_write_tokens) == (10_000, 8_000, 1_000)
+    assert (f.output_tokens, f.reasoning_tokens) == (500, 300)
+    assert f.external_cost_usd == 0.00555  # Langfuse's own figure, the parts summed as written
+    records, _ = feed([run_root("lf", 1, end_ms=100), make_span("ChatAnthropic", 2, 1, start_ms=1, attrs=attrs)])
+    (run,) = records.values()
+    assert run.cost_usd == Decimal("0.00555") and run.tokens.input == 10_000 and run.tokens.output == 500
+    # The keys a user types by hand (Langfuse's docs): input and output alone.
+    plain = D.read({**attrs, "langfuse.observation.usage_details": json.dumps({"input": 120, "output": 30, "total": 150})})
+    assert (plain.input_tokens, plain.output_tokens, plain.cache_read_tokens) == (120, 30, None)
+
+
+def test_langfuse_agent_tool_and_generation_observations_make_a_run() -> None:
+    """A Langfuse-instrumented agent: an agent observation with a generation and three tool
+    observations, two of them the same call (a loop signal from their JSON input)."""
+    spans = [
+        make_span("support-agent", 1, None, end_ms=900, attrs={"langfuse.observation.type": "agent"}),
+        make_span("OpenAI-generation", 2, 1, start_ms=10, attrs=LANGFUSE_OPENAI_GENERATION),
+        *[make_span("search_docs", 3 + i, 1, start_ms=100 + 10 * i, attrs={
+            "langfuse.observation.type": "tool", "langfuse.observation.input": json.dumps({"args": [], "kwargs": {"q": q}})})
+          for i, q in enumerate(["refund policy", "refund policy", "refund policy", "shipping"])],
+    ]
+    (run,) = feed(spans)[0].values()
+    assert run.name == "support-agent" and not run.implicit
+    assert run.llm_calls == 1 and run.tool_calls == {"search_docs": 4}
+    assert run.cost_usd == Decimal("0.0004032")
+    assert [(s.kind, s.count) for s in run.loop_signals] == [("identical_tool_call", 3)]
+
+
+def test_mlflow_spans_are_read_through_their_json_encoding() -> None:
+    """MLflow JSON-encodes every attribute value: the model arrives as '"gpt-4o-mini"', the span
+    type as '"CHAT_MODEL"'. Two calls of gpt-4o-mini, each 1,000 in x $0.15/M + 100 out x $0.60/M
+    = $0.00021: $0.00042, and a tool call."""
+    f = D.read(MLFLOW_CHAT)
+    assert (f.dialect, f.operation, f.provider, f.model, f.input_tokens, f.output_tokens) == ("mlflow", "chat", "openai", "gpt-4o-mini", 1000, 100)
+    cost = D.read({**MLFLOW_CHAT, "mlflow.llm.cost": json.dumps({"input_cost": 0.00015, "output_cost": 0.00006})})
+    assert cost.external_cost_usd == 0.00021
+    spans = [
+        make_span("agent", 1, None, end_ms=900, attrs={"mlflow.spanType": json.dumps("AGENT")}),
+        make_span("Completions", 2, 1, start_ms=10, attrs=MLFLOW_CHAT),
+        make_span("get_weather", 3, 1, start_ms=50, attrs={"mlflow.spanType": json.dumps("TOOL"), "mlflow.spanInputs": json.dumps({"city": "Lisbon"})}),
+        make_span("Completions", 4, 1, start_ms=60, attrs=MLFLOW_CHAT),
+        make_span("parse", 5, 1, start_ms=70, attrs={"mlflow.spanType": json.dumps("PARSER")}),
+    ]
+    (run,) = feed(spans)[0].values()
+    assert run.name == "agent" and run.llm_calls == 2 and run.tool_calls == {"get_weather": 1}
+    assert run.cost_usd == Decimal("0.00042")
+
+
+@pytest.mark.parametrize("doc", [
+    "[" * 100_000,                          # nested past the JSON parser's depth (a RecursionError)
+    "{" + '"a": 1, ' * 5000 + '"b": 2}',    # far longer than any usage
+    "{not json", "null", "[]", '"text"', "12",
+])
+def test_a_json_attribute_that_is_not_a_usage_is_ignored(doc: str) -> None:
+    f = D.read({"langfuse.observation.type": "generation", "langfuse.observation.model.name": "gpt-4o-mini",
+                "langfuse.observation.usage_details": doc, "langfuse.observation.cost_details": doc, "mlflow.chat.tokenUsage": doc})
+    assert (f.operation, f.input_tokens, f.output_tokens, f.external_cost_usd, f.invalid_usage) == ("chat", None, None, None, None)
+
+
+@pytest.mark.parametrize("usage", [{"prompt_tokens": -5, "completion_tokens": 1}, {"input": 10, "input_cache_read": 1e400, "output": 1},
+                                   {"input": 10, "input_cache_read": 2.5, "output": 1}, {"input_tokens": True, "output_tokens": 3}])
+def test_a_json_usage_with_a_count_that_is_not_a_count_makes_the_call_unpriced(usage: dict[str, Any]) -> None:
+    attrs = {"langfuse.observation.type": "generation", "langfuse.observation.model.name": "gpt-4o-mini",
+             "langfuse.observation.usage_details": json.dumps(usage)}
+    assert D.read(attrs).invalid_usage is not None
+    (run,) = feed([run_root("r", 1, end_ms=100), make_span("gen", 2, 1, start_ms=1, attrs=attrs)])[0].values()
+    assert run.llm_calls == 1 and run.unpriced_calls == 1 and run.cost_usd == 0
