@@ -458,6 +458,16 @@ def test_mlflow_spans_are_read_through_their_json_encoding() -> None:
     assert (f.dialect, f.operation, f.provider, f.model, f.input_tokens, f.output_tokens) == ("mlflow", "chat", "openai", "gpt-4o-mini", 1000, 100)
     cost = D.read({**MLFLOW_CHAT, "mlflow.llm.cost": json.dumps({"input_cost": 0.00015, "output_cost": 0.00006})})
     assert cost.external_cost_usd == 0.00021
+    # Anthropic through MLflow: input includes the cache (MLflow normalizes it), the 1-hour writes
+    # apart. claude-haiku-4-5: 1,000 fresh x $1/M + 1,000 5-minute writes x $1.25/M + 2,000 1-hour
+    # writes x $2/M + 500 out x $5/M = $0.00875.
+    cached = {**MLFLOW_CHAT, "mlflow.llm.model": json.dumps("claude-haiku-4-5"), "mlflow.llm.provider": json.dumps("anthropic"),
+              "mlflow.chat.tokenUsage": json.dumps({"input_tokens": 4000, "output_tokens": 500, "total_tokens": 4500,
+                                                    "cache_creation_input_tokens": 3000, "cache_creation_input_tokens_above_1hr": 2000})}
+    f = D.read(cached)
+    assert (f.input_tokens, f.cache_write_tokens, f.cache_write_1h_tokens) == (4000, 3000, 2000)
+    (run,) = feed([run_root("r", 1, end_ms=100), make_span("Messages", 2, 1, start_ms=1, attrs=cached)])[0].values()
+    assert run.cost_usd == Decimal("0.00875")
     spans = [
         make_span("agent", 1, None, end_ms=900, attrs={"mlflow.spanType": json.dumps("AGENT")}),
         make_span("Completions", 2, 1, start_ms=10, attrs=MLFLOW_CHAT),
