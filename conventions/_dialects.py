@@ -213,6 +213,7 @@ class DialectMap:
             for d in doc["dialects"]
         )
         self.provider_aliases: dict[str, str] = dict(doc.get("provider_aliases", {}))
+        self.not_providers = frozenset(doc.get("not_providers", ()))
         self.price_providers: dict[str, str] = dict(doc.get("price_providers", {}))
         # genai-prices id -> the OpenTelemetry name (the first listed wins: google -> gcp.gemini)
         self._otel_providers: dict[str, str] = {}
@@ -301,7 +302,7 @@ class DialectMap:
             provider = out.provider
             if "." in provider and provider.split(".", 1)[0] in _DOTTED_PROVIDERS:
                 provider = provider.split(".", 1)[0]  # Vercel's "openai.chat", "anthropic.messages"
-            out.provider = self.provider_aliases.get(provider, provider)
+            out.provider = None if provider in self.not_providers else self.provider_aliases.get(provider, provider)
         dialect = plan.dialect
         if dialect is not None:
             out.dialect = dialect.name

@@ -299,6 +299,10 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
             facts.cost = cost.total
             facts.cost_source = cost.source
             added.update(cost.attributes())
+            if facts.provider is None and cost.provider_id:
+                # A span that names no provider (Langfuse, MLflow, Strands Agents): the one whose
+                # price list has the model, so spend by provider has it.
+                facts.provider = dialects.otel_provider(cost.provider_id)
         else:
             added[A.RUNMETER_COST_UNPRICED] = True
             added[A.RUNMETER_COST_UNPRICED_REASON] = UNPRICED_NO_PRICE if cost is not None else UNPRICED_INVALID_USAGE

@@ -49,6 +49,18 @@ _MAX_CACHED = 4096  # (provider, model[, day]) entries; remote spans may name an
 _NS_PER_DAY = 86_400 * 10**9
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _BEDROCK_VENDORS = ("anthropic", "meta", "amazon", "mistral", "cohere", "ai21", "deepseek", "qwen", "openai", "writer")
+# Bedrock's cross-region inference profiles put a region group before the vendor (us.anthropic...).
+_BEDROCK_REGIONS = ("us", "eu", "apac", "global", "us-gov", "jp", "au", "ca")
+
+
+def _bedrock_shaped(model: str) -> bool:
+    """Whether a model id is Bedrock's own: an ARN, or ``[region.]vendor.model`` (us.anthropic.claude-...)."""
+    if model.startswith("arn:aws"):
+        return True
+    parts = model.split(".", 2)
+    if len(parts) == 3 and parts[0] in _BEDROCK_REGIONS:
+        parts = parts[1:]
+    return len(parts) > 1 and parts[0] in _BEDROCK_VENDORS
 
 
 def provider_for_base_url(url: str) -> str | None:
@@ -484,6 +496,10 @@ class PriceBook:
             found = self._lookup(provider, model.split("/", 1)[1])
         if found is None and model != model.strip():
             found = self._lookup(provider, model.strip())  # a name padded by hand or by a template
+        if found is None and provider not in ("aws", "aws.bedrock") and _bedrock_shaped(model):
+            # A Bedrock id under no provider or a framework's name for itself (Strands Agents writes
+            # gen_ai.system "strands-agents" beside us.anthropic.claude-...): Bedrock's price.
+            found = self._lookup("aws", model)
         if len(self._models) >= _MAX_CACHED:
             self._models.clear()
         self._models[mkey] = found

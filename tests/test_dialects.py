@@ -14,6 +14,7 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 from runmeter.conventions import load_dialects
+from runmeter.processor import PriceBook, read_span
 from tests.spans import (
     LANGFUSE_OPENAI_GENERATION,
     MLFLOW_CHAT,
@@ -499,3 +500,56 @@ def test_a_json_usage_with_a_count_that_is_not_a_count_makes_the_call_unpriced(u
     assert D.read(attrs).invalid_usage is not None
     (run,) = feed([run_root("r", 1, end_ms=100), make_span("gen", 2, 1, start_ms=1, attrs=attrs)])[0].values()
     assert run.llm_calls == 1 and run.unpriced_calls == 1 and run.cost_usd == 0
+
+
+def test_a_strands_agent_on_bedrock_is_priced_at_bedrock_rates() -> None:
+    """Strands Agents (strands/telemetry/tracer.py) names itself as the provider and the model by its
+    Bedrock id; input includes the cache. The agent span carries the run's accumulated usage, which
+    is not a call. us.anthropic.claude-sonnet-4 on Bedrock: call 1, 1,200 fresh x $3/M + 2,000 cache
+    writes x $3.75/M + 150 out x $15/M = $0.01335; call 2, 300 fresh x $3/M + 2,000 cache reads x
+    $0.30/M + 80 out x $15/M = $0.0027; $0.01605 in all."""
+    model = "us.anthropic.claude-sonnet-4-20250514-v1:0"
+    common = {"gen_ai.system": "strands-agents", "gen_ai.request.model": model}
+    agent = {**common, "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "Strands Agents",
+             "gen_ai.usage.input_tokens": 5500, "gen_ai.usage.output_tokens": 230, "gen_ai.usage.total_tokens": 5730,
+             "gen_ai.usage.cache_read.input_tokens": 2000, "gen_ai.usage.cache_creation.input_tokens": 2000}
+
+    def chat(inp: int, out: int, read: int, write: int) -> dict[str, Any]:
+        usage = {"gen_ai.usage.prompt_tokens": inp, "gen_ai.usage.input_tokens": inp, "gen_ai.usage.completion_tokens": out,
+                 "gen_ai.usage.output_tokens": out, "gen_ai.usage.total_tokens": inp + out}
+        if read:
+            usage |= {"gen_ai.usage.cache_read.input_tokens": read, "gen_ai.usage.cache_read_input_tokens": read}
+        if write:
+            usage |= {"gen_ai.usage.cache_creation.input_tokens": write, "gen_ai.usage.cache_write_input_tokens": write}
+        return {**common, "gen_ai.operation.name": "chat", **usage}
+
+    cycle = {"gen_ai.system": "strands-agents", "gen_ai.operation.name": "execute_event_loop_cycle"}
+    spans = [
+        make_span("invoke_agent Strands Agents", 1, None, end_ms=900, attrs=agent),
+        make_span("execute_event_loop_cycle", 2, 1, start_ms=10, end_ms=400, attrs=cycle),
+        make_span("chat", 3, 2, start_ms=11, end_ms=200, attrs=chat(3200, 150, 0, 2000)),
+        make_span("execute_tool lookup_order", 4, 2, start_ms=210, end_ms=300, attrs={
+            "gen_ai.system": "strands-agents", "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "lookup_order"}),
+        make_span("execute_event_loop_cycle", 5, 1, start_ms=410, end_ms=800, attrs=cycle),
+        make_span("chat", 6, 5, start_ms=411, end_ms=700, attrs=chat(2300, 80, 2000, 0)),
+    ]
+    assert D.read(agent).provider is None  # the framework, not the model's provider
+    records, exported = feed(spans)
+    (run,) = records.values()
+    assert run.name == "Strands Agents" and run.llm_calls == 2 and run.unpriced_calls == 0
+    assert run.tool_calls == {"lookup_order": 1}
+    assert run.cost_usd == Decimal("0.01605")
+    assert run.tokens.input == 5500 and run.tokens.cache_read == 2000 and run.tokens.cache_write == 2000
+    by_id = {s.context.span_id: s for s in exported}
+    assert by_id[3].attributes["runmeter.cost.usd"] == 0.01335
+
+
+def test_a_span_that_names_no_provider_is_priced_and_counted_under_the_one_that_lists_its_model() -> None:
+    """Langfuse and MLflow spans name the model only: the provider whose price list has it is the
+    call's provider (spend by provider), a Bedrock id Bedrock's."""
+    for model, provider in [("gpt-4o-mini", "openai"), ("anthropic.claude-3-5-haiku-20241022-v1:0", "aws.bedrock"),
+                            ("claude-haiku-4-5", "anthropic")]:
+        attrs = {"langfuse.observation.type": "generation", "langfuse.observation.model.name": model,
+                 "langfuse.observation.usage_details": json.dumps({"input": 100, "output": 10})}
+        facts, _ = read_span(make_span("generation", 2, 1, attrs=attrs), D, PriceBook())
+        assert (facts.provider, facts.cost is not None) == (provider, True), model
