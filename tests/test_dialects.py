@@ -553,3 +553,28 @@ def test_a_span_that_names_no_provider_is_priced_and_counted_under_the_one_that_
                  "langfuse.observation.usage_details": json.dumps({"input": 100, "output": 10})}
         facts, _ = read_span(make_span("generation", 2, 1, attrs=attrs), D, PriceBook())
         assert (facts.provider, facts.cost is not None) == (provider, True), model
+
+
+def test_a_google_adk_call_is_priced_and_counted_under_the_models_provider() -> None:
+    """Google ADK's call_llm span names the framework (gcp.vertex.agent) as gen_ai.system, with no
+    operation; input includes the cache, output the thoughts (google/adk/telemetry/_token_usage.py).
+    With the experimental conventions on, the native generate_content span of the same call sits
+    inside it: one call. gemini-2.5-flash: 6,000 fresh x $0.30/M + 4,000 cached x $0.03/M + 600 out
+    x $2.50/M = $0.00342."""
+    usage = {"gen_ai.request.model": "gemini-2.5-flash", "gen_ai.usage.input_tokens": 10_000, "gen_ai.usage.output_tokens": 600,
+             "gen_ai.usage.cache_read.input_tokens": 4_000, "gen_ai.usage.reasoning.output_tokens": 400}
+    call_llm = {"gen_ai.system": "gcp.vertex.agent", **usage, "gcp.vertex.agent.invocation_id": "e-1", "gcp.vertex.agent.llm_request": "{}"}
+    native = {"gen_ai.operation.name": "generate_content", "gen_ai.provider.name": "gcp.gemini", **usage}
+    spans = [
+        make_span("invoke_agent weather_agent", 1, None, end_ms=900, attrs={"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "weather_agent"}),
+        make_span("call_llm", 2, 1, start_ms=10, end_ms=400, attrs=call_llm),
+        make_span("generate_content gemini-2.5-flash", 3, 2, start_ms=11, end_ms=390, attrs=native),
+        make_span("execute_tool get_weather", 4, 1, start_ms=410, end_ms=450, attrs={
+            "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "get_weather", "gen_ai.tool.call.id": "t1"}),
+    ]
+    assert D.read(call_llm).provider is None and D.read(call_llm).operation == "chat"
+    facts, _ = read_span(spans[1], D, PriceBook())
+    assert facts.provider == "gcp.gemini"
+    (run,) = feed(spans)[0].values()
+    assert run.name == "weather_agent" and run.llm_calls == 1 and run.tool_calls == {"get_weather": 1}
+    assert run.cost_usd == Decimal("0.00342")
