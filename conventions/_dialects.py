@@ -9,6 +9,7 @@ attribute mapping into a :class:`GenAIFields`; nothing here knows about spans.
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -150,13 +151,20 @@ def _json_term(text: str) -> _Term:
 
 def _json_doc(raw: Any) -> Any:
     """The JSON document an attribute carries, or ``raw`` itself if it is not one (a plain string
-    where MLflow would have encoded one, a value too long to be a usage)."""
+    where MLflow would have encoded one, a value too long to be a usage). A dict written with
+    Python's ``str()`` (LangSmith's token details: ``{'cache_read': 10}``) is read as a literal."""
     if not isinstance(raw, str) or len(raw) > _MAX_JSON_CHARS:
         return raw
     try:
         return json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the parser's depth
-        return raw
+        pass
+    if raw.startswith("{'"):
+        try:
+            return ast.literal_eval(raw)  # literals only: no names, calls or operators are evaluated
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            pass
+    return raw
 
 
 def _json_value(doc: Any, terms: tuple[_Term, ...], conv: Callable[[Any], Any]) -> tuple[bool, Any]:

@@ -578,3 +578,42 @@ def test_a_google_adk_call_is_priced_and_counted_under_the_models_provider() -> 
     (run,) = feed(spans)[0].values()
     assert run.name == "weather_agent" and run.llm_calls == 1 and run.tool_calls == {"get_weather": 1}
     assert run.cost_usd == Decimal("0.00342")
+
+
+def test_langsmith_otel_spans_count_model_calls_only_and_read_the_cache_from_token_details() -> None:
+    """LangSmith's OpenTelemetry export (langsmith/_internal/otel/_otel_exporter.py) sets
+    gen_ai.operation.name "chat" on prompt-template runs and "embeddings" on retrievers; its run type
+    (langsmith.span.kind) says which spans are model calls. The cache is in LangChain's
+    input_token_details, written with str(). claude-haiku-4-5: 1,000 fresh x $1/M + 8,000 cache
+    reads x $0.10/M + 1,000 writes x $1.25/M + 500 out x $5/M = $0.00555."""
+    def ls(kind: str, **attrs: Any) -> dict[str, Any]:
+        op = {"llm": "chat", "prompt": "chat", "retriever": "embeddings", "tool": "execute_tool"}.get(kind, kind)
+        return {"langsmith.span.kind": kind, "gen_ai.operation.name": op, "gen_ai.system": "langchain", "langsmith.trace.session_name": "default", **attrs}
+
+    llm_attrs = ls("llm", **{"gen_ai.system": "anthropic", "gen_ai.request.model": "claude-haiku-4-5", "gen_ai.response.model": "claude-haiku-4-5-20251001",
+                             "gen_ai.usage.input_tokens": 10_000, "gen_ai.usage.output_tokens": 500, "gen_ai.usage.total_tokens": 10_500,
+                             "gen_ai.usage.input_token_details": "{'cache_read': 8000, 'cache_creation': 1000}",
+                             "gen_ai.usage.output_token_details": "{}"})
+    spans = [
+        make_span("RunnableSequence", 1, None, end_ms=900, attrs=ls("chain")),
+        make_span("ChatPromptTemplate", 2, 1, start_ms=10, end_ms=20, attrs=ls("prompt")),
+        make_span("VectorStoreRetriever", 3, 1, start_ms=20, end_ms=40, attrs=ls("retriever")),
+        make_span("ChatAnthropic", 4, 1, start_ms=50, end_ms=400, attrs=llm_attrs),
+        make_span("lookup_order", 5, 1, start_ms=410, end_ms=450, attrs=ls("tool", **{"gen_ai.tool.name": "lookup_order"})),
+        make_span("StrOutputParser", 6, 1, start_ms=460, end_ms=470, attrs=ls("parser")),
+    ]
+    assert D.read(spans[1].attributes).operation is None  # a prompt template is not a call
+    f = D.read(llm_attrs)
+    assert (f.cache_read_tokens, f.cache_write_tokens) == (8_000, 1_000)
+    (run,) = feed(spans)[0].values()
+    assert run.llm_calls == 1 and run.unpriced_calls == 0 and run.tool_calls == {"lookup_order": 1}
+    assert run.cost_usd == Decimal("0.00555")
+
+
+@pytest.mark.parametrize("doc", ["{'a': __import__('os').getcwd()}", "{'cache_read': 10 ** 10 ** 10}", "{'" + "a" * 9000 + "': 1}",
+                                 "{'cache_read': " + "[" * 5000 + "]" * 5000 + "}", "{'cache_read': -3}"])
+def test_a_python_literal_detail_that_is_not_a_count_is_not_read_or_run(doc: str) -> None:
+    """Python literals are read with ast.literal_eval: names, calls and operators are refused, not run."""
+    f = D.read({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 10,
+                "gen_ai.usage.output_tokens": 1, "gen_ai.usage.input_token_details": doc})
+    assert f.cache_read_tokens is None and f.input_tokens == 10
