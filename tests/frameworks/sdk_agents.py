@@ -1,8 +1,10 @@
-"""An agent traced by Langfuse's or MLflow's own SDK, run in a process of its own (both SDKs patch
-the OpenAI client for good), against the simulator. Used by test_tracing_sdks.py.
+"""An agent traced by Langfuse's, MLflow's or LangSmith's own SDK, run in a process of its own (they
+patch the OpenAI client or set the global tracer provider for good), against the simulator. Used by
+test_tracing_sdks.py.
 
     python -m tests.frameworks.sdk_agents langfuse [--runmeter-openai]   # prints the runs as JSON
     python -m tests.frameworks.sdk_agents mlflow OTLP_HTTP_URL           # exports to a collector
+    python -m tests.frameworks.sdk_agents langsmith                      # prints the runs as JSON
 
 Each agent makes three chat calls of gpt-4o-mini (1,000 tokens in, 20 out) and calls its search
 tool after each with the same arguments: a loop by runmeter's count (three identical calls).
@@ -81,8 +83,46 @@ def langfuse(runmeter_openai: bool) -> list[dict[str, Any]]:
         lf.shutdown()
         client.close()
     server.shutdown()
-    return [{"name": r.name, "llm_calls": r.llm_calls, "cost_usd": str(r.cost_usd), "tool_calls": dict(r.tool_calls),
-             "loops": [[s.kind, s.count] for s in r.loop_signals], "parent": r.parent_run_id} for r in sink.runs]
+    return _runs(sink)
+
+
+def _runs(sink: Any) -> list[dict[str, Any]]:
+    return [{"name": r.name, "llm_calls": r.llm_calls, "unpriced": r.unpriced_calls, "cost_usd": str(r.cost_usd),
+             "tool_calls": dict(r.tool_calls), "loops": [[s.kind, s.count] for s in r.loop_signals], "parent": r.parent_run_id}
+            for r in sink.runs]
+
+
+def langsmith() -> list[dict[str, Any]]:
+    """A LangChain chain (prompt template, chat model, parser) traced by LangSmith's OpenTelemetry
+    export alone (LANGSMITH_OTEL_ONLY), on the global tracer provider runmeter's RunProcessor is on."""
+    import os
+
+    os.environ.update(LANGSMITH_OTEL_ENABLED="true", LANGSMITH_TRACING="true", LANGSMITH_OTEL_ONLY="true")
+    from langchain_core.output_parsers import StrOutputParser
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.tracers.langchain import wait_for_all_tracers
+    from langchain_openai import ChatOpenAI
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from runmeter.processor import InMemoryRunSink, RunProcessor
+
+    sink = InMemoryRunSink()
+    processor = RunProcessor(SimpleSpanProcessor(InMemorySpanExporter()), sink=sink, background=False)
+    tp = TracerProvider()
+    tp.add_span_processor(processor)
+    trace.set_tracer_provider(tp)
+    with Simulator() as sim:
+        model = ChatOpenAI(model="gpt-4o-mini", base_url=sim.openai_url, api_key=SECRET, max_retries=0)
+        chain = ChatPromptTemplate.from_messages([("user", "{question}")]) | model | StrOutputParser()
+        for i in range(2):
+            sim.queue(Reply(text=f"Answer {i}.", input_tokens=1_000, output_tokens=20))
+            chain.invoke({"question": "Can I get a refund?"})
+        wait_for_all_tracers()
+        processor.force_flush()
+    return _runs(sink)
 
 
 def mlflow(endpoint: str) -> None:
@@ -120,5 +160,7 @@ def mlflow(endpoint: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "langfuse":
         print(json.dumps(langfuse("--runmeter-openai" in sys.argv)))
+    elif sys.argv[1] == "langsmith":
+        print(json.dumps(langsmith()))
     else:
         mlflow(sys.argv[2])

@@ -1,6 +1,7 @@
-"""Langfuse's and MLflow's own tracing SDKs (real, current releases): their spans carry usage as
-JSON documents, and runmeter reads them as it reads any other instrumentation's. Each agent runs
-in a process of its own (tests/frameworks/sdk_agents.py): both SDKs patch the OpenAI client for good.
+"""Langfuse's, MLflow's and LangSmith's own tracing SDKs (real, current releases): Langfuse's and
+MLflow's spans carry usage as JSON documents, LangSmith's mark prompt templates as chat operations;
+runmeter reads them as it reads any other instrumentation's. Each agent runs in a process of its own
+(tests/frameworks/sdk_agents.py): the SDKs patch the OpenAI client or set the global provider for good.
 
 Each agent: three calls of gpt-4o-mini, 1,000 tokens in x $0.15/M + 20 out x $0.60/M = $0.000162
 each, $0.000486 in all; its search tool called three times with the same arguments.
@@ -53,3 +54,10 @@ def test_an_mlflow_traced_agent_exported_over_otlp_is_one_run(tmp_path: Path) ->
     ((name, calls, unpriced, cost, tools, parent),) = runs
     assert (name, calls, unpriced, parent) == ("support_agent", 3, 0, "")
     assert cost == RUN_COST and tools == {"search": 3}
+
+
+def test_a_langsmith_traced_chain_counts_the_model_call_not_the_prompt_template() -> None:
+    """LangSmith's OpenTelemetry export writes gen_ai.operation.name "chat" on the prompt template's
+    span too: two invocations are two runs of one call each ($0.000162), none unpriced."""
+    runs = json.loads(_agent("langsmith").splitlines()[-1])
+    assert [(r["name"], r["llm_calls"], r["unpriced"], Decimal(r["cost_usd"])) for r in runs] == [("RunnableSequence", 1, 0, Decimal("0.000162"))] * 2
