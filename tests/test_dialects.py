@@ -617,3 +617,23 @@ def test_a_python_literal_detail_that_is_not_a_count_is_not_read_or_run(doc: str
     f = D.read({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 10,
                 "gen_ai.usage.output_tokens": 1, "gen_ai.usage.input_token_details": doc})
     assert f.cache_read_tokens is None and f.input_tokens == 10
+
+
+def test_vercel_ai_sdk_6_input_already_includes_the_cache() -> None:
+    """From AI SDK 6 inputTokens is the total with the cache for Anthropic too (the anthropic
+    provider's convertAnthropicUsage), its parts beside it; adding the cache as for v5 would price
+    it twice. claude-haiku-4-5: 1,000 fresh x $1/M + 8,000 cache reads x $0.10/M + 1,000 writes x
+    $1.25/M + 500 out x $5/M = $0.00555 (read as v5: 18,000 in, $0.01355)."""
+    attrs = {
+        "ai.operationId": "ai.streamText.doStream", "ai.model.id": "claude-haiku-4-5", "ai.model.provider": "anthropic.messages",
+        "ai.usage.inputTokens": 10_000, "ai.usage.inputTokenDetails.noCacheTokens": 1_000,
+        "ai.usage.inputTokenDetails.cacheReadTokens": 8_000, "ai.usage.inputTokenDetails.cacheWriteTokens": 1_000,
+        "ai.usage.outputTokens": 500, "ai.usage.outputTokenDetails.textTokens": 500, "ai.usage.totalTokens": 10_500,
+        "ai.usage.cachedInputTokens": 8_000,
+        "gen_ai.system": "anthropic.messages", "gen_ai.request.model": "claude-haiku-4-5",
+        "gen_ai.usage.input_tokens": 10_000, "gen_ai.usage.output_tokens": 500,
+    }
+    f = D.read(attrs)
+    assert (f.dialect, f.provider, f.input_tokens, f.cache_read_tokens, f.cache_write_tokens) == ("vercel-ai-6", "anthropic", 10_000, 8_000, 1_000)
+    (run,) = feed([run_root("r", 1, end_ms=100), make_span("ai.streamText.doStream", 2, 1, start_ms=1, attrs=attrs)])[0].values()
+    assert run.cost_usd == Decimal("0.00555")
