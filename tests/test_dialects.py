@@ -637,3 +637,16 @@ def test_vercel_ai_sdk_6_input_already_includes_the_cache() -> None:
     assert (f.dialect, f.provider, f.input_tokens, f.cache_read_tokens, f.cache_write_tokens) == ("vercel-ai-6", "anthropic", 10_000, 8_000, 1_000)
     (run,) = feed([run_root("r", 1, end_ms=100), make_span("ai.streamText.doStream", 2, 1, start_ms=1, attrs=attrs)])[0].values()
     assert run.cost_usd == Decimal("0.00555")
+
+
+def test_litellm_cost_is_kept_as_another_tools_and_the_call_priced_from_its_usage() -> None:
+    """LiteLLM's OpenTelemetry callback: the provider as LiteLLM names it, a routed model, its own
+    cost breakdown under gen_ai.cost.*. gpt-4o-mini: 1,000 in x $0.15/M + 100 out x $0.60/M = $0.00021."""
+    attrs = {"gen_ai.operation.name": "chat", "gen_ai.system": "openai", "gen_ai.request.model": "openai/gpt-4o-mini",
+             "llm.request.type": "acompletion", "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 100,
+             "gen_ai.usage.total_tokens": 1100, "gen_ai.cost.input_cost": 0.00015, "gen_ai.cost.output_cost": 0.00006,
+             "gen_ai.cost.total_cost": 0.00021, "litellm.cache_hit": False}
+    f = D.read(attrs)
+    assert (f.operation, f.provider, f.external_cost_usd) == ("chat", "openai", 0.00021)
+    (run,) = feed([run_root("r", 1, end_ms=100), make_span("litellm_request", 2, 1, start_ms=1, attrs=attrs)])[0].values()
+    assert run.cost_usd == Decimal("0.00021") and run.external_cost_usd == Decimal("0.00021")
