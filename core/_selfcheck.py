@@ -15,7 +15,7 @@ from collections import Counter
 __all__ = ["bad_value", "bad_value_counts", "internal_error", "internal_error_counts", "report_config_error", "warn_once"]
 
 _log = logging.getLogger("runmeter")
-_lock = threading.Lock()
+_lock = threading.Lock()  # renewed in a forked child (_fork)
 _counts: Counter[str] = Counter()
 _bad: Counter[str] = Counter()
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from runmeter.core import renew_locks_after_fork
+
 __all__ = ["SEGMENT_SUFFIX", "Batch", "Spool", "SpoolFull"]
 
 _SUFFIX = ".batch.json"
@@ -102,6 +104,7 @@ class Spool:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        renew_locks_after_fork(self, "_lock")  # a parent thread may be writing when a worker forks
         self._seq = 0
         self._writes = 0
         self._estimate = 0

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from runmeter.conventions.attributes import RunmeterBudgetLimitValues as Limit
+from runmeter.core import renew_locks_after_fork
 from runmeter.processor._budget import Breach, Budget, BudgetExceeded
 from runmeter.processor._loops import LoopDetector, LoopSignal
 from runmeter.processor.pricing import TokenUsage
@@ -47,6 +48,7 @@ class RunLedger:
         self._clock = clock
         self.started = clock()
         self._lock = threading.Lock()
+        renew_locks_after_fork(self, "_lock")  # a forked worker goes on updating an inherited run
         self.cost_usd = Decimal(0)
         self.input_tokens = 0
         self.output_tokens = 0

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
+from runmeter.core import renew_locks_after_fork
 from runmeter.processor._budget import Breach, BudgetExceeded
 from runmeter.processor._live import alert
 
@@ -167,6 +168,7 @@ class SpendLimits:
         self.if_store_down = if_store_down
         self._clock = clock
         self._lock = threading.Lock()
+        renew_locks_after_fork(self, "_lock")
         self._state = _State()
         self._local: list[_Local] = []
         self._warned: set[tuple[str, str, float]] = set()

@@ -34,7 +34,7 @@ from genai_prices import types as gp_types
 from genai_prices.units import _get_registry
 
 from runmeter.conventions import attributes as A
-from runmeter.core import IdentityCache
+from runmeter.core import IdentityCache, renew_locks_after_fork
 from runmeter.conventions import genai as G
 
 if TYPE_CHECKING:
@@ -359,6 +359,7 @@ class PriceBook:
     def __init__(self, overrides: PriceOverrides | None = None) -> None:
         self._overrides = overrides
         self._lock = threading.Lock()
+        renew_locks_after_fork(self, "_lock")
         # (provider, model) -> ModelInfo+provider, or None when unknown
         self._models: dict[tuple[str | None, str], tuple[gp_types.Provider, gp_types.ModelInfo] | None] = {}
         self._plans: dict[tuple[Any, ...], _Plan] = {}  # by (provider, model, UTC day as an ordinal, service tier)
