@@ -14,6 +14,9 @@ default): ``capture_content`` / ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CON
 (off by default), ``prices`` (a PriceBook; default from ``runmeter.toml``),
 ``providers`` (base-URL prefix -> provider name).
 
+``ThreadsInstrumentor`` (``runmeter_threads``) carries the OpenTelemetry context into worker
+threads, so a call made in a thread pool belongs to the run that handed it over.
+
 ``run()`` and ``tool()`` mark runs and tool calls; see :mod:`runmeter.instrumentation._api`.
 Nothing is patched at import time.
 """
@@ -25,6 +28,7 @@ from runmeter.instrumentation._core import CaptureMode
 from runmeter.instrumentation.anthropic import AnthropicInstrumentor
 from runmeter.instrumentation.bedrock import BedrockInstrumentor
 from runmeter.instrumentation.gemini import GeminiInstrumentor
+from runmeter.instrumentation._threads import ThreadsInstrumentor
 from runmeter.instrumentation.openai import OpenAIInstrumentor
 
-__all__ = ["AnthropicInstrumentor", "BedrockInstrumentor", "CaptureMode", "GeminiInstrumentor", "OpenAIInstrumentor", "Run", "Tool", "run", "tool"]
+__all__ = ["AnthropicInstrumentor", "BedrockInstrumentor", "CaptureMode", "GeminiInstrumentor", "OpenAIInstrumentor", "Run", "ThreadsInstrumentor", "Tool", "run", "tool"]

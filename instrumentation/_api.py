@@ -20,10 +20,11 @@ in the OpenTelemetry context, so LLM calls and tools inside it — across
 exception leaving the block marks the run ``failed``. A run inside a run is a
 sub-run.
 
-Threads: a ``ThreadPoolExecutor`` does not carry contextvars into its workers.
-Submit ``contextvars.copy_context().run(fn, ...)`` (or use
-``opentelemetry.context.attach`` in the worker) so calls made there belong to
-the run.
+Threads: work handed to a ``ThreadPoolExecutor`` (``submit``, ``map``, asyncio's
+``run_in_executor``) or a ``threading.Thread`` started inside a run carries the
+OpenTelemetry context there, so calls made in the worker belong to the run and
+check its budget (:mod:`runmeter.instrumentation._threads`, switched on by the
+first ``run()`` and by ``opentelemetry-instrument``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from runmeter.processor import Budget, BudgetExceeded, LiveRun, RunLedger, curre
 from runmeter.processor import INSTRUMENTATION_SCOPE, RUN_CONTEXT_KEY
 from runmeter.core import VERSION, internal_error, warn_once
 from runmeter.instrumentation._frameworks import parent_context
+from runmeter.instrumentation._threads import carry_context_into_threads
 
 __all__ = ["Run", "Tool", "run", "tool"]
 
@@ -324,6 +326,7 @@ def run(
     tracer_provider: TracerProvider | None = None,
 ) -> Run:
     """A run: a context manager (``with``/``async with``) or a decorator (sync or async)."""
+    carry_context_into_threads()  # calls made in its worker threads belong to it
     return Run(name, owner=owner, project=project, task_id=task_id, run_id=run_id, budget=budget, tracer_provider=tracer_provider)
 
 

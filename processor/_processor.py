@@ -151,6 +151,8 @@ class RunProcessor(SpanProcessor):
         """The child starts with no trace buffered: the parent assembles what it holds. Spans the child
         makes in an inherited run carry its run id and are written as that run's partial record."""
         self._lock = threading.Lock()
+        # new events too: a parent thread may have been setting one (its lock held) at the fork
+        self._stop, self._wake = threading.Event(), threading.Event()
         self._traces = OrderedDict()
         self._pending = []
         self._live = {}

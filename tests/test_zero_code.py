@@ -94,3 +94,40 @@ def test_the_gemini_and_bedrock_examples_zero_code(tmp_path: Path, root: Path, e
     (run,) = [s for s in spans if s["name"] == "invoke_agent fix-bug"]
     assert run["attributes"].get("runmeter.run.outcome") == "accepted"
     assert "zero-code-secret" not in proc.stdout
+
+
+THREADED_AGENT = """
+import os
+from concurrent.futures import ThreadPoolExecutor
+import openai
+from opentelemetry import trace
+
+client = openai.OpenAI(base_url=os.environ["SIM_URL"] + "/v1", api_key="sk-zero-code-secret", max_retries=0)
+
+def ask(i):
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"part {i}"}])
+
+with trace.get_tracer("agent").start_as_current_span("summarize-docs"):
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(ask, range(3)))
+"""
+
+
+def test_calls_in_a_thread_pool_join_the_agents_trace_zero_code(tmp_path: Path) -> None:
+    """With no runmeter code: opentelemetry-instrument loads runmeter_threads, so the three calls
+    made in pool workers are in the trace of the span that handed them over, one implicit run."""
+    (tmp_path / "agent.py").write_text(THREADED_AGENT)
+    bin_dir = Path(sys.executable).parent
+    with Simulator() as sim:
+        sim.responder = lambda req: Reply(input_tokens=1_000, output_tokens=20)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RUNMETER_", "PYTEST"))}
+        env.update(SIM_URL=sim.url, OTEL_TRACES_EXPORTER="console")
+        proc = subprocess.run([str(bin_dir / "opentelemetry-instrument"), sys.executable, "agent.py"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    spans = _spans(proc.stdout)
+    root = next(s for s in spans if s["name"] == "summarize-docs")
+    calls = [s for s in spans if s["name"] == "chat gpt-4o-mini"]
+    assert len(calls) == 3
+    assert {s["context"]["trace_id"] for s in calls} == {root["context"]["trace_id"]}
+    assert len({s["attributes"]["runmeter.run.id"] for s in calls}) == 1  # one implicit run, the root's
