@@ -92,6 +92,9 @@ RUNMETER_COST_SERVICE_TIER: Final = 'runmeter.cost.service_tier'
 RUNMETER_COST_CACHE_WRITE_1H_TOKENS: Final = 'runmeter.cost.cache_write_1h_tokens'
 """The part of the call's cache write kept for an hour, priced at its own rate."""
 
+RUNMETER_COST_WEB_SEARCHES: Final = 'runmeter.cost.web_searches'
+"""Web searches the provider ran for the call on its side, priced per search."""
+
 RUNMETER_COST_EXTERNAL_USD: Final = 'runmeter.cost.external_usd'
 """A cost another instrumentation put on the span, kept apart from runmeter's own figure."""
 

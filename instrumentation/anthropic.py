@@ -6,7 +6,8 @@ Anthropic reports ``cache_read_input_tokens`` and ``cache_creation_input_tokens`
 *apart* from ``input_tokens``; the span's ``gen_ai.usage.input_tokens`` is their
 sum, as the GenAI conventions' Anthropic notes say; the writes kept for an hour
 (``cache_creation.ephemeral_1h_input_tokens``, priced at 2x input, not 1.25x) go in
-``runmeter.cost.cache_write_1h_tokens``. On a stream, ``message_start``
+``runmeter.cost.cache_write_1h_tokens``, and the web search tool's searches
+(``server_tool_use.web_search_requests``, priced per search) in ``runmeter.cost.web_searches``. On a stream, ``message_start``
 carries a placeholder ``output_tokens: 1`` and ``message_delta`` the cumulative
 usage: later values overwrite, never add.
 
@@ -74,6 +75,7 @@ def _set_usage(inv: Invocation, u: Any) -> None:
     read = getattr(u, "cache_read_input_tokens", None)
     write = getattr(u, "cache_creation_input_tokens", None)
     write_1h = getattr(getattr(u, "cache_creation", None), "ephemeral_1h_input_tokens", None)
+    searches = getattr(getattr(u, "server_tool_use", None), "web_search_requests", None)
     out = getattr(u, "output_tokens", None)
     if prev is not None:  # a delta may leave out what message_start said
         base_inp = prev.input_tokens - prev.cache_read_tokens - prev.cache_write_tokens
@@ -81,8 +83,9 @@ def _set_usage(inv: Invocation, u: Any) -> None:
         read = prev.cache_read_tokens if read is None else read
         write = prev.cache_write_tokens if write is None else write
         write_1h = prev.cache_write_1h_tokens if write_1h is None else write_1h
+        searches = prev.web_searches if searches is None else searches
         out = prev.output_tokens if out is None else out
-    inv.usage = TokenUsage.from_anthropic(inp, out, read, write, write_1h)
+    inv.usage = TokenUsage.from_anthropic(inp, out, read, write, write_1h, searches)
     tier = getattr(u, "service_tier", None)
     if isinstance(tier, str) and tier:
         inv.service_tier = tier

@@ -14,6 +14,9 @@ EVENT_ONLY, SPAN_AND_EVENT), ``prices`` (a PriceBook; default from
 ``runmeter.toml``), ``providers`` (base-URL prefix -> provider name, for
 vLLM, Ollama, LM Studio...).
 
+The Responses API's built-in web search calls (``web_search_call`` output items) are counted in
+``runmeter.cost.web_searches`` and priced per search, beside the tokens.
+
 If another instrumentation already wraps a method (the official
 ``opentelemetry-instrumentation-openai-v2``, say), runmeter leaves it alone and
 says so once; the RunProcessor still prices and assembles that library's spans.
@@ -21,6 +24,7 @@ says so once; the RunProcessor still prices and assembles that library's spans.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
 from typing import Any
 
@@ -205,12 +209,17 @@ class _Specs:
             reasoning = getattr(getattr(u, "output_tokens_details", None), "reasoning_tokens", None)
             inv.usage = TokenUsage.from_openai(u.input_tokens, u.output_tokens, cached, reasoning, written)
         texts = []
+        searches = 0
         for item in getattr(resp, "output", None) or []:
             kind = getattr(item, "type", None)
-            if kind == "function_call":
+            if kind == "web_search_call":
+                searches += 1  # the built-in web search tool, billed per call beside the tokens
+            elif kind == "function_call":
                 inv.requested_tools.append(_tool_key(item.name, item.arguments))
             elif kind == "message":
                 texts += [getattr(c, "text", "") for c in item.content if getattr(c, "type", "") == "output_text"]
+        if searches and inv.usage is not None:
+            inv.usage = dataclasses.replace(inv.usage, web_searches=searches)
         if inv.capture:
             inv.output_messages = [text_parts("assistant", "".join(texts))]
 

@@ -79,6 +79,7 @@ class TokenUsage:
     ``input_tokens`` includes ``cache_read_tokens`` and ``cache_write_tokens``;
     ``output_tokens`` includes ``reasoning_tokens``; ``cache_write_1h_tokens`` is the part of
     ``cache_write_tokens`` kept for an hour (Anthropic prices it at 2x input, the 5-minute rest at 1.25x).
+    ``web_searches`` counts the searches the provider ran on its side, priced per search.
     """
 
     input_tokens: int = 0
@@ -87,6 +88,7 @@ class TokenUsage:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     cache_write_1h_tokens: int = 0
+    web_searches: int = 0
 
     @classmethod
     def from_openai(
@@ -114,9 +116,11 @@ class TokenUsage:
         cache_read_input_tokens: int | None = None,
         cache_creation_input_tokens: int | None = None,
         ephemeral_1h_input_tokens: int | None = None,
+        web_search_requests: int | None = None,
     ) -> TokenUsage:
-        """Anthropic reports cache reads and writes *apart* from ``input_tokens``, and the writes kept
-        for an hour within ``cache_creation`` (``ephemeral_1h_input_tokens``).
+        """Anthropic reports cache reads and writes *apart* from ``input_tokens``, the writes kept
+        for an hour within ``cache_creation`` (``ephemeral_1h_input_tokens``), and its web search
+        tool's searches in ``server_tool_use`` (``web_search_requests``).
 
         A part that is not a count is kept as it came, so :meth:`problem` names it."""
         inp = input_tokens or 0
@@ -129,6 +133,7 @@ class TokenUsage:
             cache_read_tokens=read,
             cache_write_tokens=write,
             cache_write_1h_tokens=ephemeral_1h_input_tokens or 0,
+            web_searches=web_search_requests or 0,
         )
 
     @classmethod
@@ -175,7 +180,7 @@ class TokenUsage:
             self.cache_read_tokens + self.cache_write_tokens <= self.input_tokens
             and self.reasoning_tokens <= self.output_tokens
             and 0 <= self.cache_write_1h_tokens <= self.cache_write_tokens
-            and min(self.cache_read_tokens, self.reasoning_tokens) >= 0
+            and min(self.cache_read_tokens, self.reasoning_tokens, self.web_searches) >= 0
         ):
             return  # the common case: valid
         for name in _TOKEN_NAMES:
@@ -202,7 +207,7 @@ UNPRICED_NO_USAGE = "no_usage"
 UNPRICED_INVALID_USAGE = "invalid_usage"
 # A token count past this is not a count (the store's columns are 64-bit; sums must fit too).
 MAX_TOKENS = 10**15
-_TOKEN_NAMES = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens")
+_TOKEN_NAMES = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens", "web_searches")
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +255,7 @@ _USAGE_FIELDS = {
     "cache_write_tokens": "cache_write_tokens",
     "cache_write_1h_tokens": "cache_write_1h_tokens",  # carved out of cache_write_tokens (more specific)
     "output_reasoning_tokens": "reasoning_tokens",
+    "web_searches": "web_searches",  # a tool priced per use ($10 per 1,000 searches), in the total only
 }
 
 _Price = Union[Decimal, gp_types.TieredPrices]
@@ -283,7 +289,7 @@ def _compile(model_price: gp_types.ModelPrice, model_id: str, provider_id: str, 
     registry = _get_registry()
     resolved = gp_types._collect_resolved_model_prices(model_price, registry)
     # Most specific first, exactly as genai_prices.decompose.compute_leaf_values orders them.
-    # Units runmeter never reports (audio, image, web searches...) always count 0 here, and so do
+    # Units runmeter never reports (audio, image, storage searches...) always count 0 here, and so do
     # their more specific units (they share the unreported dimension): they are left out.
     units = sorted(
         (u for u, _ in resolved if u.usage_key in _USAGE_FIELDS),

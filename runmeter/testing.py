@@ -74,6 +74,7 @@ class Reply:
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     cache_write_1h_tokens: int = 0  # Anthropic: the part of cache_write_tokens kept for an hour
+    web_searches: int = 0  # server-side web searches: Anthropic's server_tool_use, OpenAI Responses' web_search_call items
     reasoning_tokens: int = 0
     tool_calls: list[ToolCall] = field(default_factory=list)
     model: str | None = None  # the response's model id; default: the request's
@@ -321,7 +322,10 @@ class Simulator:
             "output_tokens_details": {"reasoning_tokens": reply.reasoning_tokens},
             "total_tokens": u["total_tokens"],
         }
-        output: list[dict[str, Any]] = []
+        output: list[dict[str, Any]] = [
+            {"type": "web_search_call", "id": f"ws_{i}", "status": "completed", "action": {"type": "search", "query": f"query {i}"}}
+            for i in range(reply.web_searches)
+        ]
         for t in reply.tool_calls:
             output.append({"type": "function_call", "id": "fc_1", "call_id": t.id, "name": t.name,
                            "arguments": json.dumps(t.arguments), "status": "completed"})
@@ -354,6 +358,10 @@ class Simulator:
                 add("response.output_text.done", item_id=item["id"], output_index=index, content_index=0, text=reply.text, logprobs=[])
                 add("response.content_part.done", item_id=item["id"], output_index=index, content_index=0,
                     part={"type": "output_text", "text": reply.text, "annotations": []})
+            elif item["type"] == "web_search_call":
+                add("response.output_item.added", output_index=index, item={**item, "status": "in_progress"})
+                for phase in ("in_progress", "searching", "completed"):
+                    add(f"response.web_search_call.{phase}", output_index=index, item_id=item["id"])
             else:
                 add("response.output_item.added", output_index=index, item={**item, "status": "in_progress", "arguments": ""})
                 add("response.function_call_arguments.delta", item_id=item["id"], output_index=index, delta=item["arguments"])
@@ -384,12 +392,16 @@ class Simulator:
                  "cache_creation_input_tokens": reply.cache_write_tokens, "service_tier": "standard",
                  "cache_creation": {"ephemeral_5m_input_tokens": reply.cache_write_tokens - reply.cache_write_1h_tokens,
                                     "ephemeral_1h_input_tokens": reply.cache_write_1h_tokens}}
+        if reply.web_searches:
+            usage["server_tool_use"] = {"web_search_requests": reply.web_searches, "web_fetch_requests": 0}
         message = {"id": self._new_id("msg_sim"), "type": "message", "role": "assistant", "model": model, "content": content,
                    "stop_reason": stop, "stop_sequence": None, "usage": usage}
         if not req.body.get("stream"):
             self._json(h, message)
             return
         start_usage = {**usage, "output_tokens": 1}  # the API's placeholder
+        if reply.web_searches:  # none run yet when the message starts: message_delta has the count
+            start_usage["server_tool_use"] = {"web_search_requests": 0, "web_fetch_requests": 0}
         events: list[tuple[str | None, dict[str, Any] | str]] = [
             ("message_start", {"type": "message_start", "message": {**message, "content": [], "stop_reason": None, "usage": start_usage}}),
         ]

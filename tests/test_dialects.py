@@ -137,6 +137,16 @@ def test_a_cache_write_kept_for_an_hour_is_read_and_priced_from_any_span() -> No
     assert run.cost_usd == Decimal("0.00875")
 
 
+def test_web_searches_on_a_span_from_any_process_are_priced() -> None:
+    """runmeter.cost.web_searches on a span from another process or language: claude-haiku-4-5,
+    1,000 in x $1/M + 100 out x $5/M + 3 searches x $0.01 = $0.0315."""
+    attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "anthropic", "gen_ai.request.model": "claude-haiku-4-5",
+             "gen_ai.usage.input_tokens": 1_000, "gen_ai.usage.output_tokens": 100, "runmeter.cost.web_searches": 3}
+    assert D.read(attrs).web_searches == 3
+    (run,) = feed([run_root("r", 1, end_ms=100), make_span("chat claude-haiku-4-5", 2, 1, start_ms=1, attrs=attrs)])[0].values()
+    assert run.cost_usd == Decimal("0.0315")
+
+
 def test_openlit_cost_is_read_as_external() -> None:
     f = D.read(OPENLIT_CHAT)
     assert (f.dialect, f.operation, f.external_cost_usd) == ("openlit", "chat", 0.000021)

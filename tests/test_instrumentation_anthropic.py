@@ -92,6 +92,21 @@ def test_cache_writes_kept_for_an_hour_are_priced_at_their_own_rate(rig: Rig, st
     assert a["runmeter.cost.usd"] == pytest.approx(0.00875, abs=1e-12)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_web_searches_are_priced_per_search(rig: Rig, stream: bool) -> None:
+    """The web search tool runs on Anthropic's side, billed $10 per 1,000 searches beside the tokens
+    (usage.server_tool_use; on a stream the count comes with message_delta, message_start says 0).
+    claude-haiku-4-5: 1,000 in x $1/M + 100 out x $5/M + 3 searches x $0.01 = $0.0315."""
+    rig.sim.queue(Reply(text="ok", input_tokens=1_000, output_tokens=100, web_searches=3))
+    result = rig.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=600, messages=MSG, stream=stream,
+                                             tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}])
+    for _ in result if stream else ():
+        pass
+    a = ours(rig).attributes
+    assert a["runmeter.cost.web_searches"] == 3
+    assert a["runmeter.cost.usd"] == pytest.approx(0.0315, abs=1e-12)
+
+
 @pytest.mark.parametrize("is_async", [False, True])
 def test_messages_stream_helper(rig: Rig, is_async: bool) -> None:
     rig.sim.queue(reply())

@@ -173,6 +173,20 @@ def test_responses(rig: Rig, mode: str) -> None:
     check_chat_span(_one(rig))
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_responses_web_search_calls_are_priced_per_search(rig: Rig, stream: bool) -> None:
+    """The Responses API's built-in web search: each web_search_call output item is a search billed
+    $10 per 1,000 beside the tokens. gpt-4o-mini: 1,000 in x $0.15/M + 100 out x $0.60/M + 2
+    searches x $0.01 = $0.02021 (the tokens alone: $0.00021)."""
+    rig.sim.queue(Reply(text="Found it.", input_tokens=1_000, output_tokens=100, web_searches=2))
+    result = rig.openai().responses.create(model="gpt-4o-mini", input="Latest release?", tools=[{"type": "web_search"}], stream=stream)
+    for _ in result if stream else ():
+        pass
+    a = _one(rig).attributes
+    assert a["runmeter.cost.web_searches"] == 2
+    assert a["runmeter.cost.usd"] == pytest.approx(0.02021, abs=1e-12)
+
+
 def test_embeddings(rig: Rig) -> None:
     rig.sim.queue(Reply(input_tokens=1_000))
     rig.openai().embeddings.create(model="text-embedding-3-small", input=["a", "b"])

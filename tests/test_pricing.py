@@ -139,6 +139,19 @@ def test_a_cache_write_kept_for_an_hour_is_priced_at_its_own_rate() -> None:
         book.price("anthropic", "claude-haiku-4-5", TokenUsage(4_000, 500, cache_write_tokens=1_000, cache_write_1h_tokens=2_000))
 
 
+def test_web_searches_are_priced_per_search_beside_the_tokens() -> None:
+    """genai-prices lists web searches at $10 per 1,000 for Claude and OpenAI's models, $35 for
+    Gemini 2.5's grounding. claude-haiku-4-5: 1,000 in x $1/M + 100 out x $5/M + 3 x $0.01 =
+    $0.0315; the searches are in the total, not in the input or output part."""
+    book = PriceBook()
+    cost = book.price("anthropic", "claude-haiku-4-5", TokenUsage(1_000, 100, web_searches=3))
+    assert (cost.total, cost.input, cost.output) == (Decimal("0.0315"), Decimal("0.001"), Decimal("0.0005"))
+    assert book.price("google", "gemini-2.5-flash", TokenUsage(0, 0, web_searches=2)).total == Decimal("0.07")
+    assert TokenUsage.from_anthropic(1_000, 100, web_search_requests=3) == TokenUsage(1_000, 100, web_searches=3)
+    with pytest.raises(ValueError, match="web_searches is negative"):
+        book.price("anthropic", "claude-haiku-4-5", TokenUsage(1_000, 100, web_searches=-1))
+
+
 def test_invalid_usage_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="exceed input_tokens"):
         PriceBook().price("openai", "gpt-5.5", TokenUsage(10, 0, cache_read_tokens=20))
