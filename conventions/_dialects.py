@@ -29,7 +29,7 @@ _DIALECT = "\0dialect"
 _OWN = "\0own"
 _JSON = "\0json"
 _DOTTED_PROVIDERS = frozenset({"openai", "anthropic", "google", "mistral", "xai", "azure", "amazon-bedrock"})
-_TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens", "web_searches")
+_TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens", "web_searches", "file_searches")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +59,7 @@ class GenAIFields:
     reasoning_tokens: int | None = None
     cache_write_1h_tokens: int | None = None  # the part of the cache write kept for an hour
     web_searches: int | None = None  # searches the provider ran on its side, priced per search
+    file_searches: int | None = None
     external_cost_usd: float | None = None
     own: dict[str, str] | None = None  # the caller's own string attributes (see DialectMap.read_also)
     tool_name: str | None = None

@@ -95,6 +95,9 @@ RUNMETER_COST_CACHE_WRITE_1H_TOKENS: Final = 'runmeter.cost.cache_write_1h_token
 RUNMETER_COST_WEB_SEARCHES: Final = 'runmeter.cost.web_searches'
 """Web searches the provider ran for the call on its side, priced per search."""
 
+RUNMETER_COST_FILE_SEARCHES: Final = 'runmeter.cost.file_searches'
+"""File searches the provider ran for the call on its side, priced per search."""
+
 RUNMETER_COST_EXTERNAL_USD: Final = 'runmeter.cost.external_usd'
 """A cost another instrumentation put on the span, kept apart from runmeter's own figure."""
 

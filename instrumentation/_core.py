@@ -274,6 +274,8 @@ class GenAIHandler:
                     attrs[A.RUNMETER_COST_CACHE_WRITE_1H_TOKENS] = usage.cache_write_1h_tokens
                 if usage.web_searches:
                     attrs[A.RUNMETER_COST_WEB_SEARCHES] = usage.web_searches
+                if usage.file_searches:
+                    attrs[A.RUNMETER_COST_FILE_SEARCHES] = usage.file_searches
                 if usage.reasoning_tokens:
                     attrs[G.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
                 model = inv.response_model or inv.request_model

@@ -14,8 +14,9 @@ EVENT_ONLY, SPAN_AND_EVENT), ``prices`` (a PriceBook; default from
 ``runmeter.toml``), ``providers`` (base-URL prefix -> provider name, for
 vLLM, Ollama, LM Studio...).
 
-The Responses API's built-in web search calls (``web_search_call`` output items) are counted in
-``runmeter.cost.web_searches`` and priced per search, beside the tokens.
+The Responses API's built-in web and file searches (``web_search_call``, ``file_search_call``
+output items) are counted in ``runmeter.cost.web_searches`` / ``file_searches`` and priced per
+search, beside the tokens.
 
 If another instrumentation already wraps a method (the official
 ``opentelemetry-instrumentation-openai-v2``, say), runmeter leaves it alone and
@@ -209,17 +210,19 @@ class _Specs:
             reasoning = getattr(getattr(u, "output_tokens_details", None), "reasoning_tokens", None)
             inv.usage = TokenUsage.from_openai(u.input_tokens, u.output_tokens, cached, reasoning, written)
         texts = []
-        searches = 0
+        searches = file_searches = 0
         for item in getattr(resp, "output", None) or []:
             kind = getattr(item, "type", None)
             if kind == "web_search_call":
                 searches += 1  # the built-in web search tool, billed per call beside the tokens
+            elif kind == "file_search_call":
+                file_searches += 1
             elif kind == "function_call":
                 inv.requested_tools.append(_tool_key(item.name, item.arguments))
             elif kind == "message":
                 texts += [getattr(c, "text", "") for c in item.content if getattr(c, "type", "") == "output_text"]
-        if searches and inv.usage is not None:
-            inv.usage = dataclasses.replace(inv.usage, web_searches=searches)
+        if (searches or file_searches) and inv.usage is not None:
+            inv.usage = dataclasses.replace(inv.usage, web_searches=searches, file_searches=file_searches)
         if inv.capture:
             inv.output_messages = [text_parts("assistant", "".join(texts))]
 

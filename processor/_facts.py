@@ -114,7 +114,7 @@ def _usage(f: GenAIFields) -> TokenUsage:
         inp += read + write  # reported Anthropic-style, cache apart from input
     if reasoning > out:
         out += reasoning  # reasoning reported apart from output
-    return TokenUsage(inp, out, read, write, reasoning, f.cache_write_1h_tokens or 0, f.web_searches or 0)
+    return TokenUsage(inp, out, read, write, reasoning, f.cache_write_1h_tokens or 0, f.web_searches or 0, f.file_searches or 0)
 
 
 _MAX_COST = Decimal(repr(MAX_CALL_USD))

@@ -79,7 +79,8 @@ class TokenUsage:
     ``input_tokens`` includes ``cache_read_tokens`` and ``cache_write_tokens``;
     ``output_tokens`` includes ``reasoning_tokens``; ``cache_write_1h_tokens`` is the part of
     ``cache_write_tokens`` kept for an hour (Anthropic prices it at 2x input, the 5-minute rest at 1.25x).
-    ``web_searches`` counts the searches the provider ran on its side, priced per search.
+    ``web_searches`` and ``file_searches`` count the searches the provider ran on its side, priced
+    per search.
     """
 
     input_tokens: int = 0
@@ -89,6 +90,7 @@ class TokenUsage:
     reasoning_tokens: int = 0
     cache_write_1h_tokens: int = 0
     web_searches: int = 0
+    file_searches: int = 0
 
     @classmethod
     def from_openai(
@@ -180,7 +182,7 @@ class TokenUsage:
             self.cache_read_tokens + self.cache_write_tokens <= self.input_tokens
             and self.reasoning_tokens <= self.output_tokens
             and 0 <= self.cache_write_1h_tokens <= self.cache_write_tokens
-            and min(self.cache_read_tokens, self.reasoning_tokens, self.web_searches) >= 0
+            and min(self.cache_read_tokens, self.reasoning_tokens, self.web_searches, self.file_searches) >= 0
         ):
             return  # the common case: valid
         for name in _TOKEN_NAMES:
@@ -207,7 +209,7 @@ UNPRICED_NO_USAGE = "no_usage"
 UNPRICED_INVALID_USAGE = "invalid_usage"
 # A token count past this is not a count (the store's columns are 64-bit; sums must fit too).
 MAX_TOKENS = 10**15
-_TOKEN_NAMES = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens", "web_searches")
+_TOKEN_NAMES = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens", "web_searches", "file_searches")
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +258,7 @@ _USAGE_FIELDS = {
     "cache_write_1h_tokens": "cache_write_1h_tokens",  # carved out of cache_write_tokens (more specific)
     "output_reasoning_tokens": "reasoning_tokens",
     "web_searches": "web_searches",  # a tool priced per use ($10 per 1,000 searches), in the total only
+    "storage_searches": "file_searches",  # OpenAI's file search, $2.50 per 1,000
 }
 
 _Price = Union[Decimal, gp_types.TieredPrices]
@@ -289,7 +292,7 @@ def _compile(model_price: gp_types.ModelPrice, model_id: str, provider_id: str, 
     registry = _get_registry()
     resolved = gp_types._collect_resolved_model_prices(model_price, registry)
     # Most specific first, exactly as genai_prices.decompose.compute_leaf_values orders them.
-    # Units runmeter never reports (audio, image, storage searches...) always count 0 here, and so do
+    # Units runmeter never reports (audio, image...) always count 0 here, and so do
     # their more specific units (they share the unreported dimension): they are left out.
     units = sorted(
         (u for u, _ in resolved if u.usage_key in _USAGE_FIELDS),

@@ -75,6 +75,7 @@ class Reply:
     cache_write_tokens: int = 0
     cache_write_1h_tokens: int = 0  # Anthropic: the part of cache_write_tokens kept for an hour
     web_searches: int = 0  # server-side web searches: Anthropic's server_tool_use, OpenAI Responses' web_search_call items
+    file_searches: int = 0  # OpenAI Responses' file_search_call items
     reasoning_tokens: int = 0
     tool_calls: list[ToolCall] = field(default_factory=list)
     model: str | None = None  # the response's model id; default: the request's
@@ -325,6 +326,9 @@ class Simulator:
         output: list[dict[str, Any]] = [
             {"type": "web_search_call", "id": f"ws_{i}", "status": "completed", "action": {"type": "search", "query": f"query {i}"}}
             for i in range(reply.web_searches)
+        ] + [
+            {"type": "file_search_call", "id": f"fs_{i}", "status": "completed", "queries": [f"query {i}"], "results": None}
+            for i in range(reply.file_searches)
         ]
         for t in reply.tool_calls:
             output.append({"type": "function_call", "id": "fc_1", "call_id": t.id, "name": t.name,
@@ -358,10 +362,10 @@ class Simulator:
                 add("response.output_text.done", item_id=item["id"], output_index=index, content_index=0, text=reply.text, logprobs=[])
                 add("response.content_part.done", item_id=item["id"], output_index=index, content_index=0,
                     part={"type": "output_text", "text": reply.text, "annotations": []})
-            elif item["type"] == "web_search_call":
+            elif item["type"] in ("web_search_call", "file_search_call"):
                 add("response.output_item.added", output_index=index, item={**item, "status": "in_progress"})
                 for phase in ("in_progress", "searching", "completed"):
-                    add(f"response.web_search_call.{phase}", output_index=index, item_id=item["id"])
+                    add(f"response.{item['type']}.{phase}", output_index=index, item_id=item["id"])
             else:
                 add("response.output_item.added", output_index=index, item={**item, "status": "in_progress", "arguments": ""})
                 add("response.function_call_arguments.delta", item_id=item["id"], output_index=index, delta=item["arguments"])

@@ -187,6 +187,16 @@ def test_responses_web_search_calls_are_priced_per_search(rig: Rig, stream: bool
     assert a["runmeter.cost.usd"] == pytest.approx(0.02021, abs=1e-12)
 
 
+def test_responses_file_search_calls_are_priced_per_search(rig: Rig) -> None:
+    """The file search tool: $2.50 per 1,000 calls (genai-prices' storage_searches). gpt-4o-mini:
+    1,000 in x $0.15/M + 100 out x $0.60/M + 1 web search x $0.01 + 4 file searches x $0.0025 = $0.02021."""
+    rig.sim.queue(Reply(text="Found it.", input_tokens=1_000, output_tokens=100, web_searches=1, file_searches=4))
+    rig.openai().responses.create(model="gpt-4o-mini", input="Policy?", tools=[{"type": "file_search", "vector_store_ids": ["vs_1"]}])
+    a = _one(rig).attributes
+    assert (a["runmeter.cost.web_searches"], a["runmeter.cost.file_searches"]) == (1, 4)
+    assert a["runmeter.cost.usd"] == pytest.approx(0.02021, abs=1e-12)
+
+
 def test_embeddings(rig: Rig) -> None:
     rig.sim.queue(Reply(input_tokens=1_000))
     rig.openai().embeddings.create(model="text-embedding-3-small", input=["a", "b"])

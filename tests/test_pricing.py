@@ -148,6 +148,8 @@ def test_web_searches_are_priced_per_search_beside_the_tokens() -> None:
     assert (cost.total, cost.input, cost.output) == (Decimal("0.0315"), Decimal("0.001"), Decimal("0.0005"))
     assert book.price("google", "gemini-2.5-flash", TokenUsage(0, 0, web_searches=2)).total == Decimal("0.07")
     assert TokenUsage.from_anthropic(1_000, 100, web_search_requests=3) == TokenUsage(1_000, 100, web_searches=3)
+    # OpenAI's file search: $2.50 per 1,000 (genai-prices' storage_searches); gpt-4o-mini, 4 of them
+    assert book.price("openai", "gpt-4o-mini", TokenUsage(0, 0, file_searches=4)).total == Decimal("0.01")
     with pytest.raises(ValueError, match="web_searches is negative"):
         book.price("anthropic", "claude-haiku-4-5", TokenUsage(1_000, 100, web_searches=-1))
 
