@@ -623,7 +623,7 @@ def test_langsmith_otel_spans_count_model_calls_only_and_read_the_cache_from_tok
 @pytest.mark.parametrize("doc", ["{'a': __import__('os').getcwd()}", "{'cache_read': 10 ** 10 ** 10}", "{'" + "a" * 9000 + "': 1}",
                                  "{'cache_read': " + "[" * 5000 + "]" * 5000 + "}", "{'cache_read': -3}"])
 def test_a_python_literal_detail_that_is_not_a_count_is_not_read_or_run(doc: str) -> None:
-    """Python literals are read with ast.literal_eval: names, calls and operators are refused, not run."""
+    """Python-literal details are read by pattern (names to counts): names, calls and operators are not read, let alone run."""
     f = D.read({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 10,
                 "gen_ai.usage.output_tokens": 1, "gen_ai.usage.input_token_details": doc})
     assert f.cache_read_tokens is None and f.input_tokens == 10
