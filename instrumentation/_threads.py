@@ -26,6 +26,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from wrapt import wrap_function_wrapper
 
+from runmeter.core import internal_error
 from runmeter.instrumentation._base import _unwrap
 
 __all__ = ["ENTRY_POINT", "ThreadsInstrumentor", "carry_context_into_threads"]
@@ -56,7 +57,10 @@ def _submit(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], k
 def _start(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     ctx = otel_context.get_current()
     if ctx:
-        setattr(instance, _CONTEXT_ATTR, ctx)
+        try:
+            setattr(instance, _CONTEXT_ATTR, ctx)
+        except Exception as exc:  # a Thread subclass that refuses attributes: it runs as it would have
+            internal_error("threads.start", exc)
     return wrapped(*args, **kwargs)
 
 
