@@ -37,6 +37,7 @@ class Dialect:
     name: str
     detect: tuple[str, ...]
     input_excludes_cache_for: frozenset[str]
+    output_excludes_reasoning_for: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -219,7 +220,8 @@ class DialectMap:
         )
         self.tokens_imply_llm_call = bool(doc.get("tokens_imply_llm_call", False))
         self.dialects = tuple(
-            Dialect(d["name"], tuple(d["detect"]), frozenset(d.get("input_excludes_cache_for_providers", ())))
+            Dialect(d["name"], tuple(d["detect"]), frozenset(d.get("input_excludes_cache_for_providers", ())),
+                    frozenset(d.get("output_excludes_reasoning_for_providers", ())))
             for d in doc["dialects"]
         )
         self.provider_aliases: dict[str, str] = dict(doc.get("provider_aliases", {}))
@@ -318,6 +320,8 @@ class DialectMap:
             out.dialect = dialect.name
             if out.provider in dialect.input_excludes_cache_for and out.input_tokens is not None:
                 out.input_tokens += (out.cache_read_tokens or 0) + (out.cache_write_tokens or 0)
+            if out.provider in dialect.output_excludes_reasoning_for and out.output_tokens is not None:
+                out.output_tokens += out.reasoning_tokens or 0
         if out.operation is None and plan.operation is None and self.tokens_imply_llm_call:
             if (out.has_tokens or out.invalid_usage is not None) and out.model:
                 out.operation = "chat"

@@ -660,3 +660,24 @@ def test_litellm_cost_is_kept_as_another_tools_and_the_call_priced_from_its_usag
     assert (f.operation, f.provider, f.external_cost_usd) == ("chat", "openai", 0.00021)
     (run,) = feed([run_root("r", 1, end_ms=100), make_span("litellm_request", 2, 1, start_ms=1, attrs=attrs)])[0].values()
     assert run.cost_usd == Decimal("0.00021") and run.external_cost_usd == Decimal("0.00021")
+
+
+def test_openlit_gemini_output_is_its_candidates_with_the_thoughts_apart() -> None:
+    """OpenLIT reports a Gemini call's output as the candidates alone and the thoughts apart
+    (gen_ai.usage.reasoning_tokens; its ADK spans under another name); both are billed as output.
+    gemini-2.5-flash: 1,000 in x $0.30/M + (500 candidates + 200 thoughts) x $2.50/M = $0.00205
+    (read as thoughts within the output: $0.00155)."""
+    attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "gcp.gemini", "gen_ai.request.model": "gemini-2.5-flash",
+             "gen_ai.usage.input_tokens": 1_000, "gen_ai.usage.output_tokens": 500, "gen_ai.usage.reasoning_tokens": 200,
+             "gen_ai.usage.cost": 0.00205, "gen_ai.usage.cache_read.input_tokens": 0}
+    adk = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "gcp.vertex_ai", "gen_ai.request.model": "gemini-2.5-flash",
+           "gen_ai.usage.input_tokens": 1_000, "gen_ai.usage.output_tokens": 500,
+           "gen_ai.usage.completion_tokens_details.reasoning_tokens": 200}
+    for shape in (attrs, adk):
+        f = D.read(shape)
+        assert (f.output_tokens, f.reasoning_tokens) == (700, 200), f.dialect
+        (run,) = feed([run_root("r", 1, end_ms=100), make_span("generate_content gemini-2.5-flash", 2, 1, start_ms=1, attrs=shape)])[0].values()
+        assert run.cost_usd == Decimal("0.00205"), f.dialect
+    # OpenAI through OpenLIT: completion tokens include the reasoning, as OpenAI counts them
+    o = D.read({**OPENLIT_CHAT, "gen_ai.usage.output_tokens": 500, "gen_ai.usage.reasoning_tokens": 200})
+    assert o.output_tokens == 500
