@@ -38,6 +38,8 @@ class Dialect:
     detect: tuple[str, ...]
     input_excludes_cache_for: frozenset[str]
     output_excludes_reasoning_for: frozenset[str] = frozenset()
+    # The output reported without the thoughts and no count of them, but a total that has them.
+    output_short_of_total_for: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -54,6 +56,7 @@ class GenAIFields:
     request_model: str | None = None
     response_model: str | None = None
     input_tokens: int | None = None  # includes cache reads and writes
+    total_tokens: int | None = None  # read only where a dialect needs it (see Dialect.output_short_of_total_for)
     output_tokens: int | None = None  # includes reasoning
     cache_read_tokens: int | None = None
     cache_write_tokens: int | None = None
@@ -202,7 +205,14 @@ _MAX_PLANS = 4096
 _blank = object.__new__
 
 
+def _total(value: Any) -> int | None:
+    """A total: a count, else ignored (unlike a part, a total that is not a count makes no call unpriced)."""
+    return _as_int(value)
+
+
 def _converter(field_name: str) -> Callable[[Any], Any]:
+    if field_name == "total_tokens":
+        return _total
     return _as_int if field_name in _TOKEN_FIELDS else _as_float if field_name == "external_cost_usd" else _as_str
 
 
@@ -221,7 +231,8 @@ class DialectMap:
         self.tokens_imply_llm_call = bool(doc.get("tokens_imply_llm_call", False))
         self.dialects = tuple(
             Dialect(d["name"], tuple(d["detect"]), frozenset(d.get("input_excludes_cache_for_providers", ())),
-                    frozenset(d.get("output_excludes_reasoning_for_providers", ())))
+                    frozenset(d.get("output_excludes_reasoning_for_providers", ())),
+                    frozenset(d.get("output_short_of_total_for_providers", ())))
             for d in doc["dialects"]
         )
         self.provider_aliases: dict[str, str] = dict(doc.get("provider_aliases", {}))
@@ -322,6 +333,12 @@ class DialectMap:
                 out.input_tokens += (out.cache_read_tokens or 0) + (out.cache_write_tokens or 0)
             if out.provider in dialect.output_excludes_reasoning_for and out.output_tokens is not None:
                 out.output_tokens += out.reasoning_tokens or 0
+            if (out.provider in dialect.output_short_of_total_for and out.total_tokens is not None
+                    and out.input_tokens is not None and out.output_tokens is not None and out.reasoning_tokens is None):
+                thoughts = out.total_tokens - out.input_tokens - out.output_tokens
+                if thoughts > 0:
+                    out.reasoning_tokens = thoughts
+                    out.output_tokens += thoughts
         if out.operation is None and plan.operation is None and self.tokens_imply_llm_call:
             if (out.has_tokens or out.invalid_usage is not None) and out.model:
                 out.operation = "chat"

@@ -681,3 +681,21 @@ def test_openlit_gemini_output_is_its_candidates_with_the_thoughts_apart() -> No
     # OpenAI through OpenLIT: completion tokens include the reasoning, as OpenAI counts them
     o = D.read({**OPENLIT_CHAT, "gen_ai.usage.output_tokens": 500, "gen_ai.usage.reasoning_tokens": 200})
     assert o.output_tokens == 500
+
+
+def test_openllmetry_gemini_thoughts_are_the_total_less_input_and_output() -> None:
+    """OpenLLMetry's Gemini spans (gen_ai.system "Google") report candidates_token_count as the
+    completion and total_token_count as the total, which also counts the thoughts: the difference is
+    billed as output. gemini-2.5-flash: 1,000 in x $0.30/M + (500 + 200 thoughts) x $2.50/M =
+    $0.00205 ($0.00155 without the thoughts). A total that is not a count changes nothing."""
+    attrs = {"gen_ai.system": "Google", "llm.request.type": "completion", "gen_ai.request.model": "gemini-2.5-flash",
+             "gen_ai.response.model": "gemini-2.5-flash", "gen_ai.usage.prompt_tokens": 1_000,
+             "gen_ai.usage.completion_tokens": 500, "llm.usage.total_tokens": 1_700}
+    f = D.read(attrs)
+    assert (f.dialect, f.provider, f.output_tokens, f.reasoning_tokens) == ("openllmetry", "gcp.gen_ai", 700, 200)
+    (run,) = feed([run_root("r", 1, end_ms=100), make_span("gemini.generate_content", 2, 1, start_ms=1, attrs=attrs)])[0].values()
+    assert run.cost_usd == Decimal("0.00205") and run.unpriced_calls == 0
+    bad = D.read({**attrs, "llm.usage.total_tokens": "n/a"})
+    assert (bad.output_tokens, bad.invalid_usage) == (500, None)
+    # OpenLLMetry's OpenAI spans: the total is input + output, nothing is added
+    assert D.read({**OPENLLMETRY_OPENAI_CHAT, "llm.usage.total_tokens": 10**6}).output_tokens == OPENLLMETRY_OPENAI_CHAT["gen_ai.usage.completion_tokens"]
