@@ -33,7 +33,10 @@ def _after_fork_in_child() -> None:
     _selfcheck._lock = threading.Lock()  # runmeter's failure counter, taken by any thread
     for owner, names in list(_owners.items()):
         for name in names:
-            setattr(owner, name, threading.Lock())
+            try:
+                setattr(owner, name, threading.Lock())
+            except Exception:  # noqa: BLE001 - one odd owner must not leave the others' locks held
+                pass
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -33,6 +33,7 @@ __all__ = ["ENTRY_POINT", "ThreadsInstrumentor", "carry_context_into_threads"]
 
 ENTRY_POINT = "runmeter_threads"
 _CONTEXT_ATTR = "_runmeter_otel_context"
+_OWN_THREADS = "runmeter-"
 
 
 def _in_context(ctx: otel_context.Context, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -56,7 +57,9 @@ def _submit(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], k
 
 def _start(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     ctx = otel_context.get_current()
-    if ctx:
+    # runmeter's own background threads (runmeter-writer, runmeter-runs...) belong to no run, even
+    # when the first run starts them: what they send is never part of one.
+    if ctx and not str(getattr(instance, "name", "")).startswith(_OWN_THREADS):
         try:
             setattr(instance, _CONTEXT_ATTR, ctx)
         except Exception as exc:  # a Thread subclass that refuses attributes: it runs as it would have
@@ -98,6 +101,9 @@ def carry_context_into_threads() -> None:
         return
     _checked = True
     disabled = {name.strip() for name in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")}
-    instrumentor = ThreadsInstrumentor()
-    if ENTRY_POINT not in disabled and not instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.instrument()
+    try:
+        instrumentor = ThreadsInstrumentor()
+        if ENTRY_POINT not in disabled and not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument()
+    except Exception as exc:  # a run still starts; its worker threads' calls are then runs of their own
+        internal_error("threads.instrument", exc)

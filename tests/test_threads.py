@@ -112,3 +112,22 @@ def test_uninstrument_restores_the_standard_library() -> None:
         assert not isinstance(threading.Thread.__dict__["run"], FunctionWrapper)
     finally:
         ThreadsInstrumentor().instrument()
+
+
+def test_runmeters_own_threads_belong_to_no_run(rig: Rig) -> None:
+    """A background thread of runmeter's own started by the first run (its writer, say) must not
+    carry that run for the rest of the process."""
+    from opentelemetry import trace
+
+    seen: dict[str, bool] = {}
+
+    def look(key: str) -> None:
+        seen[key] = trace.get_current_span().get_span_context().is_valid
+
+    with runmeter.run("owner", tracer_provider=rig.tracer_provider):
+        ours = threading.Thread(target=look, args=("runmeter-writer",), name="runmeter-writer")
+        theirs = threading.Thread(target=look, args=("app",), name="app-worker")
+        for t in (ours, theirs):
+            t.start()
+            t.join()
+    assert seen == {"runmeter-writer": False, "app": True}
