@@ -47,6 +47,15 @@ SCOPE = INSTRUMENTATION_SCOPE  # the processor leaves the ledger to us for spans
 _TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
 _DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 _INFERENCE_DETAILS_EVENT = A.GEN_AI_CLIENT_INFERENCE_OPERATION_DETAILS_EVENT
+# The parts of a call's usage written on its span when not zero (input and output always are).
+_USAGE_PARTS = (
+    (G.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, "cache_read_tokens"),
+    (G.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, "cache_write_tokens"),
+    (A.RUNMETER_COST_CACHE_WRITE_1H_TOKENS, "cache_write_1h_tokens"),
+    (A.RUNMETER_COST_WEB_SEARCHES, "web_searches"),
+    (A.RUNMETER_COST_FILE_SEARCHES, "file_searches"),
+    (G.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, "reasoning_tokens"),
+)
 
 
 class CaptureMode(Enum):
@@ -266,18 +275,10 @@ class GenAIHandler:
             elif usage is not None:
                 attrs[G.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
                 attrs[G.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
-                if usage.cache_read_tokens:
-                    attrs[G.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
-                if usage.cache_write_tokens:
-                    attrs[G.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_tokens
-                if usage.cache_write_1h_tokens:
-                    attrs[A.RUNMETER_COST_CACHE_WRITE_1H_TOKENS] = usage.cache_write_1h_tokens
-                if usage.web_searches:
-                    attrs[A.RUNMETER_COST_WEB_SEARCHES] = usage.web_searches
-                if usage.file_searches:
-                    attrs[A.RUNMETER_COST_FILE_SEARCHES] = usage.file_searches
-                if usage.reasoning_tokens:
-                    attrs[G.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+                for key, part in _USAGE_PARTS:
+                    count = getattr(usage, part)
+                    if count:
+                        attrs[key] = count
                 model = inv.response_model or inv.request_model
                 cost = self.prices.price(
                     self._dialects.price_provider(inv.provider), model, usage, duration_s=duration, estimated=estimated,

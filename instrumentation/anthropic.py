@@ -7,9 +7,10 @@ Anthropic reports ``cache_read_input_tokens`` and ``cache_creation_input_tokens`
 sum, as the GenAI conventions' Anthropic notes say; the writes kept for an hour
 (``cache_creation.ephemeral_1h_input_tokens``, priced at 2x input, not 1.25x) go in
 ``runmeter.cost.cache_write_1h_tokens``, and the web search tool's searches
-(``server_tool_use.web_search_requests``, priced per search) in ``runmeter.cost.web_searches``. On a stream, ``message_start``
-carries a placeholder ``output_tokens: 1`` and ``message_delta`` the cumulative
-usage: later values overwrite, never add.
+(``server_tool_use.web_search_requests``, priced per search) in
+``runmeter.cost.web_searches``. On a stream, ``message_start`` carries a
+placeholder ``output_tokens: 1`` and ``message_delta`` the cumulative usage:
+later values overwrite, never add.
 
 The ``anthropic`` SDK emits a span of its own per call (``anthropic.messages.create``)
 when OpenTelemetry is installed. It becomes a child of runmeter's span, and the

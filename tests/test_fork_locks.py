@@ -18,8 +18,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from runmeter.core import internal_error_counts
 from runmeter.exporter import Batch, Spool
 from runmeter.processor import PriceBook, RunLedger, TokenUsage
@@ -90,12 +88,11 @@ def test_a_child_forked_while_a_failure_is_being_counted_counts_its_own() -> Non
     assert _in_child(internal_error_counts, _selfcheck._lock) == 0
 
 
-@pytest.mark.parametrize("forks", [3])
-def test_the_parents_locks_still_work_after_forks(tmp_path: Path, forks: int) -> None:
+def test_the_parents_locks_still_work_after_forks(tmp_path: Path) -> None:
     """The parent keeps its own locks (only the child's copies are new)."""
     spool = Spool(tmp_path)
     lock = spool._lock
-    for _ in range(forks):
+    for _ in range(3):
         assert _in_child(lambda: None, lock) == 0
     assert spool._lock is lock and not lock.locked()
     spool.write(Batch.of({"t": {"columns": ["a"], "rows": [[2]]}}))

@@ -23,6 +23,14 @@ from runmeter.testing import Reply, Simulator
 SECRET = "sk-test-SECRET-do-not-record-1234"
 
 
+def _steps(client: Any, search: Any, task: str) -> str:
+    """The agent's work, whichever SDK traces it: a call, then the same search, three times."""
+    for _ in range(3):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": task}])
+        search("refund policy")
+    return "done"
+
+
 def _queue(sim: Simulator) -> None:
     sim.queue(*(Reply(text=f"Step {i}.", input_tokens=1_000, output_tokens=20) for i in range(3)))
 
@@ -71,10 +79,7 @@ def langfuse(runmeter_openai: bool) -> list[dict[str, Any]]:
 
         @observe(as_type="agent")
         def support_agent(task: str) -> str:
-            for _ in range(3):
-                client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": task}])
-                search("refund policy")
-            return "done"
+            return _steps(client, search, task)
 
         _queue(sim)
         support_agent("Can I get a refund?")
@@ -146,10 +151,7 @@ def mlflow(endpoint: str) -> None:
 
         @mlf.trace(span_type="AGENT", name="support_agent")
         def support_agent(task: str) -> str:
-            for _ in range(3):
-                client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": task}])
-                search("refund policy")
-            return "done"
+            return _steps(client, search, task)
 
         _queue(sim)
         support_agent("Can I get a refund?")
