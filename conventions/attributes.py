@@ -198,6 +198,9 @@ RUNMETER_TOOL_RESOURCE: Final = 'runmeter.tool.resource'
 RUNMETER_TOOL_REQUESTED: Final = 'runmeter.tool.requested'
 """Tool calls the model asked for in its response, as "name#args_hash"."""
 
+RUNMETER_TOOL_INFERRED: Final = 'runmeter.tool.inferred'
+"""On a tool span runmeter made itself because the tool's result went back to the model (a `role: tool` message, a `tool_result` block, a `function_call_output`, a `functionResponse`, a `toolResult`) and no tool span of the agent's own covered it. Its start is the end of the response that asked for the tool."""
+
 RUNMETER_LLM_INPUT_HASH: Final = 'runmeter.llm.input_hash'
 """Hash of an LLM call's input messages; the same hash twice in a run is an identical LLM input."""
 

@@ -34,12 +34,13 @@ from runmeter.processor import BudgetExceeded, PriceBook, TokenUsage, base_model
 from runmeter.processor import INSTRUMENTATION_SCOPE, LiveRun, stamp
 from runmeter.core import bad_value, internal_error
 from runmeter.instrumentation._frameworks import parent_context
+from runmeter.instrumentation._tools import Answer, ToolBook
 
 # Where the tier a response was served at is recorded: the upstream attribute where there is one.
 _SERVICE_TIER_ATTRIBUTE = {"openai": OPENAI_RESPONSE_SERVICE_TIER}
 from runmeter.processor.pricing import UNPRICED_INVALID_USAGE, UNPRICED_NO_USAGE
 
-__all__ = ["CaptureMode", "GenAIHandler", "Invocation", "given", "hash_json", "parse_capture_mode"]
+__all__ = ["CaptureMode", "GenAIHandler", "Invocation", "given", "hash_json", "parse_capture_mode", "request_tool"]
 
 _log = logging.getLogger(__name__)
 
@@ -144,7 +145,9 @@ class Invocation:
     output_text: list[str] = field(default_factory=list)
     output_messages: list[dict[str, Any]] | None = None  # spec message parts; only made when capture is on
     capture: bool = False  # content capture is on: readers build input/output messages
-    requested_tools: list[str] = field(default_factory=list)
+    requested_tools: list[str] = field(default_factory=list)  # name#args_hash
+    tool_call_ids: list[tuple[str, str]] = field(default_factory=list)  # (call id, name#args_hash) of requested tools
+    answers: list[Answer] = field(default_factory=list)  # tool results the request sends back (see _tools.py)
     service_tier: str | None = None  # as the response reports it: prices differ by tier
 
 
@@ -184,6 +187,29 @@ class GenAIHandler:
         self.prices = prices
         self.capture = capture
         self._dialects = load_dialects()
+        self.tools = ToolBook()
+
+    def count_answered_tools(self, inv: Invocation) -> None:
+        """One ``execute_tool`` span for each tool result the request sends back that no earlier
+        request did: the agent ran that tool. Made before the budget check, so the run's tool
+        limits see it. Only inside a span (a run, an agent's, the caller's): a call outside every
+        span is a run of its own, and a tool between two such calls belongs to neither."""
+        if not inv.answers:
+            return
+        ctx = parent_context()
+        trace_id = trace.get_current_span(ctx).get_span_context().trace_id
+        if not trace_id:
+            return
+        now = time.time_ns()
+        for t in self.tools.new(trace_id, inv.answers, _answer_key, now):
+            attrs: dict[str, Any] = {
+                G.GEN_AI_OPERATION_NAME: "execute_tool", G.GEN_AI_TOOL_NAME: t.name, G.GEN_AI_TOOL_TYPE: "function",
+                A.RUNMETER_TOOL_ARGS_HASH: t.key.rsplit("#", 1)[-1], A.RUNMETER_TOOL_INFERRED: True,
+            }
+            if t.call_id is not None:
+                attrs[G.GEN_AI_TOOL_CALL_ID] = t.call_id
+            span = self.tracer.start_span(f"execute_tool {t.name}", context=ctx, kind=SpanKind.INTERNAL, attributes=attrs, start_time=t.start_ns)
+            span.end(end_time=now)
 
     # --- before the call -------------------------------------------------------------------------
 
@@ -301,6 +327,9 @@ class GenAIHandler:
                         event[G.GEN_AI_INPUT_MESSAGES] = json.dumps(inv.input_messages, default=str)
                     span.add_event(_INFERENCE_DETAILS_EVENT, event)
             stamp(span, attrs, typed=True)  # values made here, in the SDK's stored form: no per-value cleaning
+            trace_id = span.get_span_context().trace_id
+            if trace_id:  # where the tools it asked for start (see count_answered_tools)
+                self.tools.asked(trace_id, time.time_ns(), inv.tool_call_ids)
             self._metrics(call, usage, cost_usd, duration, None)
             limits = current_limits()
             if limits is not None and cost_usd is not None:
@@ -344,6 +373,18 @@ class GenAIHandler:
             self.token_usage.record(usage.output_tokens, output_attrs)
         if cost is not None:
             self.cost.add(float(cost), cost_attrs)
+
+
+def request_tool(inv: Invocation, name: Any, arguments: Any, call_id: Any = None) -> None:
+    """Note a tool call the model asked for in its response (its arguments hashed, never kept)."""
+    key = f"{name}#{hash_json(arguments)}"
+    inv.requested_tools.append(key)
+    if isinstance(call_id, str) and call_id:
+        inv.tool_call_ids.append((call_id, key))
+
+
+def _answer_key(a: Answer) -> str:
+    return f"{a.name}#{hash_json(a.arguments)}"
 
 
 def _limit_keys(live: LiveRun | None, model: str | None) -> dict[str, str | None]:

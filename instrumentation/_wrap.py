@@ -61,6 +61,10 @@ def prepare_call(handler: GenAIHandler, spec: MethodSpec, instance: Any, kwargs:
     except Exception as exc:
         internal_error(f"{spec.name}.build", exc)
         return None
+    try:
+        handler.count_answered_tools(inv)
+    except Exception as exc:
+        internal_error(f"{spec.name}.tools", exc)
     live = None
     try:
         live = handler.check_budget(inv)

@@ -28,7 +28,8 @@ from opentelemetry.context import attach, detach
 
 from runmeter.conventions import genai as G
 from runmeter.instrumentation._base import ProviderInstrumentor, Target
-from runmeter.instrumentation._core import GenAIHandler, Invocation, given, hash_json, text_parts
+from runmeter.instrumentation._core import GenAIHandler, Invocation, given, hash_json, request_tool, text_parts
+from runmeter.instrumentation._tools import answers_in, anthropic_answers
 from runmeter.instrumentation._wrap import MethodSpec, prepare_call
 from runmeter.processor import TokenUsage
 from runmeter.core import internal_error
@@ -61,6 +62,7 @@ def _build(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invo
         input_hash=hash_json([system if given(system) else None, messages]),
         input_source=messages,
         capture=handler.capture.any,
+        answers=answers_in(anthropic_answers, messages),
     )
     if handler.capture.any:
         inv.input_messages = [text_parts(str(m.get("role")), m.get("content")) for m in messages if isinstance(m, dict)]
@@ -107,7 +109,7 @@ def _read(inv: Invocation, msg: Any) -> None:
         if kind == "text":
             texts.append(block.text)
         elif kind == "tool_use":
-            inv.requested_tools.append(f"{block.name}#{hash_json(block.input)}")
+            request_tool(inv, block.name, block.input, getattr(block, "id", None))
     if inv.capture:
         inv.output_messages = [{**text_parts("assistant", "".join(texts)), "finish_reason": inv.finish_reasons[0] if inv.finish_reasons else None}]
 

@@ -26,7 +26,8 @@ from urllib.parse import urlsplit
 from runmeter.conventions import genai as G
 from runmeter.core import internal_error
 from runmeter.instrumentation._base import ProviderInstrumentor, Target
-from runmeter.instrumentation._core import GenAIHandler, Invocation, given, hash_json, text_parts
+from runmeter.instrumentation._core import GenAIHandler, Invocation, given, hash_json, request_tool, text_parts
+from runmeter.instrumentation._tools import anthropic_answers, answers_in, bedrock_answers
 from runmeter.instrumentation._stream import Finisher, SyncStream
 from runmeter.instrumentation._wrap import MethodSpec, call_in_span, prepare_call
 from runmeter.processor import TokenUsage
@@ -69,6 +70,7 @@ def _build_converse(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler
     inv = Invocation(
         operation="chat", provider="aws.bedrock", request_model=model_id(p.get("modelId")), server_address=host, server_port=port,
         params=params, input_hash=hash_json([p.get("system"), messages]), input_source=messages, capture=handler.capture.any,
+        answers=answers_in(bedrock_answers, messages),
     )
     if handler.capture.any:
         inv.input_messages = [text_parts(str(m.get("role")), _texts(m.get("content"))) for m in messages if isinstance(m, dict)]
@@ -101,7 +103,7 @@ def _read_converse(inv: Invocation, result: Any) -> None:
     for block in content:
         use = block.get("toolUse") if isinstance(block, dict) else None
         if isinstance(use, dict):
-            inv.requested_tools.append(f"{use.get('name')}#{hash_json(use.get('input'))}")
+            request_tool(inv, use.get("name"), use.get("input"), use.get("toolUseId"))
     if inv.capture:
         inv.output_messages = [{**text_parts("assistant", _texts(content)), "finish_reason": inv.finish_reasons[0] if inv.finish_reasons else None}]
 
@@ -112,6 +114,7 @@ class _StreamedTool:
 
     def __init__(self) -> None:
         self.name: str | None = None
+        self.call_id: str | None = None
         self.input: list[str] = []
 
 
@@ -128,7 +131,7 @@ def _converse_event(inv: Invocation, event: Any, tool: _StreamedTool) -> None:
     elif "contentBlockStart" in event:
         use = ((event["contentBlockStart"] or {}).get("start") or {}).get("toolUse")
         if isinstance(use, dict):
-            tool.name, tool.input = str(use.get("name")), []
+            tool.name, tool.call_id, tool.input = str(use.get("name")), use.get("toolUseId"), []
     elif "contentBlockStop" in event:
         if tool.name is not None:
             text = "".join(tool.input)
@@ -136,7 +139,7 @@ def _converse_event(inv: Invocation, event: Any, tool: _StreamedTool) -> None:
                 args = json.loads(text) if text else {}
             except ValueError:
                 args = text
-            inv.requested_tools.append(f"{tool.name}#{hash_json(args)}")
+            request_tool(inv, tool.name, args, tool.call_id)
             tool.name = None
     elif "messageStop" in event:
         reason = (event["messageStop"] or {}).get("stopReason")
@@ -165,6 +168,7 @@ def _build_invoke(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) 
         operation="chat" if chat else "text_completion", provider="aws.bedrock", request_model=model_id(p.get("modelId")),
         server_address=host, server_port=port, params=params,
         input_hash=hash_json(body if body is not None else raw), input_source=source, capture=handler.capture.any,
+        answers=answers_in(anthropic_answers, source) if chat else [],
     )
     return inv
 
@@ -196,7 +200,7 @@ def _read_invoke(inv: Invocation, result: Any) -> None:
             inv.finish_reasons = [str(reason)]
         for block in body.get("content") or []:
             if isinstance(block, dict) and block.get("type") == "tool_use":
-                inv.requested_tools.append(f"{block.get('name')}#{hash_json(block.get('input'))}")
+                request_tool(inv, block.get("name"), block.get("input"), block.get("id"))
     if inv.usage is None:  # any model: Bedrock counts the tokens in the response headers
         headers = (result.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
         inp, out = headers.get("x-amzn-bedrock-input-token-count"), headers.get("x-amzn-bedrock-output-token-count")

@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 
 from runmeter.conventions import genai as G
 from runmeter.instrumentation._base import ProviderInstrumentor, Target
-from runmeter.instrumentation._core import GenAIHandler, Invocation, given, hash_json, text_parts
+from runmeter.instrumentation._core import GenAIHandler, Invocation, given, hash_json, request_tool, text_parts
+from runmeter.instrumentation._tools import answers_in, gemini_answers
 from runmeter.instrumentation._wrap import MethodSpec
 from runmeter.processor import TokenUsage
 
@@ -101,6 +102,7 @@ def _build(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invo
         input_hash=hash_json([_plain(system), _plain(contents)]),
         input_source=contents,
         capture=handler.capture.any,
+        answers=answers_in(gemini_answers, contents, _plain),
     )
     if handler.capture.any:
         items = contents if isinstance(contents, list) else [contents]
@@ -142,7 +144,7 @@ def _candidate(inv: Invocation, response: Any) -> None:
         for part in getattr(content, "parts", None) or []:
             call = getattr(part, "function_call", None)
             if call is not None:
-                inv.requested_tools.append(f"{getattr(call, 'name', '')}#{hash_json(_plain(getattr(call, 'args', None)))}")
+                request_tool(inv, getattr(call, "name", ""), _plain(getattr(call, "args", None)), getattr(call, "id", None))
             text = getattr(part, "text", None)
             if isinstance(text, str) and not getattr(part, "thought", False):
                 inv.output_text.append(text)

@@ -30,7 +30,8 @@ from collections.abc import Collection
 from typing import Any
 
 from runmeter.instrumentation._base import ProviderInstrumentor, Target
-from runmeter.instrumentation._core import GenAIHandler, Invocation, given, hash_json, text_parts
+from runmeter.instrumentation._core import GenAIHandler, Invocation, given, hash_json, request_tool, text_parts
+from runmeter.instrumentation._tools import answers_in, chat_answers, responses_answers
 from runmeter.instrumentation._wrap import MethodSpec
 from runmeter.processor import TokenUsage, provider_for_base_url
 from runmeter.conventions import genai as G
@@ -101,10 +102,6 @@ def _resolve_provider(url: Any, providers: dict[str, str]) -> tuple[str, str | N
     return (load_dialects().otel_provider(found) if found else "openai"), host, port
 
 
-def _tool_key(name: Any, arguments: Any) -> str:
-    return f"{name}#{hash_json(arguments)}"
-
-
 class _Specs:
     """The three methods' request/response mappings, bound to the instrumentor's provider map."""
 
@@ -128,6 +125,7 @@ class _Specs:
         kwargs["messages"] = messages  # an iterable the SDK would consume once stays readable
         inv.input_hash = hash_json(messages)
         inv.input_source = messages
+        inv.answers = answers_in(chat_answers, messages)
         if handler.capture.any:
             inv.input_messages = [text_parts(str(m.get("role")), m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") != "system"]
             inv.system_instructions = [p for m in messages if isinstance(m, dict) and m.get("role") == "system" for p in text_parts("system", m.get("content"))["parts"]]
@@ -149,7 +147,7 @@ class _Specs:
             for tc in getattr(msg, "tool_calls", None) or []:
                 fn = getattr(tc, "function", None)
                 if fn is not None:
-                    inv.requested_tools.append(_tool_key(fn.name, fn.arguments))
+                    request_tool(inv, fn.name, fn.arguments, getattr(tc, "id", None))
             if inv.capture:
                 outputs.append({**text_parts("assistant", msg.content or ""), "finish_reason": choice.finish_reason})
         if inv.capture:
@@ -171,7 +169,7 @@ class _Specs:
             for tc in getattr(delta, "tool_calls", None) or []:
                 fn = getattr(tc, "function", None)
                 if fn is not None and fn.name:
-                    inv.requested_tools.append(_tool_key(fn.name, fn.arguments))
+                    request_tool(inv, fn.name, fn.arguments, getattr(tc, "id", None))
             if choice.finish_reason:
                 inv.finish_reasons.append(choice.finish_reason)
                 if inv.capture:
@@ -184,6 +182,8 @@ class _Specs:
         instructions = kwargs.get("instructions")
         inv.input_hash = hash_json([instructions if given(instructions) else None, request_input if given(request_input) else None])
         inv.input_source = request_input if given(request_input) else None
+        if isinstance(request_input, list):
+            inv.answers = answers_in(responses_answers, request_input)
         if handler.capture.any and request_input is not None and given(request_input):
             inv.input_messages = [text_parts("user", request_input)] if isinstance(request_input, str) else [
                 text_parts(str(m.get("role", "user")), m.get("content")) for m in request_input if isinstance(m, dict)
@@ -218,7 +218,7 @@ class _Specs:
             elif kind == "file_search_call":
                 file_searches += 1
             elif kind == "function_call":
-                inv.requested_tools.append(_tool_key(item.name, item.arguments))
+                request_tool(inv, item.name, item.arguments, getattr(item, "call_id", None))
             elif kind == "message":
                 texts += [getattr(c, "text", "") for c in item.content if getattr(c, "type", "") == "output_text"]
         if (searches or file_searches) and inv.usage is not None:

@@ -26,7 +26,9 @@ from runmeter.processor._facts import KIND_AGENT, KIND_LLM, KIND_TOOL, SpanFacts
 from runmeter.processor._loops import LoopDetector
 from runmeter.processor._records import RunRecord, Tokens
 
-__all__ = ["Assembly", "assemble", "run_id_for"]
+__all__ = ["Assembly", "ToolCover", "assemble", "is_handoff", "run_id_for"]
+
+_MAX_COVERING_TOOLS = 256  # per trace, the latest: the agent's own tool spans an inferred tool call is checked against
 
 
 def run_id_for(trace_id: int, span_id: int) -> str:
@@ -52,6 +54,46 @@ class _Run:
 
 
 _order = attrgetter("start_ns", "span_id")  # (start, span id): the order every result is computed in
+_ended = attrgetter("end_ns", "span_id")
+
+
+class ToolCover:
+    """The agent's own tool spans of one trace (a framework's, ``runmeter.tool()``), to tell which
+    of runmeter's inferred tool calls (``runmeter.tool.inferred``) they already counted. An inferred
+    call runs from the response that asked for the tool to the request that answered it: a tool
+    span of the agent's own with the same tool name ending in that time is the same call. (By name
+    only: with a few calls answered at once, a match by time alone could pair the wrong two and
+    leave one counted twice and another not at all.) Local mode feeds it as spans end, assembly in
+    the order they ended: both decide alike."""
+
+    __slots__ = ("_spans",)
+
+    def __init__(self) -> None:
+        self._spans: list[list[object]] = []  # [end_ns, name, claimed]
+
+    def add(self, f: SpanFacts) -> None:
+        """A tool span of the agent's own, in the order they end (an inferred call is checked
+        against the latest: the ones since the response that asked for it). A handoff span (a tool
+        kind that is no tool call) covers the call of any name it was: the Agents SDK's
+        ``transfer_to_<agent>`` tool, which its spans name "handoff to <agent>"."""
+        if len(self._spans) >= _MAX_COVERING_TOOLS:
+            del self._spans[0]
+        self._spans.append([f.end_ns, f.tool_name or f.name if f.kind == KIND_TOOL else None, False])
+
+    def claim(self, f: SpanFacts) -> bool:
+        """Whether a tool span of the agent's own covers the inferred call ``f`` (then it is used up)."""
+        name = f.tool_name or f.name
+        for wanted in (name, None):
+            for s in self._spans:
+                if not s[2] and s[1] == wanted and f.start_ns <= s[0] <= f.end_ns:  # type: ignore[operator]
+                    s[2] = True
+                    return True
+        return False
+
+
+def is_handoff(f: SpanFacts) -> bool:
+    """A span of a tool kind that is an agent handing over, not a tool call (see the dialect map)."""
+    return f.kind != KIND_TOOL and f.operation == "execute_tool"
 
 
 def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete: bool = False) -> Assembly:
@@ -156,6 +198,20 @@ def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete:
         if f.kind == KIND_TOOL and not f.ours and not f.duplicate and _our_tool_inside(f, children):
             duplicates.add(f.span_id)
 
+    # One tool call, counted once: runmeter's inferred tool calls give way to the agent's own tool spans.
+    if any(f.inferred for f in facts):
+        cover = ToolCover()
+        for f in sorted(facts, key=_ended):
+            if is_handoff(f):
+                cover.add(f)
+            if f.kind != KIND_TOOL:
+                continue
+            if f.inferred:
+                if cover.claim(f):
+                    duplicates.add(f.span_id)
+            elif not f.duplicate and f.span_id not in duplicates:
+                cover.add(f)
+
     # One call seen by two instrumentations with no response id in common (see same_call): each of
     # runmeter's spans pairs with at most one other span; the other is not counted.
     others = [f for f in facts if f.kind == KIND_LLM and not f.ours and f.span_id not in duplicates and f.usage is not None]
@@ -199,7 +255,7 @@ def _our_tool_inside(tool: SpanFacts, children: dict[int | None, list[SpanFacts]
     name = tool.tool_name or tool.name
     level = children.get(tool.span_id, [])
     for _ in range(levels):
-        if any(c.kind == KIND_TOOL and c.ours and (c.tool_name or c.name) == name for c in level):
+        if any(c.kind == KIND_TOOL and c.ours and not c.inferred and (c.tool_name or c.name) == name for c in level):
             return True
         level = [g for c in level for g in children.get(c.span_id, [])]
         if not level:

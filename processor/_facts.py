@@ -79,6 +79,7 @@ class SpanFacts:
     implicit_run: bool = False  # run_id names the implicit run of its trace's top span, not a run made elsewhere
     response_id: str | None = None  # the provider's id of an LLM call's response
     ours: bool = False  # made by runmeter's own instrumentation
+    inferred: bool = False  # a tool call runmeter told from its result going back to the model
 
     @property
     def unpriced(self) -> bool:
@@ -255,6 +256,8 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
         facts.breaches = tuple(breaches)
     if kind == KIND_TOOL and facts.args_hash is None and fields.tool_arguments is not None:
         facts.args_hash = short_hash(dialects.tool_arguments(fields.tool_arguments))
+    if kind == KIND_TOOL and attrs.get(A.RUNMETER_TOOL_INFERRED) is True:
+        facts.inferred = True
     if kind == KIND_TOOL and facts.tool_name is None:
         name = span.name
         facts.tool_name = name[len(_TOOL_SPAN_PREFIX):] or name if name.startswith(_TOOL_SPAN_PREFIX) else name

@@ -3,6 +3,8 @@
 The instrumentation asks the ledger *before* each LLM call and tool call
 (``check_llm_call`` / ``check_tool_call``); the span processor tells it what
 each call cost when its span ends (``record_llm_call`` / ``record_tool_call``).
+A tool call no check saw before it ran (a framework's, or one told by its result)
+that is past the budget's tool limits stops the next LLM call.
 With a ``stop`` budget a check raises :class:`BudgetExceeded` before the
 request is sent; with ``warn`` it returns the breach for the caller to record,
 once per limit. Thread-safe; no I/O.
@@ -74,7 +76,23 @@ class RunLedger:
                 repeats = self.loops.repeats_of_input(input_hash)  # this call would be repeat number `repeats`
                 if repeats > b.max_identical_repeats:
                     found.append(Breach(Limit.IDENTICAL_REPEATS.value, repeats, b.max_identical_repeats, b.action))
+            found += self._tools_past(b)
             return self._settle(found)
+
+    def _tools_past(self, b: Budget) -> list[Breach]:
+        """Tool calls already made past the budget: ones no check stopped before they ran (the
+        agent ran them itself, told by their results, or a framework did), so the next LLM call
+        is where the run is stopped."""
+        found: list[Breach] = []
+        if b.max_tool_calls is not None:
+            total = sum(self.tool_calls.values())
+            if total > b.max_tool_calls:
+                found.append(Breach(Limit.TOOL_CALLS.value, total, b.max_tool_calls, b.action))
+        if b.allowed_tools is not None:
+            others = sum(n for name, n in self.tool_calls.items() if name not in b.allowed_tools)
+            if others:
+                found.append(Breach(Limit.ALLOWED_TOOLS.value, others, 0, b.action))
+        return found
 
     def check_tool_call(self, name: str, args_hash: str | None = None) -> list[Breach]:
         """Raise BudgetExceeded (stop) or return new breaches (warn) for the next tool call."""

@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span
 from runmeter.conventions import attributes as A
 from runmeter.conventions import genai as G
 from runmeter.core import internal_error
-from runmeter.processor._assembly import Assembly, run_id_for
+from runmeter.processor._assembly import Assembly, ToolCover, is_handoff, run_id_for
 from runmeter.processor._facts import KIND_LLM, KIND_TOOL, SpanFacts, mark_duplicate, remember, same_call
 from runmeter.processor._ledger import RunLedger
 from runmeter.processor._live import INSTRUMENTATION_SCOPE, LiveRun, current_run
@@ -78,6 +78,7 @@ def copy_adding(span: ReadableSpan, added: dict[str, Any]) -> ReadableSpan:
 
 
 _RECENT_RESPONSES = 4096  # a framework's span ends within moments of the client's
+_RECENT_COVERS = 1024  # traces whose tool spans an inferred tool call may meet (within moments too)
 _RECENT_PER_PARENT = 8  # runmeter's calls under one parent that a framework's span may still pair with
 
 
@@ -92,6 +93,8 @@ class LocalMode:
         # runmeter's own LLM spans that ended lately, by (trace, parent): another instrumentation's
         # span of the same call (see same_call) ends after them and is then not counted.
         self._ours: OrderedDict[tuple[int, int | None], deque[SpanFacts]] = OrderedDict()
+        # The agent's own tool spans by trace: runmeter's inferred tool call of the same call gives way.
+        self._covers: OrderedDict[int, ToolCover] = OrderedDict()
 
     # --- on_start ---------------------------------------------------------------------------
 
@@ -153,12 +156,16 @@ class LocalMode:
         elif facts.kind == KIND_TOOL and not facts.ours and entry is not None and entry.our_tools \
                 and (facts.tool_name or facts.name) in entry.our_tools:
             mark_duplicate(facts, added)  # a framework's tool span around runmeter.tool() of the same tool
+        elif facts.inferred and self._covered(facts):
+            mark_duplicate(facts, added)  # the agent's own tool span of this call counted it
         elif facts.kind == KIND_LLM and facts.response_id is not None and self._seen_response(facts.trace_id, facts.response_id):
             mark_duplicate(facts, added)  # the response a sibling span already counted
         elif facts.kind == KIND_LLM and not facts.ours and self._twin_of_ours(facts):
             mark_duplicate(facts, added)  # a framework's span of a call runmeter's span counted
         else:
-            if facts.ours:  # runmeter's own spans feed the ledger themselves
+            if (facts.kind == KIND_TOOL and not facts.inferred) or is_handoff(facts):
+                self._tool_cover(facts.trace_id).add(facts)
+            if facts.ours and not facts.inferred:  # runmeter's own spans feed the ledger themselves
                 if facts.kind == KIND_TOOL and entry is not None:
                     self._note_our_tool(entry, facts.tool_name or facts.name)
                 if facts.kind == KIND_LLM and facts.usage is not None:
@@ -217,6 +224,18 @@ class LocalMode:
                     up.our_tools = set()
                 up.our_tools.add(name)
             parent = up.parent
+
+    def _tool_cover(self, trace_id: int) -> ToolCover:
+        cover = self._covers.get(trace_id)
+        if cover is None:
+            cover = self._covers[trace_id] = ToolCover()
+            if len(self._covers) > _RECENT_COVERS:
+                self._covers.popitem(last=False)
+        return cover
+
+    def _covered(self, facts: SpanFacts) -> bool:
+        cover = self._covers.get(facts.trace_id)
+        return cover is not None and cover.claim(facts)
 
     def _remember_ours(self, facts: SpanFacts) -> None:
         recent = self._ours.get((facts.trace_id, facts.parent_id))

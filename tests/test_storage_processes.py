@@ -70,6 +70,16 @@ def test_two_writers_and_a_reader_on_one_embedded_store(tmp_path: Path) -> None:
     assert calls == 80
 
 
+def _cli_json(cwd: Path, url: str, *args: str) -> Any:
+    """``runmeter --store url ... --json``, as a user runs it."""
+    import json
+
+    out = subprocess.run([str(Path(sys.executable).parent / "runmeter"), "--store", url, *args, "--json"],
+                         cwd=cwd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
 AGENT = """
 import os, openai, runmeter
 client = openai.OpenAI(base_url=os.environ["SIM_URL"], api_key="sk-x", max_retries=0)
@@ -200,8 +210,6 @@ if __name__ == "__main__":
 def test_calls_made_in_forked_workers_are_stored_and_reported(tmp_path: Path, how: str) -> None:
     """1 call in the agent + 9 in 3 forked workers, each $0.000771 (gpt-5.5, 57 in incl. 32 cached,
     21 out): every report shows 10 calls and $0.00771, not the parent's 1 call and $0.000771."""
-    import json
-
     from runmeter.testing import Reply, Simulator
 
     (tmp_path / "agent.py").write_text(FORKING_AGENT)
@@ -220,10 +228,7 @@ def test_calls_made_in_forked_workers_are_stored_and_reported(tmp_path: Path, ho
     assert calls == (10, 0.00771) and spans == 10
 
     def cli(*args: str) -> Any:
-        out = subprocess.run([str(Path(sys.executable).parent / "runmeter"), "--store", url, *args, "--json"],
-                             cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr
-        return json.loads(out.stdout)
+        return _cli_json(tmp_path, url, *args)
 
     (row,) = cli("runs")
     assert (row["RunId"], row["LlmCalls"], row["CostUsd"], row["Outcome"], row["Pricing"]) == (run_id, 10, 0.00771, "accepted", "priced")
@@ -231,3 +236,48 @@ def test_calls_made_in_forked_workers_are_stored_and_reported(tmp_path: Path, ho
     assert (group["Runs"], group["TotalCostUsd"], group["MeanLlmCalls"], group["CostPerAcceptedRun"]) == (1, 0.00771, 10, 0.00771)
     detail = cli("run", run_id)
     assert (detail["run"]["LlmCalls"], detail["run"]["CostUsd"]) == (10, 0.00771)
+
+
+TOOL_LOOP_AGENT = """
+import json, os, openai, runmeter
+client = openai.OpenAI(base_url=os.environ["SIM_URL"], api_key="sk-x", max_retries=0)
+
+def read_file(path):  # a plain function: no runmeter code around the tools
+    return "def add(a, b): return a - b"
+
+with runmeter.run("fix-add", owner="ana") as run:
+    messages = [{"role": "user", "content": "Fix add()."}]
+    while True:
+        msg = client.chat.completions.create(model="gpt-5.5", messages=messages).choices[0].message
+        if not msg.tool_calls:
+            break
+        messages.append(msg)
+        for tc in msg.tool_calls:
+            messages.append({"role": "tool", "tool_call_id": tc.id, "content": read_file(**json.loads(tc.function.arguments))})
+    run.accept()
+    print("run", run.run_id)
+"""
+
+
+def test_a_zero_code_tool_loop_is_counted_and_reported(tmp_path: Path) -> None:
+    """The model asks for read_file(app.py) three times; the agent runs it with no runmeter code. The
+    store and every report say 3 tool calls (not 0) and show the loop; 4 calls of $0.000771 each."""
+    from runmeter.testing import Reply, Simulator, ToolCall
+
+    (tmp_path / "agent.py").write_text(TOOL_LOOP_AGENT)
+    with Simulator() as sim:
+        sim.queue(*[Reply(tool_calls=[ToolCall("read_file", {"path": "app.py"}, f"call_{i}")], input_tokens=57, output_tokens=21, cached_tokens=32)
+                    for i in range(3)], Reply(text="Fixed.", input_tokens=57, output_tokens=21, cached_tokens=32))
+        proc = subprocess.run([str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable, "agent.py"],
+                              cwd=tmp_path, env=dict(_env(), SIM_URL=sim.openai_url), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    run_id = proc.stdout.split("run ", 1)[1].split()[0]
+    url = f"chdb://{tmp_path / '.runmeter'}"
+
+    def cli(*args: str) -> Any:
+        return _cli_json(tmp_path, url, *args)
+
+    (row,) = cli("runs")
+    assert (row["RunId"], row["LlmCalls"], row["ToolCalls"], row["CostUsd"]) == (run_id, 4, 3, 0.003084)
+    loops = cli("loops")
+    assert [(r["Kind"], r["Key"].split("#")[0], r["Count"]) for r in loops] == [("identical_tool_call", "read_file", 3)]

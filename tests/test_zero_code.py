@@ -62,8 +62,8 @@ def test_opentelemetry_instrument_prices_both_clients(tmp_path: Path) -> None:
 
 
 FIX = [  # read the file, fix it, say so: the example's check then passes and the run is accepted
-    Reply(tool_calls=[ToolCall("read_file", {"path": "app.py"})], input_tokens=500, output_tokens=20),
-    Reply(tool_calls=[ToolCall("edit_file", {"path": "app.py", "old": "a - b", "new": "a + b"})], input_tokens=600, output_tokens=30),
+    Reply(tool_calls=[ToolCall("read_file", {"path": "app.py"}, "call_1")], input_tokens=500, output_tokens=20),
+    Reply(tool_calls=[ToolCall("edit_file", {"path": "app.py", "old": "a - b", "new": "a + b"}, "call_2")], input_tokens=600, output_tokens=30),
     Reply(text="Fixed add().", input_tokens=700, output_tokens=10),
 ]
 
@@ -88,8 +88,12 @@ def test_the_gemini_and_bedrock_examples_zero_code(tmp_path: Path, root: Path, e
     assert proc.returncode == 0, proc.stderr
     spans = _spans(proc.stdout[proc.stdout.find("{"):])
     calls = [s for s in spans if s["attributes"].get("runmeter.cost.usd") is not None]
-    tools = [s for s in spans if s["attributes"].get("gen_ai.operation.name") == "execute_tool"]
+    tools = [s for s in spans if s["attributes"].get("gen_ai.operation.name") == "execute_tool" and not s["attributes"].get("runmeter.cost.duplicate")]
     assert len(calls) == 3 and [t["attributes"]["gen_ai.tool.name"] for t in tools] == ["read_file", "edit_file"]
+    # The example wraps its tools in runmeter.tool(): the calls told from their results are not counted again.
+    told = [s for s in spans if s["attributes"].get("runmeter.tool.inferred")]
+    assert [t["attributes"]["gen_ai.tool.name"] for t in told] == ["read_file", "edit_file"]
+    assert all(t["attributes"].get("runmeter.cost.duplicate") is True for t in told)
     assert sum(s["attributes"]["runmeter.cost.usd"] for s in calls) == pytest.approx(cost, abs=1e-12)
     (run,) = [s for s in spans if s["name"] == "invoke_agent fix-bug"]
     assert run["attributes"].get("runmeter.run.outcome") == "accepted"
