@@ -12,24 +12,39 @@ Loaded by ``opentelemetry-instrument`` (entry point ``runmeter_threads``; disabl
 ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=runmeter_threads``) and by the first ``runmeter.run()``.
 A task runs in its submitter's context, whatever the context its worker thread was started in. A
 ``Thread`` subclass that overrides ``run`` is not reached (nor is it by the contrib package).
+
+Processes too: a ``ProcessPoolExecutor``, a ``multiprocessing`` pool or ``Process`` started with
+*spawn* or *forkserver* (the default on macOS, and on Linux from Python 3.14) begins with an
+empty context, and a *fork* pool's workers keep the context of the run they were forked in, for
+every later task - another run's calls counted in the first. The hand-over carries the trace
+context (W3C ``traceparent``) and the run (its id, attributes, budget and totals so far: see
+``processor/_live.run_handover``) as picklable values with each task or process, and the task runs
+in them in the child; an empty context is carried too, so a reused worker never runs a task in a
+stale run. The child needs OpenTelemetry set up as the parent has it (``opentelemetry-instrument``
+does it in every Python process it starts); its calls are stored under the run and summed with it.
 """
 
 from __future__ import annotations
 
+import functools
+import multiprocessing.pool
+import multiprocessing.process
 import os
 import threading
 from collections.abc import Callable, Collection
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from wrapt import wrap_function_wrapper
 
 from runmeter.core import internal_error
 from runmeter.instrumentation._base import _unwrap
+from runmeter.processor import RUN_CONTEXT_KEY, current_run, run_handover, run_taken_over
 
-__all__ = ["ENTRY_POINT", "ThreadsInstrumentor", "carry_context_into_threads"]
+__all__ = ["ENTRY_POINT", "ThreadsInstrumentor", "carry_context_into_threads", "in_handed_over_context"]
 
 ENTRY_POINT = "runmeter_threads"
 _CONTEXT_ATTR = "_runmeter_otel_context"
@@ -74,6 +89,82 @@ def _run(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwar
     return _in_context(ctx, wrapped)(*args, **kwargs)
 
 
+# --- processes ---------------------------------------------------------------------------------
+
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
+# The methods a multiprocessing pool hands work over in, the function always first: map, starmap
+# and their async forms go through _map_async; apply through apply_async.
+_POOL_METHODS = ("apply_async", "_map_async", "imap", "imap_unordered")
+
+
+def _handover() -> tuple[dict[str, str], tuple[Any, ...] | None]:
+    """The current context as picklable values: its W3C trace context and its run."""
+    carrier: dict[str, str] = {}
+    _TRACE_CONTEXT.inject(carrier)
+    live = current_run()
+    return carrier, run_handover(live) if live is not None else None
+
+
+def _taken_over(state: tuple[dict[str, str], tuple[Any, ...] | None]) -> otel_context.Context:
+    carrier, run = state
+    ctx = _TRACE_CONTEXT.extract(carrier, context=otel_context.Context())
+    if run is not None:
+        ctx = otel_context.set_value(RUN_CONTEXT_KEY, run_taken_over(run), ctx)
+    return ctx
+
+
+def in_handed_over_context(state: tuple[dict[str, str], tuple[Any, ...] | None], fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` in the context it was handed over in, in the process that runs it.
+    (Module-level, so a task wrapped in it pickles by reference.)"""
+    try:
+        ctx = _taken_over(state)
+    except Exception as exc:  # the task runs all the same, in no run
+        internal_error("processes.context", exc)
+        ctx = otel_context.Context()
+    token = otel_context.attach(ctx)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        otel_context.detach(token)
+
+
+def _with_handover(fn: Any) -> Any:
+    try:
+        return functools.partial(in_handed_over_context, _handover(), fn)
+    except Exception as exc:  # handed over as it was: its calls are then a run of their own
+        internal_error("processes.handover", exc)
+        return fn
+
+
+def _first_argument_handed_over(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A pool method whose first argument is the function to run in a worker process (a
+    ``ThreadPool``'s in a thread of this process: the context itself, the run's ledger shared)."""
+    if isinstance(instance, multiprocessing.pool.ThreadPool):
+        def carry(fn: Any) -> Any:
+            return _in_context(otel_context.get_current(), fn)
+    else:
+        carry = _with_handover
+    if args:
+        return wrapped(carry(args[0]), *args[1:], **kwargs)
+    for name in ("func", "fn"):
+        if name in kwargs:
+            return wrapped(**{**kwargs, name: carry(kwargs[name])})
+    return wrapped(*args, **kwargs)
+
+
+def _process_start(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``Process.start``: its target runs in the context it was started in (a subclass overriding
+    ``run`` is not reached)."""
+    target = getattr(instance, "_target", None)
+    wrapped_already = isinstance(target, functools.partial) and target.func is in_handed_over_context
+    if target is not None and not wrapped_already:
+        try:
+            instance._target = _with_handover(target)
+        except Exception as exc:
+            internal_error("processes.start", exc)
+    return wrapped(*args, **kwargs)
+
+
 class ThreadsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Carries the OpenTelemetry context (and so runmeter's run) into worker threads."""
 
@@ -84,11 +175,19 @@ class ThreadsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         wrap_function_wrapper(ThreadPoolExecutor, "submit", _submit)
         wrap_function_wrapper(threading.Thread, "start", _start)
         wrap_function_wrapper(threading.Thread, "run", _run)
+        wrap_function_wrapper(ProcessPoolExecutor, "submit", _first_argument_handed_over)
+        for name in _POOL_METHODS:
+            wrap_function_wrapper(multiprocessing.pool.Pool, name, _first_argument_handed_over)
+        wrap_function_wrapper(multiprocessing.process.BaseProcess, "start", _process_start)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         _unwrap(ThreadPoolExecutor, "submit")
         _unwrap(threading.Thread, "start")
         _unwrap(threading.Thread, "run")
+        _unwrap(ProcessPoolExecutor, "submit")
+        for name in _POOL_METHODS:
+            _unwrap(multiprocessing.pool.Pool, name)
+        _unwrap(multiprocessing.process.BaseProcess, "start")
 
 
 _checked = False

@@ -35,7 +35,7 @@ from runmeter.processor._limits import SpendLimit, SpendLimits, base_model, curr
 from runmeter.processor._limits import Reader as SpendReader
 from runmeter.processor._limits import Usage as SpendUsage
 from runmeter.processor._limits import period_start as spend_period_start
-from runmeter.processor._live import INSTRUMENTATION_SCOPE, RUN_CONTEXT_KEY, LiveRun, alert, current_run, set_alert_hook
+from runmeter.processor._live import INSTRUMENTATION_SCOPE, RUN_CONTEXT_KEY, LiveRun, alert, current_run, run_handover, run_taken_over, set_alert_hook
 from runmeter.processor._loops import LoopDetector, LoopSignal
 from runmeter.processor._overrides import GpuHourPrice, PriceOverrides, TokenPrice
 from runmeter.processor._processor import RunLimits, RunProcessor
@@ -94,6 +94,8 @@ __all__ = [
     "Tokens",
     "assemble",
     "current_run",
+    "run_handover",
+    "run_taken_over",
     "read_span",
     "run_id_for",
     "short_hash",

@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 from runmeter.conventions.attributes import RunmeterBudgetLimitValues as Limit
 from runmeter.core import renew_locks_after_fork
@@ -158,6 +159,27 @@ class RunLedger:
         with self._lock:
             self.tool_calls[name] += 1
             return self.loops.observe_tool(name, args_hash, resource)
+
+    # --- across a process boundary ---------------------------------------------------
+
+    def handover(self) -> tuple[Any, ...]:
+        """What a process started for the run (spawn, a process pool) needs to go on checking its
+        budget: the budget and the totals so far, as plain picklable values."""
+        with self._lock:
+            return (self.run_id, self.budget, self.loops.threshold, self.started, str(self.cost_usd), self.input_tokens,
+                    self.output_tokens, self.llm_calls, self.unpriced_calls, dict(self.tool_calls))
+
+    @classmethod
+    def taken_over(cls, state: tuple[Any, ...]) -> RunLedger:
+        """The ledger :meth:`handover` described, in the process that took the work over: it goes on
+        from the totals at the hand-over (the other process's later spend is not seen here)."""
+        run_id, budget, threshold, started, cost, inp, out, llm, unpriced, tools = state
+        ledger = cls(str(run_id), budget if isinstance(budget, Budget) else None, loop_threshold=int(threshold))
+        ledger.started = float(started)  # CLOCK_MONOTONIC: one clock for every process of the host
+        ledger.cost_usd = Decimal(cost)
+        ledger.input_tokens, ledger.output_tokens, ledger.llm_calls, ledger.unpriced_calls = int(inp), int(out), int(llm), int(unpriced)
+        ledger.tool_calls.update({str(k): int(v) for k, v in dict(tools).items()})
+        return ledger
 
     @property
     def elapsed_s(self) -> float:

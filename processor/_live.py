@@ -21,7 +21,7 @@ from runmeter.processor._budget import Breach
 from runmeter.processor._ledger import RunLedger
 from runmeter.processor._loops import LoopSignal
 
-__all__ = ["INSTRUMENTATION_SCOPE", "RUN_CONTEXT_KEY", "LiveRun", "current_run", "set_alert_hook"]
+__all__ = ["INSTRUMENTATION_SCOPE", "RUN_CONTEXT_KEY", "LiveRun", "current_run", "run_handover", "run_taken_over", "set_alert_hook"]
 
 # Live alerts (``[alerts]``, runmeter/alerts.py): called with (event, run, detail) when a run in
 # this process shows a loop signal or breaks a budget or a spend limit. Must not block or raise.
@@ -81,6 +81,20 @@ class LiveRun:
         root = self.root_span
         if root is not None and root.is_recording():
             root.add_event(A.RUNMETER_BUDGET_EXCEEDED_EVENT, breach.to_attributes())
+
+
+def run_handover(live: LiveRun) -> tuple[Any, ...]:
+    """The run, as picklable values for a process that takes work over (see :func:`run_taken_over`)."""
+    return (live.run_id, dict(live.stamp), live.ledger.handover())
+
+
+def run_taken_over(state: tuple[Any, ...]) -> LiveRun:
+    """The run :func:`run_handover` described, in another process: its spans there carry the run's
+    id, name, owner and project, and its calls are checked against the run's budget (from the
+    totals at the hand-over). Its loop signals and breaches fire there as alerts; the root span,
+    in the other process, does not get them as events."""
+    run_id, stamp, ledger = state
+    return LiveRun(str(run_id), RunLedger.taken_over(ledger), dict(stamp))
 
 
 def current_run(ctx: otel_context.Context | None = None) -> LiveRun | None:

@@ -133,7 +133,9 @@ class RunProcessor(SpanProcessor):
         self._wake = threading.Event()  # set when a bound evicted traces: assemble them now
         self._thread: threading.Thread | None = None
         self._background = background
-        self._forked_child = False
+        # A multiprocessing child (forked, or spawned: started afresh for a pool or a Process)
+        # flushes as each piece of its work ends; None until the first span says which.
+        self._forked_child: bool | None = None if isinstance(self._modes, LocalMode) else False
         if background:
             self._start_thread()
         if isinstance(self._modes, LocalMode):
@@ -199,6 +201,8 @@ class RunProcessor(SpanProcessor):
             return  # held for assembly (remote mode)
         for d in self._downstream:
             d.on_end(out)
+        if self._forked_child is None:  # known at the first span: a spawned child is bootstrapped by then
+            self._forked_child = multiprocessing.parent_process() is not None
         if self._forked_child and self._ends_child_work(span):
             # A pool worker may be terminated (SIGTERM) as soon as its task returns: the task's spans
             # are exported (spooled) when its outermost span in this process ends.

@@ -281,3 +281,94 @@ def test_a_zero_code_tool_loop_is_counted_and_reported(tmp_path: Path) -> None:
     assert (row["RunId"], row["LlmCalls"], row["ToolCalls"], row["CostUsd"]) == (run_id, 4, 3, 0.003084)
     loops = cli("loops")
     assert [(r["Kind"], r["Key"].split("#")[0], r["Count"]) for r in loops] == [("identical_tool_call", "read_file", 3)]
+
+
+POOL_AGENT = """
+import multiprocessing as mp, os, sys, openai, runmeter
+from concurrent.futures import ProcessPoolExecutor
+
+def call(i):
+    client = openai.OpenAI(base_url=os.environ["SIM_URL"], api_key="sk-x", max_retries=0)
+    client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": f"part {i}"}])
+    return i
+
+if __name__ == "__main__":
+    method, kind = sys.argv[1].split("-")
+    ctx = mp.get_context(method)
+    pool = ProcessPoolExecutor(2, mp_context=ctx) if kind == "executor" else ctx.Pool(2)
+    ids = []
+    for name in ("first", "second"):  # one pool, made before either run, for both
+        with runmeter.run(name, owner="ana") as run:
+            call(-1)
+            assert sorted(pool.map(call, range(4))) == list(range(4))
+            run.accept()
+        ids.append(run.run_id)
+    pool.shutdown() if kind == "executor" else (pool.close(), pool.join())
+    print("runs", *ids)
+"""
+
+
+@pytest.mark.parametrize("how", ["spawn-executor", "spawn-pool", "fork-pool"])
+def test_calls_in_a_process_pool_count_in_the_run_that_handed_them_over(tmp_path: Path, how: str) -> None:
+    """One pool, two runs, 1 + 4 calls of $0.000771 each: each run has its 5 calls ($0.003855). With
+    spawn the workers start with no context (their calls were runs of their own); a fork pool made
+    before the runs kept the context it was forked in, for every task of every run."""
+    from runmeter.testing import Reply, Simulator
+
+    (tmp_path / "agent.py").write_text(POOL_AGENT)
+    with Simulator() as sim:
+        sim.responder = lambda req: Reply(input_tokens=57, output_tokens=21, cached_tokens=32)
+        proc = subprocess.run([str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable, "agent.py", how],
+                              cwd=tmp_path, env=dict(_env(), SIM_URL=sim.openai_url), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    first, second = proc.stdout.split("runs ", 1)[1].split()
+    rows = {r["RunId"]: r for r in _cli_json(tmp_path, f"chdb://{tmp_path / '.runmeter'}", "runs")}
+    assert set(rows) == {first, second}  # no call outside them
+    for run_id, name in ((first, "first"), (second, "second")):
+        assert (rows[run_id]["Name"], rows[run_id]["LlmCalls"], rows[run_id]["CostUsd"]) == (name, 5, 0.003855)
+
+
+SPAWNED_BUDGET_AGENT = """
+import multiprocessing as mp, os, openai, runmeter
+from runmeter import Budget, BudgetExceeded
+
+def work(out):
+    client = openai.OpenAI(base_url=os.environ["SIM_URL"], api_key="sk-x", max_retries=0)
+    done = 0
+    try:
+        for i in range(3):
+            client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": f"part {i}"}])
+            done += 1
+    except BudgetExceeded as stop:
+        out.put((done, stop.limit))
+
+if __name__ == "__main__":
+    ctx = mp.get_context("spawn")
+    with runmeter.run("bounded", budget=Budget(max_llm_calls=3)) as run:
+        client = openai.OpenAI(base_url=os.environ["SIM_URL"], api_key="sk-x", max_retries=0)
+        client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "plan"}])
+        out = ctx.Queue()
+        p = ctx.Process(target=work, args=(out,))
+        p.start()
+        p.join()
+        print("child", *out.get(timeout=30))
+    print("run", run.run_id)
+"""
+
+
+def test_a_spawned_process_checks_the_runs_budget_from_its_totals(tmp_path: Path) -> None:
+    """max_llm_calls=3, one call made before the hand-over: the spawned child makes 2 and is stopped
+    before its third; the run has 3 calls in all."""
+    from runmeter.testing import Reply, Simulator
+
+    (tmp_path / "agent.py").write_text(SPAWNED_BUDGET_AGENT)
+    with Simulator() as sim:
+        sim.responder = lambda req: Reply(input_tokens=57, output_tokens=21, cached_tokens=32)
+        proc = subprocess.run([str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable, "agent.py"],
+                              cwd=tmp_path, env=dict(_env(), SIM_URL=sim.openai_url), capture_output=True, text=True, timeout=180)
+        sent = sim.count("/chat/completions")
+    assert proc.returncode == 0, proc.stderr
+    assert "child 2 max_llm_calls" in proc.stdout and sent == 3
+    run_id = proc.stdout.split("run ", 1)[1].split()[0]
+    (row,) = _cli_json(tmp_path, f"chdb://{tmp_path / '.runmeter'}", "runs")
+    assert (row["RunId"], row["LlmCalls"], row["CostUsd"]) == (run_id, 3, 0.002313)

@@ -9,8 +9,10 @@ $0.000162.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing.pool
+import multiprocessing.process
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -65,6 +67,18 @@ def test_the_runs_budget_is_checked_before_a_call_in_a_worker(rig: Rig) -> None:
     assert rig.sim.count("/chat/completions") == 2  # the third call was refused before it was sent
 
 
+def test_a_multiprocessing_thread_pool_shares_the_runs_ledger(rig: Rig) -> None:
+    """multiprocessing.pool.ThreadPool runs its tasks in threads of this process: the run itself,
+    not a copy handed over, so the budget sees every call (2 allowed, the third refused)."""
+    _answer_all(rig)
+    client = rig.openai()
+    with pytest.raises(BudgetExceeded, match="max_llm_calls"):
+        with runmeter.run("capped", budget=Budget(max_llm_calls=2), tracer_provider=rig.tracer_provider):
+            with multiprocessing.pool.ThreadPool(1) as pool:
+                pool.map(lambda i: _call(client, i), range(4))
+    assert rig.sim.count("/chat/completions") == 2
+
+
 def test_a_task_runs_in_its_submitters_context_not_the_one_its_worker_started_in(rig: Rig) -> None:
     """A long-lived pool whose threads were started inside a run: a task submitted after the run,
     outside any, is not the run's."""
@@ -110,6 +124,9 @@ def test_uninstrument_restores_the_standard_library() -> None:
         assert not isinstance(ThreadPoolExecutor.__dict__["submit"], FunctionWrapper)
         assert not isinstance(threading.Thread.__dict__["start"], FunctionWrapper)
         assert not isinstance(threading.Thread.__dict__["run"], FunctionWrapper)
+        assert not isinstance(ProcessPoolExecutor.__dict__["submit"], FunctionWrapper)
+        assert not any(isinstance(multiprocessing.pool.Pool.__dict__[m], FunctionWrapper) for m in ("apply_async", "_map_async", "imap", "imap_unordered"))
+        assert not isinstance(multiprocessing.process.BaseProcess.__dict__["start"], FunctionWrapper)
     finally:
         ThreadsInstrumentor().instrument()
 
