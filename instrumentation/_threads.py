@@ -22,20 +22,32 @@ context (W3C ``traceparent``) and the run (its id, attributes, budget and totals
 in them in the child; an empty context is carried too, so a reused worker never runs a task in a
 stale run. The child needs OpenTelemetry set up as the parent has it (``opentelemetry-instrument``
 does it in every Python process it starts); its calls are stored under the run and summed with it.
+
+And programs: a ``subprocess`` started inside a span gets the trace context in its environment, as
+the OpenTelemetry specification's environment carriers say (``TRACEPARENT``, ``TRACESTATE``,
+``BAGGAGE``: the global propagator's fields, upper-cased), and the run in ``RUNMETER_RUN_HANDOVER``
+(JSON). A Python program started under ``opentelemetry-instrument`` takes both up when this
+instrumentor loads (before the program's own code), so its calls join the trace and the run; any
+other program that reads the carriers joins the trace.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import multiprocessing.pool
 import multiprocessing.process
 import os
+import re
+import subprocess
 import threading
 from collections.abc import Callable, Collection
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 from opentelemetry import context as otel_context
+from opentelemetry import propagate
+from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from wrapt import wrap_function_wrapper
@@ -44,7 +56,10 @@ from runmeter.core import internal_error
 from runmeter.instrumentation._base import _unwrap
 from runmeter.processor import RUN_CONTEXT_KEY, current_run, run_handover, run_taken_over
 
-__all__ = ["ENTRY_POINT", "ThreadsInstrumentor", "carry_context_into_threads", "in_handed_over_context"]
+__all__ = ["ENTRY_POINT", "RUN_HANDOVER_ENV", "ThreadsInstrumentor", "carry_context_into_threads", "in_handed_over_context"]
+
+RUN_HANDOVER_ENV = "RUNMETER_RUN_HANDOVER"
+"""Set by runmeter in the environment of a program started inside a run: the run, as JSON."""
 
 ENTRY_POINT = "runmeter_threads"
 _CONTEXT_ATTR = "_runmeter_otel_context"
@@ -165,8 +180,82 @@ def _process_start(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, 
     return wrapped(*args, **kwargs)
 
 
+# --- programs (subprocess) ------------------------------------------------------------------------
+
+_ENV_INDEX = 10  # Popen(args, bufsize, executable, stdin, stdout, stderr, preexec_fn, close_fds, shell, cwd, env, ...)
+_NOT_ENV_NAME = re.compile(r"[^A-Z0-9_]")
+
+
+def _env_name(key: str) -> str:
+    """A propagation field's environment variable: upper-cased, anything else an underscore."""
+    return _NOT_ENV_NAME.sub("_", key.upper())
+
+
+def _with_context_env(env: Any) -> Any:
+    """``env`` (None: this process's) with the current trace context and run, when there is a span."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        return env
+    fields: dict[str, str] = {}
+    propagate.inject(fields)
+    if not fields:
+        return env
+    out = dict(os.environ if env is None else env)
+    for key, value in fields.items():
+        out[_env_name(key)] = value
+    live = current_run()
+    if live is not None:
+        out[RUN_HANDOVER_ENV] = json.dumps(run_handover(live))
+    else:
+        out.pop(RUN_HANDOVER_ENV, None)  # a run this process was handed: not the span's
+    return out
+
+
+def _popen_init(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    try:
+        if len(args) > _ENV_INDEX:
+            args = (*args[:_ENV_INDEX], _with_context_env(args[_ENV_INDEX]), *args[_ENV_INDEX + 1:])
+        else:
+            kwargs = {**kwargs, "env": _with_context_env(kwargs.get("env"))}
+    except Exception as exc:  # the program starts as it would have
+        internal_error("processes.env", exc)
+    return wrapped(*args, **kwargs)
+
+
+class _EnvGetter:
+    """The propagators' getter over this process's environment (field names as ``_env_name`` makes them)."""
+
+    def get(self, carrier: Any, key: str) -> list[str] | None:
+        value = os.environ.get(_env_name(key))
+        return [value] if value is not None else None
+
+    def keys(self, carrier: Any) -> list[str]:
+        return list(os.environ)
+
+
+_took_over = False
+
+
+def _take_over_from_env() -> None:
+    """Once, where no span is current (a program's start): join the trace and the run this program
+    was started in, if its environment carries them. The context stays attached for its main thread."""
+    global _took_over
+    if _took_over or trace.get_current_span().get_span_context().is_valid:
+        return
+    _took_over = True
+    ctx = propagate.extract(os.environ, context=otel_context.Context(), getter=_EnvGetter())  # type: ignore[arg-type]
+    if not trace.get_current_span(ctx).get_span_context().is_valid:
+        return
+    handed = os.environ.get(RUN_HANDOVER_ENV)
+    if handed:
+        try:
+            ctx = otel_context.set_value(RUN_CONTEXT_KEY, run_taken_over(tuple(json.loads(handed))), ctx)
+        except Exception as exc:  # the trace is joined all the same
+            internal_error("processes.run_from_env", exc)
+    otel_context.attach(ctx)
+
+
 class ThreadsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Carries the OpenTelemetry context (and so runmeter's run) into worker threads."""
+    """Carries the OpenTelemetry context (and so runmeter's run) into worker threads, process pools and programs."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ()
@@ -179,6 +268,11 @@ class ThreadsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         for name in _POOL_METHODS:
             wrap_function_wrapper(multiprocessing.pool.Pool, name, _first_argument_handed_over)
         wrap_function_wrapper(multiprocessing.process.BaseProcess, "start", _process_start)
+        wrap_function_wrapper(subprocess.Popen, "__init__", _popen_init)
+        try:
+            _take_over_from_env()
+        except Exception as exc:  # the program runs on, in a trace of its own
+            internal_error("processes.take_over", exc)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         _unwrap(ThreadPoolExecutor, "submit")
@@ -188,6 +282,7 @@ class ThreadsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         for name in _POOL_METHODS:
             _unwrap(multiprocessing.pool.Pool, name)
         _unwrap(multiprocessing.process.BaseProcess, "start")
+        _unwrap(subprocess.Popen, "__init__")
 
 
 _checked = False

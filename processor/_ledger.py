@@ -164,9 +164,11 @@ class RunLedger:
 
     def handover(self) -> tuple[Any, ...]:
         """What a process started for the run (spawn, a process pool) needs to go on checking its
-        budget: the budget and the totals so far, as plain picklable values."""
+        budget: the budget and the totals so far, as plain values (picklable, and JSON for an
+        environment variable)."""
         with self._lock:
-            return (self.run_id, self.budget, self.loops.threshold, self.started, str(self.cost_usd), self.input_tokens,
+            budget = self.budget.to_attributes() if self.budget is not None else None
+            return (self.run_id, budget, self.loops.threshold, self.started, str(self.cost_usd), self.input_tokens,
                     self.output_tokens, self.llm_calls, self.unpriced_calls, dict(self.tool_calls))
 
     @classmethod
@@ -174,7 +176,7 @@ class RunLedger:
         """The ledger :meth:`handover` described, in the process that took the work over: it goes on
         from the totals at the hand-over (the other process's later spend is not seen here)."""
         run_id, budget, threshold, started, cost, inp, out, llm, unpriced, tools = state
-        ledger = cls(str(run_id), budget if isinstance(budget, Budget) else None, loop_threshold=int(threshold))
+        ledger = cls(str(run_id), Budget.from_attributes(budget) if isinstance(budget, dict) else None, loop_threshold=int(threshold))
         ledger.started = float(started)  # CLOCK_MONOTONIC: one clock for every process of the host
         ledger.cost_usd = Decimal(cost)
         ledger.input_tokens, ledger.output_tokens, ledger.llm_calls, ledger.unpriced_calls = int(inp), int(out), int(llm), int(unpriced)

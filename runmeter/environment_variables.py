@@ -20,6 +20,10 @@ RUNMETER_SPOOL_DIR = "RUNMETER_SPOOL_DIR"
 RUNMETER_SPOOL_MAX_BYTES = "RUNMETER_SPOOL_MAX_BYTES"
 """Largest size of the spool in bytes. Default: 1 GiB."""
 
+RUNMETER_RUN_HANDOVER = "RUNMETER_RUN_HANDOVER"
+"""Set by runmeter, not by you: in the environment of a program started inside a run, the run (JSON) whose
+calls it makes; read once at its start, beside the OpenTelemetry carriers ``TRACEPARENT``/``TRACESTATE``."""
+
 RUNMETER_RUN_GRACE_S = "RUNMETER_RUN_GRACE_S"
 """In-process: seconds after a run's root span ends during which late children still join the run. Default 2."""
 

@@ -70,6 +70,27 @@ def test_two_writers_and_a_reader_on_one_embedded_store(tmp_path: Path) -> None:
     assert calls == 80
 
 
+def _run_agent(cwd: Path, sim_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``opentelemetry-instrument python agent.py ...`` in ``cwd``, against the simulator."""
+    return subprocess.run([str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable, "agent.py", *args],
+                          cwd=cwd, env=dict(_env(), SIM_URL=sim_url), capture_output=True, text=True, timeout=180)
+
+
+def _answered_agent(cwd: Path, files: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Write the agent's files, run ``agent.py`` zero code against a simulator that answers every
+    call with gpt-5.5's 57 in (32 cached) and 21 out ($0.000771); the result and the requests sent."""
+    from runmeter.testing import Reply, Simulator
+
+    for name, text in files.items():
+        (cwd / name).write_text(text)
+    with Simulator() as sim:
+        sim.responder = lambda req: Reply(input_tokens=57, output_tokens=21, cached_tokens=32)
+        proc = _run_agent(cwd, sim.openai_url, *args)
+        sent = sim.count("/chat/completions")
+    assert proc.returncode == 0, proc.stderr
+    return proc, sent
+
+
 def _cli_json(cwd: Path, url: str, *args: str) -> Any:
     """``runmeter --store url ... --json``, as a user runs it."""
     import json
@@ -268,8 +289,7 @@ def test_a_zero_code_tool_loop_is_counted_and_reported(tmp_path: Path) -> None:
     with Simulator() as sim:
         sim.queue(*[Reply(tool_calls=[ToolCall("read_file", {"path": "app.py"}, f"call_{i}")], input_tokens=57, output_tokens=21, cached_tokens=32)
                     for i in range(3)], Reply(text="Fixed.", input_tokens=57, output_tokens=21, cached_tokens=32))
-        proc = subprocess.run([str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable, "agent.py"],
-                              cwd=tmp_path, env=dict(_env(), SIM_URL=sim.openai_url), capture_output=True, text=True, timeout=120)
+        proc = _run_agent(tmp_path, sim.openai_url)
     assert proc.returncode == 0, proc.stderr
     run_id = proc.stdout.split("run ", 1)[1].split()[0]
     url = f"chdb://{tmp_path / '.runmeter'}"
@@ -313,14 +333,7 @@ def test_calls_in_a_process_pool_count_in_the_run_that_handed_them_over(tmp_path
     """One pool, two runs, 1 + 4 calls of $0.000771 each: each run has its 5 calls ($0.003855). With
     spawn the workers start with no context (their calls were runs of their own); a fork pool made
     before the runs kept the context it was forked in, for every task of every run."""
-    from runmeter.testing import Reply, Simulator
-
-    (tmp_path / "agent.py").write_text(POOL_AGENT)
-    with Simulator() as sim:
-        sim.responder = lambda req: Reply(input_tokens=57, output_tokens=21, cached_tokens=32)
-        proc = subprocess.run([str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable, "agent.py", how],
-                              cwd=tmp_path, env=dict(_env(), SIM_URL=sim.openai_url), capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr
+    proc, _ = _answered_agent(tmp_path, {"agent.py": POOL_AGENT}, how)
     first, second = proc.stdout.split("runs ", 1)[1].split()
     rows = {r["RunId"]: r for r in _cli_json(tmp_path, f"chdb://{tmp_path / '.runmeter'}", "runs")}
     assert set(rows) == {first, second}  # no call outside them
@@ -359,16 +372,61 @@ if __name__ == "__main__":
 def test_a_spawned_process_checks_the_runs_budget_from_its_totals(tmp_path: Path) -> None:
     """max_llm_calls=3, one call made before the hand-over: the spawned child makes 2 and is stopped
     before its third; the run has 3 calls in all."""
-    from runmeter.testing import Reply, Simulator
-
-    (tmp_path / "agent.py").write_text(SPAWNED_BUDGET_AGENT)
-    with Simulator() as sim:
-        sim.responder = lambda req: Reply(input_tokens=57, output_tokens=21, cached_tokens=32)
-        proc = subprocess.run([str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable, "agent.py"],
-                              cwd=tmp_path, env=dict(_env(), SIM_URL=sim.openai_url), capture_output=True, text=True, timeout=180)
-        sent = sim.count("/chat/completions")
-    assert proc.returncode == 0, proc.stderr
+    proc, sent = _answered_agent(tmp_path, {"agent.py": SPAWNED_BUDGET_AGENT})
     assert "child 2 max_llm_calls" in proc.stdout and sent == 3
     run_id = proc.stdout.split("run ", 1)[1].split()[0]
     (row,) = _cli_json(tmp_path, f"chdb://{tmp_path / '.runmeter'}", "runs")
     assert (row["RunId"], row["LlmCalls"], row["CostUsd"]) == (run_id, 3, 0.002313)
+
+
+PARENT_AGENT = """
+import os, subprocess, sys, openai, runmeter
+
+client = openai.OpenAI(base_url=os.environ["SIM_URL"], api_key="sk-x", max_retries=0)
+with runmeter.run("parent", owner="ana") as run:
+    client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "plan"}])
+    for part in ("a", "b"):  # a sub-agent program with no runmeter code, as a tool would start it
+        subprocess.run([sys.executable, "child.py", part], check=True)
+    run.accept()
+print("run", run.run_id)
+subprocess.run([sys.executable, "child.py", "after"], check=True)  # outside the run: a run of its own
+"""
+
+CHILD_AGENT = """
+import os, sys, openai
+client = openai.OpenAI(base_url=os.environ["SIM_URL"], api_key="sk-x", max_retries=0)
+client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": sys.argv[1]}])
+print("traceparent" if os.environ.get("TRACEPARENT") else "none")
+"""
+
+
+def test_a_program_started_inside_a_run_counts_in_it(tmp_path: Path) -> None:
+    """The agent starts two Python programs in its run and one after it: the run has 3 calls
+    ($0.002313), the program after it a run of its own."""
+    proc, _ = _answered_agent(tmp_path, {"agent.py": PARENT_AGENT, "child.py": CHILD_AGENT})
+    assert proc.stdout.split() [:2] == ["traceparent", "traceparent"] and proc.stdout.split()[-1] == "none"
+    run_id = proc.stdout.split("run ", 1)[1].split()[0]
+    rows = {r["RunId"]: r for r in _cli_json(tmp_path, f"chdb://{tmp_path / '.runmeter'}", "runs")}
+    assert (rows[run_id]["Name"], rows[run_id]["LlmCalls"], rows[run_id]["CostUsd"]) == ("parent", 3, 0.002313)
+    (other,) = [r for r in rows.values() if r["RunId"] != run_id]
+    assert other["LlmCalls"] == 1
+
+
+
+BOUNDED_PARENT_AGENT = """
+import os, subprocess, sys, openai, runmeter
+
+client = openai.OpenAI(base_url=os.environ["SIM_URL"], api_key="sk-x", max_retries=0)
+with runmeter.run("bounded", budget=runmeter.Budget(max_llm_calls=1)) as run:
+    client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "plan"}])
+    child = subprocess.run([sys.executable, "child.py", "a"], capture_output=True, text=True)
+print("child", child.returncode, child.stderr.strip().splitlines()[-1])
+"""
+
+
+def test_a_program_started_inside_a_run_is_held_to_its_budget(tmp_path: Path) -> None:
+    """max_llm_calls=1, spent in the agent: the program it starts is stopped before its call (the
+    request is never sent)."""
+    proc, sent = _answered_agent(tmp_path, {"agent.py": BOUNDED_PARENT_AGENT, "child.py": CHILD_AGENT})
+    assert proc.stdout.startswith("child 1 runmeter.processor._budget.BudgetExceeded: ") and "max_llm_calls exceeded (2 of 1)" in proc.stdout
+    assert sent == 1
