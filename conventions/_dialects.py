@@ -245,6 +245,7 @@ class DialectMap:
         self.tool_call_implied_by = frozenset(doc.get("tool_call_implied_by", ()))
         self.tool_arguments_keys: tuple[str, ...] = tuple(doc.get("tool_arguments_keys", ()))
         self.handoff_span_prefixes: tuple[str, ...] = tuple(doc.get("handoff_span_prefixes", ()))
+        self.handoff_tool_prefixes: tuple[str, ...] = tuple(doc.get("handoff_tool_prefixes", ()))
         # attribute name -> [(field, rank, converter)], so reading walks the span's attributes once
         self._index: dict[str, list[tuple[str, int, Callable[[Any], Any]]]] = {}
         for name, keys in self.fields.items():

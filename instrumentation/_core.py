@@ -202,6 +202,8 @@ class GenAIHandler:
             return
         now = time.time_ns()
         for t in self.tools.new(trace_id, inv.answers, _answer_key, now):
+            if t.name.startswith(self._dialects.handoff_tool_prefixes):
+                continue  # an agent handing over (transfer_to_<agent>), not a tool call
             attrs: dict[str, Any] = {
                 G.GEN_AI_OPERATION_NAME: "execute_tool", G.GEN_AI_TOOL_NAME: t.name, G.GEN_AI_TOOL_TYPE: "function",
                 A.RUNMETER_TOOL_ARGS_HASH: t.key.rsplit("#", 1)[-1], A.RUNMETER_TOOL_INFERRED: True,

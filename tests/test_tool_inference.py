@@ -350,3 +350,15 @@ def test_a_reader_that_fails_counts_nothing_and_says_so(monkeypatch: pytest.Monk
     before = internal_error_counts().get("tools.answers", 0)
     assert answers_in(chat_answers, [Hostile()]) == []
     assert internal_error_counts()["tools.answers"] == before + 1
+
+
+def test_a_handoff_to_another_agent_is_no_tool_call(rig: Rig) -> None:
+    """The OpenAI Agents SDK and LangGraph's supervisor name their handoff tools transfer_to_<agent>."""
+    rig.sim.queue(
+        Reply(tool_calls=[ToolCall("transfer_to_fixer", {}, "call_h")], input_tokens=10, output_tokens=2),
+        Reply(tool_calls=[ToolCall("grep", {"q": "add"}, "call_g")], input_tokens=10, output_tokens=2),
+        Reply(text="Fixed.", input_tokens=10, output_tokens=2),
+    )
+    with runmeter.run("handoff", tracer_provider=rig.tracer_provider):
+        chat_loop(rig.openai())
+    assert [s.attributes["gen_ai.tool.name"] for s in tool_spans(rig)] == ["grep"]
