@@ -26,9 +26,11 @@ does it in every Python process it starts); its calls are stored under the run a
 And programs: a ``subprocess`` started inside a span gets the trace context in its environment, as
 the OpenTelemetry specification's environment carriers say (``TRACEPARENT``, ``TRACESTATE``,
 ``BAGGAGE``: the global propagator's fields, upper-cased), and the run in ``RUNMETER_RUN_HANDOVER``
-(JSON). A Python program started under ``opentelemetry-instrument`` takes both up when this
-instrumentor loads (before the program's own code), so its calls join the trace and the run; any
-other program that reads the carriers joins the trace.
+(JSON; ``null`` for a span outside any run). A Python program started under
+``opentelemetry-instrument`` takes both up when this instrumentor loads (before the program's own
+code), so its calls join the trace and the run; any other program that reads the carriers joins
+the trace. A ``TRACEPARENT`` without runmeter's variable (a CI system's, for a whole job) is left
+alone.
 """
 
 from __future__ import annotations
@@ -203,10 +205,7 @@ def _with_context_env(env: Any) -> Any:
     for key, value in fields.items():
         out[_env_name(key)] = value
     live = current_run()
-    if live is not None:
-        out[RUN_HANDOVER_ENV] = json.dumps(run_handover(live))
-    else:
-        out.pop(RUN_HANDOVER_ENV, None)  # a run this process was handed: not the span's
+    out[RUN_HANDOVER_ENV] = json.dumps(run_handover(live) if live is not None else None)  # null: a span, no run
     return out
 
 
@@ -237,20 +236,23 @@ _took_over = False
 
 def _take_over_from_env() -> None:
     """Once, where no span is current (a program's start): join the trace and the run this program
-    was started in, if its environment carries them. The context stays attached for its main thread."""
+    was started in, if runmeter started it (``RUNMETER_RUN_HANDOVER`` set: a ``TRACEPARENT`` that a
+    CI system sets for a whole job would otherwise make one run of every call of the job). The
+    context stays attached for the program's main thread."""
     global _took_over
-    if _took_over or trace.get_current_span().get_span_context().is_valid:
+    handed = os.environ.get(RUN_HANDOVER_ENV)
+    if _took_over or handed is None or trace.get_current_span().get_span_context().is_valid:
         return
     _took_over = True
     ctx = propagate.extract(os.environ, context=otel_context.Context(), getter=_EnvGetter())  # type: ignore[arg-type]
     if not trace.get_current_span(ctx).get_span_context().is_valid:
         return
-    handed = os.environ.get(RUN_HANDOVER_ENV)
-    if handed:
-        try:
-            ctx = otel_context.set_value(RUN_CONTEXT_KEY, run_taken_over(tuple(json.loads(handed))), ctx)
-        except Exception as exc:  # the trace is joined all the same
-            internal_error("processes.run_from_env", exc)
+    try:
+        run = json.loads(handed)
+        if run is not None:
+            ctx = otel_context.set_value(RUN_CONTEXT_KEY, run_taken_over(tuple(run)), ctx)
+    except Exception as exc:  # the trace is joined all the same
+        internal_error("processes.run_from_env", exc)
     otel_context.attach(ctx)
 
 

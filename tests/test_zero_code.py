@@ -135,3 +135,30 @@ def test_calls_in_a_thread_pool_join_the_agents_trace_zero_code(tmp_path: Path) 
     assert len(calls) == 3
     assert {s["context"]["trace_id"] for s in calls} == {root["context"]["trace_id"]}
     assert len({s["attributes"]["runmeter.run.id"] for s in calls}) == 1  # one implicit run, the root's
+
+
+ONE_CALL = """
+import os, openai
+openai.OpenAI(base_url=os.environ["SIM_URL"] + "/v1", api_key="sk-x", max_retries=0).chat.completions.create(
+    model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+"""
+CI_TRACE = "0af7651916cd43dd8448eb211c80319c"
+
+
+@pytest.mark.parametrize(("handover", "joins"), [(None, False), ("null", True)])
+def test_a_traceparent_is_taken_up_only_when_runmeter_set_it(tmp_path: Path, handover: str | None, joins: bool) -> None:
+    """A CI system's TRACEPARENT for a whole job is left alone (it would make one run of every call in
+    the job); the one runmeter writes for a program started in a span is joined."""
+    (tmp_path / "agent.py").write_text(ONE_CALL)
+    with Simulator() as sim:
+        sim.responder = lambda req: Reply(input_tokens=1_000, output_tokens=20)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RUNMETER_", "PYTEST"))}
+        env.update(SIM_URL=sim.url, OTEL_TRACES_EXPORTER="console", TRACEPARENT=f"00-{CI_TRACE}-b7ad6b7169203331-01")
+        if handover is not None:
+            env["RUNMETER_RUN_HANDOVER"] = handover
+        proc = subprocess.run([str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable, "agent.py"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    (call,) = [s for s in _spans(proc.stdout) if s["name"] == "chat gpt-4o-mini"]
+    assert (call["context"]["trace_id"] == f"0x{CI_TRACE}") is joins
+    assert (call["parent_id"] == "0xb7ad6b7169203331") is joins
