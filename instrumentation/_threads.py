@@ -4,14 +4,15 @@ A ``ThreadPoolExecutor`` or a ``threading.Thread`` does not carry contextvars in
 runs on: an LLM call made there starts a trace of its own, outside the run that asked for it -
 its cost missing from the run, the run's budget not checked before it. :class:`ThreadsInstrumentor`
 captures the context where work is handed over (``ThreadPoolExecutor.submit``, which ``map`` and
-asyncio's ``run_in_executor`` use; ``Thread.start``) and attaches it where the work runs, as
+asyncio's ``run_in_executor`` use; ``Thread.start``) and attaches it where the work runs (around
+the thread's ``run``, so a ``Thread`` subclass that overrides it too), as
 ``opentelemetry-instrumentation-threading`` does (that package cannot be a dependency: each of its
 releases pins ``opentelemetry-instrumentation`` to one version, older than the one runmeter uses).
 
 Loaded by ``opentelemetry-instrument`` (entry point ``runmeter_threads``; disable it with
 ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=runmeter_threads``) and by the first ``runmeter.run()``.
-A task runs in its submitter's context, whatever the context its worker thread was started in. A
-``Thread`` subclass that overrides ``run`` is not reached (nor is it by the contrib package).
+A task runs in its submitter's context, whatever the context its worker thread was started in. (The
+contrib package wraps ``run`` itself, and misses a subclass that overrides it.)
 
 Processes too: a ``ProcessPoolExecutor``, a ``multiprocessing`` pool or ``Process`` started with
 *spawn* or *forkserver* (the default on macOS, and on Linux from Python 3.14) begins with an
@@ -65,6 +66,9 @@ RUN_HANDOVER_ENV = "RUNMETER_RUN_HANDOVER"
 
 ENTRY_POINT = "runmeter_threads"
 _CONTEXT_ATTR = "_runmeter_otel_context"
+# What runs in the new thread around run(): wrapped there, a subclass that overrides run() is
+# reached too (CPython's; elsewhere, run() itself).
+_THREAD_BODY = "_bootstrap_inner" if "_bootstrap_inner" in threading.Thread.__dict__ else "run"
 _OWN_THREADS = "runmeter-"
 
 
@@ -265,7 +269,7 @@ class ThreadsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _instrument(self, **kwargs: Any) -> None:
         wrap_function_wrapper(ThreadPoolExecutor, "submit", _submit)
         wrap_function_wrapper(threading.Thread, "start", _start)
-        wrap_function_wrapper(threading.Thread, "run", _run)
+        wrap_function_wrapper(threading.Thread, _THREAD_BODY, _run)
         wrap_function_wrapper(ProcessPoolExecutor, "submit", _first_argument_handed_over)
         for name in _POOL_METHODS:
             wrap_function_wrapper(multiprocessing.pool.Pool, name, _first_argument_handed_over)
@@ -279,7 +283,7 @@ class ThreadsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _uninstrument(self, **kwargs: Any) -> None:
         _unwrap(ThreadPoolExecutor, "submit")
         _unwrap(threading.Thread, "start")
-        _unwrap(threading.Thread, "run")
+        _unwrap(threading.Thread, _THREAD_BODY)
         _unwrap(ProcessPoolExecutor, "submit")
         for name in _POOL_METHODS:
             _unwrap(multiprocessing.pool.Pool, name)

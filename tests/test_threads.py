@@ -67,6 +67,24 @@ def test_the_runs_budget_is_checked_before_a_call_in_a_worker(rig: Rig) -> None:
     assert rig.sim.count("/chat/completions") == 2  # the third call was refused before it was sent
 
 
+def test_a_thread_subclass_that_overrides_run_carries_the_run(rig: Rig) -> None:
+    _answer_all(rig)
+    client = rig.openai()
+
+    class Worker(threading.Thread):
+        def run(self) -> None:
+            _call(client, 1)
+
+    with runmeter.run("subclassed", tracer_provider=rig.tracer_provider):
+        _call(client, 0)
+        worker = Worker()
+        worker.start()
+        worker.join()
+    rig.processor.force_flush()
+    (record,) = rig.sink.runs
+    assert record.llm_calls == 2 and record.cost_usd == 2 * CALL
+
+
 def test_a_multiprocessing_thread_pool_shares_the_runs_ledger(rig: Rig) -> None:
     """multiprocessing.pool.ThreadPool runs its tasks in threads of this process: the run itself,
     not a copy handed over, so the budget sees every call (2 allowed, the third refused)."""
@@ -123,7 +141,7 @@ def test_uninstrument_restores_the_standard_library() -> None:
     try:
         assert not isinstance(ThreadPoolExecutor.__dict__["submit"], FunctionWrapper)
         assert not isinstance(threading.Thread.__dict__["start"], FunctionWrapper)
-        assert not isinstance(threading.Thread.__dict__["run"], FunctionWrapper)
+        assert not isinstance(threading.Thread.__dict__["_bootstrap_inner"], FunctionWrapper)
         assert not isinstance(ProcessPoolExecutor.__dict__["submit"], FunctionWrapper)
         assert not any(isinstance(multiprocessing.pool.Pool.__dict__[m], FunctionWrapper) for m in ("apply_async", "_map_async", "imap", "imap_unordered"))
         assert not isinstance(multiprocessing.process.BaseProcess.__dict__["start"], FunctionWrapper)
