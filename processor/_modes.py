@@ -193,7 +193,10 @@ class LocalMode:
             trace.due = now + self.core.limits.grace_s
 
     def forward(self, span: ReadableSpan, facts: SpanFacts, added: dict[str, Any]) -> ReadableSpan | None:
-        """The copy to hand downstream now."""
+        """The copy to hand downstream now (none for an inferred tool call that the agent's own
+        tool span covers: it would only say that call again, in every trace view)."""
+        if facts.inferred and facts.duplicate:
+            return None
         out = copy_adding(span, added) if added else span
         if added:  # what the copy says now
             facts.run_id = added.get(A.RUNMETER_RUN_ID, facts.run_id)
@@ -373,7 +376,7 @@ class RemoteMode:
                     if run_id in implicit_runs:
                         added[A.RUNMETER_RUN_IMPLICIT] = True
                 if sid in duplicates and facts is not None:
-                    mark_duplicate(facts, added)
+                    mark_duplicate(facts, added)  # an inferred tool call too: every acknowledged span is stored
                 out = copy_adding(span, added) if added else span
                 if facts is not None:  # the exporter reads them instead of reading the span again
                     facts.run_id = added.get(A.RUNMETER_RUN_ID, facts.run_id)
