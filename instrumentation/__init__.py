@@ -1,9 +1,9 @@
 """LLM client instrumentation and the run/tool API.
 
-``OpenAIInstrumentor``, ``AnthropicInstrumentor``, ``GeminiInstrumentor`` and
-``BedrockInstrumentor`` are OpenTelemetry instrumentors (entry points
+``OpenAIInstrumentor``, ``AnthropicInstrumentor``, ``GeminiInstrumentor``,
+``BedrockInstrumentor`` and ``LiteLLMInstrumentor`` are OpenTelemetry instrumentors (entry points
 ``opentelemetry_instrumentor``: ``runmeter_openai``, ``runmeter_anthropic``,
-``runmeter_gemini``, ``runmeter_bedrock``), loaded by ``opentelemetry-instrument python agent.py`` or used
+``runmeter_gemini``, ``runmeter_bedrock``, ``runmeter_litellm``), loaded by ``opentelemetry-instrument python agent.py`` or used
 directly::
 
     OpenAIInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
@@ -28,7 +28,8 @@ from runmeter.instrumentation._core import CaptureMode
 from runmeter.instrumentation.anthropic import AnthropicInstrumentor
 from runmeter.instrumentation.bedrock import BedrockInstrumentor
 from runmeter.instrumentation.gemini import GeminiInstrumentor
+from runmeter.instrumentation.litellm import LiteLLMInstrumentor
 from runmeter.instrumentation._threads import ThreadsInstrumentor
 from runmeter.instrumentation.openai import OpenAIInstrumentor
 
-__all__ = ["AnthropicInstrumentor", "BedrockInstrumentor", "CaptureMode", "GeminiInstrumentor", "OpenAIInstrumentor", "Run", "ThreadsInstrumentor", "Tool", "run", "tool"]
+__all__ = ["AnthropicInstrumentor", "BedrockInstrumentor", "CaptureMode", "GeminiInstrumentor", "LiteLLMInstrumentor", "OpenAIInstrumentor", "Run", "ThreadsInstrumentor", "Tool", "run", "tool"]

@@ -40,6 +40,14 @@ def _unwrap(owner: Any, attr: str) -> None:
         setattr(owner, attr, current.__wrapped__)
 
 
+def _qualified(owner: Any) -> str:
+    """A class's or a module's (LiteLLM's functions) full name, read from its own dict: a lazy module's
+    ``__getattr__`` (LiteLLM's) raises for names it does not know."""
+    if isinstance(owner, type):
+        return f"{owner.__module__}.{owner.__qualname__}"
+    return str(vars(owner).get("__name__", owner))
+
+
 class ProviderInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Wraps a client's methods on ``instrument()`` and restores them on ``uninstrument()``."""
 
@@ -82,7 +90,7 @@ class ProviderInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         handler = GenAIHandler(kwargs.get("tracer_provider"), kwargs.get("meter_provider"), prices, mode, _VERSION)
         self._wrapped = []
         for t in self._targets(dict(providers)):
-            if already_wrapped(t.owner, t.attr, f"{t.owner.__module__}.{t.owner.__qualname__}.{t.attr}"):
+            if already_wrapped(t.owner, t.attr, f"{_qualified(t.owner)}.{t.attr}"):
                 continue
             if t.factory is not None:
                 wrapper = t.factory(handler)

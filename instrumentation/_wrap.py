@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.context import attach, detach
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context, attach, detach, set_value
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 import wrapt
 from wrapt import FunctionWrapper
@@ -36,6 +36,9 @@ class MethodSpec:
     build: Callable[[Any, dict[str, Any], GenAIHandler], Invocation]
     read: Callable[[Invocation, Any], None]
     chunk: Callable[[Invocation, Any], None] | None = None
+    # A client that calls another instrumented client inside (LiteLLM -> openai): the inner one's
+    # instrumentation is suppressed for the call, which is counted once, here.
+    suppress_inner: bool = False
 
 
 def already_wrapped(owner: Any, attr: str, label: str) -> bool:
@@ -144,10 +147,16 @@ def _after(handler: GenAIHandler, spec: MethodSpec, call: Any, result: Any, stre
     return result
 
 
-def call_in_span(handler: GenAIHandler, call: Any, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _call_context(call: Any, suppress_inner: bool) -> Context:
+    ctx = trace.set_span_in_context(call.span)
+    return set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, ctx) if suppress_inner else ctx
+
+
+def call_in_span(handler: GenAIHandler, call: Any, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                 suppress_inner: bool = False) -> Any:
     """The user's call with the call's span current (so SDK and HTTP spans nest under it); an
     exception ends the span as failed and goes on to the caller."""
-    token = attach(trace.set_span_in_context(call.span))
+    token = attach(_call_context(call, suppress_inner))
     try:
         result = wrapped(*args, **kwargs)
     except BaseException as exc:
@@ -163,7 +172,7 @@ def sync_wrapper(handler: GenAIHandler, spec: MethodSpec) -> Callable[..., Any]:
         call = prepare_call(handler, spec, instance, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
-        return _after(handler, spec, call, call_in_span(handler, call, wrapped, args, kwargs), SyncStream)
+        return _after(handler, spec, call, call_in_span(handler, call, wrapped, args, kwargs, spec.suppress_inner), SyncStream)
 
     return wrapper
 
@@ -173,7 +182,7 @@ def async_wrapper(handler: GenAIHandler, spec: MethodSpec) -> Callable[..., Any]
         call = prepare_call(handler, spec, instance, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
-        token = attach(trace.set_span_in_context(call.span))
+        token = attach(_call_context(call, spec.suppress_inner))
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:

@@ -1,0 +1,154 @@
+"""LiteLLM instrumentation: ``litellm.completion`` and ``litellm.acompletion``, streamed or not.
+
+LiteLLM talks to most providers with its own HTTP code (Anthropic, Bedrock, Vertex AI, Gemini...),
+so no client instrumentation sees those calls: a zero-code agent on LiteLLM was a bill of $0.
+Zero code: ``opentelemetry-instrument python agent.py`` loads it through the
+``opentelemetry_instrumentor`` entry point ``runmeter_litellm``. Directly::
+
+    LiteLLMInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
+
+One span per ``completion()``, in LiteLLM's provider's name (``anthropic/claude-haiku-4-5`` is
+``anthropic``'s ``claude-haiku-4-5``), priced from the usage LiteLLM reports in OpenAI's shape: the
+prompt with its cache reads and writes (``cache_creation_input_tokens``, the 1-hour part from
+``cache_creation_token_details``), the completion with its reasoning. Where LiteLLM goes through
+another SDK (OpenAI's), that SDK's instrumentation is suppressed inside the call, so the call is
+counted once. Tool results sent back are counted as tool calls, as for the other clients
+(``_tools.py``; LiteLLM speaks OpenAI's message format).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+from urllib.parse import urlsplit
+
+from runmeter.conventions import genai as G
+from runmeter.conventions import load_dialects
+from runmeter.instrumentation._base import ProviderInstrumentor, Target
+from runmeter.instrumentation._core import GenAIHandler, Invocation, given, hash_json, request_tool, text_parts
+from runmeter.instrumentation._tools import answers_in, chat_answers
+from runmeter.instrumentation._wrap import MethodSpec
+from runmeter.processor import TokenUsage
+
+__all__ = ["LiteLLMInstrumentor"]
+
+_PARAMS = {
+    "temperature": G.GEN_AI_REQUEST_TEMPERATURE,
+    "top_p": G.GEN_AI_REQUEST_TOP_P,
+    "max_tokens": G.GEN_AI_REQUEST_MAX_TOKENS,
+    "max_completion_tokens": G.GEN_AI_REQUEST_MAX_TOKENS,
+    "seed": G.GEN_AI_REQUEST_SEED,
+}
+
+
+def _provider(model: str, kwargs: dict[str, Any]) -> tuple[str, str]:
+    """(OpenTelemetry provider name, the model as that provider names it), as LiteLLM routes it."""
+    import litellm
+
+    try:
+        bare, provider, _, _ = litellm.get_llm_provider(
+            model=model, custom_llm_provider=kwargs.get("custom_llm_provider"), api_base=kwargs.get("api_base"))
+    except Exception:  # a model LiteLLM cannot route fails in the call itself, with LiteLLM's error
+        provider, _, bare = model.partition("/") if "/" in model else ("litellm", "", model)
+    dialects = load_dialects()
+    return dialects.provider_aliases.get(str(provider), str(provider)), str(bare)
+
+
+def _build(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invocation:
+    model = kwargs.get("model")
+    provider, bare = _provider(str(model), kwargs) if isinstance(model, str) else ("litellm", None)
+    messages = kwargs.get("messages") or []
+    messages = list(messages) if not isinstance(messages, list) else messages
+    kwargs["messages"] = messages
+    params = {attr: kwargs[k] for k, attr in _PARAMS.items() if given(kwargs.get(k)) and isinstance(kwargs[k], (int, float))
+              and not isinstance(kwargs[k], bool)}
+    base = kwargs.get("api_base") or kwargs.get("base_url")
+    parts = urlsplit(base) if isinstance(base, str) and base else None
+    inv = Invocation(
+        operation="chat", provider=provider, request_model=bare,
+        server_address=parts.hostname if parts else None, server_port=parts.port if parts else None,
+        params=params, stream=bool(kwargs.get("stream")), input_hash=hash_json(messages), input_source=messages,
+        capture=handler.capture.any, answers=answers_in(chat_answers, messages),
+    )
+    if handler.capture.any:
+        inv.input_messages = [text_parts(str(m.get("role")), m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") != "system"]
+        inv.system_instructions = [p for m in messages if isinstance(m, dict) and m.get("role") == "system" for p in text_parts("system", m.get("content"))["parts"]]
+    return inv
+
+
+def _usage(u: Any) -> TokenUsage | None:
+    prompt = getattr(u, "prompt_tokens", None)
+    if prompt is None:
+        return None
+    details = getattr(u, "prompt_tokens_details", None)
+    written = getattr(u, "cache_creation_input_tokens", None) or getattr(details, "cache_creation_tokens", None)
+    written_1h = getattr(getattr(details, "cache_creation_token_details", None), "ephemeral_1h_input_tokens", None)
+    reasoning = getattr(getattr(u, "completion_tokens_details", None), "reasoning_tokens", None)
+    usage = TokenUsage.from_openai(prompt, getattr(u, "completion_tokens", None), getattr(details, "cached_tokens", None), reasoning, written)
+    if written_1h:
+        usage = TokenUsage(usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
+                           usage.reasoning_tokens, written_1h)
+    return usage
+
+
+def _read(inv: Invocation, resp: Any) -> None:
+    inv.response_model = getattr(resp, "model", None)
+    inv.response_id = getattr(resp, "id", None)
+    u = getattr(resp, "usage", None)
+    if u is not None:
+        inv.usage = _usage(u)
+    texts = []
+    for choice in getattr(resp, "choices", None) or []:
+        if getattr(choice, "finish_reason", None):
+            inv.finish_reasons.append(choice.finish_reason)
+        msg = getattr(choice, "message", None)
+        for tc in getattr(msg, "tool_calls", None) or []:
+            fn = getattr(tc, "function", None)
+            if fn is not None:
+                request_tool(inv, fn.name, fn.arguments, getattr(tc, "id", None))
+        texts.append(getattr(msg, "content", None) or "")
+    if inv.capture:
+        inv.output_messages = [text_parts("assistant", t) for t in texts]
+
+
+def _chunk(inv: Invocation, chunk: Any) -> None:
+    if inv.response_model is None:
+        inv.response_model = getattr(chunk, "model", None)
+        inv.response_id = getattr(chunk, "id", None)
+    u = getattr(chunk, "usage", None)
+    if u is not None:
+        inv.usage = _usage(u) or inv.usage
+    for choice in getattr(chunk, "choices", None) or []:
+        delta = getattr(choice, "delta", None)
+        content = getattr(delta, "content", None)
+        if content:
+            inv.output_text.append(content)
+        for tc in getattr(delta, "tool_calls", None) or []:
+            fn = getattr(tc, "function", None)
+            if fn is not None and getattr(fn, "name", None):
+                request_tool(inv, fn.name, fn.arguments, getattr(tc, "id", None))
+        if getattr(choice, "finish_reason", None):
+            inv.finish_reasons.append(choice.finish_reason)
+            if inv.capture:
+                inv.output_messages = [text_parts("assistant", "".join(inv.output_text))]
+
+
+COMPLETION = MethodSpec("litellm.completion", _build, _read, _chunk, suppress_inner=True)
+
+
+class LiteLLMInstrumentor(ProviderInstrumentor):
+    """runmeter's instrumentation of ``litellm``."""
+
+    label = "litellm"
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("litellm >= 1.60",)
+
+    def _targets(self, providers: dict[str, str]) -> list[Target]:
+        import litellm
+        import litellm.main
+
+        # The functions where LiteLLM's callers look them up: the package (litellm.completion) and
+        # its main module (which the Router and `from litellm.main import ...` use).
+        return [Target(owner, name, COMPLETION, name == "acompletion")
+                for owner in (litellm, litellm.main) for name in ("completion", "acompletion")]
