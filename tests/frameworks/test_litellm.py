@@ -127,3 +127,40 @@ def test_a_tool_loop_through_litellm_counts_its_tools(rig: Rig, litellm: Any) ->
     (record,) = rig.sink.runs
     assert record.llm_calls == 3 and record.tool_calls == {"read_file": 2}
     assert float(record.cost_usd) == pytest.approx(3 * (100 * 1 + 10 * 5) / 1e6, abs=1e-12)
+
+
+def test_the_litellm_example_zero_code(tmp_path: Any) -> None:
+    """examples/litellm_agent.py under opentelemetry-instrument (its loader, run from this venv, where
+    LiteLLM is): read app.py, fix it, say so - 3 calls, 2 tool calls with no runmeter code around
+    them, the run accepted. claude-haiku-4-5: (500 + 600 + 700) in x $1/M + (20 + 30 + 10) out x $5/M."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from runmeter.testing import Simulator
+
+    root = Path(__file__).resolve().parents[2]
+    with Simulator() as sim:
+        sim.queue(
+            Reply(tool_calls=[ToolCall("read_file", {"path": "app.py"}, "toolu_1")], input_tokens=500, output_tokens=20),
+            Reply(tool_calls=[ToolCall("edit_file", {"path": "app.py", "old": "a - b", "new": "a + b"}, "toolu_2")], input_tokens=600, output_tokens=30),
+            Reply(text="Fixed add().", input_tokens=700, output_tokens=10),
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RUNMETER_", "PYTEST", "ANTHROPIC_"))}
+        env.update(OTEL_TRACES_EXPORTER="console", ANTHROPIC_API_BASE=sim.anthropic_url, ANTHROPIC_API_KEY="zero-code-secret",
+                   LITELLM_LOCAL_MODEL_COST_MAP="True")
+        loader = "import sys; from opentelemetry.instrumentation.auto_instrumentation import run; sys.argv[0] = 'opentelemetry-instrument'; run()"
+        proc = subprocess.run([sys.executable, "-c", loader, sys.executable, str(root / "examples" / "litellm_agent.py")],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    dec, spans, i = json.JSONDecoder(), [], 0
+    while (j := proc.stdout.find("{", i)) >= 0:
+        obj, i = dec.raw_decode(proc.stdout, j)
+        spans.append(obj)
+    calls = [s for s in spans if s["attributes"].get("runmeter.cost.usd") is not None]
+    tools = [s["attributes"]["gen_ai.tool.name"] for s in spans if s["attributes"].get("gen_ai.operation.name") == "execute_tool"]
+    assert len(calls) == 3 and tools == ["read_file", "edit_file"]
+    assert sum(s["attributes"]["runmeter.cost.usd"] for s in calls) == pytest.approx((1_800 * 1 + 60 * 5) / 1e6, abs=1e-12)
+    (run,) = [s for s in spans if s["name"] == "invoke_agent fix-bug"]
+    assert run["attributes"].get("runmeter.run.outcome") == "accepted"
+    assert "zero-code-secret" not in proc.stdout
