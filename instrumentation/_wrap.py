@@ -12,12 +12,13 @@ from __future__ import annotations
 import inspect
 import weakref
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context, attach, detach, set_value
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.context import attach, detach
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
 import wrapt
 from wrapt import FunctionWrapper
 
@@ -147,18 +148,19 @@ def _after(handler: GenAIHandler, spec: MethodSpec, call: Any, result: Any, stre
     return result
 
 
-def _call_context(call: Any, suppress_inner: bool) -> Context:
-    ctx = trace.set_span_in_context(call.span)
-    return set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, ctx) if suppress_inner else ctx
+def _inner(suppress_inner: bool) -> AbstractContextManager[Any]:
+    """Inside the call: other instrumentations off (a client calling another client), or as they are."""
+    return suppress_instrumentation() if suppress_inner else nullcontext()
 
 
 def call_in_span(handler: GenAIHandler, call: Any, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                  suppress_inner: bool = False) -> Any:
     """The user's call with the call's span current (so SDK and HTTP spans nest under it); an
     exception ends the span as failed and goes on to the caller."""
-    token = attach(_call_context(call, suppress_inner))
+    token = attach(trace.set_span_in_context(call.span))
     try:
-        result = wrapped(*args, **kwargs)
+        with _inner(suppress_inner):
+            result = wrapped(*args, **kwargs)
     except BaseException as exc:
         detach(token)
         handler.fail(call, exc)
@@ -182,9 +184,10 @@ def async_wrapper(handler: GenAIHandler, spec: MethodSpec) -> Callable[..., Any]
         call = prepare_call(handler, spec, instance, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
-        token = attach(_call_context(call, spec.suppress_inner))
+        token = attach(trace.set_span_in_context(call.span))
         try:
-            result = await wrapped(*args, **kwargs)
+            with _inner(spec.suppress_inner):
+                result = await wrapped(*args, **kwargs)
         except BaseException as exc:
             detach(token)
             handler.fail(call, exc)

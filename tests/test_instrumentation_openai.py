@@ -419,3 +419,32 @@ def test_capture_settings_from_the_environment_warn_on_bad_values(monkeypatch: p
         assert not [r for r in caplog.records if r.name.startswith("runmeter")]
         assert recorded(OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="everything") == (False, False)
     assert "'everything' is not one of" in caplog.text
+
+
+def test_a_client_calling_another_counts_the_call_once(rig: Rig) -> None:
+    """A MethodSpec with suppress_inner (LiteLLM's) turns the inner client's instrumentation off for
+    the call: a wrapper around openai's create, instrumented like LiteLLM, makes one span, not two."""
+    from typing import Any
+
+    import wrapt
+
+    from runmeter.instrumentation._core import CaptureMode, GenAIHandler, Invocation
+    from runmeter.instrumentation._wrap import MethodSpec, sync_wrapper
+    from runmeter.processor import PriceBook, TokenUsage
+
+    def build(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invocation:
+        return Invocation(operation="chat", provider="openai", request_model=kwargs["model"])
+
+    def read(inv: Invocation, resp: Any) -> None:
+        inv.response_model = resp.model
+        inv.usage = TokenUsage.from_openai(resp.usage.prompt_tokens, resp.usage.completion_tokens)
+
+    rig.sim.responder = lambda req: Reply(input_tokens=1_000, output_tokens=20)
+    client = rig.openai()
+    handler = GenAIHandler(rig.tracer_provider, rig.meter_provider, PriceBook(), CaptureMode.NO_CONTENT, "test")
+    for suppress, spans in ((True, 1), (False, 2)):
+        outer = wrapt.FunctionWrapper(lambda **kw: client.chat.completions.create(**kw),
+                                      sync_wrapper(handler, MethodSpec("outer", build, read, suppress_inner=suppress)))
+        rig.exporter.clear()
+        outer(model="gpt-4o-mini", messages=MSG)
+        assert len(rig.llm_spans()) == spans

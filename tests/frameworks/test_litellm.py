@@ -1,7 +1,7 @@
 """LiteLLM, the real package, against the simulator: each call once, priced from list prices.
 
 LiteLLM speaks to Anthropic with its own HTTP code (no client instrumentation saw those calls) and
-to OpenAI through the openai SDK (whose instrumentation must then not count the call again).
+to OpenAI through the openai SDK's client (whose instrumentation must then not count the call again).
 Prices by hand: claude-haiku-4-5 $1/M in, $5/M out, cache reads $0.10/M, 5-minute writes $1.25/M,
 1-hour writes $2/M; gpt-4o-mini $0.15/M in, $0.60/M out.
 """
@@ -73,7 +73,9 @@ def test_an_anthropic_call_through_litellm_is_priced_with_its_cache(rig: Rig, li
 
 
 def test_an_openai_call_through_litellm_is_counted_once(rig: Rig, litellm: Any) -> None:
-    """LiteLLM calls the openai SDK, which runmeter instruments too: one span, one cost."""
+    """LiteLLM goes through the openai SDK's client (1.110 posts with ``client.post``; other versions
+    and paths call ``chat.completions.create``, which runmeter instruments too - suppressed inside
+    the LiteLLM call): one span, one cost."""
     rig.sim.queue(Reply(text="Hi.", input_tokens=1_000, output_tokens=20))
     with runmeter.run("mini", tracer_provider=rig.tracer_provider):
         litellm.completion(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}],
