@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,12 +64,14 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _tail(items: Any) -> list[tuple[int, Any]]:
-    """The last ``_MAX_SCAN`` items of a request's message list, newest first, with their indexes."""
+def _tail(items: Any) -> Iterator[tuple[int, Any]]:
+    """The last ``_MAX_SCAN`` items of a request's message list, newest first, with their indexes
+    (lazily: a reader stops at the model's last turn, a message or two back)."""
     if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
-        return []
+        return
     n = len(items)
-    return [(i, items[i]) for i in range(n - 1, max(-1, n - 1 - _MAX_SCAN), -1)]
+    for i in range(n - 1, max(-1, n - 1 - _MAX_SCAN), -1):
+        yield i, items[i]
 
 
 def _named(answers: list[Answer], calls: dict[str, tuple[Any, Any]]) -> list[Answer]:
