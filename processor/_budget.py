@@ -142,6 +142,10 @@ class BudgetExceeded(Exception):
             "the call was not made"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled whole: a stop inside a process pool's task reaches the caller as itself.
+        return (type(self), (self.run_id, self.breach))
+
 
 def _fmt(x: float) -> str:
     return f"{x:g}"

@@ -147,3 +147,12 @@ def test_cycles_of_period_two_and_three_and_not_one() -> None:
     assert d3.signals() == []  # two full repetitions only
     with pytest.raises(ValueError):
         LoopDetector(1)
+
+
+def test_budget_exceeded_pickles_whole() -> None:
+    """A stop raised in a process pool's task travels back to the caller pickled."""
+    import pickle
+
+    stop = BudgetExceeded("run-1", Breach("max_llm_calls", 3, 2, "stop"))
+    back = pickle.loads(pickle.dumps(stop))
+    assert (type(back), back.run_id, back.breach, str(back)) == (BudgetExceeded, "run-1", stop.breach, str(stop))

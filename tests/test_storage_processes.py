@@ -430,3 +430,33 @@ def test_a_program_started_inside_a_run_is_held_to_its_budget(tmp_path: Path) ->
     proc, sent = _answered_agent(tmp_path, {"agent.py": BOUNDED_PARENT_AGENT, "child.py": CHILD_AGENT})
     assert proc.stdout.startswith("child 1 runmeter.processor._budget.BudgetExceeded: ") and "max_llm_calls exceeded (2 of 1)" in proc.stdout
     assert sent == 1
+
+
+POOL_BUDGET_AGENT = """
+import os, openai, runmeter
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing as mp
+from runmeter import Budget, BudgetExceeded
+
+def two_calls(i):
+    client = openai.OpenAI(base_url=os.environ["SIM_URL"], api_key="sk-x", max_retries=0)
+    for j in range(2):
+        client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": f"{i}.{j}"}])
+
+if __name__ == "__main__":
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        try:
+            with runmeter.run("bounded", budget=Budget(max_llm_calls=2)):
+                client = openai.OpenAI(base_url=os.environ["SIM_URL"], api_key="sk-x", max_retries=0)
+                client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "plan"}])
+                pool.submit(two_calls, 0).result()
+        except BudgetExceeded as stop:
+            print("stopped", stop.limit, stop.value, stop.threshold)
+"""
+
+
+def test_a_budget_stop_in_a_pool_task_reaches_the_caller(tmp_path: Path) -> None:
+    """max_llm_calls=2, one call made before the task: the task's second call (the run's third) is
+    refused, and the caller gets the BudgetExceeded itself (its limit, 3 of 2), not a pickling error."""
+    proc, sent = _answered_agent(tmp_path, {"agent.py": POOL_BUDGET_AGENT})
+    assert "stopped max_llm_calls 3 2" in proc.stdout and sent == 2
