@@ -1,4 +1,5 @@
-"""LiteLLM instrumentation: ``litellm.completion`` and ``litellm.acompletion``, streamed or not.
+"""LiteLLM instrumentation: ``litellm.completion`` and ``litellm.acompletion``, streamed or not, and
+``litellm.embedding`` / ``litellm.aembedding``.
 
 LiteLLM talks to most providers with its own HTTP code (Anthropic, Bedrock, Vertex AI, Gemini...),
 so no client instrumentation sees those calls: a zero-code agent on LiteLLM was a bill of $0.
@@ -133,7 +134,23 @@ def _chunk(inv: Invocation, chunk: Any) -> None:
                 inv.output_messages = [text_parts("assistant", "".join(inv.output_text))]
 
 
+def _build_embedding(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invocation:
+    model = kwargs.get("model")
+    provider, bare = _provider(str(model), kwargs) if isinstance(model, str) else ("litellm", None)
+    request_input = kwargs.get("input")
+    return Invocation(operation="embeddings", provider=provider, request_model=bare, input_hash=hash_json(request_input))
+
+
+def _read_embedding(inv: Invocation, resp: Any) -> None:
+    inv.response_model = getattr(resp, "model", None)
+    prompt = getattr(getattr(resp, "usage", None), "prompt_tokens", None)
+    if prompt is not None:
+        inv.usage = TokenUsage(input_tokens=prompt, output_tokens=0)
+
+
 COMPLETION = MethodSpec("litellm.completion", _build, _read, _chunk, suppress_inner=True)
+EMBEDDING = MethodSpec("litellm.embedding", _build_embedding, _read_embedding, suppress_inner=True)
+_SPECS = {"completion": COMPLETION, "acompletion": COMPLETION, "embedding": EMBEDDING, "aembedding": EMBEDDING}
 
 
 class LiteLLMInstrumentor(ProviderInstrumentor):
@@ -150,5 +167,5 @@ class LiteLLMInstrumentor(ProviderInstrumentor):
 
         # The functions where LiteLLM's callers look them up: the package (litellm.completion) and
         # its main module (which the Router and `from litellm.main import ...` use).
-        return [Target(owner, name, COMPLETION, name == "acompletion")
-                for owner in (litellm, litellm.main) for name in ("completion", "acompletion")]
+        return [Target(owner, name, spec, name.startswith("a"))
+                for owner in (litellm, litellm.main) for name, spec in _SPECS.items()]

@@ -108,6 +108,24 @@ def test_a_streamed_call_through_litellm(rig: Rig, litellm: Any, is_async: bool)
     assert "runmeter.cost.estimated" not in span.attributes
 
 
+@pytest.mark.parametrize("is_async", [False, True])
+def test_an_embedding_through_litellm_is_counted_once(rig: Rig, litellm: Any, is_async: bool) -> None:
+    """LiteLLM's OpenAI embeddings go through the openai SDK's embeddings.create, which runmeter
+    instruments too (suppressed inside the LiteLLM call): one span, 1,000 tokens x $0.02/M."""
+    rig.sim.queue(Reply(input_tokens=1_000))
+    kw: dict[str, Any] = dict(model="openai/text-embedding-3-small", input=["a", "b"], api_base=rig.sim.openai_url, api_key=SECRET)
+    if is_async:
+        async def go() -> None:
+            await litellm.aembedding(**kw)
+            await litellm.close_litellm_async_clients()
+        asyncio.run(go())
+    else:
+        litellm.embedding(**kw)
+    (span,) = rig.llm_spans()
+    assert (span.name, span.attributes["gen_ai.provider.name"]) == ("embeddings text-embedding-3-small", "openai")
+    assert span.attributes["runmeter.cost.usd"] == pytest.approx(1_000 * 0.02e-6, abs=1e-12)
+
+
 def test_a_tool_loop_through_litellm_counts_its_tools(rig: Rig, litellm: Any) -> None:
     rig.sim.queue(
         Reply(tool_calls=[ToolCall("read_file", {"path": "app.py"}, "toolu_1")], input_tokens=100, output_tokens=10),
