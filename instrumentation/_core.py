@@ -186,6 +186,8 @@ class GenAIHandler:
         self._attribute_sets: dict[tuple[Any, ...], tuple[dict[str, Any], ...]] = {}
         self.prices = prices
         self.capture = capture
+        # Read on every call: plain attributes, not the enum's properties.
+        self.capture_any, self.capture_on_span, self.capture_on_event = capture.any, capture.on_span, capture.on_event
         self._dialects = load_dialects()
         self.tools = ToolBook()
 
@@ -259,7 +261,7 @@ class GenAIHandler:
         if live is not None:
             owner = str(live.stamp.get(A.RUNMETER_RUN_OWNER, ""))
             project = str(live.stamp.get(A.RUNMETER_RUN_PROJECT, ""))
-        if self.capture.on_span and inv.input_messages is not None:
+        if self.capture_on_span and inv.input_messages is not None:
             span.set_attribute(G.GEN_AI_INPUT_MESSAGES, json.dumps(inv.input_messages, default=str))
             if inv.system_instructions:
                 span.set_attribute(G.GEN_AI_SYSTEM_INSTRUCTIONS, json.dumps(inv.system_instructions, default=str))
@@ -319,11 +321,11 @@ class GenAIHandler:
             else:
                 attrs[A.RUNMETER_COST_UNPRICED] = True
                 attrs.setdefault(A.RUNMETER_COST_UNPRICED_REASON, UNPRICED_NO_USAGE)
-            if self.capture.any and inv.output_messages is not None:
+            if self.capture_any and inv.output_messages is not None:
                 out_json = json.dumps(inv.output_messages, default=str)
-                if self.capture.on_span:
+                if self.capture_on_span:
                     attrs[G.GEN_AI_OUTPUT_MESSAGES] = out_json
-                if self.capture.on_event:
+                if self.capture_on_event:
                     event: dict[str, Any] = {G.GEN_AI_OUTPUT_MESSAGES: out_json}
                     if inv.input_messages is not None:
                         event[G.GEN_AI_INPUT_MESSAGES] = json.dumps(inv.input_messages, default=str)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,17 +64,22 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _tail(items: Any) -> Iterator[tuple[int, Any]]:
-    """The last ``_MAX_SCAN`` items of a request's message list, newest first, with their indexes
-    (lazily: a reader stops at the model's last turn, a message or two back)."""
-    if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
-        return
+_NOTHING = range(0)
+
+
+def _back(items: Any) -> range:
+    """The indexes of the last ``_MAX_SCAN`` items of a request's message list, newest first (a
+    reader stops at the model's last turn, a message or two back). A range, not a generator: this
+    runs on every call."""
+    if type(items) is not list and (not isinstance(items, Sequence) or isinstance(items, (str, bytes))):
+        return _NOTHING
     n = len(items)
-    for i in range(n - 1, max(-1, n - 1 - _MAX_SCAN), -1):
-        yield i, items[i]
+    return range(n - 1, max(-1, n - 1 - _MAX_SCAN), -1)
 
 
 def _named(answers: list[Answer], calls: dict[str, tuple[Any, Any]]) -> list[Answer]:
+    if not answers:
+        return answers
     for a in answers:
         if a.call_id is not None and a.call_id in calls:
             a.name, a.arguments = calls[a.call_id]
@@ -87,8 +92,13 @@ def chat_answers(messages: Any) -> list[Answer]:
     assistant message, named from its ``tool_calls``."""
     answers: list[Answer] = []
     calls: dict[str, tuple[Any, Any]] = {}
-    for i, m in _tail(messages):
-        role = _get(m, "role")
+    for i in _back(messages):
+        m = messages[i]
+        role = m.get("role") if type(m) is dict else _get(m, "role")
+        if role == "user" or role == "system" or role == "developer":
+            if not answers and i == 0:
+                return answers  # the first request of a conversation: nothing answered yet
+            continue  # before any tool result, or after the model's turn
         if role == "tool":
             answers.append(Answer(_text(_get(m, "tool_call_id")), position=i))
         elif role == "function":
@@ -115,7 +125,8 @@ def responses_answers(items: Any) -> list[Answer]:
     answers: list[Answer] = []
     calls: dict[str, tuple[Any, Any]] = {}
     seen_model = False
-    for i, item in _tail(items):
+    for i in _back(items):
+        item = items[i]
         kind = _get(item, "type")
         if kind in _RESPONSES_CALLS:
             seen_model = True
@@ -136,7 +147,8 @@ def anthropic_answers(messages: Any) -> list[Answer]:
     turn(s) after the last assistant turn, named from its ``tool_use`` blocks."""
     answers: list[Answer] = []
     calls: dict[str, tuple[Any, Any]] = {}
-    for i, m in _tail(messages):
+    for i in _back(messages):
+        m = messages[i]
         role = _get(m, "role")
         content = _get(m, "content")
         if role == "assistant":
@@ -157,7 +169,8 @@ def bedrock_answers(messages: Any) -> list[Answer]:
     ``toolUse`` blocks."""
     answers: list[Answer] = []
     calls: dict[str, tuple[Any, Any]] = {}
-    for i, m in _tail(messages):
+    for i in _back(messages):
+        m = messages[i]
         if not isinstance(m, dict):
             continue
         content = m.get("content")
@@ -182,7 +195,8 @@ def gemini_answers(contents: Any, plain: Callable[[Any], Any]) -> list[Answer]:
     answers: list[Answer] = []
     calls: dict[str, tuple[Any, Any]] = {}
     by_name: dict[str, Any] = {}
-    for i, c in _tail(contents):
+    for i in _back(contents):
+        c = contents[i]
         parts = _get(c, "parts")
         parts = parts if isinstance(parts, list) else ()
         if _get(c, "role") == "model":
@@ -229,15 +243,21 @@ class ToolBook:
         self._lock = threading.Lock()
         renew_locks_after_fork(self, "_lock")
         self._asked: OrderedDict[str, str] = OrderedDict()
-        self._last_response: OrderedDict[int, int] = OrderedDict()
+        self._last_response: dict[int, int] = {}
         self._counted: OrderedDict[tuple[Any, ...], None] = OrderedDict()
 
     def asked(self, trace_id: int, end_ns: int, calls: Sequence[tuple[str, str]]) -> None:
-        """A response ended at ``end_ns``, asking for ``calls`` ((call id, name#hash), ids may repeat)."""
-        with self._lock:
-            _put(self._last_response, trace_id, end_ns)
-            for cid, key in calls:
-                _put(self._asked, cid, key)
+        """A response ended at ``end_ns``, asking for ``calls`` ((call id, name#hash), ids may repeat).
+        Every call ends here: the last response by trace is a plain dict, set without the lock (one
+        store; a trace's calls that race each other end at the same moment, near enough)."""
+        last = self._last_response
+        last[trace_id] = end_ns
+        if len(last) > _REMEMBERED:
+            last.clear()  # the oldest traces' tools then start at their answer: counted all the same
+        if calls:
+            with self._lock:
+                for cid, key in calls:
+                    _put(self._asked, cid, key)
 
     def new(self, trace_id: int, answers: Sequence[Answer], key_of: Callable[[Answer], str | None], now_ns: int) -> list[NewTool]:
         """The answers not counted before, to count now (each once, across retries and resends)."""

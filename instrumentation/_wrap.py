@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 import weakref
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,10 +64,11 @@ def prepare_call(handler: GenAIHandler, spec: MethodSpec, instance: Any, kwargs:
     except Exception as exc:
         internal_error(f"{spec.name}.build", exc)
         return None
-    try:
-        handler.count_answered_tools(inv)
-    except Exception as exc:
-        internal_error(f"{spec.name}.tools", exc)
+    if inv.answers:
+        try:
+            handler.count_answered_tools(inv)
+        except Exception as exc:
+            internal_error(f"{spec.name}.tools", exc)
     live = None
     try:
         live = handler.check_budget(inv)
@@ -148,18 +148,16 @@ def _after(handler: GenAIHandler, spec: MethodSpec, call: Any, result: Any, stre
     return result
 
 
-def _inner(suppress_inner: bool) -> AbstractContextManager[Any]:
-    """Inside the call: other instrumentations off (a client calling another client), or as they are."""
-    return suppress_instrumentation() if suppress_inner else nullcontext()
-
-
 def call_in_span(handler: GenAIHandler, call: Any, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                  suppress_inner: bool = False) -> Any:
     """The user's call with the call's span current (so SDK and HTTP spans nest under it); an
     exception ends the span as failed and goes on to the caller."""
     token = attach(trace.set_span_in_context(call.span))
     try:
-        with _inner(suppress_inner):
+        if suppress_inner:
+            with suppress_instrumentation():
+                result = wrapped(*args, **kwargs)
+        else:
             result = wrapped(*args, **kwargs)
     except BaseException as exc:
         detach(token)
@@ -186,7 +184,10 @@ def async_wrapper(handler: GenAIHandler, spec: MethodSpec) -> Callable[..., Any]
             return await wrapped(*args, **kwargs)
         token = attach(trace.set_span_in_context(call.span))
         try:
-            with _inner(spec.suppress_inner):
+            if spec.suppress_inner:
+                with suppress_instrumentation():
+                    result = await wrapped(*args, **kwargs)
+            else:
                 result = await wrapped(*args, **kwargs)
         except BaseException as exc:
             detach(token)

@@ -61,10 +61,10 @@ def _build(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invo
         params=params, stream=bool(kwargs.get("stream")),
         input_hash=hash_json([system if given(system) else None, messages]),
         input_source=messages,
-        capture=handler.capture.any,
+        capture=handler.capture_any,
         answers=answers_in(anthropic_answers, messages),
     )
-    if handler.capture.any:
+    if handler.capture_any:
         inv.input_messages = [text_parts(str(m.get("role")), m.get("content")) for m in messages if isinstance(m, dict)]
         if given(system):
             inv.system_instructions = text_parts("system", system)["parts"]

@@ -69,10 +69,10 @@ def _build_converse(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler
     messages = p.get("messages") or []
     inv = Invocation(
         operation="chat", provider="aws.bedrock", request_model=model_id(p.get("modelId")), server_address=host, server_port=port,
-        params=params, input_hash=hash_json([p.get("system"), messages]), input_source=messages, capture=handler.capture.any,
+        params=params, input_hash=hash_json([p.get("system"), messages]), input_source=messages, capture=handler.capture_any,
         answers=answers_in(bedrock_answers, messages),
     )
-    if handler.capture.any:
+    if handler.capture_any:
         inv.input_messages = [text_parts(str(m.get("role")), _texts(m.get("content"))) for m in messages if isinstance(m, dict)]
         if p.get("system"):
             inv.system_instructions = text_parts("system", _texts(p["system"]))["parts"]
@@ -167,7 +167,7 @@ def _build_invoke(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) 
     inv = Invocation(
         operation="chat" if chat else "text_completion", provider="aws.bedrock", request_model=model_id(p.get("modelId")),
         server_address=host, server_port=port, params=params,
-        input_hash=hash_json(body if body is not None else raw), input_source=source, capture=handler.capture.any,
+        input_hash=hash_json(body if body is not None else raw), input_source=source, capture=handler.capture_any,
         answers=answers_in(anthropic_answers, source) if chat else [],
     )
     return inv

@@ -101,10 +101,10 @@ def _build(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invo
         params=params,
         input_hash=hash_json([_plain(system), _plain(contents)]),
         input_source=contents,
-        capture=handler.capture.any,
+        capture=handler.capture_any,
         answers=answers_in(gemini_answers, contents, _plain),
     )
-    if handler.capture.any:
+    if handler.capture_any:
         items = contents if isinstance(contents, list) else [contents]
         inv.input_messages = [text_parts(str(_field(c, "role") or "user"), _texts(c)) for c in items if c is not None]
         if given(system) and system is not None:

@@ -69,9 +69,9 @@ def _build(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invo
         operation="chat", provider=provider, request_model=bare,
         server_address=parts.hostname if parts else None, server_port=parts.port if parts else None,
         params=params, stream=bool(kwargs.get("stream")), input_hash=hash_json(messages), input_source=messages,
-        capture=handler.capture.any, answers=answers_in(chat_answers, messages),
+        capture=handler.capture_any, answers=answers_in(chat_answers, messages),
     )
-    if handler.capture.any:
+    if handler.capture_any:
         inv.input_messages = [text_parts(str(m.get("role")), m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") != "system"]
         inv.system_instructions = [p for m in messages if isinstance(m, dict) and m.get("role") == "system" for p in text_parts("system", m.get("content"))["parts"]]
     return inv

@@ -60,7 +60,7 @@ def _params(kwargs: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, attr in _REQUEST_PARAMS.items():
         v = kwargs.get(key)
-        if given(v) and isinstance(v, (int, float)) and not isinstance(v, bool):
+        if v is not None and given(v) and isinstance(v, (int, float)) and not isinstance(v, bool):
             out[attr] = v
     stop = kwargs.get("stop")
     if stop is not None and given(stop):
@@ -114,7 +114,7 @@ class _Specs:
         return Invocation(
             operation=op, provider=provider, request_model=str(model) if given(model) else None,
             server_address=host, server_port=port, params=_params(kwargs), stream=bool(kwargs.get("stream")),
-            capture=handler.capture.any,
+            capture=handler.capture_any,
         )
 
     # chat.completions.create
@@ -126,7 +126,7 @@ class _Specs:
         inv.input_hash = hash_json(messages)
         inv.input_source = messages
         inv.answers = answers_in(chat_answers, messages)
-        if handler.capture.any:
+        if handler.capture_any:
             inv.input_messages = [text_parts(str(m.get("role")), m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") != "system"]
             inv.system_instructions = [p for m in messages if isinstance(m, dict) and m.get("role") == "system" for p in text_parts("system", m.get("content"))["parts"]]
         return inv
@@ -184,7 +184,7 @@ class _Specs:
         inv.input_source = request_input if given(request_input) else None
         if isinstance(request_input, list):
             inv.answers = answers_in(responses_answers, request_input)
-        if handler.capture.any and request_input is not None and given(request_input):
+        if handler.capture_any and request_input is not None and given(request_input):
             inv.input_messages = [text_parts("user", request_input)] if isinstance(request_input, str) else [
                 text_parts(str(m.get("role", "user")), m.get("content")) for m in request_input if isinstance(m, dict)
             ]

@@ -77,7 +77,8 @@ class RunLedger:
                 repeats = self.loops.repeats_of_input(input_hash)  # this call would be repeat number `repeats`
                 if repeats > b.max_identical_repeats:
                     found.append(Breach(Limit.IDENTICAL_REPEATS.value, repeats, b.max_identical_repeats, b.action))
-            found += self._tools_past(b)
+            if b.max_tool_calls is not None or b.allowed_tools is not None:
+                found += self._tools_past(b)
             return self._settle(found)
 
     def _tools_past(self, b: Budget) -> list[Breach]:

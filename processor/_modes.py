@@ -163,7 +163,10 @@ class LocalMode:
         elif facts.kind == KIND_LLM and not facts.ours and self._twin_of_ours(facts):
             mark_duplicate(facts, added)  # a framework's span of a call runmeter's span counted
         else:
-            if (facts.kind == KIND_TOOL and not facts.inferred) or is_handoff(facts):
+            if facts.kind == KIND_TOOL:
+                if not facts.inferred:
+                    self._tool_cover(facts.trace_id).add(facts)
+            elif facts.operation == "execute_tool" and is_handoff(facts):
                 self._tool_cover(facts.trace_id).add(facts)
             if facts.ours and not facts.inferred:  # runmeter's own spans feed the ledger themselves
                 if facts.kind == KIND_TOOL and entry is not None:
