@@ -4,16 +4,15 @@ An agent that runs the model's tool calls itself (no ``runmeter.tool()``, no fra
 tool span: without this, its run showed 0 tool calls and a tool loop went unseen. What the agent
 cannot hide is the result: the next request carries it (a ``role: tool`` message, a
 ``function_call_output`` item, a ``tool_result`` block, a ``functionResponse`` part, a
-``toolResult`` block). Each readers here finds the results *new* in a request - the ones after the
+``toolResult`` block). Each reader here finds the results *new* in a request - the ones after the
 model's last turn, named from that turn's tool calls - and :class:`ToolBook` keeps each counted
 once (a retried request or a history sent again names the same call ids). The handler then makes
 one ``execute_tool`` span per new result, marked ``runmeter.tool.inferred``, from the end of the
 response that asked for it to the request that answers it; the processor counts it unless a tool
 span of the agent's own covers the same time (``processor/_modes.py``, ``processor/_assembly.py``).
 
-A request whose answered calls are not all counted cannot over-count: only results after the
-model's last turn are read, and each call id once. Work per request is bounded (the last
-``_MAX_SCAN`` messages, ``_MAX_ANSWERS`` results).
+Nothing is counted twice: only results after the model's last turn are read, and each call id
+once. Work per request is bounded (the last ``_MAX_SCAN`` messages, ``_MAX_ANSWERS`` results).
 """
 
 from __future__ import annotations
