@@ -1,15 +1,25 @@
 # runmeter collector (and CLI) image, as the Helm chart runs it.
 #   docker build -t ghcr.io/runmeter/runmeter:0.1.0 .
-FROM python:3.11-slim
+# The wheel is built where a C compiler is (the receiver's check, collector/_otlpscan.c), then
+# installed into the slim image.
+FROM python:3.11 AS build
 WORKDIR /src
-COPY pyproject.toml constraints.txt README.md ./
+COPY pyproject.toml setup.py constraints.txt README.md ./
+COPY core core
 COPY conventions conventions
 COPY processor processor
 COPY instrumentation instrumentation
 COPY exporter exporter
 COPY collector collector
 COPY runmeter runmeter
-RUN pip install --no-cache-dir -c constraints.txt '.[collector]' && rm -rf /src
+COPY examples examples
+RUN pip wheel --no-cache-dir --no-deps -w /wheels .
+
+FROM python:3.11-slim
+COPY --from=build /wheels /wheels
+COPY constraints.txt /tmp/constraints.txt
+RUN pip install --no-cache-dir -c /tmp/constraints.txt "$(ls /wheels/runmeter-*.whl)[collector]" \
+ && python -c "import runmeter.collector._otlpscan" && rm -rf /wheels /tmp/constraints.txt
 RUN useradd --uid 10001 --create-home runmeter && mkdir -p /var/lib/runmeter && chown runmeter /var/lib/runmeter
 USER 10001
 WORKDIR /var/lib/runmeter

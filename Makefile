@@ -9,7 +9,7 @@ EXTRAS := embedded,openai,anthropic,gemini,bedrock,collector,ui,test
 
 .PHONY: demo test bench generate clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml setup.py collector/_otlpscan.c constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
@@ -28,7 +28,7 @@ $(CHROMIUM):
 
 # The instrumentation tests run again on the previous openai major (2.x), which many agents pin.
 V2 := .venv-openai2
-$(V2)/.installed-stamp: pyproject.toml constraints-openai2.txt
+$(V2)/.installed-stamp: pyproject.toml setup.py collector/_otlpscan.c constraints-openai2.txt
 	test -x $(V2)/bin/python || $(PY) -m venv $(V2)
 	$(V2)/bin/python -m pip install -q --upgrade pip
 	$(V2)/bin/python -m pip install -q -c constraints-openai2.txt -e '.[$(EXTRAS)]'
@@ -102,7 +102,7 @@ test: $(STAMP) $(V2)/.installed-stamp $(DISTRO)/.installed-stamp $(MIN)/.install
 
 # Benchmarks run in their own environment: it also holds the official OpenAI instrumentation.
 BENCH := .venv-bench
-$(BENCH)/.installed-stamp: pyproject.toml constraints.txt
+$(BENCH)/.installed-stamp: pyproject.toml setup.py collector/_otlpscan.c constraints.txt
 	test -x $(BENCH)/bin/python || $(PY) -m venv $(BENCH)
 	$(BENCH)/bin/python -m pip install -q --upgrade pip
 	$(BENCH)/bin/python -m pip install -q -c constraints.txt -e '.[embedded,openai,gemini,bedrock,collector,bench]'

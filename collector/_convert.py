@@ -35,7 +35,7 @@ from runmeter.exporter import MAX_NS
 from runmeter.processor import readable_span, span_context
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-__all__ = ["Converted", "Limits", "MalformedRequest", "check", "convert", "parse_json_request", "parse_request", "read_request"]
+__all__ = ["Converted", "Limits", "MalformedRequest", "check", "check_bytes", "convert", "parse_json_request", "parse_request", "read_request"]
 
 _KINDS = {
     trace_pb2.Span.SPAN_KIND_UNSPECIFIED: SpanKind.INTERNAL,
@@ -58,6 +58,11 @@ _UNSET = Status(StatusCode.UNSET)  # most spans' status: one shared object (Stat
 _HAS_IS_REMOTE = trace_pb2.SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 _IS_REMOTE = trace_pb2.SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 
+
+try:  # the receiver's check in C (collector/_otlpscan.c); built unless no C compiler was at hand
+    from runmeter.collector._otlpscan import scan as _scan
+except ImportError:  # pragma: no cover - the Python check alone, with the same answers
+    _scan = None
 
 MAX_ARRAY_ITEMS = 1024  # items of an array attribute kept (the rest dropped, as a long string is cut)
 
@@ -351,6 +356,27 @@ def check(req: ExportTraceServiceRequest, project: str | None = None, limits: Li
                     out.rejected += 1
                     out.reasons[problem] += 1
     out.accepted = accepted
+    return out
+
+
+def check_bytes(data: bytes, limits: Limits | None = None) -> Converted | None:
+    """What :func:`check` (without a project) says of the request these bytes parse into, read from
+    the bytes in C (``_otlpscan``: no Python object per field); None when the request is not an
+    ordinary one (invalid UTF-8, an unknown field, a field given twice ...) or the extension was not
+    built: then parse it (:func:`read_request`) and :func:`check` it.
+
+    A request this accepts is one protobuf parses, so its bytes can be logged and acknowledged
+    as they are.
+    """
+    if _scan is None:
+        return None
+    result = _scan(data, _oldest_ns(limits or _DEFAULT_LIMITS))
+    if result is None:
+        return None
+    out = Converted()
+    out.accepted, reasons = result
+    out.reasons.update(reasons)
+    out.rejected = sum(reasons.values())
     return out
 
 

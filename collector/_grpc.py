@@ -52,13 +52,16 @@ def grpc_server(collector: Collector, auth: TokenAuth | None) -> tuple[grpc.Serv
             except Unauthenticated as exc:
                 collector.refuse("unauthenticated")
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        req, dropped = None, 0
+        checked = collector.check_wire(data, project)
+        if checked is None:  # the check on the bytes could not decide: protobuf reads it
+            try:
+                req, dropped = read_request(data)
+            except MalformedRequest as exc:
+                collector.refuse("malformed")
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
-            req, dropped = read_request(data)
-        except MalformedRequest as exc:
-            collector.refuse("malformed")
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        try:
-            checked, fut = collector.accept(req, None if dropped else data, project, invalid_utf8=dropped)
+            checked, fut = collector.accept(req, None if dropped else data, project, invalid_utf8=dropped, checked=checked)
             if fut is not None:
                 fut.result()
         except Refused as exc:

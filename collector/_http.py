@@ -102,7 +102,11 @@ def _traces_handler(collector: Collector, auth: TokenAuth | None) -> Callable[[w
             elif encoding != "identity":
                 collector.refuse("unsupported_encoding")
                 return _error(415, f"Content-Encoding {encoding!r} is not supported (gzip or none)", answer_type)
-            req, dropped = (parse_json_request(data), 0) if ctype == _JSON else read_request(data)
+            req, dropped, checked = None, 0, None
+            if ctype == _PROTOBUF:
+                checked = collector.check_wire(data, project)
+            if checked is None:  # JSON, or the check on the bytes could not decide: protobuf reads it
+                req, dropped = (parse_json_request(data), 0) if ctype == _JSON else read_request(data)
         except web.HTTPRequestEntityTooLarge:
             collector.refuse("too_large")
             return _error(413, f"the request is larger than {s.max_request_bytes} bytes", answer_type)
@@ -115,9 +119,9 @@ def _traces_handler(collector: Collector, auth: TokenAuth | None) -> Callable[[w
         try:
             logged = data if ctype == _PROTOBUF and not dropped else None
             if collector.track_ownership:  # may ask the store who owns a trace: not on the event loop
-                checked, fut = await asyncio.to_thread(collector.accept, req, logged, project, dropped)
+                checked, fut = await asyncio.to_thread(collector.accept, req, logged, project, dropped, checked)
             else:
-                checked, fut = collector.accept(req, logged, project, invalid_utf8=dropped)
+                checked, fut = collector.accept(req, logged, project, invalid_utf8=dropped, checked=checked)
             if fut is not None:
                 await asyncio.wrap_future(fut)
         except Refused as exc:

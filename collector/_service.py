@@ -47,7 +47,7 @@ from opentelemetry.metrics import Counter, MeterProvider
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 
-from runmeter.collector._convert import Converted, Limits, check, parse_request
+from runmeter.collector._convert import Converted, Limits, check, check_bytes, parse_request
 from runmeter.collector._options import CollectorSettings
 from runmeter.collector._ownership import Ownership
 from runmeter.collector._pipeline import Pipeline, decode, encode
@@ -183,19 +183,30 @@ class Collector:
 
     # --- intake (receiver threads) ----------------------------------------------------------
 
+    def check_wire(self, data: bytes, project: str | None) -> Converted | None:
+        """The check of a protobuf request made on its bytes (:func:`check_bytes`), when nothing here
+        needs it parsed: worker processes read it from the log, and no token binds a project (the
+        project rule and ownership read the parsed spans). None: parse it (:func:`read_request`)
+        and pass it to :meth:`accept`."""
+        if self.pool is None or self.track_ownership or project is not None:
+            return None
+        return check_bytes(data, self.limits)
+
     def accept(
-        self, req: ExportTraceServiceRequest, data: bytes | None, project: str | None, invalid_utf8: int = 0
+        self, req: ExportTraceServiceRequest | None, data: bytes | None, project: str | None, invalid_utf8: int = 0,
+        checked: Converted | None = None,
     ) -> tuple[Converted, Future[int] | None]:
         """Check the request and log it; the future completes once it is durable (then acknowledge).
 
         ``invalid_utf8``: spans already dropped from ``req`` when it was read (they are refused too).
+        ``checked``: what :meth:`check_wire` said of ``data``; then ``req`` is None.
 
         Raises :class:`Refused` when the log is full or the collector is draining.
         """
         with self._intake_lock:
             self._intake += 1
         try:
-            checked, fut = self._accept(req, data, project, invalid_utf8)
+            checked, fut = self._accept(req, data, project, invalid_utf8, checked)
         except BaseException:
             self._leave()
             raise
@@ -228,13 +239,18 @@ class Collector:
             time.sleep(0.0005)
 
     def _accept(
-        self, req: ExportTraceServiceRequest, data: bytes | None, project: str | None, invalid_utf8: int = 0
+        self, req: ExportTraceServiceRequest | None, data: bytes | None, project: str | None, invalid_utf8: int,
+        checked: Converted | None,
     ) -> tuple[Converted, Future[int] | None]:
-        checked = check(req, project, self.limits)
+        if checked is None:
+            assert req is not None
+            checked = check(req, project, self.limits)
+        else:
+            assert data is not None and project is None and self.pool is not None  # check_wire's conditions
         if invalid_utf8:
             checked.rejected += invalid_utf8
             checked.reasons["invalid_utf8"] += invalid_utf8
-        if self.track_ownership and checked.accepted:
+        if self.track_ownership and checked.accepted and req is not None:
             foreign = self.ownership.admit(req, project)
             if foreign:  # removed from the request: what is logged is what was acknowledged
                 checked.accepted -= foreign
@@ -249,7 +265,10 @@ class Collector:
         if self.draining:
             self.refuse("draining")
             raise Refused("draining", "the collector is shutting down; retry on another replica", self.settings.retry_after_s)
-        payload = encode(project, data if data is not None else req.SerializeToString())
+        if data is None:
+            assert req is not None
+            data = req.SerializeToString()
+        payload = encode(project, data)
         # What processing gets once the record is durable: the parsed request here, the bytes for workers.
         item = (req, project, checked.accepted, len(payload)) if self.pool is None else (payload, checked.accepted)
         try:

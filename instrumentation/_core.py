@@ -40,7 +40,7 @@ from runmeter.instrumentation._tools import Answer, ToolBook
 _SERVICE_TIER_ATTRIBUTE = {"openai": OPENAI_RESPONSE_SERVICE_TIER}
 from runmeter.processor.pricing import UNPRICED_INVALID_USAGE, UNPRICED_NO_USAGE
 
-__all__ = ["CaptureMode", "GenAIHandler", "Invocation", "given", "hash_json", "parse_capture_mode", "request_tool"]
+__all__ = ["CaptureMode", "GenAIHandler", "Invocation", "given", "hash_json", "openai_params", "parse_capture_mode", "request_tool"]
 
 _log = logging.getLogger(__name__)
 
@@ -112,6 +112,33 @@ def events_allowed(value: str | None) -> bool:
 def given(value: Any) -> bool:
     """True for an argument the caller passed (the SDKs mark the others NotGiven / Omit)."""
     return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
+
+
+# The OpenAI chat and Responses request parameters recorded as gen_ai.request.* (LiteLLM takes the same).
+_OPENAI_REQUEST_PARAMS = {
+    "temperature": G.GEN_AI_REQUEST_TEMPERATURE,
+    "top_p": G.GEN_AI_REQUEST_TOP_P,
+    "max_tokens": G.GEN_AI_REQUEST_MAX_TOKENS,
+    "max_completion_tokens": G.GEN_AI_REQUEST_MAX_TOKENS,
+    "max_output_tokens": G.GEN_AI_REQUEST_MAX_TOKENS,
+    "frequency_penalty": G.GEN_AI_REQUEST_FREQUENCY_PENALTY,
+    "presence_penalty": G.GEN_AI_REQUEST_PRESENCE_PENALTY,
+    "seed": G.GEN_AI_REQUEST_SEED,
+    "n": G.GEN_AI_REQUEST_CHOICE_COUNT,
+}
+
+
+def openai_params(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The numeric request parameters and stop sequences of an OpenAI-shaped call's keyword arguments."""
+    out: dict[str, Any] = {}
+    for key, attr in _OPENAI_REQUEST_PARAMS.items():
+        v = kwargs.get(key)
+        if v is not None and given(v) and isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[attr] = v
+    stop = kwargs.get("stop")
+    if stop is not None and given(stop):
+        out[G.GEN_AI_REQUEST_STOP_SEQUENCES] = [stop] if isinstance(stop, str) else [str(s) for s in stop]
+    return out
 
 
 def hash_json(value: Any) -> str:

@@ -26,21 +26,12 @@ from urllib.parse import urlsplit
 from runmeter.conventions import genai as G
 from runmeter.conventions import load_dialects
 from runmeter.instrumentation._base import ProviderInstrumentor, Target
-from runmeter.instrumentation._core import GenAIHandler, Invocation, given, hash_json, request_tool, text_parts
+from runmeter.instrumentation._core import GenAIHandler, Invocation, hash_json, openai_params, request_tool, text_parts
 from runmeter.instrumentation._tools import answers_in, chat_answers
 from runmeter.instrumentation._wrap import MethodSpec
 from runmeter.processor import TokenUsage
 
 __all__ = ["LiteLLMInstrumentor"]
-
-_PARAMS = {
-    "temperature": G.GEN_AI_REQUEST_TEMPERATURE,
-    "top_p": G.GEN_AI_REQUEST_TOP_P,
-    "max_tokens": G.GEN_AI_REQUEST_MAX_TOKENS,
-    "max_completion_tokens": G.GEN_AI_REQUEST_MAX_TOKENS,
-    "seed": G.GEN_AI_REQUEST_SEED,
-}
-
 
 def _provider(model: str, kwargs: dict[str, Any]) -> tuple[str, str]:
     """(OpenTelemetry provider name, the model as that provider names it), as LiteLLM routes it."""
@@ -61,14 +52,12 @@ def _build(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invo
     messages = kwargs.get("messages") or []
     messages = list(messages) if not isinstance(messages, list) else messages
     kwargs["messages"] = messages
-    params = {attr: kwargs[k] for k, attr in _PARAMS.items() if given(kwargs.get(k)) and isinstance(kwargs[k], (int, float))
-              and not isinstance(kwargs[k], bool)}
     base = kwargs.get("api_base") or kwargs.get("base_url")
     parts = urlsplit(base) if isinstance(base, str) and base else None
     inv = Invocation(
         operation="chat", provider=provider, request_model=bare,
         server_address=parts.hostname if parts else None, server_port=parts.port if parts else None,
-        params=params, stream=bool(kwargs.get("stream")), input_hash=hash_json(messages), input_source=messages,
+        params=openai_params(kwargs), stream=bool(kwargs.get("stream")), input_hash=hash_json(messages), input_source=messages,
         capture=handler.capture_any, answers=answers_in(chat_answers, messages),
     )
     if handler.capture_any:

@@ -30,7 +30,7 @@ from collections.abc import Collection
 from typing import Any
 
 from runmeter.instrumentation._base import ProviderInstrumentor, Target
-from runmeter.instrumentation._core import GenAIHandler, Invocation, given, hash_json, request_tool, text_parts
+from runmeter.instrumentation._core import GenAIHandler, Invocation, given, hash_json, openai_params, request_tool, text_parts
 from runmeter.instrumentation._tools import answers_in, chat_answers, responses_answers
 from runmeter.instrumentation._wrap import MethodSpec
 from runmeter.processor import TokenUsage, provider_for_base_url
@@ -39,33 +39,10 @@ from runmeter.conventions import load_dialects
 
 __all__ = ["OpenAIInstrumentor"]
 
-_REQUEST_PARAMS = {
-    "temperature": G.GEN_AI_REQUEST_TEMPERATURE,
-    "top_p": G.GEN_AI_REQUEST_TOP_P,
-    "max_tokens": G.GEN_AI_REQUEST_MAX_TOKENS,
-    "max_completion_tokens": G.GEN_AI_REQUEST_MAX_TOKENS,
-    "max_output_tokens": G.GEN_AI_REQUEST_MAX_TOKENS,
-    "frequency_penalty": G.GEN_AI_REQUEST_FREQUENCY_PENALTY,
-    "presence_penalty": G.GEN_AI_REQUEST_PRESENCE_PENALTY,
-    "seed": G.GEN_AI_REQUEST_SEED,
-    "n": G.GEN_AI_REQUEST_CHOICE_COUNT,
-}
 # OpenAI-compatible endpoints genai-prices cannot tell by URL.
 _KNOWN_HOSTS = {
     "generativelanguage.googleapis.com": "gcp.gemini",  # Gemini's OpenAI-compatible endpoint
 }
-
-
-def _params(kwargs: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, attr in _REQUEST_PARAMS.items():
-        v = kwargs.get(key)
-        if v is not None and given(v) and isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[attr] = v
-    stop = kwargs.get("stop")
-    if stop is not None and given(stop):
-        out[G.GEN_AI_REQUEST_STOP_SEQUENCES] = [stop] if isinstance(stop, str) else [str(s) for s in stop]
-    return out
 
 
 _PROVIDER_CACHE: dict[tuple[int, int], tuple[Any, tuple[str, str | None, int | None]]] = {}
@@ -113,7 +90,7 @@ class _Specs:
         model = kwargs.get("model")
         return Invocation(
             operation=op, provider=provider, request_model=str(model) if given(model) else None,
-            server_address=host, server_port=port, params=_params(kwargs), stream=bool(kwargs.get("stream")),
+            server_address=host, server_port=port, params=openai_params(kwargs), stream=bool(kwargs.get("stream")),
             capture=handler.capture_any,
         )
 

@@ -96,12 +96,14 @@ def test_built_wheel_installs_into_a_fresh_venv(tmp_path: Path, root: Path) -> N
         names = zf.namelist()
         zf.extractall(purelib)
     assert "runmeter/conventions/registry/run.yaml" in names
+    assert any(n.startswith("runmeter/collector/_otlpscan.") and n.endswith(".so") for n in names)  # the receiver's C check
     assert "runmeter/py.typed" in names
     code = (
         "import importlib, pathlib, runmeter\n"
         f"for name in {SUBPACKAGES!r}:\n"
         "    m = importlib.import_module(name)\n"
         f"    assert pathlib.Path(m.__file__).is_relative_to({str(purelib)!r}), m.__file__\n"
+        "import runmeter.collector._otlpscan\n"
         "from runmeter.conventions.generate import load_registry\n"
         "assert load_registry()\n"
         "from runmeter.processor import PriceBook, TokenUsage\n"
@@ -157,3 +159,17 @@ def test_built_wheel_installs_into_a_fresh_venv(tmp_path: Path, root: Path) -> N
     ran = subprocess.run([str(py), "-m", "runmeter.grafana"], cwd=demo_dir, env=env, capture_output=True, text=True)
     assert ran.returncode == 2 and "runmeter grafana export" in ran.stderr
     assert not (purelib / "deploy").exists()
+
+
+def test_the_image_copies_every_package_and_the_build_files(root: Path) -> None:
+    """The Dockerfile (no Docker engine here to build it) copies each folder pyproject maps to a
+    package, and what the build reads: a folder left out fails `pip wheel` in the image."""
+    import tomllib
+
+    dirs = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values())
+    copied: set[str] = set()
+    for line in (root / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY ") and "--from" not in line:
+            copied.update(line.split()[1:-1])
+    assert dirs <= copied, f"not copied into the image: {sorted(dirs - copied)}"
+    assert {"pyproject.toml", "setup.py", "README.md"} <= copied

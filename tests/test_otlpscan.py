@@ -1,0 +1,262 @@
+"""The receiver's check on the wire (collector/_otlpscan.c) against protobuf and the Python check.
+
+What it answers must be what parsing the request and :func:`check` answer; where it cannot be
+sure it says None, and the request goes the Python way. The one thing it must never do is accept
+bytes protobuf will not parse: the workers read what was acknowledged back with protobuf.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from google.protobuf.descriptor import FieldDescriptor
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+
+from runmeter.collector._convert import Limits, MalformedRequest, check, check_bytes, parse_request
+from runmeter.collector._otlpscan import scan  # built by make's install (setup.py): a missing build fails here
+from tests.collector_rig import request_bytes
+
+NOW = time.time_ns()
+F = FieldDescriptor
+
+
+def python_check(data: bytes) -> tuple[int, dict[str, int]]:
+    c = check(parse_request(data))
+    return c.accepted, dict(c.reasons)
+
+
+def span(trace: int, span_id: int, name: str = "chat gpt-4o-mini", *, parent: int | None = None, start: int | None = None,
+         end: int | None = None, attrs: dict[str, Any] | None = None, **kw: Any) -> ReadableSpan:
+    start = NOW - 10**9 if start is None else start
+    ctx = SpanContext(trace, span_id, False, TraceFlags(1), TraceState([("vendor", "v1")]))
+    return ReadableSpan(
+        name=name, context=ctx, parent=SpanContext(trace, parent, True, TraceFlags(1)) if parent else None,
+        resource=Resource({"service.name": "agent", "host.cores": 2, "deployment": ("a", "b")}),
+        attributes=attrs or {}, start_time=start, end_time=start + 5 if end is None else end,
+        instrumentation_scope=InstrumentationScope("runmeter.test", "1.0"), **kw,
+    )
+
+
+def every_kind_of_span() -> list[ReadableSpan]:
+    """What SDK exporters send: every attribute type, events, links, status, kinds, remote parents."""
+    attrs = {"s": "text", "u": "ünïcødé ✓ 𝄞", "b": True, "i": -7, "f": 0.25, "ss": ("a", "b"), "bs": (True, False),
+             "is": (1, 2, 3), "fs": (1.5, -2.0), "empty": ""}
+    return [
+        span(1, 1, "invoke_agent bench", attrs={"gen_ai.operation.name": "invoke_agent"}, kind=SpanKind.INTERNAL),
+        span(1, 2, parent=1, attrs=attrs, kind=SpanKind.CLIENT, status=Status(StatusCode.ERROR, "rate limited 429"),
+             events=[Event("gen_ai.choice", {"index": 0, "finish_reason": "stop"}, timestamp=NOW - 10**9 + 2)],
+             links=[Link(SpanContext(9, 9, True, TraceFlags(1), TraceState([("k", "v")])), {"link.kind": "follows"})]),
+        span(1, 3, "execute_tool read_file", parent=1, kind=SpanKind.SERVER, status=Status(StatusCode.OK)),
+        span(2, 4, "remote child", parent=77, kind=SpanKind.CONSUMER),
+    ]
+
+
+def test_ordinary_requests_are_checked_on_the_wire_and_agree_with_protobuf() -> None:
+    data = request_bytes(every_kind_of_span())
+    assert scan(data, 0) == python_check(data) == (4, {})
+    # The benchmark's agent traces too (a request of 512 spans): the fast path is the common path.
+    many = request_bytes([span(t, s + 1, parent=1 if s else None, attrs={"gen_ai.usage.input_tokens": 1000 * s})
+                          for t in range(1, 65) for s in range(8)])
+    assert scan(many, 0) == (512, {})
+    assert scan(b"", 0) == python_check(b"") == (0, {})  # an empty request: nothing accepted, nothing refused
+
+
+def test_each_reason_is_counted_as_the_python_check_counts_it() -> None:
+    base = ExportTraceServiceRequest.FromString(request_bytes([span(5, 1)]))
+    spans = base.resource_spans[0].scope_spans[0].spans
+    good = spans[0]
+
+    def variant(**fields: Any) -> None:
+        s = spans.add()
+        s.CopyFrom(good)
+        for k, v in fields.items():
+            setattr(s, k, v)
+
+    variant(trace_id=b"\x01" * 5)                      # bad_trace_id
+    variant(trace_id=bytes(16))                        # bad_trace_id: all zero
+    variant(span_id=bytes(8))                          # bad_span_id
+    variant(parent_span_id=b"\x02" * 5)                # bad_parent_span_id
+    variant(name="")                                   # empty_name
+    variant(start_time_unix_nano=0)                    # bad_times: no start
+    variant(end_time_unix_nano=good.start_time_unix_nano - 1)  # bad_times: ends before it starts
+    variant(end_time_unix_nano=2**63)                  # bad_times: past 2262
+    variant(start_time_unix_nano=NOW - 200 * 86_400 * 10**9)  # too_old: past 180 days
+    variant(parent_span_id=b"")                        # fine: a root
+    data = base.SerializeToString()
+    expected = (2, {"bad_trace_id": 2, "bad_span_id": 1, "bad_parent_span_id": 1, "empty_name": 1, "bad_times": 3, "too_old": 1})
+    assert python_check(data) == expected
+    assert scan(data, NOW - 180 * 86_400 * 10**9) == expected
+    assert scan(data, 0)[1].get("too_old") is None  # no retention bound: nothing is too old
+    checked = check_bytes(data, Limits())
+    assert checked is not None and (checked.accepted, checked.rejected, dict(checked.reasons)) == (2, 9, expected[1])
+
+
+def _tag(field: int, wire_type: int) -> bytes:
+    return _varint(field << 3 | wire_type)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _len(field: int, payload: bytes) -> bytes:
+    return _tag(field, 2) + _varint(len(payload)) + payload
+
+
+def _request_with_span_bytes(extra: bytes) -> bytes:
+    """A request whose one valid span ends with ``extra`` (raw fields appended to its message)."""
+    req = ExportTraceServiceRequest.FromString(request_bytes([span(6, 1)]))
+    one = req.resource_spans[0].scope_spans[0].spans[0].SerializeToString() + extra
+    scope = req.resource_spans[0].scope_spans[0].scope.SerializeToString()
+    resource = req.resource_spans[0].resource.SerializeToString()
+    return _len(1, _len(1, resource) + _len(2, _len(1, scope) + _len(2, one)))
+
+
+def _nested_arrays(depth: int) -> bytes:
+    value = _len(1, b"leaf")  # AnyValue{string_value}
+    for _ in range(depth):
+        value = _len(5, _len(1, value))  # AnyValue{array_value: ArrayValue{values: [value]}}
+    return _len(9, _len(1, b"deep") + _len(2, value))  # Span.attributes: KeyValue{key, value}
+
+
+UNSURE = [
+    ("an unknown field", _tag(99, 0) + _varint(1)),
+    ("a field of a newer schema (KeyValue.key_strindex)", _len(9, _len(1, b"k") + _tag(3, 0) + _varint(4))),
+    ("a singular field given twice", _len(5, b"second name")),
+    ("a oneof given two members", _len(9, _len(1, b"k") + _len(2, _len(1, b"s") + _tag(3, 0) + _varint(2)))),
+    ("a wire type other than the schema's", _tag(7, 0) + _varint(5)),
+    ("invalid UTF-8 in an attribute value", _len(9, _len(1, b"k") + _len(2, _len(1, b"\xff\xfe")))),
+    ("a UTF-8 surrogate", _len(9, _len(1, b"k") + _len(2, _len(1, b"\xed\xa0\x80")))),
+    ("an overlong UTF-8 form", _len(9, _len(1, b"k") + _len(2, _len(1, b"\xc0\xaf")))),
+    ("a length past the end", _tag(9, 2) + _varint(1000) + b"x"),
+    ("a truncated varint", _tag(10, 0) + b"\xff"),
+    ("a varint past 64 bits", _tag(10, 0) + b"\xff" * 9 + b"\x02"),
+    ("field number 0", _tag(0, 0) + _varint(1)),
+    ("a group (wire type 3)", _tag(9, 3)),
+    ("values nested past 24 deep", _nested_arrays(30)),
+]
+
+
+@pytest.mark.parametrize(("name", "extra"), UNSURE, ids=[name for name, _ in UNSURE])
+def test_requests_it_cannot_be_sure_of_go_to_protobuf(name: str, extra: bytes) -> None:
+    data = _request_with_span_bytes(extra)
+    assert scan(data, 0) is None, name
+    try:  # and protobuf decides: an answer or a clear error, whichever it is
+        parse_request(data)
+    except MalformedRequest:
+        pass
+
+
+def test_nesting_within_the_bound_is_checked_on_the_wire() -> None:
+    data = _request_with_span_bytes(_nested_arrays(10))
+    assert scan(data, 0) == python_check(data) == (1, {})
+
+
+def test_the_schema_it_knows_is_the_installed_opentelemetry_protos() -> None:
+    """Each field the C walker reads has the type it expects in the installed descriptors; every other
+    field of those messages, set on an otherwise ordinary request, sends it to protobuf."""
+    known = {  # (message, field number) -> protobuf type, as collector/_otlpscan.c reads them
+        "ExportTraceServiceRequest": {1: F.TYPE_MESSAGE},
+        "ResourceSpans": {1: F.TYPE_MESSAGE, 2: F.TYPE_MESSAGE, 3: F.TYPE_STRING},
+        "Resource": {1: F.TYPE_MESSAGE, 2: F.TYPE_UINT32},
+        "ScopeSpans": {1: F.TYPE_MESSAGE, 2: F.TYPE_MESSAGE, 3: F.TYPE_STRING},
+        "InstrumentationScope": {1: F.TYPE_STRING, 2: F.TYPE_STRING, 3: F.TYPE_MESSAGE, 4: F.TYPE_UINT32},
+        "Span": {1: F.TYPE_BYTES, 2: F.TYPE_BYTES, 3: F.TYPE_STRING, 4: F.TYPE_BYTES, 5: F.TYPE_STRING, 6: F.TYPE_ENUM,
+                 7: F.TYPE_FIXED64, 8: F.TYPE_FIXED64, 9: F.TYPE_MESSAGE, 10: F.TYPE_UINT32, 11: F.TYPE_MESSAGE,
+                 12: F.TYPE_UINT32, 13: F.TYPE_MESSAGE, 14: F.TYPE_UINT32, 15: F.TYPE_MESSAGE, 16: F.TYPE_FIXED32},
+        "Event": {1: F.TYPE_FIXED64, 2: F.TYPE_STRING, 3: F.TYPE_MESSAGE, 4: F.TYPE_UINT32},
+        "Link": {1: F.TYPE_BYTES, 2: F.TYPE_BYTES, 3: F.TYPE_STRING, 4: F.TYPE_MESSAGE, 5: F.TYPE_UINT32, 6: F.TYPE_FIXED32},
+        "Status": {2: F.TYPE_STRING, 3: F.TYPE_ENUM},
+        "KeyValue": {1: F.TYPE_STRING, 2: F.TYPE_MESSAGE},
+        "AnyValue": {1: F.TYPE_STRING, 2: F.TYPE_BOOL, 3: F.TYPE_INT64, 4: F.TYPE_DOUBLE, 5: F.TYPE_MESSAGE, 6: F.TYPE_MESSAGE,
+                     7: F.TYPE_BYTES},
+        "ArrayValue": {1: F.TYPE_MESSAGE},
+        "KeyValueList": {1: F.TYPE_MESSAGE},
+    }
+    base = ExportTraceServiceRequest.FromString(request_bytes(every_kind_of_span()))
+    anyvalue = base.resource_spans[0].scope_spans[0].spans[1].attributes[0].value
+    anyvalue.kvlist_value.values.add(key="inner").value.array_value.values.add(int_value=1)
+    instances: dict[str, Any] = {}
+
+    def walk(msg: Any) -> None:
+        instances.setdefault(msg.DESCRIPTOR.name, msg)
+        for fd, value in msg.ListFields():
+            if fd.type == F.TYPE_MESSAGE:
+                for m in (value if fd.is_repeated else [value]):
+                    walk(m)
+
+    walk(base)
+    assert set(instances) == set(known), "an ordinary request holds every message the walker reads"
+    assert scan(base.SerializeToString(), 0) == python_check(base.SerializeToString())
+    for name, msg in instances.items():
+        for fd in msg.DESCRIPTOR.fields:
+            if fd.number in known[name]:
+                assert fd.type == known[name][fd.number], f"{name}.{fd.name}: the schema changed"
+                continue
+            # A field the walker does not know: set it (the first instance, in a copy) and scan.
+            req = ExportTraceServiceRequest()
+            req.CopyFrom(base)
+            walk_copy: dict[str, Any] = {}
+
+            def find(m: Any, want: str = name) -> None:
+                walk_copy.setdefault(m.DESCRIPTOR.name, m)
+                for f, v in m.ListFields():
+                    if f.type == F.TYPE_MESSAGE:
+                        for sub in (v if f.is_repeated else [v]):
+                            find(sub)
+
+            find(req)
+            target = walk_copy[name]
+            if fd.is_repeated:
+                if fd.type == F.TYPE_MESSAGE:
+                    target_field = getattr(target, fd.name).add()
+                    target_field.SetInParent()
+                else:
+                    getattr(target, fd.name).append("x" if fd.type == F.TYPE_STRING else 1)
+            elif fd.type == F.TYPE_MESSAGE:
+                getattr(target, fd.name).SetInParent()
+            else:
+                setattr(target, fd.name, "x" if fd.type == F.TYPE_STRING else b"x" if fd.type == F.TYPE_BYTES else 1)
+            data = req.SerializeToString()
+            assert scan(data, 0) is None, f"{name}.{fd.name} is not read by the walker: protobuf must decide"
+
+
+def test_random_mutations_never_get_an_answer_protobuf_would_not_give() -> None:
+    """Bytes flipped, cut out and put in: whenever the walker answers, protobuf parses the request and
+    the Python check says the same."""
+    rng = random.Random(20261126)
+    seed = request_bytes(every_kind_of_span())
+    answered = Counter[str]()
+    for _ in range(6000):
+        data = bytearray(seed)
+        for _ in range(rng.randint(1, 4)):
+            op, pos = rng.random(), rng.randrange(len(data))
+            if op < 0.6:
+                data[pos] = rng.choice((rng.randrange(256), data[pos] ^ (1 << rng.randrange(8))))
+            elif op < 0.8:
+                del data[pos:pos + rng.randint(1, 8)]
+            else:
+                data[pos:pos] = rng.randbytes(rng.randint(1, 8))
+        mutant = bytes(data)
+        result = scan(mutant, NOW - 180 * 86_400 * 10**9)
+        if result is None:
+            answered["protobuf"] += 1
+            continue
+        answered["wire"] += 1
+        assert result == python_check(mutant)  # parse_request raises if protobuf would not read it
+    # Both ways were taken often: the mutants that keep the framing (a changed letter, id, time) are answered on the wire.
+    assert answered["wire"] > 500 and answered["protobuf"] > 500, answered
