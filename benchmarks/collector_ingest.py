@@ -257,11 +257,11 @@ def main() -> None:
         print(f"  {name:34s} {us:7.1f}")
     path = sum(us for name, us in stage_cpu.items() if not name.startswith(("encode, Python", "floor", "check in Python")))
     print(f"  {'collector path (compiled codec)':34s} {path:7.1f}")
-    floor = stage_cpu["parse (protobuf, in the workers)"] + sum(us for name, us in stage_cpu.items() if name.startswith("floor:"))
+    floor = stage_cpu["parse (protobuf; in the workers)"] + sum(us for name, us in stage_cpu.items() if name.startswith("floor:"))
     print(f"  {'floor: parse, read, encode, insert':34s} {floor:7.1f}   (target <= 35; "
           f"{'the floor alone is past it' if floor > 35 else 'under it'}); runmeter adds {path - floor:.1f} "
           "(check, log, its dialects, prices, runs and calls rows)")
-    scan, log = stage_cpu["check on the bytes, in C (receiver)"], stage_cpu["log: append + fsync (receiver)"]
+    scan, log = stage_cpu["check in C, on bytes (receiver)"], stage_cpu["log: append + fsync (receiver)"]
     checks = scan + log
 
     results = {}
@@ -274,7 +274,7 @@ def main() -> None:
         added = 1e6 / r["acked"] - 1e6 / parsing
         print(f"  what acknowledging adds to the parsing floor: {added:.1f} us per span of wall time: check and log {checks:.1f} "
               f"(CPU, by stage), the rest {added - checks:.1f} (the handler's Python, futures, counters, the workers' share of the cores)")
-        per_span, parse = 1e6 / parsing, stage_cpu["parse (protobuf, in the workers)"]
+        per_span, parse = 1e6 / parsing, stage_cpu["parse (protobuf; in the workers)"]
         # The receiver does not parse (the workers do): its check reads the bytes in C instead.
         print(f"  ceiling: the check in C ({scan:.1f}) and the log ({log:.1f}) in place of the floor's parse ({parse:.1f}) "
               f"in its {per_span:.1f} per span allow at most {per_span / (per_span - parse + scan + log):.0%} of the parsing floor")
@@ -412,10 +412,10 @@ def stages(requests: list[bytes], spans_per_request: int) -> dict[str, float]:
         out[name] = (time.process_time() - t0) / n * 1e6
         return result
 
-    parsed = timed("parse (protobuf, in the workers)", lambda: [ExportTraceServiceRequest.FromString(r) for r in requests])
-    checked = timed("check on the bytes, in C (receiver)", lambda: [check_bytes(r) for r in requests])
+    parsed = timed("parse (protobuf; in the workers)", lambda: [ExportTraceServiceRequest.FromString(r) for r in requests])
+    checked = timed("check in C, on bytes (receiver)", lambda: [check_bytes(r) for r in requests])
     assert all(c is not None for c in checked), "the receiver's C check could not decide (or is not built)"
-    timed("check in Python, parsed (if C can't)", lambda: [check(r) for r in parsed])
+    timed("check in Python (when C can't)", lambda: [check(r) for r in parsed])
     with tempfile.TemporaryDirectory() as d:  # the receiver's log: append, group commit, fdatasync (8 at a time)
         from runmeter.collector._wal import WriteAheadLog
 
