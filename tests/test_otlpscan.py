@@ -166,6 +166,17 @@ def test_nesting_within_the_bound_is_checked_on_the_wire() -> None:
     assert scan(data, 0) == python_check(data) == (1, {})
 
 
+def first_instances(msg: Any, out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The first message of each type in a request, by type name (depth first)."""
+    out = {} if out is None else out
+    out.setdefault(msg.DESCRIPTOR.name, msg)
+    for fd, value in msg.ListFields():
+        if fd.type == F.TYPE_MESSAGE:
+            for m in (value if fd.is_repeated else [value]):
+                first_instances(m, out)
+    return out
+
+
 def test_the_schema_it_knows_is_the_installed_opentelemetry_protos() -> None:
     """Each field the C walker reads has the type it expects in the installed descriptors; every other
     field of those messages, set on an otherwise ordinary request, sends it to protobuf."""
@@ -190,16 +201,7 @@ def test_the_schema_it_knows_is_the_installed_opentelemetry_protos() -> None:
     base = ExportTraceServiceRequest.FromString(request_bytes(every_kind_of_span()))
     anyvalue = base.resource_spans[0].scope_spans[0].spans[1].attributes[0].value
     anyvalue.kvlist_value.values.add(key="inner").value.array_value.values.add(int_value=1)
-    instances: dict[str, Any] = {}
-
-    def walk(msg: Any) -> None:
-        instances.setdefault(msg.DESCRIPTOR.name, msg)
-        for fd, value in msg.ListFields():
-            if fd.type == F.TYPE_MESSAGE:
-                for m in (value if fd.is_repeated else [value]):
-                    walk(m)
-
-    walk(base)
+    instances = first_instances(base)
     assert set(instances) == set(known), "an ordinary request holds every message the walker reads"
     assert scan(base.SerializeToString(), 0) == python_check(base.SerializeToString())
     for name, msg in instances.items():
@@ -210,17 +212,7 @@ def test_the_schema_it_knows_is_the_installed_opentelemetry_protos() -> None:
             # A field the walker does not know: set it (the first instance, in a copy) and scan.
             req = ExportTraceServiceRequest()
             req.CopyFrom(base)
-            walk_copy: dict[str, Any] = {}
-
-            def find(m: Any, want: str = name) -> None:
-                walk_copy.setdefault(m.DESCRIPTOR.name, m)
-                for f, v in m.ListFields():
-                    if f.type == F.TYPE_MESSAGE:
-                        for sub in (v if f.is_repeated else [v]):
-                            find(sub)
-
-            find(req)
-            target = walk_copy[name]
+            target = first_instances(req)[name]
             if fd.is_repeated:
                 if fd.type == F.TYPE_MESSAGE:
                     target_field = getattr(target, fd.name).add()
