@@ -237,14 +237,26 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=120)
     ap.add_argument("--spans", type=int, default=512, help="spans per request")
     ap.add_argument("--threads", type=int, default=8, help="concurrent requests from the load generator")
+    ap.add_argument("--max-concurrent-requests", type=int, default=None,
+                    help="the collector's max_concurrent_requests (its default unless given): requests taken in at once; "
+                         "past it gRPC answers RESOURCE_EXHAUSTED and the load generator backs off and sends again")
     ap.add_argument("--workers", default="1,2", help="worker process counts to run the collector with, comma-separated")
     args = ap.parse_args()
+    if args.max_concurrent_requests is not None:  # the collector subprocess reads its settings from the environment too
+        import os
+
+        os.environ["RUNMETER_COLLECTOR_MAX_CONCURRENT_REQUESTS"] = str(args.max_concurrent_requests)
     if args.spans % 8:
         ap.error("--spans must be a multiple of 8 (whole runs of 8 spans per request)")
     total = args.requests * args.spans
     requests = make_requests(args.requests, args.spans)
     decode = bare_decode(requests, args.spans)
     print(f"{total} spans in {args.requests} requests of {args.spans} ({sum(map(len, requests)) / 2**20:.1f} MiB)")
+    from runmeter.collector import CollectorSettings
+
+    intake = args.max_concurrent_requests or CollectorSettings().max_concurrent_requests
+    print(f"the load generator sends {args.threads} requests at a time; the collector takes {intake} at once "
+          "(max_concurrent_requests), the floors all of them")
     print(f"bare protobuf decode           {decode:12,.0f} spans/s")
     null = floor_rate(requests, args.spans, args.threads, parse=False)
     parsing = floor_rate(requests, args.spans, args.threads, parse=True)
