@@ -1,5 +1,6 @@
-"""LiteLLM instrumentation: ``litellm.completion`` and ``litellm.acompletion``, streamed or not, and
-``litellm.embedding`` / ``litellm.aembedding``.
+"""LiteLLM instrumentation: ``litellm.completion`` and ``litellm.acompletion``, streamed or not,
+``litellm.responses`` / ``litellm.aresponses`` (the Responses API), and ``litellm.embedding`` /
+``litellm.aembedding``.
 
 LiteLLM talks to most providers with its own HTTP code (Anthropic, Bedrock, Vertex AI, Gemini...),
 so no client instrumentation sees those calls: a zero-code agent on LiteLLM was a bill of $0.
@@ -19,6 +20,7 @@ counted once. Tool results sent back are counted as tool calls, as for the other
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +31,7 @@ from runmeter.instrumentation._base import ProviderInstrumentor, Target
 from runmeter.instrumentation._core import GenAIHandler, Invocation, hash_json, openai_params, request_tool, text_parts
 from runmeter.instrumentation._tools import answers_in, chat_answers
 from runmeter.instrumentation._wrap import MethodSpec
+from runmeter.instrumentation.openai import read_responses, read_responses_request, responses_event
 from runmeter.processor import TokenUsage
 
 __all__ = ["LiteLLMInstrumentor"]
@@ -137,9 +140,27 @@ def _read_embedding(inv: Invocation, resp: Any) -> None:
         inv.usage = TokenUsage(input_tokens=prompt, output_tokens=0)
 
 
+def _build_responses(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invocation:
+    model = kwargs.get("model")
+    provider, bare = _provider(str(model), kwargs) if isinstance(model, str) else ("litellm", None)
+    base = kwargs.get("api_base") or kwargs.get("base_url")
+    parts = urlsplit(base) if isinstance(base, str) and base else None
+    inv = Invocation(
+        operation="chat", provider=provider, request_model=bare,
+        server_address=parts.hostname if parts else None, server_port=parts.port if parts else None,
+        params=openai_params(kwargs), stream=bool(kwargs.get("stream")), capture=handler.capture_any,
+    )
+    read_responses_request(inv, kwargs)
+    return inv
+
+
 COMPLETION = MethodSpec("litellm.completion", _build, _read, _chunk, suppress_inner=True)
 EMBEDDING = MethodSpec("litellm.embedding", _build_embedding, _read_embedding, suppress_inner=True)
+# LiteLLM answers in the Responses API's shape whatever the provider (to those without one it goes
+# through its own completion(), suppressed inside the call like the openai SDK).
+RESPONSES = MethodSpec("litellm.responses", _build_responses, read_responses, responses_event, suppress_inner=True)
 _SPECS = {"completion": COMPLETION, "acompletion": COMPLETION, "embedding": EMBEDDING, "aembedding": EMBEDDING}
+_RESPONSES_SPECS = {"responses": RESPONSES, "aresponses": RESPONSES}
 
 
 class LiteLLMInstrumentor(ProviderInstrumentor):
@@ -156,5 +177,12 @@ class LiteLLMInstrumentor(ProviderInstrumentor):
 
         # The functions where LiteLLM's callers look them up: the package (litellm.completion) and
         # its main module (which the Router and `from litellm.main import ...` use).
-        return [Target(owner, name, spec, name.startswith("a"))
-                for owner in (litellm, litellm.main) for name, spec in _SPECS.items()]
+        targets = [Target(owner, name, spec, name.startswith("a"))
+                   for owner in (litellm, litellm.main) for name, spec in _SPECS.items()]
+        try:  # by name: the package's attribute `responses` is the function, not this module
+            responses_main = importlib.import_module("litellm.responses.main")
+        except ImportError:  # a LiteLLM without the Responses API
+            return targets
+        return targets + [Target(owner, name, spec, name.startswith("a"))
+                          for owner in (litellm, responses_main) for name, spec in _RESPONSES_SPECS.items()
+                          if callable(getattr(owner, name, None))]

@@ -155,62 +155,8 @@ class _Specs:
     # responses.create
     def responses(self, instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invocation:
         inv = self._base("chat", instance, kwargs, handler)
-        request_input = kwargs.get("input")
-        instructions = kwargs.get("instructions")
-        inv.input_hash = hash_json([instructions if given(instructions) else None, request_input if given(request_input) else None])
-        inv.input_source = request_input if given(request_input) else None
-        if isinstance(request_input, list):
-            inv.answers = answers_in(responses_answers, request_input)
-        if handler.capture_any and request_input is not None and given(request_input):
-            inv.input_messages = [text_parts("user", request_input)] if isinstance(request_input, str) else [
-                text_parts(str(m.get("role", "user")), m.get("content")) for m in request_input if isinstance(m, dict)
-            ]
-            if given(instructions):
-                inv.system_instructions = [{"type": "text", "content": str(instructions)}]
+        read_responses_request(inv, kwargs)
         return inv
-
-    @staticmethod
-    def read_responses(inv: Invocation, resp: Any) -> None:
-        inv.response_model = getattr(resp, "model", None)
-        inv.response_id = getattr(resp, "id", None)
-        _tier(inv, resp)
-        status = getattr(resp, "status", None)
-        if status:
-            inv.finish_reasons.append(str(status))
-        u = getattr(resp, "usage", None)
-        if u is not None:
-            details = getattr(u, "input_tokens_details", None)
-            cached = getattr(details, "cached_tokens", None)
-            written = getattr(details, "cache_write_tokens", None)
-            if written is None and details is not None:
-                written = (getattr(details, "model_extra", None) or {}).get("cache_write_tokens")
-            reasoning = getattr(getattr(u, "output_tokens_details", None), "reasoning_tokens", None)
-            inv.usage = TokenUsage.from_openai(u.input_tokens, u.output_tokens, cached, reasoning, written)
-        texts = []
-        searches = file_searches = 0
-        for item in getattr(resp, "output", None) or []:
-            kind = getattr(item, "type", None)
-            if kind == "web_search_call":
-                searches += 1  # the built-in web search tool, billed per call beside the tokens
-            elif kind == "file_search_call":
-                file_searches += 1
-            elif kind == "function_call":
-                request_tool(inv, item.name, item.arguments, getattr(item, "call_id", None))
-            elif kind == "message":
-                texts += [getattr(c, "text", "") for c in item.content if getattr(c, "type", "") == "output_text"]
-        if (searches or file_searches) and inv.usage is not None:
-            inv.usage = dataclasses.replace(inv.usage, web_searches=searches, file_searches=file_searches)
-        if inv.capture:
-            inv.output_messages = [text_parts("assistant", "".join(texts))]
-
-    @classmethod
-    def responses_event(cls, inv: Invocation, event: Any) -> None:
-        kind = getattr(event, "type", None)
-        if kind == "response.output_text.delta":
-            inv.output_text.append(getattr(event, "delta", "") or "")
-        elif kind in ("response.completed", "response.incomplete", "response.failed"):
-            inv.finish_reasons.clear()
-            cls.read_responses(inv, event.response)
 
     # embeddings.create
     def embeddings(self, instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invocation:
@@ -226,6 +172,67 @@ class _Specs:
         u = getattr(resp, "usage", None)
         if u is not None:
             inv.usage = TokenUsage(input_tokens=u.prompt_tokens or 0, output_tokens=0)
+
+
+def read_responses_request(inv: Invocation, kwargs: dict[str, Any]) -> None:
+    """A Responses API request's input into the call: its hash, the tool results it carries and,
+    when content is captured, its messages (the openai SDK's ``responses.create``, LiteLLM's ``responses``)."""
+    request_input = kwargs.get("input")
+    instructions = kwargs.get("instructions")
+    inv.input_hash = hash_json([instructions if given(instructions) else None, request_input if given(request_input) else None])
+    inv.input_source = request_input if given(request_input) else None
+    if isinstance(request_input, list):
+        inv.answers = answers_in(responses_answers, request_input)
+    if inv.capture and request_input is not None and given(request_input):
+        inv.input_messages = [text_parts("user", request_input)] if isinstance(request_input, str) else [
+            text_parts(str(m.get("role", "user")), m.get("content")) for m in request_input if isinstance(m, dict)
+        ]
+        if given(instructions):
+            inv.system_instructions = [{"type": "text", "content": str(instructions)}]
+
+
+def read_responses(inv: Invocation, resp: Any) -> None:
+    """A Responses API response (the openai SDK's, or LiteLLM's of the same shape) into the call."""
+    inv.response_model = getattr(resp, "model", None)
+    inv.response_id = getattr(resp, "id", None)
+    _tier(inv, resp)
+    status = getattr(resp, "status", None)
+    if status:
+        inv.finish_reasons.append(str(status))
+    u = getattr(resp, "usage", None)
+    if u is not None:
+        details = getattr(u, "input_tokens_details", None)
+        cached = getattr(details, "cached_tokens", None)
+        written = getattr(details, "cache_write_tokens", None)
+        if written is None and details is not None:
+            written = (getattr(details, "model_extra", None) or {}).get("cache_write_tokens")
+        reasoning = getattr(getattr(u, "output_tokens_details", None), "reasoning_tokens", None)
+        inv.usage = TokenUsage.from_openai(u.input_tokens, u.output_tokens, cached, reasoning, written)
+    texts = []
+    searches = file_searches = 0
+    for item in getattr(resp, "output", None) or []:
+        kind = getattr(item, "type", None)
+        if kind == "web_search_call":
+            searches += 1  # the built-in web search tool, billed per call beside the tokens
+        elif kind == "file_search_call":
+            file_searches += 1
+        elif kind == "function_call":
+            request_tool(inv, item.name, item.arguments, getattr(item, "call_id", None))
+        elif kind == "message":
+            texts += [getattr(c, "text", "") for c in item.content if getattr(c, "type", "") == "output_text"]
+    if (searches or file_searches) and inv.usage is not None:
+        inv.usage = dataclasses.replace(inv.usage, web_searches=searches, file_searches=file_searches)
+    if inv.capture:
+        inv.output_messages = [text_parts("assistant", "".join(texts))]
+
+def responses_event(inv: Invocation, event: Any) -> None:
+    """One event of a streamed Responses API call: the text as it comes, the usage at the end."""
+    kind = getattr(event, "type", None)
+    if kind == "response.output_text.delta":
+        inv.output_text.append(getattr(event, "delta", "") or "")
+    elif kind in ("response.completed", "response.incomplete", "response.failed"):
+        inv.finish_reasons.clear()
+        read_responses(inv, event.response)
 
 
 def _usage(u: Any) -> TokenUsage:
@@ -258,7 +265,7 @@ class OpenAIInstrumentor(ProviderInstrumentor):
 
         s = _Specs(providers)
         chat = MethodSpec("openai.chat", s.chat, s.read_chat, s.chat_chunk)
-        resp = MethodSpec("openai.responses", s.responses, s.read_responses, s.responses_event)
+        resp = MethodSpec("openai.responses", s.responses, read_responses, responses_event)
         emb = MethodSpec("openai.embeddings", s.embeddings, s.read_embeddings)
         # Every public method that sends a model request of its own. The stream() helpers call
         # create() (wrapped once, there); parse() posts the request itself, so it is wrapped too.

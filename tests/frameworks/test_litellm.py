@@ -126,6 +126,54 @@ def test_an_embedding_through_litellm_is_counted_once(rig: Rig, litellm: Any, is
     assert span.attributes["runmeter.cost.usd"] == pytest.approx(1_000 * 0.02e-6, abs=1e-12)
 
 
+@pytest.mark.parametrize(("is_async", "stream"), [(False, False), (False, True), (True, False), (True, True)])
+def test_an_openai_responses_call_through_litellm_is_priced(rig: Rig, litellm: Any, is_async: bool, stream: bool) -> None:
+    """litellm.responses goes to OpenAI's Responses API with LiteLLM's own HTTP code: before, no
+    instrumentation saw it and the run cost $0. One span, 1,000 in and 20 out at gpt-4o-mini's prices."""
+    rig.sim.queue(Reply(text="Hi.", input_tokens=1_000, output_tokens=20))
+    kw: dict[str, Any] = dict(model="openai/gpt-4o-mini", input="Hi", api_base=rig.sim.openai_url, api_key=SECRET, stream=stream)
+
+    def text_of(events: list[Any]) -> str:
+        return "".join(getattr(e, "delta", "") or "" for e in events if getattr(e, "type", "") == "response.output_text.delta")
+
+    with runmeter.run("mini", tracer_provider=rig.tracer_provider):
+        if is_async:
+            async def go() -> str:
+                result = await litellm.aresponses(**kw)
+                text = text_of([e async for e in result]) if stream else result.output[0].content[0].text
+                await litellm.close_litellm_async_clients()
+                return text
+            text = asyncio.run(go())
+        else:
+            result = litellm.responses(**kw)
+            text = text_of(list(result)) if stream else result.output[0].content[0].text
+    assert text == "Hi."
+    (span,) = rig.llm_spans()
+    a = span.attributes
+    assert (span.name, a["gen_ai.provider.name"], a["gen_ai.request.model"]) == ("chat gpt-4o-mini", "openai", "gpt-4o-mini")
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (1_000, 20)
+    assert a["runmeter.cost.usd"] == pytest.approx(MINI, abs=1e-12)
+    rig.processor.force_flush()
+    (record,) = rig.sink.runs
+    assert record.llm_calls == 1 and float(record.cost_usd) == pytest.approx(MINI, abs=1e-12)
+
+
+def test_an_anthropic_responses_call_through_litellm_is_counted_once(rig: Rig, litellm: Any) -> None:
+    """To a provider without a Responses API LiteLLM goes through its own completion(), which
+    runmeter instruments too: suppressed inside the call, one span. Priced from the usage LiteLLM
+    answers with, in the Responses API's shape: 150 in of which 20 read from the cache and 30
+    written to it, 10 out. That shape has no room for the 1-hour part of the writes (10 of the 30),
+    so all 30 are priced as 5-minute writes: (100 x $1 + 20 x $0.10 + 30 x $1.25 + 10 x $5) / 1M."""
+    rig.sim.queue(_haiku_reply())
+    litellm.responses(model="anthropic/claude-haiku-4-5", input="Urgent?", api_base=rig.sim.anthropic_url, api_key=SECRET,
+                      max_output_tokens=50)
+    (span,) = rig.llm_spans()
+    a = span.attributes
+    assert (a["gen_ai.provider.name"], a["gen_ai.request.model"]) == ("anthropic", "claude-haiku-4-5")
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.cache_read.input_tokens"], a["gen_ai.usage.cache_creation.input_tokens"]) == (150, 20, 30)
+    assert a["runmeter.cost.usd"] == pytest.approx((100 * 1 + 20 * 0.10 + 30 * 1.25 + 10 * 5) / 1e6, abs=1e-12)
+
+
 def test_a_tool_loop_through_litellm_counts_its_tools(rig: Rig, litellm: Any) -> None:
     rig.sim.queue(
         Reply(tool_calls=[ToolCall("read_file", {"path": "app.py"}, "toolu_1")], input_tokens=100, output_tokens=10),
