@@ -12,6 +12,7 @@ import asyncio
 import gc
 import json
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -172,6 +173,36 @@ def test_an_anthropic_responses_call_through_litellm_is_counted_once(rig: Rig, l
     assert (a["gen_ai.provider.name"], a["gen_ai.request.model"]) == ("anthropic", "claude-haiku-4-5")
     assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.cache_read.input_tokens"], a["gen_ai.usage.cache_creation.input_tokens"]) == (150, 20, 30)
     assert a["runmeter.cost.usd"] == pytest.approx((100 * 1 + 20 * 0.10 + 30 * 1.25 + 10 * 5) / 1e6, abs=1e-12)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_litellms_own_opentelemetry_callback_beside_runmeter_counts_the_call_once(rig: Rig, litellm: Any, stream: bool) -> None:
+    """LiteLLM's "otel" callback, on beside runmeter, writes its attributes (usage, its own cost
+    figures) into the span current when the call ends - runmeter's call span, or, after a stream,
+    the run's span - or makes spans of its own under it. The run still holds one call at the list
+    price, not two."""
+    from litellm.integrations.opentelemetry import OpenTelemetry
+
+    litellm.callbacks = [OpenTelemetry(tracer_provider=rig.tracer_provider)]
+    try:
+        rig.sim.queue(_haiku_reply())
+        with runmeter.run("haiku", tracer_provider=rig.tracer_provider):
+            result = litellm.completion(model="anthropic/claude-haiku-4-5", messages=[{"role": "user", "content": "Urgent?"}],
+                                        api_base=rig.sim.anthropic_url, api_key=SECRET, max_tokens=50, stream=stream,
+                                        **({"stream_options": {"include_usage": True}} if stream else {}))
+            if stream:
+                list(result)
+        # LiteLLM's callback ran: its attributes in a span of ours, or a span of its own (which, and
+        # whether in the call or later on a thread of its own, depends on its earlier calls in the process).
+        deadline = time.monotonic() + 10
+        while not any("gen_ai.cost.total_cost" in (s.attributes or {}) or s.instrumentation_scope.name == "litellm" for s in rig.spans()):
+            assert time.monotonic() < deadline, "LiteLLM's OpenTelemetry callback never ran"
+            time.sleep(0.05)
+    finally:
+        litellm.callbacks = []
+    rig.processor.force_flush()
+    (record,) = rig.sink.runs
+    assert record.llm_calls == 1 and float(record.cost_usd) == pytest.approx(HAIKU, abs=1e-12)
 
 
 def test_a_tool_loop_through_litellm_counts_its_tools(rig: Rig, litellm: Any) -> None:
