@@ -188,9 +188,10 @@ class Collector:
         needs it parsed: worker processes read it from the log, and no token binds a project (the
         project rule and ownership read the parsed spans). None: parse it (:func:`read_request`)
         and pass it to :meth:`accept`."""
-        if self.pool is None or self.track_ownership or project is not None:
-            return None
-        return check_bytes(data, self.limits)
+        return check_bytes(data, self.limits) if self._takes_wire(project) else None
+
+    def _takes_wire(self, project: str | None) -> bool:
+        return self.pool is not None and not self.track_ownership and project is None
 
     def accept(
         self, req: ExportTraceServiceRequest | None, data: bytes | None, project: str | None, invalid_utf8: int = 0,
@@ -242,11 +243,11 @@ class Collector:
         self, req: ExportTraceServiceRequest | None, data: bytes | None, project: str | None, invalid_utf8: int,
         checked: Converted | None,
     ) -> tuple[Converted, Future[int] | None]:
-        if checked is None:
-            assert req is not None
+        if checked is None or not self._takes_wire(project):
+            if req is None:  # an answer on the bytes cannot stand here (ownership reads parsed spans)
+                assert data is not None
+                req = parse_request(data)
             checked = check(req, project, self.limits)
-        else:
-            assert data is not None and project is None and self.pool is not None  # check_wire's conditions
         if invalid_utf8:
             checked.rejected += invalid_utf8
             checked.reasons["invalid_utf8"] += invalid_utf8

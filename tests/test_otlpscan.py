@@ -252,3 +252,23 @@ def test_random_mutations_never_get_an_answer_protobuf_would_not_give() -> None:
         assert result == python_check(mutant)  # parse_request raises if protobuf would not read it
     # Both ways were taken often: the mutants that keep the framing (a changed letter, id, time) are answered on the wire.
     assert answered["wire"] > 500 and answered["protobuf"] > 500, answered
+
+
+def test_the_collector_checks_on_the_wire_only_where_nothing_needs_the_parsed_request(tmp_path: Any) -> None:
+    """With worker processes (they parse the logged bytes) and no project bound to the sender, the
+    receiver answers from the bytes; a project-bound token (its project rule and ownership read the
+    parsed spans) and processing in the collector's own process (it processes the parsed request)
+    take the parsed way."""
+    from tests.collector_rig import running
+
+    data = request_bytes(every_kind_of_span())
+    with running(tmp_path / "workers", workers=1) as c:
+        collector = c.server.collector
+        checked = collector.check_wire(data, None)
+        assert checked is not None and (checked.accepted, checked.rejected) == (4, 0)
+        assert collector.check_wire(data, "alpha") is None
+        collector.track_ownership = True  # as the server sets it when a token binds a project
+        assert collector.check_wire(data, None) is None
+        collector.track_ownership = False
+    with running(tmp_path / "in-process", workers=0) as c:
+        assert c.server.collector.check_wire(data, None) is None
