@@ -99,6 +99,19 @@ def test_each_reason_is_counted_as_the_python_check_counts_it() -> None:
     assert checked is not None and (checked.accepted, checked.rejected, dict(checked.reasons)) == (2, 9, expected[1])
 
 
+def test_the_bounds_are_where_the_python_check_puts_them() -> None:
+    """A span starting at the retention bound is kept, one nanosecond before it is too old; one
+    ending at 2**63 - 1 (2262) is kept, at 2**63 it is refused - as _convert._problem says."""
+    oldest = NOW - 180 * 86_400 * 10**9
+    base = ExportTraceServiceRequest.FromString(request_bytes([span(7, 1, start=oldest, end=oldest + 5)]))
+    spans = base.resource_spans[0].scope_spans[0].spans
+    for start, end in ((oldest - 1, oldest + 5), (NOW, 2**63 - 1), (NOW, 2**63)):
+        s = spans.add()
+        s.CopyFrom(spans[0])
+        s.start_time_unix_nano, s.end_time_unix_nano = start, end
+    assert scan(base.SerializeToString(), oldest) == (2, {"too_old": 1, "bad_times": 1})
+
+
 def _tag(field: int, wire_type: int) -> bytes:
     return _varint(field << 3 | wire_type)
 
@@ -272,3 +285,82 @@ def test_the_collector_checks_on_the_wire_only_where_nothing_needs_the_parsed_re
         collector.track_ownership = False
     with running(tmp_path / "in-process", workers=0) as c:
         assert c.server.collector.check_wire(data, None) is None
+
+
+# --- any request protobuf can write: the walker answers, and answers as protobuf + check do ----------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue  # noqa: E402
+from opentelemetry.proto.trace.v1 import trace_pb2  # noqa: E402
+
+_text = st.text(max_size=12)  # any Unicode protobuf can encode: surrogates never come out of a str it serializes
+_ids = st.one_of(st.just(b""), st.binary(min_size=1, max_size=20), st.binary(min_size=8, max_size=8), st.binary(min_size=16, max_size=16),
+                 st.just(bytes(8)), st.just(bytes(16)))
+_u64 = st.one_of(st.just(0), st.integers(0, 2**64 - 1), st.integers(NOW - 400 * 86_400 * 10**9, NOW + 10**9))
+
+
+def _any_value(depth: int) -> st.SearchStrategy[AnyValue]:
+    scalars = st.one_of(
+        _text.map(lambda v: AnyValue(string_value=v)), st.booleans().map(lambda v: AnyValue(bool_value=v)),
+        st.integers(-2**63, 2**63 - 1).map(lambda v: AnyValue(int_value=v)),
+        st.floats(allow_nan=False).map(lambda v: AnyValue(double_value=v)), st.binary(max_size=8).map(lambda v: AnyValue(bytes_value=v)),
+        st.just(AnyValue()),
+    )
+    if depth <= 0:
+        return scalars
+    inner = st.deferred(lambda: _any_value(depth - 1))
+
+    def array(values: list[AnyValue]) -> AnyValue:
+        v = AnyValue()
+        v.array_value.values.extend(values)
+        return v
+
+    def kvlist(pairs: list[tuple[str, AnyValue]]) -> AnyValue:
+        v = AnyValue()
+        v.kvlist_value.values.extend(KeyValue(key=k, value=x) for k, x in pairs)
+        return v
+
+    return st.one_of(scalars, st.lists(inner, max_size=3).map(array), st.lists(st.tuples(_text, inner), max_size=3).map(kvlist))
+
+
+_attrs = st.lists(st.tuples(_text, _any_value(3)), max_size=4).map(lambda kvs: [KeyValue(key=k, value=v) for k, v in kvs])
+
+
+@st.composite
+def _span(draw: Any) -> trace_pb2.Span:
+    s = trace_pb2.Span(trace_id=draw(_ids), span_id=draw(_ids), parent_span_id=draw(_ids), name=draw(_text),
+                       trace_state=draw(_text), kind=draw(st.integers(0, 7)), start_time_unix_nano=draw(_u64),
+                       end_time_unix_nano=draw(_u64), flags=draw(st.integers(0, 2**32 - 1)),
+                       dropped_attributes_count=draw(st.integers(0, 2**32 - 1)))
+    s.attributes.extend(draw(_attrs))
+    for _ in range(draw(st.integers(0, 2))):
+        s.events.add(time_unix_nano=draw(_u64), name=draw(_text)).attributes.extend(draw(_attrs))
+    for _ in range(draw(st.integers(0, 2))):
+        s.links.add(trace_id=draw(_ids), span_id=draw(_ids), trace_state=draw(_text), flags=draw(st.integers(0, 2**32 - 1)))
+    if draw(st.booleans()):
+        s.status.message = draw(_text)
+        s.status.code = draw(st.integers(0, 3))
+    return s
+
+
+@st.composite
+def _request(draw: Any) -> bytes:
+    req = ExportTraceServiceRequest()
+    for _ in range(draw(st.integers(0, 2))):
+        rs = req.resource_spans.add(schema_url=draw(_text))
+        rs.resource.attributes.extend(draw(_attrs))
+        for _ in range(draw(st.integers(0, 2))):
+            ss = rs.scope_spans.add(schema_url=draw(_text))
+            ss.scope.name, ss.scope.version = draw(_text), draw(_text)
+            ss.scope.attributes.extend(draw(_attrs))
+            ss.spans.extend(draw(st.lists(_span(), max_size=3)))
+    return req.SerializeToString()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_request())
+def test_any_request_protobuf_writes_is_answered_on_the_wire_as_protobuf_and_check_answer(data: bytes) -> None:
+    """Every field the schema has, any value, values nested a few deep: the walker is sure of each
+    such request (it reads every field protobuf writes here) and counts as the Python check counts."""
+    assert scan(data, NOW - 180 * 86_400 * 10**9) == python_check(data)
