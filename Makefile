@@ -7,9 +7,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS := embedded,openai,anthropic,gemini,bedrock,collector,ui,test
 
-.PHONY: demo test bench generate clean
+.PHONY: demo test bench generate clean compiler
 
-$(STAMP): pyproject.toml setup.py collector/_otlpscan.c constraints.txt
+# The collector's receiver check is compiled with the package (collector/_otlpscan.c, setup.py):
+# Debian's gcc is installed here when there is no C compiler (without one, runmeter still installs
+# and checks requests in Python; make test checks the compiled one too).
+compiler:
+	@if command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get install -y -q gcc >/dev/null || \
+	  (apt-get update -q >/dev/null && apt-get install -y -q gcc >/dev/null); \
+	else echo "no C compiler: runmeter installs without its compiled receiver check (make test needs it: sudo apt-get install gcc)" >&2; fi
+
+$(STAMP): pyproject.toml setup.py collector/_otlpscan.c constraints.txt | compiler
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
@@ -28,7 +37,7 @@ $(CHROMIUM):
 
 # The instrumentation tests run again on the previous openai major (2.x), which many agents pin.
 V2 := .venv-openai2
-$(V2)/.installed-stamp: pyproject.toml setup.py collector/_otlpscan.c constraints-openai2.txt
+$(V2)/.installed-stamp: pyproject.toml setup.py collector/_otlpscan.c constraints-openai2.txt | compiler
 	test -x $(V2)/bin/python || $(PY) -m venv $(V2)
 	$(V2)/bin/python -m pip install -q --upgrade pip
 	$(V2)/bin/python -m pip install -q -c constraints-openai2.txt -e '.[$(EXTRAS)]'
@@ -86,6 +95,8 @@ $(GO_STAMP):
 
 # pytest exits 5 when it collected no tests: that fails here too, with a word why.
 test: $(STAMP) $(V2)/.installed-stamp $(DISTRO)/.installed-stamp $(MIN)/.installed-stamp $(FW)/.installed-stamp $(CHROMIUM) $(NODE_STAMP) $(GO_STAMP)
+	@$(BIN)/python -c "import runmeter.collector._otlpscan" 2>/dev/null || { echo "make test: the compiled receiver check \
+	(collector/_otlpscan.c) was not built - a C compiler and Python's headers are needed; then: touch setup.py && make test" >&2; exit 1; }
 	@$(BIN)/python -m pytest -q $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; [ $$status -eq 0 ] || exit $$status; \
 	echo "--- again on openai 2.x ($(V2))"; \
