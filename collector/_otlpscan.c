@@ -6,9 +6,9 @@
  * It answers what collector/_convert.check answers (without a project) for the request protobuf
  * would parse into - the same spans accepted, the same reasons counted - or None whenever it is not
  * sure the request is an ordinary one: a field it does not know, a wire type other than the
- * schema's, a singular field given twice, a oneof given two members, nesting past 24 values deep, a
- * string that is not valid UTF-8, anything truncated. None sends the request down the Python path
- * (protobuf's parser, then check), which gives the exact error or answer.
+ * schema's, a singular field given twice, a oneof given two members, an attribute value nested past
+ * 48 messages deep, a string that is not valid UTF-8, anything truncated. None sends the request
+ * down the Python path (protobuf's parser, then check), which gives the exact error or answer.
  *
  * So a request this accepts is one protobuf parses: the workers read it back from the log with
  * protobuf, and nothing acknowledged may fail there. tests/test_otlpscan.py holds the two to that
@@ -24,7 +24,7 @@
 #include <string.h>
 
 #define UNSURE (-1)
-#define MAX_VALUE_DEPTH 24
+#define MAX_VALUE_DEPTH 48 /* messages of an attribute value (KeyValue, AnyValue, ArrayValue...) within each other */
 
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 
@@ -167,257 +167,144 @@ static int string_field(cursor *c, cursor *s)
     return 0;
 }
 
-/* A singular field given twice is merged or overwritten by protobuf: not an ordinary request. */
-#define ONCE(seen, field)                         \
-    do {                                          \
-        if ((seen) & (1u << (field)))             \
-            return UNSURE;                        \
-        (seen) |= 1u << (field);                  \
-    } while (0)
-
 /* --- the schema (opentelemetry-proto's common, resource and trace messages) ------------------ */
 
-static int key_value(cursor *c, int depth);
+typedef enum { F_NONE, F_VARINT, F_I64, F_I32, F_BYTES, F_STRING, F_MESSAGE } field_type;
 
-/* AnyValue: a oneof of string, bool, int, double, array, key-value list and bytes. */
-static int any_value(cursor *c, int depth)
+typedef struct message message;
+
+typedef struct {
+    field_type type;     /* F_NONE: a field number this walker does not know */
+    int repeated;
+    const message *of;   /* F_MESSAGE: its schema */
+} field;
+
+struct message {
+    const field *fields; /* indexed by field number */
+    uint32_t count;      /* field numbers below this */
+    int oneof;           /* every field is a member of one oneof: at most one may be given (AnyValue) */
+    int value;           /* a part of an attribute value: counts toward MAX_VALUE_DEPTH */
+};
+
+#define MESSAGE(name, oneof, value) {name, sizeof(name) / sizeof(name[0]), oneof, value}
+
+static const message ANY_VALUE, KEY_VALUE, SPAN;
+
+static const field ARRAY_VALUE_FIELDS[] = {[1] = {F_MESSAGE, 1, &ANY_VALUE}};
+static const message ARRAY_VALUE = MESSAGE(ARRAY_VALUE_FIELDS, 0, 1);
+static const field KEY_VALUE_LIST_FIELDS[] = {[1] = {F_MESSAGE, 1, &KEY_VALUE}};
+static const message KEY_VALUE_LIST = MESSAGE(KEY_VALUE_LIST_FIELDS, 0, 1);
+static const field ANY_VALUE_FIELDS[] = {
+    [1] = {F_STRING, 0, NULL},  [2] = {F_VARINT, 0, NULL},         [3] = {F_VARINT, 0, NULL},
+    [4] = {F_I64, 0, NULL},     [5] = {F_MESSAGE, 0, &ARRAY_VALUE}, [6] = {F_MESSAGE, 0, &KEY_VALUE_LIST},
+    [7] = {F_BYTES, 0, NULL},
+};
+static const message ANY_VALUE = MESSAGE(ANY_VALUE_FIELDS, 1, 1);
+static const field KEY_VALUE_FIELDS[] = {[1] = {F_STRING, 0, NULL}, [2] = {F_MESSAGE, 0, &ANY_VALUE}};
+static const message KEY_VALUE = MESSAGE(KEY_VALUE_FIELDS, 0, 1);
+
+static const field RESOURCE_FIELDS[] = {[1] = {F_MESSAGE, 1, &KEY_VALUE}, [2] = {F_VARINT, 0, NULL}};
+static const message RESOURCE = MESSAGE(RESOURCE_FIELDS, 0, 0);
+static const field SCOPE_FIELDS[] = {
+    [1] = {F_STRING, 0, NULL}, [2] = {F_STRING, 0, NULL}, [3] = {F_MESSAGE, 1, &KEY_VALUE}, [4] = {F_VARINT, 0, NULL},
+};
+static const message SCOPE = MESSAGE(SCOPE_FIELDS, 0, 0);
+static const field EVENT_FIELDS[] = {
+    [1] = {F_I64, 0, NULL}, [2] = {F_STRING, 0, NULL}, [3] = {F_MESSAGE, 1, &KEY_VALUE}, [4] = {F_VARINT, 0, NULL},
+};
+static const message EVENT = MESSAGE(EVENT_FIELDS, 0, 0);
+static const field LINK_FIELDS[] = {
+    [1] = {F_BYTES, 0, NULL},  [2] = {F_BYTES, 0, NULL},  [3] = {F_STRING, 0, NULL},
+    [4] = {F_MESSAGE, 1, &KEY_VALUE}, [5] = {F_VARINT, 0, NULL}, [6] = {F_I32, 0, NULL},
+};
+static const message LINK = MESSAGE(LINK_FIELDS, 0, 0);
+static const field STATUS_FIELDS[] = {[2] = {F_STRING, 0, NULL}, [3] = {F_VARINT, 0, NULL}};  /* 1 is reserved */
+static const message STATUS = MESSAGE(STATUS_FIELDS, 0, 0);
+enum { SPAN_TRACE_ID = 1, SPAN_SPAN_ID = 2, SPAN_PARENT = 4, SPAN_NAME = 5, SPAN_START = 7, SPAN_END = 8 };
+static const field SPAN_FIELDS[] = {
+    [1] = {F_BYTES, 0, NULL},   [2] = {F_BYTES, 0, NULL},  [3] = {F_STRING, 0, NULL},          [4] = {F_BYTES, 0, NULL},
+    [5] = {F_STRING, 0, NULL},  [6] = {F_VARINT, 0, NULL}, [7] = {F_I64, 0, NULL},             [8] = {F_I64, 0, NULL},
+    [9] = {F_MESSAGE, 1, &KEY_VALUE}, [10] = {F_VARINT, 0, NULL}, [11] = {F_MESSAGE, 1, &EVENT}, [12] = {F_VARINT, 0, NULL},
+    [13] = {F_MESSAGE, 1, &LINK}, [14] = {F_VARINT, 0, NULL}, [15] = {F_MESSAGE, 0, &STATUS},   [16] = {F_I32, 0, NULL},
+};
+static const message SPAN = MESSAGE(SPAN_FIELDS, 0, 0);
+static const field SCOPE_SPANS_FIELDS[] = {
+    [1] = {F_MESSAGE, 0, &SCOPE}, [2] = {F_MESSAGE, 1, &SPAN}, [3] = {F_STRING, 0, NULL},
+};
+static const message SCOPE_SPANS = MESSAGE(SCOPE_SPANS_FIELDS, 0, 0);
+static const field RESOURCE_SPANS_FIELDS[] = {
+    [1] = {F_MESSAGE, 0, &RESOURCE}, [2] = {F_MESSAGE, 1, &SCOPE_SPANS}, [3] = {F_STRING, 0, NULL},
+};
+static const message RESOURCE_SPANS = MESSAGE(RESOURCE_SPANS_FIELDS, 0, 0);
+static const field REQUEST_FIELDS[] = {[1] = {F_MESSAGE, 1, &RESOURCE_SPANS}};
+static const message REQUEST = MESSAGE(REQUEST_FIELDS, 0, 0);
+
+/* --- the walk --------------------------------------------------------------------------------- */
+
+/* What a walk keeps of a message's fields, by number, when asked (a span's, to judge it). */
+typedef struct {
+    int given;
+    cursor bytes; /* F_BYTES, F_STRING */
+    uint64_t value; /* F_VARINT, F_I64 */
+} slot;
+
+static int span(cursor *c, scan_state *st);
+
+/* One message, whole: every field known to its schema, of the schema's wire type, a singular field
+ * once, a oneof's member once, strings UTF-8, values nested at most MAX_VALUE_DEPTH deep. */
+static int walk(cursor *c, const message *m, int depth, slot *keep, scan_state *st)
 {
-    uint32_t field, seen = 0;
-    int wt, r, kind = 0;
-    uint64_t v;
-    cursor sub;
-    if (depth > MAX_VALUE_DEPTH)
+    uint32_t number, seen = 0;
+    int wt, r, members = 0;
+    if (m->value && ++depth > MAX_VALUE_DEPTH)
         return UNSURE;
-    while ((r = next_field(c, &field, &wt)) == 0) {
-        if (field > 7)
-            return UNSURE;
-        if (kind)
-            return UNSURE; /* a oneof given twice: the last wins in protobuf */
-        ONCE(seen, field);
-        kind = (int)field;
-        switch (field) {
-        case 1: /* string_value */
-            if (wt != WT_LEN || string_field(c, &sub) < 0)
-                return UNSURE;
-            break;
-        case 2: /* bool_value */
-        case 3: /* int_value */
+    while ((r = next_field(c, &number, &wt)) == 0) {
+        const field *f = number < m->count ? &m->fields[number] : NULL;
+        if (f == NULL || f->type == F_NONE)
+            return UNSURE; /* a field of a newer schema, or none: protobuf's to read */
+        if (!f->repeated) {
+            if (seen & (1u << number))
+                return UNSURE; /* a singular field given twice: merged or overwritten by protobuf */
+            seen |= 1u << number;
+        }
+        if (m->oneof && members++)
+            return UNSURE; /* a oneof given two members: the last wins in protobuf */
+        cursor sub = {NULL, NULL};
+        uint64_t v = 0;
+        switch (f->type) {
+        case F_VARINT:
             if (wt != WT_VARINT || varint(c, &v) < 0)
                 return UNSURE;
             break;
-        case 4: /* double_value */
+        case F_I64:
             if (wt != WT_I64 || fixed64(c, &v) < 0)
                 return UNSURE;
             break;
-        case 5: /* array_value: ArrayValue { repeated AnyValue values = 1; } */
-        case 6: /* kvlist_value: KeyValueList { repeated KeyValue values = 1; } */
-            if (wt != WT_LEN || length_delimited(c, &sub) < 0)
-                return UNSURE;
-            {
-                uint32_t f2;
-                int wt2, r2;
-                cursor item;
-                while ((r2 = next_field(&sub, &f2, &wt2)) == 0) {
-                    if (f2 != 1 || wt2 != WT_LEN || length_delimited(&sub, &item) < 0)
-                        return UNSURE;
-                    if ((field == 5 ? any_value(&item, depth + 1) : key_value(&item, depth + 1)) < 0)
-                        return UNSURE;
-                }
-                if (r2 < 0)
-                    return UNSURE;
-            }
-            break;
-        case 7: /* bytes_value */
-            if (wt != WT_LEN || length_delimited(c, &sub) < 0)
-                return UNSURE;
-            break;
-        default:
-            return UNSURE;
-        }
-    }
-    return r < 0 ? UNSURE : 0;
-}
-
-/* KeyValue { string key = 1; AnyValue value = 2; } */
-static int key_value(cursor *c, int depth)
-{
-    uint32_t field, seen = 0;
-    int wt, r;
-    cursor sub;
-    while ((r = next_field(c, &field, &wt)) == 0) {
-        if (field == 1) {
-            ONCE(seen, 1);
-            if (wt != WT_LEN || string_field(c, &sub) < 0)
-                return UNSURE;
-        } else if (field == 2) {
-            ONCE(seen, 2);
-            if (wt != WT_LEN || length_delimited(c, &sub) < 0 || any_value(&sub, depth + 1) < 0)
-                return UNSURE;
-        } else {
-            return UNSURE;
-        }
-    }
-    return r < 0 ? UNSURE : 0;
-}
-
-/* One element of a repeated KeyValue attributes field. */
-static int attribute(cursor *c, int wt)
-{
-    cursor sub;
-    if (wt != WT_LEN || length_delimited(c, &sub) < 0)
-        return UNSURE;
-    return key_value(&sub, 0);
-}
-
-static int count_field(cursor *c, int wt)
-{
-    uint64_t v;
-    return wt == WT_VARINT ? varint(c, &v) : UNSURE;
-}
-
-/* Resource { repeated KeyValue attributes = 1; uint32 dropped_attributes_count = 2; } */
-static int resource(cursor *c)
-{
-    uint32_t field, seen = 0;
-    int wt, r;
-    while ((r = next_field(c, &field, &wt)) == 0) {
-        if (field == 1) {
-            if (attribute(c, wt) < 0)
-                return UNSURE;
-        } else if (field == 2) {
-            ONCE(seen, 2);
-            if (count_field(c, wt) < 0)
-                return UNSURE;
-        } else {
-            return UNSURE; /* entity_refs and later fields: protobuf's to read */
-        }
-    }
-    return r < 0 ? UNSURE : 0;
-}
-
-/* InstrumentationScope { string name = 1; string version = 2; repeated KeyValue attributes = 3; uint32 dropped = 4; } */
-static int scope(cursor *c)
-{
-    uint32_t field, seen = 0;
-    int wt, r;
-    cursor s;
-    while ((r = next_field(c, &field, &wt)) == 0) {
-        switch (field) {
-        case 1:
-        case 2:
-            ONCE(seen, field);
-            if (wt != WT_LEN || string_field(c, &s) < 0)
-                return UNSURE;
-            break;
-        case 3:
-            if (attribute(c, wt) < 0)
-                return UNSURE;
-            break;
-        case 4:
-            ONCE(seen, 4);
-            if (count_field(c, wt) < 0)
-                return UNSURE;
-            break;
-        default:
-            return UNSURE;
-        }
-    }
-    return r < 0 ? UNSURE : 0;
-}
-
-/* Span.Event { fixed64 time_unix_nano = 1; string name = 2; repeated KeyValue attributes = 3; uint32 dropped = 4; } */
-static int event(cursor *c)
-{
-    uint32_t field, seen = 0;
-    int wt, r;
-    uint64_t v;
-    cursor s;
-    while ((r = next_field(c, &field, &wt)) == 0) {
-        switch (field) {
-        case 1:
-            ONCE(seen, 1);
-            if (wt != WT_I64 || fixed64(c, &v) < 0)
-                return UNSURE;
-            break;
-        case 2:
-            ONCE(seen, 2);
-            if (wt != WT_LEN || string_field(c, &s) < 0)
-                return UNSURE;
-            break;
-        case 3:
-            if (attribute(c, wt) < 0)
-                return UNSURE;
-            break;
-        case 4:
-            ONCE(seen, 4);
-            if (count_field(c, wt) < 0)
-                return UNSURE;
-            break;
-        default:
-            return UNSURE;
-        }
-    }
-    return r < 0 ? UNSURE : 0;
-}
-
-/* Span.Link { bytes trace_id = 1; bytes span_id = 2; string trace_state = 3; repeated KeyValue attributes = 4;
- *             uint32 dropped_attributes_count = 5; fixed32 flags = 6; } */
-static int span_link(cursor *c)
-{
-    uint32_t field, seen = 0;
-    int wt, r;
-    cursor s;
-    while ((r = next_field(c, &field, &wt)) == 0) {
-        switch (field) {
-        case 1:
-        case 2:
-            ONCE(seen, field);
-            if (wt != WT_LEN || length_delimited(c, &s) < 0)
-                return UNSURE;
-            break;
-        case 3:
-            ONCE(seen, 3);
-            if (wt != WT_LEN || string_field(c, &s) < 0)
-                return UNSURE;
-            break;
-        case 4:
-            if (attribute(c, wt) < 0)
-                return UNSURE;
-            break;
-        case 5:
-            ONCE(seen, 5);
-            if (count_field(c, wt) < 0)
-                return UNSURE;
-            break;
-        case 6:
-            ONCE(seen, 6);
+        case F_I32:
             if (wt != WT_I32 || fixed32(c) < 0)
                 return UNSURE;
             break;
+        case F_BYTES:
+            if (wt != WT_LEN || length_delimited(c, &sub) < 0)
+                return UNSURE;
+            break;
+        case F_STRING:
+            if (wt != WT_LEN || string_field(c, &sub) < 0)
+                return UNSURE;
+            break;
+        case F_MESSAGE:
+            if (wt != WT_LEN || length_delimited(c, &sub) < 0)
+                return UNSURE;
+            if ((f->of == &SPAN ? span(&sub, st) : walk(&sub, f->of, depth, NULL, st)) < 0)
+                return UNSURE;
+            break;
         default:
             return UNSURE;
         }
-    }
-    return r < 0 ? UNSURE : 0;
-}
-
-/* Status { reserved 1; string message = 2; StatusCode code = 3; } */
-static int status(cursor *c)
-{
-    uint32_t field, seen = 0;
-    int wt, r;
-    cursor s;
-    while ((r = next_field(c, &field, &wt)) == 0) {
-        if (field == 2) {
-            ONCE(seen, 2);
-            if (wt != WT_LEN || string_field(c, &s) < 0)
-                return UNSURE;
-        } else if (field == 3) {
-            ONCE(seen, 3);
-            if (count_field(c, wt) < 0)
-                return UNSURE;
-        } else {
-            return UNSURE;
+        if (keep) {
+            keep[number].given = 1;
+            keep[number].bytes = sub;
+            keep[number].value = v;
         }
     }
     return r < 0 ? UNSURE : 0;
@@ -431,80 +318,27 @@ static int all_zero(const uint8_t *p, size_t n)
     return 1;
 }
 
-/* Span: walked whole, then judged as _convert._problem judges it. */
+static size_t length(const slot *s)
+{
+    return s->given ? (size_t)(s->bytes.end - s->bytes.p) : 0;
+}
+
+/* A span: walked whole, then judged as _convert._problem judges it. */
 static int span(cursor *c, scan_state *st)
 {
-    uint32_t field, seen = 0;
-    int wt, r;
-    uint64_t start = 0, end = 0;
-    cursor trace_id = {NULL, NULL}, span_id = {NULL, NULL}, parent = {NULL, NULL}, name = {NULL, NULL}, s, sub;
-    while ((r = next_field(c, &field, &wt)) == 0) {
-        switch (field) {
-        case 1:
-        case 2:
-        case 4:
-            ONCE(seen, field);
-            if (wt != WT_LEN || length_delimited(c, field == 1 ? &trace_id : field == 2 ? &span_id : &parent) < 0)
-                return UNSURE;
-            break;
-        case 3: /* trace_state */
-            ONCE(seen, 3);
-            if (wt != WT_LEN || string_field(c, &s) < 0)
-                return UNSURE;
-            break;
-        case 5:
-            ONCE(seen, 5);
-            if (wt != WT_LEN || string_field(c, &name) < 0)
-                return UNSURE;
-            break;
-        case 6: /* kind */
-        case 10: /* dropped_attributes_count */
-        case 12: /* dropped_events_count */
-        case 14: /* dropped_links_count */
-            ONCE(seen, field);
-            if (count_field(c, wt) < 0)
-                return UNSURE;
-            break;
-        case 7:
-        case 8:
-            ONCE(seen, field);
-            if (wt != WT_I64 || fixed64(c, field == 7 ? &start : &end) < 0)
-                return UNSURE;
-            break;
-        case 9:
-            if (attribute(c, wt) < 0)
-                return UNSURE;
-            break;
-        case 11:
-        case 13:
-            if (wt != WT_LEN || length_delimited(c, &sub) < 0 || (field == 11 ? event(&sub) : span_link(&sub)) < 0)
-                return UNSURE;
-            break;
-        case 15:
-            ONCE(seen, 15);
-            if (wt != WT_LEN || length_delimited(c, &sub) < 0 || status(&sub) < 0)
-                return UNSURE;
-            break;
-        case 16: /* flags */
-            ONCE(seen, 16);
-            if (wt != WT_I32 || fixed32(c) < 0)
-                return UNSURE;
-            break;
-        default:
-            return UNSURE;
-        }
-    }
-    if (r < 0)
+    slot f[sizeof(SPAN_FIELDS) / sizeof(SPAN_FIELDS[0])];
+    memset(f, 0, sizeof f);
+    if (walk(c, &SPAN, 0, f, st) < 0)
         return UNSURE;
-
+    uint64_t start = f[SPAN_START].value, end = f[SPAN_END].value;
     int problem = -1;
-    if (!trace_id.p || trace_id.end - trace_id.p != 16 || all_zero(trace_id.p, 16))
+    if (length(&f[SPAN_TRACE_ID]) != 16 || all_zero(f[SPAN_TRACE_ID].bytes.p, 16))
         problem = R_BAD_TRACE_ID;
-    else if (!span_id.p || span_id.end - span_id.p != 8 || all_zero(span_id.p, 8))
+    else if (length(&f[SPAN_SPAN_ID]) != 8 || all_zero(f[SPAN_SPAN_ID].bytes.p, 8))
         problem = R_BAD_SPAN_ID;
-    else if (parent.p && parent.end != parent.p && parent.end - parent.p != 8)
+    else if (length(&f[SPAN_PARENT]) != 0 && length(&f[SPAN_PARENT]) != 8)
         problem = R_BAD_PARENT_SPAN_ID;
-    else if (!name.p || name.end == name.p)
+    else if (length(&f[SPAN_NAME]) == 0)
         problem = R_EMPTY_NAME;
     else if (!start || end < start || end > MAX_NS)
         problem = R_BAD_TIMES;
@@ -515,69 +349,6 @@ static int span(cursor *c, scan_state *st)
     else
         st->reasons[problem]++;
     return 0;
-}
-
-/* ScopeSpans { InstrumentationScope scope = 1; repeated Span spans = 2; string schema_url = 3; } */
-static int scope_spans(cursor *c, scan_state *st)
-{
-    uint32_t field, seen = 0;
-    int wt, r;
-    cursor sub;
-    while ((r = next_field(c, &field, &wt)) == 0) {
-        if (field == 1) {
-            ONCE(seen, 1);
-            if (wt != WT_LEN || length_delimited(c, &sub) < 0 || scope(&sub) < 0)
-                return UNSURE;
-        } else if (field == 2) {
-            if (wt != WT_LEN || length_delimited(c, &sub) < 0 || span(&sub, st) < 0)
-                return UNSURE;
-        } else if (field == 3) {
-            ONCE(seen, 3);
-            if (wt != WT_LEN || string_field(c, &sub) < 0)
-                return UNSURE;
-        } else {
-            return UNSURE;
-        }
-    }
-    return r < 0 ? UNSURE : 0;
-}
-
-/* ResourceSpans { Resource resource = 1; repeated ScopeSpans scope_spans = 2; string schema_url = 3; } */
-static int resource_spans(cursor *c, scan_state *st)
-{
-    uint32_t field, seen = 0;
-    int wt, r;
-    cursor sub;
-    while ((r = next_field(c, &field, &wt)) == 0) {
-        if (field == 1) {
-            ONCE(seen, 1);
-            if (wt != WT_LEN || length_delimited(c, &sub) < 0 || resource(&sub) < 0)
-                return UNSURE;
-        } else if (field == 2) {
-            if (wt != WT_LEN || length_delimited(c, &sub) < 0 || scope_spans(&sub, st) < 0)
-                return UNSURE;
-        } else if (field == 3) {
-            ONCE(seen, 3);
-            if (wt != WT_LEN || string_field(c, &sub) < 0)
-                return UNSURE;
-        } else {
-            return UNSURE;
-        }
-    }
-    return r < 0 ? UNSURE : 0;
-}
-
-/* ExportTraceServiceRequest { repeated ResourceSpans resource_spans = 1; } */
-static int request(cursor *c, scan_state *st)
-{
-    uint32_t field;
-    int wt, r;
-    cursor sub;
-    while ((r = next_field(c, &field, &wt)) == 0) {
-        if (field != 1 || wt != WT_LEN || length_delimited(c, &sub) < 0 || resource_spans(&sub, st) < 0)
-            return UNSURE;
-    }
-    return r < 0 ? UNSURE : 0;
 }
 
 /* --- Python ---------------------------------------------------------------------------------- */
@@ -595,7 +366,7 @@ static PyObject *scan(PyObject *self, PyObject *args)
     st.oldest_ns = oldest_ns;
     Py_BEGIN_ALLOW_THREADS
     cursor c = {(const uint8_t *)data.buf, (const uint8_t *)data.buf + data.len};
-    r = request(&c, &st);
+    r = walk(&c, &REQUEST, 0, NULL, &st);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&data);
     if (r < 0)

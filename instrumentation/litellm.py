@@ -49,20 +49,25 @@ def _provider(model: str, kwargs: dict[str, Any]) -> tuple[str, str]:
     return dialects.provider_aliases.get(str(provider), str(provider)), str(bare)
 
 
-def _build(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invocation:
+def _chat_call(kwargs: dict[str, Any], handler: GenAIHandler) -> Invocation:
+    """A chat call's invocation: the provider and model LiteLLM routes to, its endpoint, the parameters."""
     model = kwargs.get("model")
     provider, bare = _provider(str(model), kwargs) if isinstance(model, str) else ("litellm", None)
+    base = kwargs.get("api_base") or kwargs.get("base_url")
+    parts = urlsplit(base) if isinstance(base, str) and base else None
+    return Invocation(
+        operation="chat", provider=provider, request_model=bare,
+        server_address=parts.hostname if parts else None, server_port=parts.port if parts else None,
+        params=openai_params(kwargs), stream=bool(kwargs.get("stream")), capture=handler.capture_any,
+    )
+
+
+def _build(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invocation:
     messages = kwargs.get("messages") or []
     messages = list(messages) if not isinstance(messages, list) else messages
     kwargs["messages"] = messages
-    base = kwargs.get("api_base") or kwargs.get("base_url")
-    parts = urlsplit(base) if isinstance(base, str) and base else None
-    inv = Invocation(
-        operation="chat", provider=provider, request_model=bare,
-        server_address=parts.hostname if parts else None, server_port=parts.port if parts else None,
-        params=openai_params(kwargs), stream=bool(kwargs.get("stream")), input_hash=hash_json(messages), input_source=messages,
-        capture=handler.capture_any, answers=answers_in(chat_answers, messages),
-    )
+    inv = _chat_call(kwargs, handler)
+    inv.input_hash, inv.input_source, inv.answers = hash_json(messages), messages, answers_in(chat_answers, messages)
     if handler.capture_any:
         inv.input_messages = [text_parts(str(m.get("role")), m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") != "system"]
         inv.system_instructions = [p for m in messages if isinstance(m, dict) and m.get("role") == "system" for p in text_parts("system", m.get("content"))["parts"]]
@@ -141,15 +146,7 @@ def _read_embedding(inv: Invocation, resp: Any) -> None:
 
 
 def _build_responses(instance: Any, kwargs: dict[str, Any], handler: GenAIHandler) -> Invocation:
-    model = kwargs.get("model")
-    provider, bare = _provider(str(model), kwargs) if isinstance(model, str) else ("litellm", None)
-    base = kwargs.get("api_base") or kwargs.get("base_url")
-    parts = urlsplit(base) if isinstance(base, str) and base else None
-    inv = Invocation(
-        operation="chat", provider=provider, request_model=bare,
-        server_address=parts.hostname if parts else None, server_port=parts.port if parts else None,
-        params=openai_params(kwargs), stream=bool(kwargs.get("stream")), capture=handler.capture_any,
-    )
+    inv = _chat_call(kwargs, handler)
     read_responses_request(inv, kwargs)
     return inv
 

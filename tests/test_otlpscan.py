@@ -160,7 +160,7 @@ UNSURE = [
     ("a varint past 64 bits", _tag(10, 0) + b"\xff" * 9 + b"\x02"),
     ("field number 0", _tag(0, 0) + _varint(1)),
     ("a group (wire type 3)", _tag(9, 3)),
-    ("values nested past 24 deep", _nested_arrays(30)),
+    ("values nested 30 arrays deep (past 48 messages)", _nested_arrays(30)),
 ]
 
 
