@@ -1,15 +1,20 @@
 """The one compiled part: the collector's receiver check (collector/_otlpscan.c).
 
 Optional: where no C compiler is at hand the build goes on without it and the collector checks
-requests in Python (runmeter.collector._convert.check), with the same answers.
+requests in Python (the collector's _convert.check), with the same answers.
 """
 
 from setuptools import Extension, setup
+from setuptools.config.pyprojecttoml import read_configuration
+
+# The package the collector/ folder is installed as, from pyproject's package-dir: one name, one place.
+_PACKAGE_DIRS = read_configuration("pyproject.toml")["tool"]["setuptools"]["package-dir"]
+_COLLECTOR = next(package for package, folder in _PACKAGE_DIRS.items() if folder == "collector")
 
 setup(
     ext_modules=[
         Extension(
-            "runmeter.collector._otlpscan",
+            f"{_COLLECTOR}._otlpscan",
             ["collector/_otlpscan.c"],
             optional=True,
             extra_compile_args=["-O3", "-Wall", "-Wextra", "-Wno-unused-parameter"],
