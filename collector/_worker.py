@@ -46,7 +46,7 @@ class WorkerSpec:
     native_codec: str = "auto"
     log_format: str = "json"
     log_level: int = logging.INFO
-    nice: int = 0
+    nice: int = 0  # the workers' nice value, absolute (WorkerPool: its process's own plus worker_nice)
 
 
 _SUMMED = frozenset({"counter", "up_down_counter"})  # instrument kinds whose measurements add up
@@ -262,8 +262,10 @@ def worker_main(index: int, spec: WorkerSpec, records: Connection, calls: Connec
     # Ctrl-C in a terminal reaches the whole process group: the collector's process drains, and
     # stops its workers when they are done; they must not die first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if spec.nice:
-        os.nice(spec.nice)
+    try:  # absolute: a worker started again is spawned by a thread already at this value
+        os.setpriority(os.PRIO_PROCESS, 0, spec.nice)
+    except OSError:  # a lower value than the one inherited needs privileges: keep what it has
+        pass
     _setup_logging(spec, index)
     import gc
 

@@ -37,6 +37,7 @@ socket, answered in order by one thread per worker.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue
@@ -124,7 +125,9 @@ class WorkerPool:
     def __init__(
         self, spec: WorkerSpec, wal: Any, writer: Any, relay: _Relay, *, held_bytes: int,
     ) -> None:
-        self.spec = spec
+        # The workers' priority, and that of the threads doing their inserts here: below this
+        # process's own by spec.nice, whichever thread spawns a worker (a restart: an insert thread).
+        self.spec = dataclasses.replace(spec, nice=min(19, os.getpriority(os.PRIO_PROCESS, 0) + spec.nice))
         self.wal = wal
         self.writer = writer
         self.relay = relay

@@ -122,6 +122,9 @@ class RunProcessor(SpanProcessor):
         self._dialects = dialects if dialects is not None else load_dialects()
         self._clock = clock
         self._lock = threading.Lock()
+        # One assembly at a time: a sweep that finds nothing left to assemble returns only once the
+        # background thread's assembly under way has handed its spans on (a drain then flushes them).
+        self._drain_lock = threading.Lock()
         self._traces: OrderedDict[int, Trace] = OrderedDict()
         self._live: dict[int, Entry] = {}  # local mode: what on_start learned of each live span
         self._cut: OrderedDict[int, str] = OrderedDict()  # trace id -> run id of a trace cut by a limit
@@ -153,6 +156,7 @@ class RunProcessor(SpanProcessor):
         """The child starts with no trace buffered: the parent assembles what it holds. Spans the child
         makes in an inherited run carry its run id and are written as that run's partial record."""
         self._lock = threading.Lock()
+        self._drain_lock = threading.Lock()
         # new events too: a parent thread may have been setting one (its lock held) at the fork
         self._stop, self._wake = threading.Event(), threading.Event()
         self._traces = OrderedDict()
@@ -279,6 +283,10 @@ class RunProcessor(SpanProcessor):
 
     def _drain(self) -> int:
         """Assemble the evicted traces; their runs go to the sink in one call, then (remote) their spans downstream."""
+        with self._drain_lock:
+            return self._drain_locked()
+
+    def _drain_locked(self) -> int:
         with self._lock:
             pending, self._pending = self._pending, []
         if not pending:

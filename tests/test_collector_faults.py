@@ -252,6 +252,14 @@ def test_sigkill_of_a_worker_loses_nothing_and_writes_nothing_twice(tmp_path: Pa
     while len(live := _live_workers(proc, victim)) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)  # the second victim's replacement is started after a back-off: wait for it
     assert len(live) == 2 and workers[0] not in live  # started again
+    # ...at the priority of the first ones (a replacement is spawned by a thread at the workers'
+    # nice value: relative to it, it went to 19 and crawled through its start on a busy host)
+    deadline = time.monotonic() + 60
+    while any(len(os.listdir(f"/proc/{p}/task")) < 2 for p in live) and time.monotonic() < deadline:
+        time.sleep(0.05)  # until each has set its priority and started its pipeline's threads
+    assert proc.proc is not None
+    nice = min(19, os.getpriority(os.PRIO_PROCESS, proc.proc.pid) + 10)  # worker_nice's default
+    print("NICE", nice, [os.getpriority(os.PRIO_PROCESS, p) for p in live]); assert [os.getpriority(os.PRIO_PROCESS, p) for p in live] == [nice, nice]
     assert proc.terminate() == 0
     spans, calls, runs = _stored_once(store, ids)
     assert spans == [(180, 180)]

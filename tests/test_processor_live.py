@@ -363,3 +363,37 @@ def test_runs_evicted_by_a_bound_are_written_on_runmeters_thread_not_the_agents(
         time.sleep(0.01)
     assert len(sink.runs) >= 4 and set(writers) == {"runmeter-runs"}
     provider.shutdown()
+
+
+def test_a_final_sweep_returns_only_once_the_background_assembly_under_way_has_handed_its_spans_on() -> None:
+    """The collector's drain is ``sweep(final=True)`` and then a flush of what reached the
+    exporter: a sweep that found nothing left to assemble while the background thread was still
+    assembling returned at once, the flush wrote nothing, and the drain said "done" with the
+    thread's spans (and their log records) not yet written."""
+    import threading
+
+    clock = Clock()
+    in_write = threading.Event()
+    let_go = threading.Event()
+
+    class SlowSink(InMemoryRunSink):
+        def write_runs(self, records: Any) -> None:
+            in_write.set()
+            let_go.wait(10)  # the background thread, between its trace's runs and its spans
+            super().write_runs(records)
+
+    exporter = InMemorySpanExporter()
+    proc = RunProcessor(SimpleSpanProcessor(exporter), sink=SlowSink(), mode="remote", clock=clock,
+                        limits=RunLimits(quiet_s=1.0, grace_s=1.0))
+    for s in (run_root("r", 1, end_ms=50), llm(2, 1, "gpt-4o-mini", 1000, 100)):
+        proc.on_end(s)
+    clock.t += 5  # quiet: the background thread's next sweep takes the trace
+    assert in_write.wait(10)
+    handed_on: list[int] = []
+    sweeper = threading.Thread(target=lambda: (proc.sweep(final=True), handed_on.append(len(exporter.get_finished_spans()))))
+    sweeper.start()
+    sweeper.join(0.5)  # without the fix the sweep is back by now, with nothing handed on
+    let_go.set()
+    sweeper.join(10)
+    assert handed_on == [2]
+    proc.shutdown()
