@@ -35,9 +35,9 @@ from runmeter.exporter import MAX_NS
 from runmeter.processor import readable_span, span_context
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-__all__ = ["Converted", "Limits", "MalformedRequest", "check", "check_bytes", "convert", "parse_json_request", "parse_request", "read_request"]
+__all__ = ["Converted", "Limits", "MalformedRequest", "check", "check_bytes", "convert", "convert_bytes", "parse_json_request", "parse_request", "read_request"]
 
-_KINDS = {
+_KINDS: dict[int, SpanKind] = {
     trace_pb2.Span.SPAN_KIND_UNSPECIFIED: SpanKind.INTERNAL,
     trace_pb2.Span.SPAN_KIND_INTERNAL: SpanKind.INTERNAL,
     trace_pb2.Span.SPAN_KIND_SERVER: SpanKind.SERVER,
@@ -45,7 +45,7 @@ _KINDS = {
     trace_pb2.Span.SPAN_KIND_PRODUCER: SpanKind.PRODUCER,
     trace_pb2.Span.SPAN_KIND_CONSUMER: SpanKind.CONSUMER,
 }
-_STATUS = {
+_STATUS: dict[int, StatusCode] = {
     trace_pb2.Status.STATUS_CODE_UNSET: StatusCode.UNSET,
     trace_pb2.Status.STATUS_CODE_OK: StatusCode.OK,
     trace_pb2.Status.STATUS_CODE_ERROR: StatusCode.ERROR,
@@ -59,10 +59,10 @@ _HAS_IS_REMOTE = trace_pb2.SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 _IS_REMOTE = trace_pb2.SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 
 
-try:  # the receiver's check in C (collector/_otlpscan.c); built unless no C compiler was at hand
-    from runmeter.collector._otlpscan import scan as _scan
-except ImportError:  # pragma: no cover - the Python check alone, with the same answers
-    _scan = None
+try:  # the receiver's check and the workers' reader in C (collector/_otlpscan.c); built unless no C compiler was at hand
+    from runmeter.collector._otlpscan import decode as _decode, scan as _scan
+except ImportError:  # pragma: no cover - protobuf and Python alone, with the same answers
+    _scan = _decode = None
 
 MAX_ARRAY_ITEMS = 1024  # items of an array attribute kept (the rest dropped, as a long string is cut)
 
@@ -388,22 +388,6 @@ def _span(
     if problem is not None:
         return problem
     attributes = _attributes(s.attributes, limits, out)
-    if project is not None:
-        claimed = _project_text(attributes.get(A.RUNMETER_RUN_PROJECT)) or _project_text(resource.attributes.get(A.RUNMETER_RUN_PROJECT))
-        if claimed and claimed != project:
-            return "project_not_allowed"
-        attributes[A.RUNMETER_RUN_PROJECT] = project
-    trace_id = int.from_bytes(s.trace_id, "big")
-    try:
-        state = TraceState.from_header([s.trace_state]) if s.trace_state else None
-    except ValueError:
-        state = None
-    ctx = span_context(trace_id, int.from_bytes(s.span_id, "big"), True, _SAMPLED, state)
-    # The parent is remote only when the sender says so (OTLP span flags bits 8 and 9): a remote
-    # parent makes the span a local root, which the RunProcessor treats as a trace root.
-    remote_parent = bool(s.flags & _IS_REMOTE) if s.flags & _HAS_IS_REMOTE else False
-    parent_id = s.parent_span_id
-    parent = span_context(trace_id, int.from_bytes(parent_id, "big"), remote_parent, _SAMPLED) if parent_id and parent_id != _ZERO8 else None
     events = [  # an event past 2262 is dropped: OTLP times are unsigned, DateTime64(9) is signed
         Event(e.name, _attributes(e.attributes, limits, out), timestamp=e.time_unix_nano)
         for e in list(s.events)[: limits.max_events_per_span]
@@ -416,12 +400,39 @@ def _span(
         if len(lk.trace_id) == 16 and len(lk.span_id) == 8
     ] if s.links else []
     status = s.status
-    code, message = status.code, status.message
+    parent_id = s.parent_span_id
+    return _readable(
+        s.name, int.from_bytes(s.trace_id, "big"), int.from_bytes(s.span_id, "big"),
+        int.from_bytes(parent_id, "big") if parent_id else 0, s.trace_state, s.flags, s.kind, s.start_time_unix_nano,
+        s.end_time_unix_nano, attributes, events, links, status.code, status.message, resource, scope, project,
+    )
+
+
+def _readable(
+    name: str, trace_id: int, span_id: int, parent_id: int, trace_state: str, flags: int, kind: int, start: int, end: int,
+    attributes: dict[str, Any], events: list[Event], links: list[Link], code: int, message: str,
+    resource: Resource, scope: InstrumentationScope, project: str | None,
+) -> ReadableSpan | str:
+    """The span of fields read (by protobuf or from the bytes), or why its project is refused."""
+    if project is not None:
+        claimed = _project_text(attributes.get(A.RUNMETER_RUN_PROJECT)) or _project_text(resource.attributes.get(A.RUNMETER_RUN_PROJECT))
+        if claimed and claimed != project:
+            return "project_not_allowed"
+        attributes[A.RUNMETER_RUN_PROJECT] = project
+    try:
+        state = TraceState.from_header([trace_state]) if trace_state else None
+    except ValueError:
+        state = None
+    ctx = span_context(trace_id, span_id, True, _SAMPLED, state)
+    # The parent is remote only when the sender says so (OTLP span flags bits 8 and 9): a remote
+    # parent makes the span a local root, which the RunProcessor treats as a trace root.
+    remote_parent = bool(flags & _IS_REMOTE) if flags & _HAS_IS_REMOTE else False
+    parent = span_context(trace_id, parent_id, remote_parent, _SAMPLED) if parent_id else None
     return readable_span(
-        s.name, ctx, parent, resource, attributes, events, links,
-        _KINDS.get(s.kind, SpanKind.INTERNAL),  # an unknown enum value reads as INTERNAL
+        name, ctx, parent, resource, attributes, events, links,
+        _KINDS.get(kind, SpanKind.INTERNAL),  # an unknown enum value reads as INTERNAL
         _UNSET if not code and not message else Status(_STATUS.get(code, StatusCode.UNSET), message or None),
-        s.start_time_unix_nano, s.end_time_unix_nano, scope,
+        start, end, scope,
     )
 
 
@@ -453,4 +464,51 @@ def convert(
                 else:
                     out.spans.append(result)
     out.accepted = len(out.spans)
+    return out
+
+
+def convert_bytes(
+    data: bytes, limits: Limits | None = None, project: str | None = None, shard: tuple[int, int] | None = None
+) -> Converted | None:
+    """:func:`convert` of the request these bytes parse into, read from the bytes in C
+    (``_otlpscan.decode``: no protobuf message, no Python object per field read); None when the
+    request is not an ordinary one (as :func:`check_bytes` says) or the extension was not built:
+    then :func:`parse_request` and :func:`convert` it. ``tests/test_otlpscan.py`` holds the two
+    to the same spans."""
+    if _decode is None:
+        return None
+    limits = limits or _DEFAULT_LIMITS
+    try:
+        decoded = _decode(
+            data, _oldest_ns(limits) - 86_400 * 10**9,  # convert's grace past the check's bound
+            limits.max_attributes_per_span, limits.max_attribute_value_length, limits.max_events_per_span,
+            limits.max_links_per_span, MAX_ARRAY_ITEMS, *(shard or (0, 1)),
+        )
+    except ValueError:  # pragma: no cover - what the walk accepted, the reader reads: protobuf decides
+        return None
+    if decoded is None:
+        return None
+    groups, dropped = decoded
+    out = Converted(dropped_attributes=dropped)
+    spans = out.spans
+    for resource_attributes, resource_schema, scopes in groups:
+        resource = Resource(resource_attributes, resource_schema or None)
+        for scope_name, scope_version, scope_schema, items in scopes:
+            scope = InstrumentationScope(scope_name, scope_version or None, scope_schema or None)
+            for item in items:
+                if not isinstance(item, str):
+                    (trace_id, span_id, parent_id, trace_state, name, kind, start, end, flags, attributes, events, links,
+                     code, message) = item
+                    item = _readable(
+                        name, trace_id, span_id, parent_id, trace_state, flags, kind, start, end, attributes,
+                        [Event(n, a, timestamp=t) for n, t, a in events] if events else events,
+                        [Link(SpanContext(t, sp, is_remote=True), a) for t, sp, a in links] if links else links,
+                        code, message, resource, scope, project,
+                    )
+                    if not isinstance(item, str):
+                        spans.append(item)
+                        continue
+                out.rejected += 1
+                out.reasons[item] += 1
+    out.accepted = len(spans)
     return out

@@ -113,6 +113,24 @@ static int fixed32(cursor *c)
     return 0;
 }
 
+/* Past one field's value of wire type `wt`. */
+static int skip(cursor *c, int wt)
+{
+    uint64_t v;
+    cursor sub;
+    switch (wt) {
+    case WT_VARINT:
+        return varint(c, &v);
+    case WT_I64:
+        return fixed64(c, &v);
+    case WT_LEN:
+        return length_delimited(c, &sub);
+    case WT_I32:
+        return fixed32(c);
+    }
+    return UNSURE;
+}
+
 /* Well-formed UTF-8 (Unicode 3.9, table 3-7): what protobuf requires of a string field. */
 static int utf8_valid(const uint8_t *s, const uint8_t *end)
 {
@@ -323,32 +341,620 @@ static size_t length(const slot *s)
     return s->given ? (size_t)(s->bytes.end - s->bytes.p) : 0;
 }
 
-/* A span: walked whole, then judged as _convert._problem judges it. */
+#define SPAN_SLOTS (sizeof(SPAN_FIELDS) / sizeof(SPAN_FIELDS[0]))
+
+/* Why a span cannot be stored (enum reason), or -1: as _convert._problem judges it. */
+static int judge(const slot *f, int64_t oldest_ns)
+{
+    uint64_t start = f[SPAN_START].value, end = f[SPAN_END].value;
+    if (length(&f[SPAN_TRACE_ID]) != 16 || all_zero(f[SPAN_TRACE_ID].bytes.p, 16))
+        return R_BAD_TRACE_ID;
+    if (length(&f[SPAN_SPAN_ID]) != 8 || all_zero(f[SPAN_SPAN_ID].bytes.p, 8))
+        return R_BAD_SPAN_ID;
+    if (length(&f[SPAN_PARENT]) != 0 && length(&f[SPAN_PARENT]) != 8)
+        return R_BAD_PARENT_SPAN_ID;
+    if (length(&f[SPAN_NAME]) == 0)
+        return R_EMPTY_NAME;
+    if (!start || end < start || end > MAX_NS)
+        return R_BAD_TIMES;
+    if (oldest_ns > 0 && start < (uint64_t)oldest_ns)
+        return R_TOO_OLD;
+    return -1;
+}
+
+/* A span: walked whole, then judged. */
 static int span(cursor *c, scan_state *st)
 {
-    slot f[sizeof(SPAN_FIELDS) / sizeof(SPAN_FIELDS[0])];
+    slot f[SPAN_SLOTS];
     memset(f, 0, sizeof f);
     if (walk(c, &SPAN, 0, f, st) < 0)
         return UNSURE;
-    uint64_t start = f[SPAN_START].value, end = f[SPAN_END].value;
-    int problem = -1;
-    if (length(&f[SPAN_TRACE_ID]) != 16 || all_zero(f[SPAN_TRACE_ID].bytes.p, 16))
-        problem = R_BAD_TRACE_ID;
-    else if (length(&f[SPAN_SPAN_ID]) != 8 || all_zero(f[SPAN_SPAN_ID].bytes.p, 8))
-        problem = R_BAD_SPAN_ID;
-    else if (length(&f[SPAN_PARENT]) != 0 && length(&f[SPAN_PARENT]) != 8)
-        problem = R_BAD_PARENT_SPAN_ID;
-    else if (length(&f[SPAN_NAME]) == 0)
-        problem = R_EMPTY_NAME;
-    else if (!start || end < start || end > MAX_NS)
-        problem = R_BAD_TIMES;
-    else if (st->oldest_ns > 0 && start < (uint64_t)st->oldest_ns)
-        problem = R_TOO_OLD;
+    int problem = judge(f, st->oldest_ns);
     if (problem < 0)
         st->accepted++;
     else
         st->reasons[problem]++;
     return 0;
+}
+
+
+/* --- decode: a request's spans as Python values (a worker's convert) -------------------------
+ *
+ * decode(data, oldest_ns, max_attributes, max_value_length, max_events, max_links, max_array_items,
+ *        shard_index, shard_count) -> ([(resource attributes, schema url, scopes)], dropped) | None
+ *
+ * What collector/_convert.convert reads of the request protobuf would parse, with the same limits,
+ * as plain values for it to make its spans of: per resource its attributes and schema url, per
+ * scope its name, version and schema url and its spans - each either the reason it is rejected
+ * (a key of _convert.REASONS) or a tuple (trace id, span id, parent span id or 0, trace state,
+ * name, kind, start, end, flags, attributes, events, links, status code, status message); spans of
+ * other shards are left out. `dropped` counts the attributes past the per-span limit, as convert
+ * does. Attribute values are what _convert._value makes of them (cut strings, bytes as hex, arrays
+ * as tuples, key-value lists as text). None whenever scan() would say it is not sure: the request
+ * is walked whole first, and only an ordinary one is decoded.
+ */
+
+typedef struct {
+    Py_ssize_t max_attributes, max_length, max_events, max_links, max_items;
+    uint64_t shard_index, shard_count;
+    int64_t oldest_ns;
+    long long dropped;
+} decode_opts;
+
+#define BROKEN(msg) (PyErr_SetString(PyExc_ValueError, msg), (PyObject *)NULL)
+
+static PyObject *text(cursor s, Py_ssize_t limit)
+{
+    Py_ssize_t n = s.end - s.p;
+    PyObject *u = PyUnicode_DecodeUTF8((const char *)s.p, n, NULL);
+    if (u != NULL && limit >= 0 && n > limit && PyUnicode_GET_LENGTH(u) > limit) {
+        PyObject *cut = PyUnicode_Substring(u, 0, limit);
+        Py_DECREF(u);
+        return cut;
+    }
+    return u;
+}
+
+static PyObject *id_int(cursor s)
+{
+    return _PyLong_FromByteArray(s.p, (size_t)(s.end - s.p), 0, 0);
+}
+
+static PyObject *any_value(cursor c, const decode_opts *o);
+
+/* KeyValue: its key and value (a value absent reads as None, as protobuf's default AnyValue). */
+static int key_value(cursor c, const decode_opts *o, PyObject **key, PyObject **value)
+{
+    uint32_t number;
+    int wt, r;
+    cursor k = {c.p, c.p}, v = {c.p, c.p};
+    while ((r = next_field(&c, &number, &wt)) == 0) {
+        cursor sub;
+        if (wt != WT_LEN || length_delimited(&c, &sub) < 0 || (number != 1 && number != 2))
+            return -1;
+        if (number == 1)
+            k = sub;
+        else
+            v = sub;
+    }
+    if (r < 0)
+        return -1;
+    *key = text(k, -1);
+    if (*key == NULL)
+        return -1;
+    *value = any_value(v, o);
+    if (*value == NULL) {
+        Py_CLEAR(*key);
+        return -1;
+    }
+    return 0;
+}
+
+/* ArrayValue as _convert._value reads it: at most max_items items; scalars only, up to
+ * max_length characters in all (8 for a number); a tuple of one type, else of their str(). */
+static PyObject *array_value(cursor c, const decode_opts *o)
+{
+    uint32_t number;
+    int wt;
+    Py_ssize_t used = 0, seen = 0;
+    PyTypeObject *kind = NULL;
+    int mixed = 0;
+    PyObject *items = PyList_New(0);
+    if (items == NULL)
+        return NULL;
+    while (seen < o->max_items && next_field(&c, &number, &wt) == 0) {
+        cursor sub;
+        if (number != 1 || wt != WT_LEN || length_delimited(&c, &sub) < 0) {
+            Py_DECREF(items);
+            return BROKEN("array");
+        }
+        seen++;
+        PyObject *item = any_value(sub, o);
+        if (item == NULL) {
+            Py_DECREF(items);
+            return NULL;
+        }
+        int is_text = PyUnicode_CheckExact(item);
+        if (!is_text && !PyBool_Check(item) && !PyLong_CheckExact(item) && !PyFloat_CheckExact(item)) {
+            Py_DECREF(item);
+            continue;
+        }
+        used += is_text ? PyUnicode_GET_LENGTH(item) : 8;
+        if (used > o->max_length) {
+            Py_DECREF(item);
+            break;
+        }
+        if (kind == NULL)
+            kind = Py_TYPE(item);
+        else if (Py_TYPE(item) != kind)
+            mixed = 1;
+        int failed = PyList_Append(items, item);
+        Py_DECREF(item);
+        if (failed) {
+            Py_DECREF(items);
+            return NULL;
+        }
+    }
+    if (mixed) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+            PyObject *s = PyObject_Str(PyList_GET_ITEM(items, i));
+            if (s == NULL) {
+                Py_DECREF(items);
+                return NULL;
+            }
+            PyList_SetItem(items, i, s);
+        }
+    }
+    PyObject *out = PyList_AsTuple(items);
+    Py_DECREF(items);
+    return out;
+}
+
+static PyObject *hex(cursor s, Py_ssize_t limit)
+{
+    static const char digits[] = "0123456789abcdef";
+    Py_ssize_t n = s.end - s.p;
+    if (n > limit)
+        n = limit;
+    PyObject *out = PyUnicode_New(2 * n, 127);
+    if (out == NULL)
+        return NULL;
+    Py_UCS1 *d = PyUnicode_1BYTE_DATA(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        d[2 * i] = (Py_UCS1)digits[s.p[i] >> 4];
+        d[2 * i + 1] = (Py_UCS1)digits[s.p[i] & 15];
+    }
+    return out;
+}
+
+/* AnyValue, as _convert._value: None when no member is given (scan() saw to it that at most one is). */
+static PyObject *any_value(cursor c, const decode_opts *o)
+{
+    uint32_t number;
+    int wt;
+    uint64_t v;
+    cursor sub;
+    int r = next_field(&c, &number, &wt);
+    if (r == 1)
+        Py_RETURN_NONE;
+    if (r < 0)
+        return BROKEN("value");
+    switch (number) {
+    case 1:
+        return wt == WT_LEN && length_delimited(&c, &sub) == 0 ? text(sub, o->max_length) : BROKEN("string");
+    case 2:
+        return wt == WT_VARINT && varint(&c, &v) == 0 ? PyBool_FromLong(v != 0) : BROKEN("bool");
+    case 3:
+        return wt == WT_VARINT && varint(&c, &v) == 0 ? PyLong_FromLongLong((long long)(int64_t)v) : BROKEN("int");
+    case 4: {
+        double d;
+        if (wt != WT_I64 || fixed64(&c, &v) < 0)
+            return BROKEN("double");
+        memcpy(&d, &v, sizeof d);
+        return PyFloat_FromDouble(d);
+    }
+    case 5:
+        return wt == WT_LEN && length_delimited(&c, &sub) == 0 ? array_value(sub, o) : BROKEN("array");
+    case 6: {
+        if (wt != WT_LEN || length_delimited(&c, &sub) < 0)
+            return BROKEN("kvlist");
+        PyObject *d = PyDict_New(), *key, *value;
+        if (d == NULL)
+            return NULL;
+        while ((r = next_field(&sub, &number, &wt)) == 0) {
+            cursor kv;
+            if (number != 1 || wt != WT_LEN || length_delimited(&sub, &kv) < 0 || key_value(kv, o, &key, &value) < 0) {
+                Py_DECREF(d);
+                return PyErr_Occurred() ? NULL : BROKEN("kvlist");
+            }
+            r = PyDict_SetItem(d, key, value);
+            Py_DECREF(key);
+            Py_DECREF(value);
+            if (r < 0) {
+                Py_DECREF(d);
+                return NULL;
+            }
+        }
+        PyObject *s = PyObject_Str(d);
+        Py_DECREF(d);
+        if (s != NULL && PyUnicode_GET_LENGTH(s) > o->max_length) {
+            PyObject *cut = PyUnicode_Substring(s, 0, o->max_length);
+            Py_DECREF(s);
+            return cut;
+        }
+        return s;
+    }
+    case 7:
+        return wt == WT_LEN && length_delimited(&c, &sub) == 0 ? hex(sub, o->max_length) : BROKEN("bytes");
+    }
+    return BROKEN("value member");
+}
+
+/* One attribute into attrs, as _convert._attributes does: past max_attributes dropped and counted;
+ * a value of None or an empty key left out. `index` counts the KeyValues of this list so far. */
+static int attribute(cursor kv, decode_opts *o, Py_ssize_t *index, PyObject *attrs)
+{
+    PyObject *key, *value;
+    if ((*index)++ >= o->max_attributes) {
+        o->dropped++;
+        return 0;
+    }
+    if (key_value(kv, o, &key, &value) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "attribute");
+        return -1;
+    }
+    int r = 0;
+    if (value != Py_None && PyUnicode_GET_LENGTH(key) > 0)
+        r = PyDict_SetItem(attrs, key, value);
+    Py_DECREF(key);
+    Py_DECREF(value);
+    return r;
+}
+
+/* The attributes of a Resource or an InstrumentationScope's container message at field `field`. */
+static PyObject *attributes_of(cursor c, uint32_t field, decode_opts *o)
+{
+    uint32_t number;
+    int wt;
+    Py_ssize_t index = 0;
+    PyObject *attrs = PyDict_New();
+    if (attrs == NULL)
+        return NULL;
+    while (next_field(&c, &number, &wt) == 0) {
+        cursor sub;
+        if (number == field && wt == WT_LEN) {
+            if (length_delimited(&c, &sub) < 0 || attribute(sub, o, &index, attrs) < 0) {
+                Py_DECREF(attrs);
+                return PyErr_Occurred() ? NULL : BROKEN("attributes");
+            }
+        } else if (skip(&c, wt) < 0) {
+            Py_DECREF(attrs);
+            return BROKEN("field");
+        }
+    }
+    return attrs;
+}
+
+/* An event: (name, time, attributes), or None past 2262 (left out, as convert does). */
+static PyObject *span_event(cursor c, decode_opts *o)
+{
+    uint32_t number;
+    int wt;
+    uint64_t time = 0;
+    cursor name = {c.p, c.p}, sub;
+    const uint8_t *begin = c.p;
+    while (next_field(&c, &number, &wt) == 0) {
+        if (number == 1 && wt == WT_I64) {
+            if (fixed64(&c, &time) < 0)
+                return BROKEN("event");
+        } else if (number == 2 && wt == WT_LEN) {
+            if (length_delimited(&c, &name) < 0)
+                return BROKEN("event");
+        } else if (skip(&c, wt) < 0) {
+            return BROKEN("event");
+        }
+    }
+    if (time > MAX_NS)
+        Py_RETURN_NONE;
+    sub.p = begin;
+    sub.end = c.end;
+    PyObject *attrs = attributes_of(sub, 3, o);
+    if (attrs == NULL)
+        return NULL;
+    return Py_BuildValue("(NKN)", text(name, -1), (unsigned long long)time, attrs);
+}
+
+/* A link: (trace id, span id, attributes), or None unless both ids have their length (as convert). */
+static PyObject *span_link(cursor c, decode_opts *o)
+{
+    uint32_t number;
+    int wt;
+    cursor trace = {c.p, c.p}, span_id = {c.p, c.p}, whole = c;
+    while (next_field(&c, &number, &wt) == 0) {
+        if (number == 1 && wt == WT_LEN) {
+            if (length_delimited(&c, &trace) < 0)
+                return BROKEN("link");
+        } else if (number == 2 && wt == WT_LEN) {
+            if (length_delimited(&c, &span_id) < 0)
+                return BROKEN("link");
+        } else if (skip(&c, wt) < 0) {
+            return BROKEN("link");
+        }
+    }
+    if (trace.end - trace.p != 16 || span_id.end - span_id.p != 8)
+        Py_RETURN_NONE;
+    PyObject *attrs = attributes_of(whole, 4, o);
+    if (attrs == NULL)
+        return NULL;
+    return Py_BuildValue("(NNN)", id_int(trace), id_int(span_id), attrs);
+}
+
+static uint64_t shard(cursor id, uint64_t count)
+{
+    uint64_t r = 0; /* int.from_bytes(trace_id, "big") % count, for ids of any length */
+    for (const uint8_t *p = id.p; p < id.end; p++)
+        r = (r * 256 + *p) % count;
+    return r;
+}
+
+/* A span of this shard: the reason it is rejected, or its tuple; NULL with no error set: another shard's. */
+static PyObject *decode_span(cursor c, decode_opts *o)
+{
+    slot f[SPAN_SLOTS];
+    uint32_t number, flags = 0;
+    int wt;
+    const cursor whole = c;
+    memset(f, 0, sizeof f);
+    while (next_field(&c, &number, &wt) == 0) {
+        cursor sub = {NULL, NULL};
+        uint64_t v = 0;
+        if (number >= SPAN_SLOTS)
+            return BROKEN("span field");
+        if (wt == WT_LEN) {
+            if (length_delimited(&c, &sub) < 0)
+                return BROKEN("span");
+        } else if (wt == WT_VARINT) {
+            if (varint(&c, &v) < 0)
+                return BROKEN("span");
+        } else if (wt == WT_I64) {
+            if (fixed64(&c, &v) < 0)
+                return BROKEN("span");
+        } else if (wt == WT_I32 && number == 16) {
+            if (c.end - c.p < 4)
+                return BROKEN("span");
+            flags = (uint32_t)c.p[0] | (uint32_t)c.p[1] << 8 | (uint32_t)c.p[2] << 16 | (uint32_t)c.p[3] << 24;
+            c.p += 4;
+        } else {
+            return BROKEN("span wire type");
+        }
+        f[number].given = 1;
+        f[number].bytes = sub;
+        f[number].value = v;
+    }
+    if (o->shard_count > 1 && shard(f[SPAN_TRACE_ID].bytes, o->shard_count) != o->shard_index)
+        return NULL;
+    int problem = judge(f, o->oldest_ns);
+    if (problem >= 0)
+        return PyUnicode_FromString(REASON_NAMES[problem]);
+
+    PyObject *attrs = PyDict_New(), *events = PyList_New(0), *links = PyList_New(0), *item = NULL;
+    Py_ssize_t index = 0, n_events = 0, n_links = 0;
+    uint64_t code = 0;
+    cursor message = {whole.p, whole.p};
+    if (attrs == NULL || events == NULL || links == NULL)
+        goto fail;
+    c = whole;
+    while (next_field(&c, &number, &wt) == 0) {
+        cursor sub;
+        if (wt != WT_LEN) {
+            if (skip(&c, wt) < 0)
+                goto broken;
+            continue;
+        }
+        if (length_delimited(&c, &sub) < 0)
+            goto broken;
+        if (number == 9) {
+            if (attribute(sub, o, &index, attrs) < 0)
+                goto fail;
+        } else if (number == 11 || number == 13) {
+            if (number == 11 ? n_events++ >= o->max_events : n_links++ >= o->max_links)
+                continue;
+            item = number == 11 ? span_event(sub, o) : span_link(sub, o);
+            if (item == NULL)
+                goto fail;
+            if (item != Py_None && PyList_Append(number == 11 ? events : links, item) < 0)
+                goto fail;
+            Py_CLEAR(item);
+        } else if (number == 15) {
+            uint32_t n;
+            while (next_field(&sub, &n, &wt) == 0) {
+                cursor m;
+                if (n == 2 && wt == WT_LEN) {
+                    if (length_delimited(&sub, &m) < 0)
+                        goto broken;
+                    message = m;
+                } else if (n == 3 && wt == WT_VARINT) {
+                    if (varint(&sub, &code) < 0)
+                        goto broken;
+                } else if (skip(&sub, wt) < 0) {
+                    goto broken;
+                }
+            }
+        }
+    }
+    const slot *parent = &f[SPAN_PARENT];
+    PyObject *parent_id = length(parent) == 8 && !all_zero(parent->bytes.p, 8) ? id_int(parent->bytes) : PyLong_FromLong(0);
+    /* enums are int32 in protobuf: a larger varint is cut to its low 32 bits, as protobuf reads it */
+    return Py_BuildValue("(NNNNNiKKINNNiN)", id_int(f[SPAN_TRACE_ID].bytes), id_int(f[SPAN_SPAN_ID].bytes), parent_id,
+                         text(f[3].given ? f[3].bytes : (cursor){whole.p, whole.p}, -1), text(f[SPAN_NAME].bytes, -1),
+                         (int)(int32_t)(uint32_t)f[6].value, (unsigned long long)f[SPAN_START].value,
+                         (unsigned long long)f[SPAN_END].value, (unsigned int)flags, attrs, events, links,
+                         (int)(int32_t)(uint32_t)code, text(message, -1));
+broken:
+    PyErr_SetString(PyExc_ValueError, "span");
+fail:
+    Py_XDECREF(item);
+    Py_XDECREF(attrs);
+    Py_XDECREF(events);
+    Py_XDECREF(links);
+    return NULL;
+}
+
+
+/* Every field `number` of message c, as cursors (the repeated ones in their order). */
+static int fields(cursor c, uint32_t number, cursor *out, Py_ssize_t max, Py_ssize_t *n)
+{
+    uint32_t k;
+    int wt;
+    *n = 0;
+    while (next_field(&c, &k, &wt) == 0) {
+        cursor sub;
+        if (k == number && wt == WT_LEN) {
+            if (length_delimited(&c, &sub) < 0)
+                return -1;
+            if (*n < max)
+                out[*n] = sub;
+            (*n)++;
+        } else if (skip(&c, wt) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static cursor one(cursor c, uint32_t number)
+{
+    cursor found = {c.p, c.p}; /* absent: empty (a message's or a string's default) */
+    Py_ssize_t n;
+    fields(c, number, &found, 1, &n);
+    return found;
+}
+
+/* ScopeSpans: (name, version, schema url, [span items of this shard]). */
+static PyObject *scope_spans(cursor c, decode_opts *o)
+{
+    cursor scope = one(c, 1);
+    PyObject *spans = PyList_New(0);
+    if (spans == NULL)
+        return NULL;
+    uint32_t number;
+    int wt;
+    cursor walker = c;
+    while (next_field(&walker, &number, &wt) == 0) {
+        cursor sub;
+        if (number != 2 || wt != WT_LEN) {
+            if (skip(&walker, wt) < 0)
+                goto broken;
+            continue;
+        }
+        if (length_delimited(&walker, &sub) < 0)
+            goto broken;
+        PyObject *item = decode_span(sub, o);
+        if (item == NULL) {
+            if (PyErr_Occurred())
+                goto fail;
+            continue; /* another shard's */
+        }
+        int r = PyList_Append(spans, item);
+        Py_DECREF(item);
+        if (r < 0)
+            goto fail;
+    }
+    return Py_BuildValue("(NNNN)", text(one(scope, 1), -1), text(one(scope, 2), -1), text(one(c, 3), -1), spans);
+broken:
+    PyErr_SetString(PyExc_ValueError, "scope spans");
+fail:
+    Py_DECREF(spans);
+    return NULL;
+}
+
+/* ResourceSpans: (resource attributes, schema url, [scope spans]). */
+static PyObject *resource_spans(cursor c, decode_opts *o)
+{
+    PyObject *attrs = attributes_of(one(c, 1), 1, o);
+    PyObject *scopes = PyList_New(0);
+    if (attrs == NULL || scopes == NULL)
+        goto fail;
+    uint32_t number;
+    int wt;
+    cursor walker = c;
+    while (next_field(&walker, &number, &wt) == 0) {
+        cursor sub;
+        if (number != 2 || wt != WT_LEN) {
+            if (skip(&walker, wt) < 0)
+                goto broken;
+            continue;
+        }
+        if (length_delimited(&walker, &sub) < 0)
+            goto broken;
+        PyObject *item = scope_spans(sub, o);
+        if (item == NULL)
+            goto fail;
+        int r = PyList_Append(scopes, item);
+        Py_DECREF(item);
+        if (r < 0)
+            goto fail;
+    }
+    return Py_BuildValue("(NNN)", attrs, text(one(c, 3), -1), scopes);
+broken:
+    PyErr_SetString(PyExc_ValueError, "resource spans");
+fail:
+    Py_XDECREF(attrs);
+    Py_XDECREF(scopes);
+    return NULL;
+}
+
+static PyObject *decode(PyObject *self, PyObject *args)
+{
+    Py_buffer data;
+    long long oldest_ns;
+    unsigned long long shard_index, shard_count;
+    decode_opts o;
+    scan_state st;
+    int r;
+
+    memset(&o, 0, sizeof o);
+    if (!PyArg_ParseTuple(args, "y*LnnnnnKK", &data, &oldest_ns, &o.max_attributes, &o.max_length, &o.max_events,
+                          &o.max_links, &o.max_items, &shard_index, &shard_count))
+        return NULL;
+    if (shard_count == 0 || shard_index >= shard_count || o.max_attributes < 0 || o.max_length < 0 || o.max_events < 0
+        || o.max_links < 0 || o.max_items < 0) {
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_ValueError, "decode: a limit is negative or the shard is out of range");
+        return NULL;
+    }
+    o.oldest_ns = oldest_ns;
+    o.shard_index = shard_index;
+    o.shard_count = shard_count;
+    memset(&st, 0, sizeof st);
+    cursor c = {(const uint8_t *)data.buf, (const uint8_t *)data.buf + data.len};
+    Py_BEGIN_ALLOW_THREADS
+    r = walk(&c, &REQUEST, 0, NULL, &st); /* an ordinary request, or protobuf's to read */
+    Py_END_ALLOW_THREADS
+    if (r < 0) {
+        PyBuffer_Release(&data);
+        Py_RETURN_NONE;
+    }
+    PyObject *groups = PyList_New(0);
+    c.p = (const uint8_t *)data.buf;
+    uint32_t number;
+    int wt;
+    while (groups != NULL && next_field(&c, &number, &wt) == 0) {
+        cursor sub;
+        PyObject *item = NULL;
+        if (number != 1 || wt != WT_LEN || length_delimited(&c, &sub) < 0)
+            PyErr_SetString(PyExc_ValueError, "request");
+        else
+            item = resource_spans(sub, &o);
+        if (item == NULL || PyList_Append(groups, item) < 0)
+            Py_CLEAR(groups);
+        Py_XDECREF(item);
+    }
+    PyBuffer_Release(&data);
+    if (groups == NULL)
+        return NULL;
+    return Py_BuildValue("(NL)", groups, o.dropped);
 }
 
 /* --- Python ---------------------------------------------------------------------------------- */
@@ -392,6 +998,9 @@ static PyObject *scan(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(data, oldest_ns) -> (accepted, {reason: count}), or None when protobuf must decide"},
+    {"decode", decode, METH_VARARGS,
+     "decode(data, oldest_ns, max_attributes, max_value_length, max_events, max_links, max_array_items, shard_index, "
+     "shard_count) -> ([(resource attributes, schema url, [(scope name, version, schema url, [span])])], dropped) | None"},
     {NULL, NULL, 0, NULL},
 };
 

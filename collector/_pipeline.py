@@ -16,7 +16,7 @@ from typing import Any
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from runmeter.collector._convert import Limits, convert, parse_request
+from runmeter.collector._convert import Converted, Limits, convert, convert_bytes, parse_request
 from runmeter.collector._tracker import Key, Tracker
 from runmeter.exporter import ClickHouseSpanExporter, StoredRows
 from runmeter.processor import PriceBook, RunLimits, RunProcessor
@@ -118,6 +118,22 @@ class Pipeline:
         except Exception:
             _log.exception("record %d cannot be converted; it stays in the log", seq)
             return
+        self._take(seq, converted)
+
+    def process_bytes(self, seq: int, data: bytes, project: str | None) -> None:
+        """A logged request as its bytes: read in C when it is an ordinary one, else parsed by protobuf."""
+        try:
+            converted = convert_bytes(data, self.limits, project, shard=self.shard)
+        except Exception:
+            _log.exception("record %d cannot be converted; it stays in the log", seq)
+            return
+        if converted is None:
+            self.process(seq, parse_request(data), project)
+        else:
+            self.give_way()
+            self._take(seq, converted)
+
+    def _take(self, seq: int, converted: Converted) -> None:
         for i, span in enumerate(self.tracker.expect(seq, converted.spans)):
             if i % 64 == 0:
                 self.give_way()

@@ -254,7 +254,6 @@ def _setup_logging(spec: WorkerSpec, index: int) -> None:
 
 def worker_main(index: int, spec: WorkerSpec, records: Connection, calls: Connection) -> None:
     """A worker process: records in, its shard processed, until told to stop or the pipe closes."""
-    from runmeter.collector._convert import parse_request
     from runmeter.collector._pipeline import Pipeline, decode
     from runmeter.conventions import attributes as A
     from runmeter.exporter import without_dataframes
@@ -298,7 +297,7 @@ def worker_main(index: int, spec: WorkerSpec, records: Connection, calls: Connec
                 pipeline.arrived = arrived
                 try:
                     project, data = decode(payload)
-                    pipeline.process(seq, parse_request(data), project)
+                    pipeline.process_bytes(seq, data, project)
                 except Exception:
                     _log.exception("record %d cannot be processed; it stays in the log", seq)
                 if not records.poll():

@@ -364,3 +364,134 @@ def test_any_request_protobuf_writes_is_answered_on_the_wire_as_protobuf_and_che
     """Every field the schema has, any value, values nested a few deep: the walker is sure of each
     such request (it reads every field protobuf writes here) and counts as the Python check counts."""
     assert scan(data, NOW - 180 * 86_400 * 10**9) == python_check(data)
+
+
+# --- the workers' reader (decode): the spans convert makes of the parsed request, from the bytes ------
+
+from runmeter.collector._convert import convert, convert_bytes  # noqa: E402
+
+
+def _span_fields(s: ReadableSpan) -> tuple[Any, ...]:
+    return (
+        s.name, s.context, s.parent, dict(s.attributes or {}), s.kind, s.status.status_code, s.status.description,
+        s.start_time, s.end_time, [(e.name, e.timestamp, dict(e.attributes or {})) for e in s.events],
+        [(lk.context, dict(lk.attributes or {})) for lk in s.links], dict(s.resource.attributes), s.resource.schema_url,
+        s.instrumentation_scope,
+    )
+
+
+def same_as_convert(data: bytes, limits: Limits | None = None, project: str | None = None,
+                    shard: tuple[int, int] | None = None) -> int:
+    """convert_bytes reads these bytes as convert reads the parsed request (spans field by field,
+    every count); returns how many spans it made."""
+    fast = convert_bytes(data, limits, project, shard)
+    assert fast is not None, "the reader in C did not answer an ordinary request"
+    slow = convert(parse_request(data), limits, project, shard)
+    assert [_span_fields(s) for s in fast.spans] == [_span_fields(s) for s in slow.spans]
+    assert (fast.accepted, fast.rejected, dict(fast.reasons), fast.dropped_attributes) == \
+        (slow.accepted, slow.rejected, dict(slow.reasons), slow.dropped_attributes)
+    return len(fast.spans)
+
+
+def test_the_workers_read_requests_from_their_bytes_as_protobuf_and_convert_do() -> None:
+    data = request_bytes(every_kind_of_span())
+    assert same_as_convert(data) == 4
+    for shard in ((0, 2), (1, 2), (0, 3), (1, 3), (2, 3)):  # each worker its traces (trace id % count)
+        same_as_convert(data, shard=shard)
+    assert sum(same_as_convert(data, shard=(k, 3)) for k in range(3)) == 4
+    tight = Limits(max_attributes_per_span=3, max_attribute_value_length=2, max_events_per_span=0, max_links_per_span=0)
+    assert same_as_convert(data, tight) == 4  # attributes dropped and counted, values cut, events and links left out
+    assert convert_bytes(data, tight).dropped_attributes == 7  # type: ignore[union-attr]  # 10 on span 2, 3 kept
+    claims = request_bytes([span(3, 1, attrs={"runmeter.run.project": "beta"}), span(4, 2)])
+    assert same_as_convert(claims, project="alpha") == 1  # the span naming another project is refused
+    assert same_as_convert(claims, project="beta") == 2
+    oldest = request_bytes([span(5, 1, start=NOW - 400 * 86_400 * 10**9), span(5, 2, parent=1)])
+    assert same_as_convert(oldest) == 1
+
+
+def test_attribute_values_are_made_as_convert_makes_them() -> None:
+    """Arrays of one type, of mixed types (as text), with nested arrays (left out) and key-value
+    lists (as text), past the item and length bounds; bytes as hex; empty keys and empty values."""
+    req = ExportTraceServiceRequest()
+    s = req.resource_spans.add().scope_spans.add().spans.add(
+        trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="values", start_time_unix_nano=NOW, end_time_unix_nano=NOW + 1)
+
+    def put(key: str, value: AnyValue) -> None:
+        s.attributes.add(key=key).value.CopyFrom(value)
+
+    def array(*values: AnyValue) -> AnyValue:
+        v = AnyValue()
+        v.array_value.values.extend(values)
+        return v
+
+    kv = AnyValue()
+    kv.kvlist_value.values.extend([KeyValue(key="a", value=AnyValue(int_value=1)), KeyValue(key="", value=AnyValue()),
+                                   KeyValue(key="n", value=array(AnyValue(double_value=0.5)))])
+    put("mixed", array(AnyValue(int_value=1), AnyValue(bool_value=True), AnyValue(double_value=2.5), AnyValue(string_value="x")))
+    put("nested", array(AnyValue(string_value="a"), array(AnyValue(string_value="b")), kv, AnyValue()))
+    put("many", array(*[AnyValue(int_value=i) for i in range(1100)]))  # past 1024 items
+    put("long", array(*[AnyValue(string_value="abcdefghij") for _ in range(10_000)]))  # past the length bound
+    put("kv", kv)
+    put("bytes", AnyValue(bytes_value=bytes(range(40))))
+    put("", AnyValue(string_value="an empty key"))
+    put("unset", AnyValue())
+    put("big", AnyValue(int_value=-2**63))
+    data = req.SerializeToString()
+    assert same_as_convert(data) == 1
+    attrs = convert_bytes(data).spans[0].attributes  # type: ignore[union-attr]
+    assert attrs is not None and attrs["mixed"] == ("1", "True", "2.5", "x") and attrs["nested"][0] == "a"
+    assert len(attrs["many"]) == 1024 and "unset" not in attrs and "" not in attrs and attrs["big"] == -2**63
+    assert attrs["bytes"] == bytes(range(40)).hex() and attrs["kv"] == "{'a': 1, '': None, 'n': (0.5,)}"
+    small = Limits(max_attribute_value_length=5)
+    assert same_as_convert(data, small) == 1
+    assert convert_bytes(data, small).spans[0].attributes["kv"] == "{'a':"  # type: ignore[union-attr, index]
+
+
+def test_enums_past_32_bits_read_as_protobuf_reads_them() -> None:
+    """A kind or a status code whose varint is past 32 bits: protobuf keeps the low 32 (an enum is int32)."""
+    base = request_bytes([span(6, 1)])
+    req = ExportTraceServiceRequest.FromString(base)
+    raw = req.resource_spans[0].scope_spans[0].spans[0]
+    extra = _tag(6, 0) + _varint(2**32 + 3) + _len(15, _tag(3, 0) + _varint(2**33 + 2))
+    raw.ClearField("kind")
+    raw.ClearField("status")
+    patched = ExportTraceServiceRequest()
+    patched.resource_spans.add().CopyFrom(req.resource_spans[0])
+    ss = patched.resource_spans[0].scope_spans[0]
+    ss.ClearField("spans")
+    ss.spans.add().MergeFromString(raw.SerializeToString() + extra)
+    data = patched.SerializeToString()
+    assert same_as_convert(data) == 1
+    out = convert_bytes(data).spans[0]  # type: ignore[union-attr]
+    assert out.kind is SpanKind.CLIENT and out.status.status_code is StatusCode.ERROR
+
+
+def test_requests_it_cannot_be_sure_of_are_parsed_by_protobuf_in_the_workers_too() -> None:
+    for _, extra in UNSURE:
+        assert convert_bytes(_request_with_span_bytes(extra)) is None
+
+
+def test_random_mutations_read_as_protobuf_and_convert_read_them() -> None:
+    rng = random.Random(20261127)
+    seed = request_bytes(every_kind_of_span())
+    read = 0
+    for _ in range(3000):
+        data = bytearray(seed)
+        for _ in range(rng.randint(1, 3)):
+            pos = rng.randrange(len(data))
+            data[pos] = rng.choice((rng.randrange(256), data[pos] ^ (1 << rng.randrange(8))))
+        mutant = bytes(data)
+        if convert_bytes(mutant) is not None:
+            read += 1
+            same_as_convert(mutant, Limits(max_attribute_value_length=4, max_attributes_per_span=5), shard=(1, 2))
+    assert read > 300
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_request(), st.integers(0, 6), st.integers(0, 12), st.integers(0, 2), st.integers(0, 2), st.integers(1, 3), st.data())
+def test_any_request_protobuf_writes_is_read_by_the_workers_as_convert_reads_it(
+    data: bytes, max_attributes: int, max_length: int, max_events: int, max_links: int, count: int, draw: Any,
+) -> None:
+    limits = Limits(max_attributes_per_span=max_attributes, max_attribute_value_length=max_length,
+                    max_events_per_span=max_events, max_links_per_span=max_links)
+    same_as_convert(data, limits, draw.draw(st.sampled_from([None, "alpha"])), (draw.draw(st.integers(0, count - 1)), count))
