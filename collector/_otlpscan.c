@@ -394,14 +394,44 @@ static int span(cursor *c, scan_state *st)
  * is walked whole first, and only an ordinary one is decoded.
  */
 
+#define CACHE_SLOTS 512 /* short ASCII strings of one request (keys, names, values): made once, shared */
+#define CACHE_MAX 64
+
 typedef struct {
     Py_ssize_t max_attributes, max_length, max_events, max_links, max_items;
     uint64_t shard_index, shard_count;
     int64_t oldest_ns;
     long long dropped;
+    PyObject *cache[CACHE_SLOTS];
 } decode_opts;
 
+static PyObject *text(cursor s, Py_ssize_t limit);
+
 #define BROKEN(msg) (PyErr_SetString(PyExc_ValueError, msg), (PyObject *)NULL)
+
+/* A string field's text (cut to `limit` characters unless negative). Short ASCII ones are made
+ * once per request: the keys, names and most values of its spans repeat. */
+static PyObject *cached_text(decode_opts *o, cursor s, Py_ssize_t limit)
+{
+    Py_ssize_t n = s.end - s.p;
+    if (n > CACHE_MAX || (limit >= 0 && n > limit))
+        return text(s, limit);
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const uint8_t *p = s.p; p < s.end; p++)
+        h = (h ^ *p) * 16777619u;
+    PyObject **slot = &o->cache[h % CACHE_SLOTS];
+    PyObject *hit = *slot;
+    if (hit != NULL && PyUnicode_GET_LENGTH(hit) == n && memcmp(PyUnicode_1BYTE_DATA(hit), s.p, (size_t)n) == 0) {
+        Py_INCREF(hit);
+        return hit;
+    }
+    PyObject *u = text(s, -1);
+    if (u != NULL && PyUnicode_IS_ASCII(u)) {
+        Py_INCREF(u);
+        Py_XSETREF(*slot, u);
+    }
+    return u;
+}
 
 static PyObject *text(cursor s, Py_ssize_t limit)
 {
@@ -420,10 +450,10 @@ static PyObject *id_int(cursor s)
     return _PyLong_FromByteArray(s.p, (size_t)(s.end - s.p), 0, 0);
 }
 
-static PyObject *any_value(cursor c, const decode_opts *o);
+static PyObject *any_value(cursor c, decode_opts *o);
 
 /* KeyValue: its key and value (a value absent reads as None, as protobuf's default AnyValue). */
-static int key_value(cursor c, const decode_opts *o, PyObject **key, PyObject **value)
+static int key_value(cursor c, decode_opts *o, PyObject **key, PyObject **value)
 {
     uint32_t number;
     int wt, r;
@@ -439,7 +469,7 @@ static int key_value(cursor c, const decode_opts *o, PyObject **key, PyObject **
     }
     if (r < 0)
         return -1;
-    *key = text(k, -1);
+    *key = cached_text(o, k, -1);
     if (*key == NULL)
         return -1;
     *value = any_value(v, o);
@@ -452,7 +482,7 @@ static int key_value(cursor c, const decode_opts *o, PyObject **key, PyObject **
 
 /* ArrayValue as _convert._value reads it: at most max_items items; scalars only, up to
  * max_length characters in all (8 for a number); a tuple of one type, else of their str(). */
-static PyObject *array_value(cursor c, const decode_opts *o)
+static PyObject *array_value(cursor c, decode_opts *o)
 {
     uint32_t number;
     int wt;
@@ -528,7 +558,7 @@ static PyObject *hex(cursor s, Py_ssize_t limit)
 }
 
 /* AnyValue, as _convert._value: None when no member is given (scan() saw to it that at most one is). */
-static PyObject *any_value(cursor c, const decode_opts *o)
+static PyObject *any_value(cursor c, decode_opts *o)
 {
     uint32_t number;
     int wt;
@@ -541,7 +571,7 @@ static PyObject *any_value(cursor c, const decode_opts *o)
         return BROKEN("value");
     switch (number) {
     case 1:
-        return wt == WT_LEN && length_delimited(&c, &sub) == 0 ? text(sub, o->max_length) : BROKEN("string");
+        return wt == WT_LEN && length_delimited(&c, &sub) == 0 ? cached_text(o, sub, o->max_length) : BROKEN("string");
     case 2:
         return wt == WT_VARINT && varint(&c, &v) == 0 ? PyBool_FromLong(v != 0) : BROKEN("bool");
     case 3:
@@ -662,7 +692,7 @@ static PyObject *span_event(cursor c, decode_opts *o)
     PyObject *attrs = attributes_of(sub, 3, o);
     if (attrs == NULL)
         return NULL;
-    return Py_BuildValue("(NKN)", text(name, -1), (unsigned long long)time, attrs);
+    return Py_BuildValue("(NKN)", cached_text(o, name, -1), (unsigned long long)time, attrs);
 }
 
 /* A link: (trace id, span id, attributes), or None unless both ids have their length (as convert). */
@@ -787,7 +817,7 @@ static PyObject *decode_span(cursor c, decode_opts *o)
     PyObject *parent_id = length(parent) == 8 && !all_zero(parent->bytes.p, 8) ? id_int(parent->bytes) : PyLong_FromLong(0);
     /* enums are int32 in protobuf: a larger varint is cut to its low 32 bits, as protobuf reads it */
     return Py_BuildValue("(NNNNNiKKINNNiN)", id_int(f[SPAN_TRACE_ID].bytes), id_int(f[SPAN_SPAN_ID].bytes), parent_id,
-                         text(f[3].given ? f[3].bytes : (cursor){whole.p, whole.p}, -1), text(f[SPAN_NAME].bytes, -1),
+                         text(f[3].given ? f[3].bytes : (cursor){whole.p, whole.p}, -1), cached_text(o, f[SPAN_NAME].bytes, -1),
                          (int)(int32_t)(uint32_t)f[6].value, (unsigned long long)f[SPAN_START].value,
                          (unsigned long long)f[SPAN_END].value, (unsigned int)flags, attrs, events, links,
                          (int)(int32_t)(uint32_t)code, text(message, -1));
@@ -861,7 +891,8 @@ static PyObject *scope_spans(cursor c, decode_opts *o)
         if (r < 0)
             goto fail;
     }
-    return Py_BuildValue("(NNNN)", text(one(scope, 1), -1), text(one(scope, 2), -1), text(one(c, 3), -1), spans);
+    return Py_BuildValue("(NNNN)", cached_text(o, one(scope, 1), -1), cached_text(o, one(scope, 2), -1),
+                         cached_text(o, one(c, 3), -1), spans);
 broken:
     PyErr_SetString(PyExc_ValueError, "scope spans");
 fail:
@@ -952,6 +983,8 @@ static PyObject *decode(PyObject *self, PyObject *args)
         Py_XDECREF(item);
     }
     PyBuffer_Release(&data);
+    for (int i = 0; i < CACHE_SLOTS; i++)
+        Py_XDECREF(o.cache[i]);
     if (groups == NULL)
         return NULL;
     return Py_BuildValue("(NL)", groups, o.dropped);
