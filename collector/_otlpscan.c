@@ -861,79 +861,57 @@ static cursor one(cursor c, uint32_t number)
     return found;
 }
 
+/* Each message of repeated field `number` of c, read by `read`, in a list (an item read as NULL
+ * with no error set is left out: another shard's span). */
+static PyObject *each(cursor c, uint32_t number, PyObject *(*read)(cursor, decode_opts *), decode_opts *o)
+{
+    uint32_t k;
+    int wt;
+    PyObject *items = PyList_New(0);
+    while (items != NULL && next_field(&c, &k, &wt) == 0) {
+        cursor sub;
+        if (k != number || wt != WT_LEN) {
+            if (skip(&c, wt) < 0) {
+                PyErr_SetString(PyExc_ValueError, "field");
+                Py_CLEAR(items);
+            }
+            continue;
+        }
+        PyObject *item = NULL;
+        if (length_delimited(&c, &sub) < 0)
+            PyErr_SetString(PyExc_ValueError, "message");
+        else
+            item = read(sub, o);
+        if (item == NULL ? PyErr_Occurred() != NULL : PyList_Append(items, item) < 0)
+            Py_CLEAR(items);
+        Py_XDECREF(item);
+    }
+    return items;
+}
+
 /* ScopeSpans: (name, version, schema url, [span items of this shard]). */
 static PyObject *scope_spans(cursor c, decode_opts *o)
 {
     cursor scope = one(c, 1);
-    PyObject *spans = PyList_New(0);
+    PyObject *spans = each(c, 2, decode_span, o);
     if (spans == NULL)
         return NULL;
-    uint32_t number;
-    int wt;
-    cursor walker = c;
-    while (next_field(&walker, &number, &wt) == 0) {
-        cursor sub;
-        if (number != 2 || wt != WT_LEN) {
-            if (skip(&walker, wt) < 0)
-                goto broken;
-            continue;
-        }
-        if (length_delimited(&walker, &sub) < 0)
-            goto broken;
-        PyObject *item = decode_span(sub, o);
-        if (item == NULL) {
-            if (PyErr_Occurred())
-                goto fail;
-            continue; /* another shard's */
-        }
-        int r = PyList_Append(spans, item);
-        Py_DECREF(item);
-        if (r < 0)
-            goto fail;
-    }
     return Py_BuildValue("(NNNN)", cached_text(o, one(scope, 1), -1), cached_text(o, one(scope, 2), -1),
                          cached_text(o, one(c, 3), -1), spans);
-broken:
-    PyErr_SetString(PyExc_ValueError, "scope spans");
-fail:
-    Py_DECREF(spans);
-    return NULL;
 }
 
 /* ResourceSpans: (resource attributes, schema url, [scope spans]). */
 static PyObject *resource_spans(cursor c, decode_opts *o)
 {
     PyObject *attrs = attributes_of(one(c, 1), 1, o);
-    PyObject *scopes = PyList_New(0);
-    if (attrs == NULL || scopes == NULL)
-        goto fail;
-    uint32_t number;
-    int wt;
-    cursor walker = c;
-    while (next_field(&walker, &number, &wt) == 0) {
-        cursor sub;
-        if (number != 2 || wt != WT_LEN) {
-            if (skip(&walker, wt) < 0)
-                goto broken;
-            continue;
-        }
-        if (length_delimited(&walker, &sub) < 0)
-            goto broken;
-        PyObject *item = scope_spans(sub, o);
-        if (item == NULL)
-            goto fail;
-        int r = PyList_Append(scopes, item);
-        Py_DECREF(item);
-        if (r < 0)
-            goto fail;
+    if (attrs == NULL)
+        return NULL;
+    PyObject *scopes = each(c, 2, scope_spans, o);
+    if (scopes == NULL) {
+        Py_DECREF(attrs);
+        return NULL;
     }
     return Py_BuildValue("(NNN)", attrs, text(one(c, 3), -1), scopes);
-broken:
-    PyErr_SetString(PyExc_ValueError, "resource spans");
-fail:
-    Py_XDECREF(attrs);
-    Py_XDECREF(scopes);
-    return NULL;
 }
 
 static PyObject *decode(PyObject *self, PyObject *args)
@@ -967,21 +945,8 @@ static PyObject *decode(PyObject *self, PyObject *args)
         PyBuffer_Release(&data);
         Py_RETURN_NONE;
     }
-    PyObject *groups = PyList_New(0);
     c.p = (const uint8_t *)data.buf;
-    uint32_t number;
-    int wt;
-    while (groups != NULL && next_field(&c, &number, &wt) == 0) {
-        cursor sub;
-        PyObject *item = NULL;
-        if (number != 1 || wt != WT_LEN || length_delimited(&c, &sub) < 0)
-            PyErr_SetString(PyExc_ValueError, "request");
-        else
-            item = resource_spans(sub, &o);
-        if (item == NULL || PyList_Append(groups, item) < 0)
-            Py_CLEAR(groups);
-        Py_XDECREF(item);
-    }
+    PyObject *groups = each(c, 1, resource_spans, &o);
     PyBuffer_Release(&data);
     for (int i = 0; i < CACHE_SLOTS; i++)
         Py_XDECREF(o.cache[i]);
