@@ -1,7 +1,8 @@
-/* The receiver's check, on the wire: an OTLP ExportTraceServiceRequest's bytes walked once, in C,
- * without building a Python object per field.
+/* The receiver's check and the workers' reader, on the wire: an OTLP ExportTraceServiceRequest's
+ * bytes walked in C, without building a Python object per field walked.
  *
  * scan(data, oldest_ns) -> (accepted, {reason: count}) | None
+ * decode(data, oldest_ns, limits..., shard) -> the spans' values | None   (see "decode" below)
  *
  * It answers what collector/_convert.check answers (without a project) for the request protobuf
  * would parse into - the same spans accepted, the same reasons counted - or None whenever it is not
@@ -10,8 +11,8 @@
  * 48 messages deep, a string that is not valid UTF-8, anything truncated. None sends the request
  * down the Python path (protobuf's parser, then check), which gives the exact error or answer.
  *
- * So a request this accepts is one protobuf parses: the workers read it back from the log with
- * protobuf, and nothing acknowledged may fail there. tests/test_otlpscan.py holds the two to that
+ * So a request this accepts is one protobuf parses: the workers read it back from the log (with
+ * decode, or protobuf), and nothing acknowledged may fail there. tests/test_otlpscan.py holds them to that
  * on real requests, hostile ones and random mutations, and checks the schema below against the
  * descriptors of the opentelemetry-proto installed.
  *
