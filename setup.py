@@ -1,7 +1,8 @@
-"""The one compiled part: the collector's receiver check (collector/_otlpscan.c).
+"""The one compiled part: the collector's receiver check and its workers' reader (collector/_otlpscan.c).
 
 Optional: where no C compiler is at hand the build goes on without it and the collector checks
-requests in Python (the collector's _convert.check), with the same answers.
+and reads requests with protobuf and Python (the collector's _convert.check and convert), with the
+same answers.
 """
 
 from setuptools import Extension, setup

@@ -838,32 +838,19 @@ fail:
 }
 
 
-/* Every field `number` of message c, as cursors (the repeated ones in their order). */
-static int fields(cursor c, uint32_t number, cursor *out, Py_ssize_t max, Py_ssize_t *n)
+/* Singular field `number` of message c (scan() saw to it that it is given at most once); absent:
+ * empty, a message's or a string's default. */
+static cursor one(cursor c, uint32_t number)
 {
     uint32_t k;
     int wt;
-    *n = 0;
+    cursor found = {c.p, c.p};
     while (next_field(&c, &k, &wt) == 0) {
-        cursor sub;
-        if (k == number && wt == WT_LEN) {
-            if (length_delimited(&c, &sub) < 0)
-                return -1;
-            if (*n < max)
-                out[*n] = sub;
-            (*n)++;
-        } else if (skip(&c, wt) < 0) {
-            return -1;
-        }
+        if (k == number && wt == WT_LEN)
+            return length_delimited(&c, &found) < 0 ? (cursor){c.p, c.p} : found;
+        if (skip(&c, wt) < 0)
+            break;
     }
-    return 0;
-}
-
-static cursor one(cursor c, uint32_t number)
-{
-    cursor found = {c.p, c.p}; /* absent: empty (a message's or a string's default) */
-    Py_ssize_t n;
-    fields(c, number, &found, 1, &n);
     return found;
 }
 

@@ -495,3 +495,38 @@ def test_any_request_protobuf_writes_is_read_by_the_workers_as_convert_reads_it(
     limits = Limits(max_attributes_per_span=max_attributes, max_attribute_value_length=max_length,
                     max_events_per_span=max_events, max_links_per_span=max_links)
     same_as_convert(data, limits, draw.draw(st.sampled_from([None, "alpha"])), (draw.draw(st.integers(0, count - 1)), count))
+
+
+def test_a_worker_takes_an_ordinary_logged_request_from_its_bytes_without_protobuf(tmp_path: Any, monkeypatch: Any) -> None:
+    """The workers' way in (``Pipeline.process_bytes``) reads an ordinary record in C: with protobuf's
+    parse and ``convert`` out of reach, its spans and its run still reach the store at the list
+    price and the record is released."""
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    from runmeter.collector import _pipeline
+    from runmeter.collector._wal import WriteAheadLog
+    from runmeter.exporter import Spool, Store, Writer
+    from tests.collector_rig import mini_cost
+    from tests.spans import llm, run_root
+
+    data = request_bytes([run_root("job", 1, end_ms=100), llm(2, 1, "gpt-4o-mini", 1000, 100)])
+    wal = WriteAheadLog(tmp_path / "wal")
+    seq = wal.append(_pipeline.encode(None, data)).result()
+    writer = Writer(Store(f"chdb://{tmp_path / 'store'}"), Spool(tmp_path / "spool"), background=False)
+    meter = MeterProvider().get_meter("test")
+    pipeline = _pipeline.Pipeline(writer, wal, limits=Limits(), written=meter.create_counter("written"),
+                                  duplicate=meter.create_counter("duplicate"))
+
+    def protobuf(*_: Any, **__: Any) -> Any:
+        raise AssertionError("an ordinary request went to protobuf")
+
+    monkeypatch.setattr(_pipeline, "parse_request", protobuf)
+    monkeypatch.setattr(_pipeline, "convert", protobuf)
+    pipeline.process_bytes(seq, data, None)
+    assert pipeline.close(time.monotonic() + 60) and writer.flush(60)
+    assert wal.pending == 0
+    assert writer.query("SELECT count() FROM otel_traces") == [(2,)]
+    (cost,), = writer.query("SELECT sum(CostUsd) FROM runmeter_runs FINAL")
+    assert float(cost) == pytest.approx(mini_cost(1000, 100))
+    writer.close()
+    wal.close()
