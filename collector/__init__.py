@@ -29,6 +29,7 @@ __all__ = [
     "WriteAheadLog",
     "check",
     "convert",
+    "map_large_blocks_apart",
     "parse_json_request",
     "parse_request",
     "read_request",
@@ -37,6 +38,7 @@ __all__ = [
 _WHERE = {
     "Collector": "_service",
     "Refused": "_service",
+    "map_large_blocks_apart": "_service",
     "CollectorServer": "_server",
     "JsonFormatter": "_server",
     "Ownership": "_ownership",

@@ -82,10 +82,14 @@ def grpc_server(collector: Collector, auth: TokenAuth | None) -> tuple[grpc.Serv
         _SERVICE.full_name,
         {"Export": grpc.unary_unary_rpc_method_handler(export, response_serializer=ExportTraceServiceResponse.SerializeToString)},
     )
+    # grpcio reads a request's message on the thread that handles it: max_concurrent_requests threads
+    # hold at most that many requests at once; a call that finds them all busy waits in the pool's
+    # queue unread (a refusal would cost the client its retry delay, a second or more), and past
+    # max_queued_requests waiting it is told RESOURCE_EXHAUSTED, which OTLP clients retry.
     server = grpc.server(
-        ThreadPoolExecutor(max_workers=s.grpc_workers, thread_name_prefix="runmeter-grpc"),
+        ThreadPoolExecutor(max_workers=s.max_concurrent_requests, thread_name_prefix="runmeter-grpc"),
         handlers=[handler],
-        maximum_concurrent_rpcs=s.max_concurrent_requests,  # past it: RESOURCE_EXHAUSTED, retryable
+        maximum_concurrent_rpcs=s.max_concurrent_requests + s.max_queued_requests,
         options=[
             ("grpc.max_receive_message_length", s.max_decompressed_bytes),
             ("grpc.so_reuseport", 0),

@@ -39,7 +39,6 @@ class CollectorSettings(BaseModel):
     drain_timeout_s: float = Field(default=30.0, gt=0)
     retry_after_s: int = Field(default=5, ge=1)
     log_format: str = Field(default="json", pattern="^(json|text)$")
-    grpc_workers: int = Field(default=16, ge=1)
     # Processing (conversion, pricing, run assembly, rows) in worker processes sharded by trace id:
     # "auto" is one per usable core; 0 processes on a thread of the collector's own process.
     workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
@@ -49,9 +48,12 @@ class CollectorSettings(BaseModel):
     # How workers encode rows for ClickHouse: clickhouse-connect's compiled codec when installed
     # (pip install 'clickhouse-connect[rust]'), else its Python one; "rust" insists, "python" never tries.
     native_codec: Literal["auto", "rust", "python"] = "auto"
-    # Requests read and parsed at once, per protocol (more wait, or get RESOURCE_EXHAUSTED on gRPC):
-    # with the size limits, this bounds what intake holds - see docs/collector.md, "Memory".
+    # Requests read and checked at once, per protocol: with the size limits, this bounds what intake
+    # holds - see docs/collector.md, "Memory". More wait their turn unread: over HTTP each on its
+    # connection; over gRPC up to max_queued_requests of them, and past that a client is told
+    # RESOURCE_EXHAUSTED (retryable).
     max_concurrent_requests: int = Field(default=4, ge=1)
+    max_queued_requests: int = Field(default=16, ge=0)
     # Slow or idle clients: a connection that has not sent a whole request head within
     # http_idle_timeout_s (or sits idle that long between requests) is closed; a body must arrive
     # within http_body_timeout_s; past http_max_connections new connections get 503 and are closed.

@@ -270,6 +270,9 @@ def worker_main(index: int, spec: WorkerSpec, records: Connection, calls: Connec
 
     gc.freeze()  # as the collector's process does (runmeter/cli.py): fewer, cheaper GC passes
     gc.set_threshold(50_000, 20, 100)
+    from runmeter.collector._service import map_large_blocks_apart
+
+    map_large_blocks_apart()  # as the collector's process does: records are request-sized
     without_dataframes()  # as the collector's process does
     link = _Link(calls)
     meters = _RelayMeterProvider(link)

@@ -475,7 +475,7 @@ def collector(
     except ValidationError as exc:
         _fail(f"collector setting: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}", 2)
     try:
-        from runmeter.collector import CollectorServer, JsonFormatter
+        from runmeter.collector import CollectorServer, JsonFormatter, map_large_blocks_apart
         from runmeter.processor import RunLimits
     except ImportError as exc:
         _fail(f"the collector needs its extra ({exc.name} is missing): pip install 'runmeter[collector]'")
@@ -485,6 +485,7 @@ def collector(
 
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    map_large_blocks_apart()  # RSS within the stated bound after bursts of large requests
     without_dataframes()  # clickhouse-connect would import pandas and numpy here for nothing
     # Receiver threads wait for the interpreter lock while processing threads hold it: hand it over
     # every 0.5 ms instead of 5 ms, so acknowledging a request is not queued behind processing.

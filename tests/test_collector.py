@@ -6,6 +6,7 @@ import gzip
 import http.client
 import json
 import random
+import threading
 import time
 from pathlib import Path
 
@@ -338,6 +339,55 @@ def test_malformed_requests_get_clear_errors_and_are_counted(tmp_path: Path) -> 
         # And the server still takes good requests.
         assert post(c.http, request_bytes(_run(0xD2)))[0] == 200
         assert _runs(c, [0xD2])[f"{0xD2:032x}"][1] == 2
+
+
+def test_grpc_calls_past_the_intake_bound_wait_their_turn_unread_and_past_the_queue_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """max_concurrent_requests (2 here) requests are read and checked at once; the next
+    max_queued_requests (2) wait for a turn instead of being refused (an OTLP client would wait a
+    second or more before its retry), and the one after them is told RESOURCE_EXHAUSTED at once."""
+    with running(tmp_path, max_concurrent_requests=2, max_queued_requests=2) as c:
+        gate, lock = threading.Event(), threading.Lock()
+        inside, peak = [0], [0]
+        check = c.server.collector.check_wire
+
+        def held_check(data: bytes, project: str | None):  # type: ignore[no-untyped-def]
+            """The receiver's check, held until the gate opens: as slow a log or a busy core would make it."""
+            with lock:
+                inside[0] += 1
+                peak[0] = max(peak[0], inside[0])
+            gate.wait(30)
+            with lock:
+                inside[0] -= 1
+            return check(data, project)
+
+        monkeypatch.setattr(c.server.collector, "check_wire", held_check)
+        codes: dict[int, grpc.StatusCode] = {}
+
+        def send(trace_id: int) -> None:
+            codes[trace_id] = _grpc_call(c.grpc, request_bytes(_run(trace_id)))[0]
+
+        senders = [threading.Thread(target=send, args=(t,)) for t in (0xE1, 0xE2, 0xE3, 0xE4)]
+        for t in senders:
+            t.start()
+        deadline = time.monotonic() + 20
+        while inside[0] < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(1.0)  # the other two calls reach the server and wait in its queue
+        assert inside[0] == 2 and not codes, (inside, codes)
+        t0 = time.monotonic()
+        assert _grpc_call(c.grpc, request_bytes(_run(0xE5)))[0] is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert time.monotonic() - t0 < 5 and not codes  # refused at once; the four still in
+        gate.set()
+        for t in senders:
+            t.join(30)
+        assert codes == {t: grpc.StatusCode.OK for t in (0xE1, 0xE2, 0xE3, 0xE4)}
+        assert peak[0] == 2  # never more than max_concurrent_requests read at once
+        runs = _runs(c, [0xE1, 0xE2, 0xE3, 0xE4, 0xE5])
+        assert set(runs) == {f"{t:032x}" for t in (0xE1, 0xE2, 0xE3, 0xE4)}
+        for cost, calls, _ in runs.values():
+            assert calls == 2 and cost == pytest.approx(mini_cost(3000, 150), rel=1e-9)
 
 
 def _metrics(admin: str) -> dict[str, float]:
