@@ -417,9 +417,11 @@ def stages(requests: list[bytes], spans_per_request: int) -> dict[str, float]:
 
     n = len(requests) * spans_per_request
     out: dict[str, float] = {}
+    from runmeter.collector._worker import GC_THRESHOLDS
+
     gc.freeze()  # as a worker runs (collector/_worker.py): fewer, cheaper collections
     thresholds = gc.get_threshold()
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(*GC_THRESHOLDS)
 
     def timed(name: str, fn):  # type: ignore[no-untyped-def]
         gc.collect()  # the garbage of one stage is not collected on another's time
