@@ -61,13 +61,74 @@ class _Bounded(OrderedDict[str, str]):
             self.popitem(last=False)
 
 
+class _Round:
+    """One store lookup, for the ids of every request that asked while the one before it ran."""
+
+    __slots__ = ("traces", "runs", "done", "found")
+
+    def __init__(self) -> None:
+        self.traces: set[str] = set()
+        self.runs: set[str] = set()
+        self.done = False
+        self.found: tuple[dict[str, str], dict[str, str]] = ({}, {})
+
+
+class _GroupLookup:
+    """Store lookups in turns, each for all the requests waiting, as a log commits in groups.
+
+    A lookup is a query or two on the store, and on an embedded store it waits for the insert
+    under way: tens of milliseconds. Every request with a trace not seen here waits for one, and
+    new traces are most requests, so one lookup per request would cap intake at a few requests
+    per lookup time. Requests that ask while a lookup runs join the next one, which one of them
+    runs when it ends: each waits for at most the lookup under way and its own.
+    """
+
+    def __init__(self, lookup: Lookup) -> None:
+        self._lookup = lookup
+        self._cond = threading.Condition()
+        self._busy = False
+        self._open: _Round | None = None  # the next round, gathering ids
+        self.count = 0
+
+    def __call__(self, traces: list[str], runs: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+        """The stored owners of these traces and runs (of those the store knows); ({}, {}) when
+        the store cannot be asked."""
+        with self._cond:
+            rnd = self._open
+            if rnd is None:
+                rnd = self._open = _Round()
+            rnd.traces.update(traces)
+            rnd.runs.update(runs)
+            while not rnd.done:
+                if not self._busy and self._open is rnd:
+                    self._busy, self._open = True, None
+                    break
+                self._cond.wait()
+            else:
+                return rnd.found
+        try:
+            rnd.found = self._lookup(sorted(rnd.traces), sorted(rnd.runs))
+        except Exception:  # noqa: BLE001 - the store is down: first writer here owns it
+            pass
+        finally:
+            with self._cond:
+                self.count += 1
+                rnd.done, self._busy = True, False
+                self._cond.notify_all()
+        return rnd.found
+
+
 class Ownership:
     def __init__(self, lookup: Lookup | None, max_entries: int = 200_000) -> None:
-        self._lookup = lookup
+        self._lookup = _GroupLookup(lookup) if lookup is not None else None
         self._traces = _Bounded(max_entries)
         self._runs = _Bounded(max_entries)
         self._lock = threading.Lock()
-        self.lookups = 0
+
+    @property
+    def lookups(self) -> int:
+        """Store lookups made (each for the requests waiting at its turn)."""
+        return self._lookup.count if self._lookup is not None else 0
 
     def admit(self, req: ExportTraceServiceRequest, project: str | None) -> int:
         """Remove from ``req`` the spans ``project``'s token may not write; learn the owners of the
@@ -94,11 +155,7 @@ class Ownership:
         stored_traces: dict[str, str] = {}
         stored_runs: dict[str, str] = {}
         if project is not None and self._lookup is not None and (unknown_traces or unknown_runs):
-            try:
-                stored_traces, stored_runs = self._lookup(unknown_traces, unknown_runs)
-                self.lookups += 1
-            except Exception:  # noqa: BLE001 - the store is down: first writer here owns it
-                stored_traces, stored_runs = {}, {}
+            stored_traces, stored_runs = self._lookup(unknown_traces, unknown_runs)
         foreign: list[tuple[int, int, int]] = []
         with self._lock:
             for trace, owner_ in stored_traces.items():

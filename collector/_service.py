@@ -298,22 +298,23 @@ class Collector:
         return checked, fut
 
     def _stored_owners(self, trace_ids: list[str], run_ids: list[str]) -> tuple[dict[str, str], dict[str, str]]:
-        """The projects the store knows for these traces and runs (Ownership's lookup)."""
+        """The projects the store knows for these traces and runs (Ownership's lookup): primary-key
+        lookups, in ``runmeter_trace_owners`` (the projects that wrote each trace's calls and runs)
+        and ``runmeter_runs``, whatever the store holds."""
         traces: dict[str, str] = {}
         runs: dict[str, str] = {}
         if trace_ids:
             for t, p in self.writer.query(
-                "SELECT TraceId, any(Project) FROM runmeter_calls WHERE TraceId IN {t:Array(String)} GROUP BY TraceId", {"t": trace_ids}
+                "SELECT TraceId, any(Project) FROM runmeter_trace_owners WHERE TraceId IN {t:Array(String)} GROUP BY TraceId",
+                {"t": trace_ids},
             ):
                 traces[t] = p
-        rows = self.writer.query(
-            "SELECT TraceId, RunId, argMax(Project, Version) FROM runmeter_runs "
-            "WHERE TraceId IN {t:Array(String)} OR RunId IN {r:Array(String)} GROUP BY TraceId, RunId",
-            {"t": trace_ids, "r": run_ids},
-        )
-        for t, r, p in rows:
-            traces.setdefault(t, p)
-            runs[r] = p
+        if run_ids:
+            for r, p in self.writer.query(
+                "SELECT RunId, argMax(Project, Version) FROM runmeter_runs WHERE RunId IN {r:Array(String)} GROUP BY RunId",
+                {"r": run_ids},
+            ):
+                runs[r] = p
         return traces, runs
 
     def refuse(self, reason: str) -> None:

@@ -13,7 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 
 from tests.collector_rig import mini_cost, post, request_bytes, running
-from tests.spans import llm, make_span, run_root
+from tests.spans import BASE_NS, llm, make_span, run_root
 from tests.test_collector_faults import _tokens
 
 ALPHA = {"Authorization": "Bearer alpha-secret"}
@@ -215,6 +215,39 @@ def test_a_token_cannot_join_or_name_another_projects_run(tmp_path: Path) -> Non
             status, raw, _ = post(c.http, attack, ALPHA)
             assert status == 200 and _partial(raw)[0] >= 1
         _beta_unchanged(c, beta_trace, beta_run)
+        assert c.server.collector.ownership.lookups >= 1
+
+
+def test_traces_a_store_held_before_its_owners_table_are_owned_too(tmp_path: Path) -> None:
+    """The collector asks runmeter_trace_owners (migration 007) who owns a trace it has not seen:
+    what the store held before that table existed - a trace with calls, and one with only a run
+    record (a run with no call yet) - is owned by the project that wrote it, so a token bound to
+    another project cannot join either."""
+    from runmeter.exporter import Store, apply_migrations
+
+    store_url = f"chdb://{tmp_path / 'store'}"
+    calls_trace, runs_trace = 0xF1, 0xF2
+    store = Store(store_url)
+    with store.session() as client:
+        for table in [r[0] for r in client.query("SHOW TABLES").result_rows]:
+            client.command(f"DROP TABLE {table}")
+        assert apply_migrations(client, upto=6) == [1, 2, 3, 4, 5, 6]
+        client.insert("runmeter_calls", [[BASE_NS, f"{calls_trace:032x}", f"{2:016x}", f"{calls_trace:032x}-{1:016x}", "beta"]],
+                      column_names=["Timestamp", "TraceId", "SpanId", "RunId", "Project"])
+        client.insert("runmeter_runs", [[f"{runs_trace:032x}-{1:016x}", f"{runs_trace:032x}", "beta", BASE_NS, BASE_NS, 1]],
+                      column_names=["RunId", "TraceId", "Project", "StartTime", "EndTime", "Version"])
+    store.close()
+    with running(tmp_path, store_url=store_url, tokens_file=str(_two_projects(tmp_path))) as c:
+        assert c.rows("SELECT TraceId, Project FROM runmeter_trace_owners FINAL ORDER BY TraceId") == [
+            (f"{calls_trace:032x}", "beta"), (f"{runs_trace:032x}", "beta")]
+        for trace in (calls_trace, runs_trace):
+            status, raw, _ = post(c.http, request_bytes([llm(9, 1, "gpt-4o-mini", 50_000, 5_000, trace_id=trace)]), ALPHA)
+            rejected, message = _partial(raw)
+            assert status == 200 and rejected == 1 and "another project" in message
+        # a trace nobody wrote is alpha's to write
+        assert post(c.http, request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=0xF3)]), ALPHA)[0] == 200
+        assert c.rows(f"SELECT Project FROM runmeter_calls WHERE TraceId = '{0xF3:032x}'") == [("alpha",)]
+        assert c.rows(f"SELECT DISTINCT Project FROM runmeter_trace_owners WHERE TraceId = '{0xF3:032x}'") == [("alpha",)]
         assert c.server.collector.ownership.lookups >= 1
 
 
