@@ -21,7 +21,10 @@ Python SDK's own OTLP pipeline, and the CPU per span by stage.
   inserted - the least any collector written in Python pays per span; and, from the check and
   the log, the ceiling on acknowledging as a share of the parsing floor;
 * the Python SDK pipeline: spans made with the SDK through its default ``BatchSpanProcessor`` and
-  OTLP/gRPC exporter to the same collector, spans delivered per second.
+  OTLP/gRPC exporter to the same collector, spans delivered per second;
+* the production set-up, with the most workers: the same load sent with a token bound to a project
+  (the receiver parses each request and asks the store who owns each trace it has not seen),
+  acknowledged and end to end, beside the same without the token (``--no-project-token`` skips it).
 
 Targets (#20): acknowledged >= 80 % of the parsing floor; end-to-end >= 3x the SDK pipeline, and
 >= 1.7x the one-worker figure with two workers; <= 35 us of CPU per span.
@@ -98,8 +101,10 @@ def bare_decode(requests: list[bytes], spans_per_request: int, rounds: int = 5) 
     return statistics.median(rates)
 
 
-def _load(port: int, requests: list[bytes], threads: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
+def _load(port: int, requests: list[bytes], threads: int, out: mp.Queue, token: str | None = None) -> None:  # type: ignore[type-arg]
     import grpc
+
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
 
     with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
         export = ch.unary_unary(EXPORT)
@@ -108,7 +113,7 @@ def _load(port: int, requests: list[bytes], threads: int, out: mp.Queue) -> None
             delay = 0.05
             while True:
                 try:
-                    export(data, timeout=60)
+                    export(data, timeout=60, metadata=metadata)
                     return
                 except grpc.RpcError as err:  # backpressure: retry, as OTLP clients do
                     if err.code() not in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE):
@@ -175,10 +180,22 @@ def _metrics(admin: int) -> dict[str, float]:
     return out
 
 
-def start_collector(tmp: Path, workers: int) -> tuple[Subprocess, dict[str, int]]:
-    """``runmeter collector`` as a subprocess over chDB in ``tmp`` (the tests' harness), once ready."""
+_TOKEN = "bench-project-token"
+
+
+def start_collector(tmp: Path, workers: int, project: str | None = None) -> tuple[Subprocess, dict[str, int]]:
+    """``runmeter collector`` as a subprocess over chDB in ``tmp`` (the tests' harness), once ready;
+    ``project``: with a tokens file whose one token (``_TOKEN``) is bound to that project."""
     ports = dict(zip(("grpc", "http", "admin"), free_ports(3)))
-    proc = Subprocess(tmp, f"chdb://{tmp / 'store'}", ports, quiet_s=0.5, workers=workers).start()
+    proc = Subprocess(tmp, f"chdb://{tmp / 'store'}", ports, quiet_s=0.5, workers=workers)
+    if project is not None:
+        import hashlib
+
+        tokens = tmp / "tokens.toml"
+        tokens.write_text(f'[[tokens]]\nname = "bench"\nsha256 = "{hashlib.sha256(_TOKEN.encode()).hexdigest()}"\nproject = "{project}"\n')
+        config = tmp / "runmeter.toml"
+        config.write_text(config.read_text().replace("[collector]\n", f'[collector]\ntokens_file = "{tokens}"\n'))
+    proc.start()
     deadline = time.monotonic() + 60
     while workers and len(proc.worker_pids()) < workers and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -242,6 +259,8 @@ def main() -> None:
                     help="the collector's max_concurrent_requests (its default unless given): requests taken in at once; "
                          "past it gRPC answers RESOURCE_EXHAUSTED and the load generator backs off and sends again")
     ap.add_argument("--workers", default="1,2", help="worker process counts to run the collector with, comma-separated")
+    ap.add_argument("--no-project-token", dest="project_token", action="store_false",
+                    help="skip the run with a token bound to a project (the production set-up: ownership looked up per new trace)")
     args = ap.parse_args()
     if args.max_concurrent_requests is not None:  # the collector subprocess reads its settings from the environment too
         import os
@@ -256,8 +275,9 @@ def main() -> None:
     from runmeter.collector import CollectorSettings
 
     intake = args.max_concurrent_requests or CollectorSettings().max_concurrent_requests
-    print(f"the load generator sends {args.threads} requests at a time; the collector takes {intake} at once "
-          "(max_concurrent_requests), the floors all of them")
+    queued = CollectorSettings().max_queued_requests
+    print(f"the load generator sends {args.threads} requests at a time; the collector reads {intake} at once "
+          f"(max_concurrent_requests) and keeps up to {queued} more waiting (max_queued_requests), the floors take all of them")
     print(f"bare protobuf decode           {decode:12,.0f} spans/s")
     null = floor_rate(requests, args.spans, args.threads, parse=False)
     parsing = floor_rate(requests, args.spans, args.threads, parse=True)
@@ -280,6 +300,10 @@ def main() -> None:
     results = {}
     for workers in [int(w) for w in args.workers.split(",")]:
         results[workers] = run_collector(requests, args, workers, sdk=workers == max(int(w) for w in args.workers.split(",")))
+    most = max(results)
+    # The production set-up: a token bound to a project. The receiver then parses each request
+    # and reads who owns each trace (one store lookup per new trace, for the requests waiting).
+    bound = run_collector(requests, args, most, sdk=False, project="bench") if args.project_token else None
     one = results.get(1)
     for workers, r in results.items():
         print(f"--- {workers} worker process(es)")
@@ -302,6 +326,14 @@ def main() -> None:
         if "sdk" in r:
             print(f"Python SDK OTLP pipeline       {r['sdk']:12,.0f} spans/s   (dropped {r['sdk_dropped']} of 40000 at its default queue)")
             print(f"end-to-end with {workers} workers: {r['e2e'] / r['sdk']:.1f}x the SDK pipeline (target >= 3x)")
+    if bound is not None:
+        print(f"--- {most} worker process(es), the load sent with a token bound to a project (ownership looked up)")
+        print(f"collector acknowledged         {bound['acked']:12,.0f} spans/s   {bound['acked'] / parsing:6.1%} of the parsing floor, "
+              f"{bound['acked'] / results[most]['acked']:.2f}x the same without the token")
+        print(f"collector end-to-end into chDB {bound['e2e']:12,.0f} spans/s   {bound['e2e'] / results[most]['e2e']:.2f}x the same without the token")
+        print(f"stored: {bound['stored']} of {bound['expected_stored']} acknowledged spans "
+              f"({'none missing' if bound['stored'] == bound['expected_stored'] else 'MISSING'}); runs: {bound['whole']} whole of "
+              f"{bound['runs_expected']}, {'correct' if bound['ok'] else 'WRONG'}")
     cores = len(__import__("os").sched_getaffinity(0))
     if one and 2 in results and one["worker_cpu_us"]:
         # What the cores allow, from the one-worker run's CPU per span: each worker is at most one
@@ -321,12 +353,12 @@ def main() -> None:
           + ", ".join(f"{w} -> {r['e2e'] / w:,.0f} spans/s per worker" for w, r in results.items() if w))
 
 
-def run_collector(requests: list[bytes], args: argparse.Namespace, workers: int, sdk: bool) -> dict[str, float]:
+def run_collector(requests: list[bytes], args: argparse.Namespace, workers: int, sdk: bool, project: str | None = None) -> dict[str, float]:
     total = args.requests * args.spans
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        proc, ports = start_collector(tmp, workers)
+        proc, ports = start_collector(tmp, workers, project)
         try:
             assert proc.proc is not None
             workers_pids = proc.worker_pids()
@@ -334,7 +366,7 @@ def run_collector(requests: list[bytes], args: argparse.Namespace, workers: int,
             cpu0, worker_cpu0 = cpu_seconds(pids), cpu_seconds(workers_pids)
             ctx = mp.get_context("spawn")
             q = ctx.Queue()
-            gen = ctx.Process(target=_load, args=(ports["grpc"], requests, args.threads, q))
+            gen = ctx.Process(target=_load, args=(ports["grpc"], requests, args.threads, q, _TOKEN if project else None))
             gen.start()
             # From its first request: the load generator's own start (a fresh interpreter, grpc
             # imported, the requests unpickled: most of a second) is not the collector's time.
