@@ -251,6 +251,62 @@ def test_traces_a_store_held_before_its_owners_table_are_owned_too(tmp_path: Pat
         assert c.server.collector.ownership.lookups >= 1
 
 
+def test_ownership_lookups_go_in_turns_each_for_every_request_waiting() -> None:
+    """Requests that need the store while a lookup runs wait for the next one, made once for all of
+    them; each still gets the owners of its own traces. A store that cannot answer leaves the
+    traces to their first writer here, as before."""
+    import threading
+
+    from runmeter.collector import Ownership
+
+    first_running, store_answers = threading.Event(), threading.Event()
+    asked: list[list[str]] = []
+
+    def store(traces: list[str], runs: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+        """The store's answer: the traces whose ids end in b2 are beta's."""
+        asked.append(traces)
+        if len(asked) == 1:
+            first_running.set()
+            assert store_answers.wait(10)
+        return {t: "beta" for t in traces if t.endswith("b2")}, {}
+
+    def request(trace_id: int) -> ExportTraceServiceRequest:
+        return ExportTraceServiceRequest.FromString(request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=trace_id)]))
+
+    ownership = Ownership(store)
+    removed: dict[int, int] = {}
+
+    def admit(trace_id: int) -> None:
+        removed[trace_id] = ownership.admit(request(trace_id), "alpha")
+
+    first = threading.Thread(target=admit, args=(0xA1,), daemon=True)
+    first.start()
+    assert first_running.wait(10)
+    waiting = [threading.Thread(target=admit, args=(t,), daemon=True) for t in (0xA2, 0xB2, 0xC2)]
+    for t in waiting:
+        t.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # all three have joined the next turn
+        turn = getattr(ownership._lookup, "_open", None)
+        if turn is not None and len(turn.traces) == 3:
+            break
+        time.sleep(0.01)
+    store_answers.set()
+    for t in (first, *waiting):
+        t.join(10)
+        assert not t.is_alive()
+    assert asked == [[f"{0xA1:032x}"], sorted(f"{t:032x}" for t in (0xA2, 0xB2, 0xC2))]
+    assert removed == {0xA1: 0, 0xA2: 0, 0xB2: 1, 0xC2: 0}  # beta's trace refused to alpha, alone
+    assert ownership.lookups == 2
+
+    def down(traces: list[str], runs: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+        raise ConnectionError("the store is down")
+
+    first_writer = Ownership(down)
+    assert first_writer.admit(request(0xB2), "alpha") == 0  # unknown to the store: alpha's now
+    assert first_writer.admit(request(0xB2), "beta") == 1
+
+
 # --- slow, stalled and vanishing clients -------------------------------------------------------
 
 def _connect(port: int, payload: bytes):  # type: ignore[no-untyped-def]

@@ -20,7 +20,9 @@ AS SELECT DISTINCT TraceId, Project FROM {{local:runmeter_runs}} WHERE TraceId !
 
 {{distributed:runmeter_trace_owners:cityHash64(TraceId)}};
 
--- What was written before the views existed (a row written meanwhile is in twice: merged away).
-INSERT INTO runmeter_trace_owners SELECT DISTINCT TraceId, Project FROM runmeter_calls WHERE TraceId != '';
+-- What was written before the views existed, streamed as it is (a DISTINCT over a large store
+-- would hold every trace id in memory at once): the table merges the repeats away, as it does a
+-- row written meanwhile by both a view and this.
+INSERT INTO runmeter_trace_owners SELECT TraceId, Project FROM runmeter_calls WHERE TraceId != '';
 
-INSERT INTO runmeter_trace_owners SELECT DISTINCT TraceId, Project FROM runmeter_runs WHERE TraceId != '';
+INSERT INTO runmeter_trace_owners SELECT TraceId, Project FROM runmeter_runs WHERE TraceId != '';
