@@ -15,6 +15,7 @@ yet written when the collector restarts is the one gap: its owner is learned whe
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -25,6 +26,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from runmeter.conventions import attributes as A
 
 __all__ = ["Ownership", "Lookup"]
+
+_log = logging.getLogger(__name__)
 
 # (trace ids in hex, run ids) -> (project by trace id, project by run id), as stored.
 Lookup = Callable[[list[str], list[str]], tuple[dict[str, str], dict[str, str]]]
@@ -76,11 +79,11 @@ class _Round:
 class _GroupLookup:
     """Store lookups in turns, each for all the requests waiting, as a log commits in groups.
 
-    A lookup is a query or two on the store, and on an embedded store it waits for the insert
-    under way: tens of milliseconds. Every request with a trace not seen here waits for one, and
-    new traces are most requests, so one lookup per request would cap intake at a few requests
-    per lookup time. Requests that ask while a lookup runs join the next one, which one of them
-    runs when it ends: each waits for at most the lookup under way and its own.
+    A lookup is a query or two on the store: a few milliseconds, ~10 on a busy embedded store
+    (which also makes it wait for an insert under way). Every request with a trace not seen here
+    waits for one, and new traces are most requests, so one lookup per request would cap intake at
+    a few requests per lookup time. Requests that ask while a lookup runs join the next one, which
+    one of them runs when it ends: each waits for at most the lookup under way and its own.
     """
 
     def __init__(self, lookup: Lookup) -> None:
@@ -108,8 +111,9 @@ class _GroupLookup:
                 return rnd.found
         try:
             rnd.found = self._lookup(sorted(rnd.traces), sorted(rnd.runs))
-        except Exception:  # noqa: BLE001 - the store is down: first writer here owns it
-            pass
+        except Exception as exc:  # noqa: BLE001 - the store is down: first writer here owns it
+            _log.warning("cannot ask the store who owns %d trace(s) and %d run(s) (%s): their first writer here owns them",
+                         len(rnd.traces), len(rnd.runs), exc)
         finally:
             with self._cond:
                 self.count += 1
