@@ -390,6 +390,44 @@ def test_grpc_calls_past_the_intake_bound_wait_their_turn_unread_and_past_the_qu
             assert calls == 2 and cost == pytest.approx(mini_cost(3000, 150), rel=1e-9)
 
 
+def test_a_drain_answers_the_grpc_calls_still_waiting_their_turn_retryably(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM (a graceful stop) with calls being read and calls waiting their turn: each is told
+    UNAVAILABLE, which OTLP clients retry on another replica or later - none is cancelled, none
+    acknowledged and lost."""
+    with running(tmp_path, max_concurrent_requests=1, max_queued_requests=3) as c:
+        gate, entered = threading.Event(), threading.Event()
+        check = c.server.collector.check_wire
+
+        def held_check(data: bytes, project: str | None):  # type: ignore[no-untyped-def]
+            entered.set()
+            gate.wait(30)
+            return check(data, project)
+
+        monkeypatch.setattr(c.server.collector, "check_wire", held_check)
+        codes: dict[int, grpc.StatusCode] = {}
+
+        def send(trace_id: int) -> None:
+            codes[trace_id] = _grpc_call(c.grpc, request_bytes(_run(trace_id)))[0]
+
+        senders = [threading.Thread(target=send, args=(t,)) for t in (0xF1, 0xF2, 0xF3, 0xF4)]
+        for t in senders:
+            t.start()
+        assert entered.wait(20)
+        time.sleep(1.0)  # the other three calls reach the server and wait in its queue
+        assert not codes
+        stopping = threading.Thread(target=c.server.stop, args=(20,))
+        stopping.start()
+        deadline = time.monotonic() + 10
+        while not c.server.collector.draining and time.monotonic() < deadline:
+            time.sleep(0.01)
+        gate.set()
+        for t in senders:
+            t.join(30)
+        stopping.join(30)
+        assert codes == {t: grpc.StatusCode.UNAVAILABLE for t in (0xF1, 0xF2, 0xF3, 0xF4)}
+        assert c.rows(f"SELECT count() FROM otel_traces WHERE TraceId IN ('{0xF1:032x}', '{0xF4:032x}')") == [(0,)]
+
+
 def _metrics(admin: str) -> dict[str, float]:
     """Prometheus text as {'name{first_label="v"': value} (labels after the first dropped)."""
     import urllib.request
