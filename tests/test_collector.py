@@ -424,8 +424,10 @@ def test_a_drain_answers_the_grpc_calls_still_waiting_their_turn_retryably(tmp_p
         for t in senders:
             t.join(30)
         stopping.join(30)
+        # (Refused before the log: nothing of them was logged, so nothing is left to write. The
+        # store is not asked here: after the stop, a query would open it again in this process.)
         assert codes == {t: grpc.StatusCode.UNAVAILABLE for t in (0xF1, 0xF2, 0xF3, 0xF4)}
-        assert c.rows(f"SELECT count() FROM otel_traces WHERE TraceId IN ('{0xF1:032x}', '{0xF4:032x}')") == [(0,)]
+        assert c.server.collector.wal.pending == 0
 
 
 def _metrics(admin: str) -> dict[str, float]:
