@@ -119,6 +119,20 @@ class StoreURL:
         return f"{scheme}://{self.username}@{self.host}:{self.port}/{self.database}"
 
 
+def _import_chdb_now() -> None:
+    """Import chDB on the thread setting the store up (an agent's main thread, before its own code
+    runs), not on the first export's background thread: chDB's import changes the process's working
+    directory to its package for the ~0.6 s it takes, and a relative path the agent opened meanwhile
+    on another thread (a file it reads, a program it starts) would be looked up there. Seen as
+    ``can't open file .../site-packages/chdb/child.py`` in ``test_storage_processes.py``."""
+    if "chdb" in sys.modules:
+        return
+    try:
+        import chdb  # noqa: F401
+    except ImportError:  # said when a session is asked for (StoreError, with what to install)
+        pass
+
+
 class Store:
     """A ClickHouse store; ``with store.session() as client:`` gives a clickhouse-connect client."""
 
@@ -132,6 +146,8 @@ class Store:
         self._migrated = False
         self._http_client: Any = None
         self._lock = threading.Lock()
+        if self.url.kind == "chdb":
+            _import_chdb_now()
 
     @property
     def embedded(self) -> bool:

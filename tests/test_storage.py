@@ -377,3 +377,23 @@ def test_a_full_disk_is_a_clear_refusal_and_leaves_no_partial_file(tmp_path: Pat
         exp.shutdown()
     finally:
         srv.close()
+
+
+def test_the_embedded_engine_is_imported_where_the_store_is_set_up(tmp_path: Path) -> None:
+    """chDB's import moves the process's working directory to its package while it runs (~0.6 s):
+    it happens as the store is set up (an agent's configuring thread, before its code runs), so an
+    export thread never does it later while the agent opens a relative path on another thread."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from runmeter.exporter import ClickHouseSpanExporter\n"
+        "assert 'chdb' not in sys.modules\n"
+        "cwd = os.getcwd()\n"
+        "ClickHouseSpanExporter(url='chdb://' + sys.argv[1], spool_dir=sys.argv[1] + '-spool', spool_max_bytes=1 << 20)\n"
+        "print('chdb' in sys.modules, os.getcwd() == cwd)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "store")], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True"]
