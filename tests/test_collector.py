@@ -341,6 +341,45 @@ def test_malformed_requests_get_clear_errors_and_are_counted(tmp_path: Path) -> 
         assert _runs(c, [0xD2])[f"{0xD2:032x}"][1] == 2
 
 
+def _hold_checks(c, monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, list[int], list[int]]:  # type: ignore[no-untyped-def]
+    """The receiver's check held until the returned gate opens (as slow a log or a busy core would
+    make it); with the number of requests inside it now, and the most there were at once."""
+    gate, lock = threading.Event(), threading.Lock()
+    inside, peak = [0], [0]
+    check = c.server.collector.check_wire
+
+    def held_check(data: bytes, project: str | None):  # type: ignore[no-untyped-def]
+        with lock:
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+        gate.wait(30)
+        with lock:
+            inside[0] -= 1
+        return check(data, project)
+
+    monkeypatch.setattr(c.server.collector, "check_wire", held_check)
+    return gate, inside, peak
+
+
+def _send_each(c, trace_ids: tuple[int, ...], inside: list[int], reading: int) -> tuple[list[threading.Thread], dict[int, grpc.StatusCode]]:  # type: ignore[no-untyped-def]
+    """A run per trace id, each sent over gRPC on a thread of its own (its status code once
+    answered); returns once ``reading`` of them are in the held check and the rest have had a
+    second to reach the server and wait in its queue."""
+    codes: dict[int, grpc.StatusCode] = {}
+
+    def send(trace_id: int) -> None:
+        codes[trace_id] = _grpc_call(c.grpc, request_bytes(_run(trace_id)))[0]
+
+    senders = [threading.Thread(target=send, args=(t,)) for t in trace_ids]
+    for t in senders:
+        t.start()
+    deadline = time.monotonic() + 20
+    while inside[0] < reading and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(1.0)
+    return senders, codes
+
+
 def test_grpc_calls_past_the_intake_bound_wait_their_turn_unread_and_past_the_queue_are_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -348,33 +387,8 @@ def test_grpc_calls_past_the_intake_bound_wait_their_turn_unread_and_past_the_qu
     max_queued_requests (2) wait for a turn instead of being refused (an OTLP client would wait a
     second or more before its retry), and the one after them is told RESOURCE_EXHAUSTED at once."""
     with running(tmp_path, max_concurrent_requests=2, max_queued_requests=2) as c:
-        gate, lock = threading.Event(), threading.Lock()
-        inside, peak = [0], [0]
-        check = c.server.collector.check_wire
-
-        def held_check(data: bytes, project: str | None):  # type: ignore[no-untyped-def]
-            """The receiver's check, held until the gate opens: as slow a log or a busy core would make it."""
-            with lock:
-                inside[0] += 1
-                peak[0] = max(peak[0], inside[0])
-            gate.wait(30)
-            with lock:
-                inside[0] -= 1
-            return check(data, project)
-
-        monkeypatch.setattr(c.server.collector, "check_wire", held_check)
-        codes: dict[int, grpc.StatusCode] = {}
-
-        def send(trace_id: int) -> None:
-            codes[trace_id] = _grpc_call(c.grpc, request_bytes(_run(trace_id)))[0]
-
-        senders = [threading.Thread(target=send, args=(t,)) for t in (0xE1, 0xE2, 0xE3, 0xE4)]
-        for t in senders:
-            t.start()
-        deadline = time.monotonic() + 20
-        while inside[0] < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(1.0)  # the other two calls reach the server and wait in its queue
+        gate, inside, peak = _hold_checks(c, monkeypatch)
+        senders, codes = _send_each(c, (0xE1, 0xE2, 0xE3, 0xE4), inside, reading=2)
         assert inside[0] == 2 and not codes, (inside, codes)
         t0 = time.monotonic()
         assert _grpc_call(c.grpc, request_bytes(_run(0xE5)))[0] is grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -395,26 +409,9 @@ def test_a_drain_answers_the_grpc_calls_still_waiting_their_turn_retryably(tmp_p
     UNAVAILABLE, which OTLP clients retry on another replica or later - none is cancelled, none
     acknowledged and lost."""
     with running(tmp_path, max_concurrent_requests=1, max_queued_requests=3) as c:
-        gate, entered = threading.Event(), threading.Event()
-        check = c.server.collector.check_wire
-
-        def held_check(data: bytes, project: str | None):  # type: ignore[no-untyped-def]
-            entered.set()
-            gate.wait(30)
-            return check(data, project)
-
-        monkeypatch.setattr(c.server.collector, "check_wire", held_check)
-        codes: dict[int, grpc.StatusCode] = {}
-
-        def send(trace_id: int) -> None:
-            codes[trace_id] = _grpc_call(c.grpc, request_bytes(_run(trace_id)))[0]
-
-        senders = [threading.Thread(target=send, args=(t,)) for t in (0xF1, 0xF2, 0xF3, 0xF4)]
-        for t in senders:
-            t.start()
-        assert entered.wait(20)
-        time.sleep(1.0)  # the other three calls reach the server and wait in its queue
-        assert not codes
+        gate, inside, _ = _hold_checks(c, monkeypatch)
+        senders, codes = _send_each(c, (0xF1, 0xF2, 0xF3, 0xF4), inside, reading=1)
+        assert inside[0] == 1 and not codes
         stopping = threading.Thread(target=c.server.stop, args=(20,))
         stopping.start()
         deadline = time.monotonic() + 10
