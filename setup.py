@@ -1,24 +1,27 @@
-"""The one compiled part: the collector's receiver check and its workers' reader (collector/_otlpscan.c).
+"""The compiled parts: the collector's receiver check and its workers' reader (collector/_otlpscan.c),
+and the row builder's attribute maps (exporter/_speedups.c).
 
-Optional: where no C compiler is at hand the build goes on without it and the collector checks
-and reads requests with protobuf and Python (the collector's _convert.check and convert), with the
-same answers.
+Both optional: where no C compiler is at hand the build goes on without them and the collector
+checks and reads requests with protobuf and Python (the collector's _convert.check and convert),
+and rows are built in Python (exporter/_rows.py's attr_map), with the same answers.
 """
 
 from setuptools import Extension, setup
 from setuptools.config.pyprojecttoml import read_configuration
 
-# The package the collector/ folder is installed as, from pyproject's package-dir: one name, one place.
+# The packages the folders are installed as, from pyproject's package-dir: one name, one place.
 _PACKAGE_DIRS = read_configuration("pyproject.toml")["tool"]["setuptools"]["package-dir"]
-_COLLECTOR = next(package for package, folder in _PACKAGE_DIRS.items() if folder == "collector")
+_PACKAGE_OF = {folder: package for package, folder in _PACKAGE_DIRS.items()}
 
-setup(
-    ext_modules=[
-        Extension(
-            f"{_COLLECTOR}._otlpscan",
-            ["collector/_otlpscan.c"],
-            optional=True,
-            extra_compile_args=["-O3", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-        )
-    ]
-)
+
+def _extension(source: str) -> Extension:
+    folder, _, file = source.partition("/")
+    return Extension(
+        f"{_PACKAGE_OF[folder]}.{file.removesuffix('.c')}",
+        [source],
+        optional=True,
+        extra_compile_args=["-O3", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+    )
+
+
+setup(ext_modules=[_extension("collector/_otlpscan.c"), _extension("exporter/_speedups.c")])

@@ -22,6 +22,11 @@ from runmeter.conventions import DialectMap
 from runmeter.core import IdentityCache
 from runmeter.processor import KIND_LLM, KIND_TOOL, OutcomeEvent, PriceBook, RunRecord, attributes_of, facts_of, redact
 
+try:  # built unless no C compiler was at hand (setup.py); then the same maps in Python
+    from runmeter.exporter._speedups import attr_map as _c_attr_map
+except ImportError:  # pragma: no cover - make test checks that it is built
+    _c_attr_map = None
+
 __all__ = [
     "CALL_COLUMNS", "MAX_NS", "OUTCOME_COLUMNS", "RUN_COLUMNS", "TRACE_COLUMNS", "Unstorable",
     "call_row", "outcome_row", "run_row", "trace_row",
@@ -103,6 +108,16 @@ def stringify(value: Any) -> str:
 
 
 def attr_map(attrs: Mapping[str, Any] | None) -> dict[str, str]:
+    """The attributes as the ``Map(String, String)`` column holds them: ``stringify`` of each
+    value, under its key as ``text``. A plain dict (every span's, on the collector's path and for
+    spans runmeter copies) is read in C when the extension is built (``_speedups.c``), with the
+    same rules and the same result."""
+    if type(attrs) is dict and _c_attr_map is not None:
+        return _c_attr_map(attrs, text, stringify)
+    return _attr_map(attrs)
+
+
+def _attr_map(attrs: Mapping[str, Any] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     if not attrs:
         return out
