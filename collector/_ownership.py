@@ -79,8 +79,8 @@ class _Round:
 class _GroupLookup:
     """Store lookups in turns, each for all the requests waiting, as a log commits in groups.
 
-    A lookup is a query or two on the store: a few milliseconds, ~10 on a busy embedded store
-    (which also makes it wait for an insert under way). Every request with a trace not seen here
+    A lookup is a query or two on the store: 2-3 milliseconds, ~7 on an embedded store whose
+    cores are busy with the workers (beside the inserts, not after them: ``Writer.query``). Every request with a trace not seen here
     waits for one, and new traces are most requests, so one lookup per request would cap intake at
     a few requests per lookup time. Requests that ask while a lookup runs join the next one, which
     one of them runs when it ends: each waits for at most the lookup under way and its own.

@@ -185,6 +185,14 @@ class Store:
         self._lock = threading.Lock()
         self._http_client = None
 
+    def beside(self, client: Any) -> Any:
+        """A client for reads beside ``client``'s session, which runs them while the session inserts:
+        for an embedded store another chDB connection of this process (valid only while the session
+        that holds the store is open: close it first), for a server the session's own client."""
+        if not self.embedded:
+            return client
+        return self._connect()
+
     @contextmanager
     def session(self, *, wait: bool = True) -> Iterator[Any]:
         """A client for one unit of work. Raises StoreError; with ``wait=False``, TimeoutError if busy."""

@@ -115,6 +115,10 @@ class Writer:
         self.hold_s = hold_s
         self.max_hold_s = max(hold_s, max_hold_s)
         self._held: list[Any] | None = None  # [session, client, opened at, last used at]
+        # Queries run on a client of their own beside the held session's (Store.beside), so a
+        # query does not wait for an insert under way; closed, under _read_lock, before the session.
+        self._reader: Any = None
+        self._read_lock = threading.Lock()
         self.sessions_opened = 0
         self._mine: dict[str, Batch] = {}
         self.spool = spool
@@ -146,7 +150,9 @@ class Writer:
             self._drain_lock.release()
             return
         self._drain_lock = threading.Lock()
+        self._read_lock = threading.Lock()
         self._held = None
+        self._reader = None
         self._forked = True
         self._thread = None
         self._mine = {}
@@ -332,6 +338,13 @@ class Writer:
 
     def _release(self) -> None:
         held, self._held = self._held, None
+        with self._read_lock:  # a query under way ends first
+            reader, self._reader = self._reader, None
+        if reader is not None and (held is None or reader is not held[1]):
+            try:
+                reader.close()
+            except Exception as exc:
+                internal_error("writer.release", exc)
         if held is not None:
             try:
                 held[0].__exit__(None, None, None)
@@ -400,15 +413,40 @@ class Writer:
         self._wake.set()
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        """Rows of a query on the store, through the writer's session (an embedded store allows one)."""
+        """Rows of a query on the store, in the writer's session (an embedded store allows one per
+        process) but beside its inserts: on a client of its own (``Store.beside``), so a query - a
+        collector's ownership lookup - does not wait for an insert under way (tens of ms each on a
+        busy embedded store). Only the first query of a session waits for the writer, to open it."""
+        with self._read_lock:
+            if self._reader is not None:
+                return self._query_reader(sql, parameters)
         with self._drain_lock:
             try:
-                rows = list(self._client(wait=True).query(sql, parameters=parameters).result_rows)
-                self._used()
-                return rows
+                client = self._client(wait=True)
             except Exception:
                 self._release()
                 raise
+            with self._read_lock:  # the lock order _release takes: drain, then read
+                if self._reader is None:
+                    self._reader = self.store.beside(client)
+                return self._query_reader(sql, parameters)
+
+    def _query_reader(self, sql: str, parameters: dict[str, Any] | None) -> list[tuple[Any, ...]]:
+        """The query on the reader (``_read_lock`` held); a reader that failed is closed, the next query opens another."""
+        reader = self._reader
+        try:
+            rows = list(reader.query(sql, parameters=parameters).result_rows)
+        except Exception:
+            self._reader = None
+            held = self._held
+            if held is None or reader is not held[1]:
+                try:
+                    reader.close()
+                except Exception as exc:  # noqa: BLE001 - the query's error is the one to raise
+                    internal_error("writer.reader", exc)
+            raise
+        self._used()
+        return rows
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Drain until the spool is empty or the deadline; True when empty (in a forked child: spooled)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -22,7 +23,9 @@ from runmeter.exporter import (
     load_migrations,
     render,
 )
+from runmeter.exporter import NativeEncoder, column_types
 from runmeter.exporter._migrations import applied_versions
+from runmeter.exporter._rows import TRACE_COLUMNS
 from runmeter.exporter._spool import SEGMENT_SUFFIX
 from runmeter.processor import PriceBook, RunProcessor
 from tests.spans import llm, make_span, run_root
@@ -397,3 +400,36 @@ def test_the_embedded_engine_is_imported_where_the_store_is_set_up(tmp_path: Pat
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "store")], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True"]
+
+
+def test_a_query_does_not_wait_for_an_insert_under_way(tmp_path: Path) -> None:
+    """A collector asks the store who owns a trace while its workers' blocks are inserted: the
+    query runs beside the insert (a client of its own in the writer's session), not after it."""
+    # The session held as the collector holds it (cli.py): building the block below takes seconds.
+    writer = Writer(Store(f"chdb://{tmp_path / 'store'}"), Spool(tmp_path / "spool"), background=False, hold_s=10.0, max_hold_s=30.0)
+    assert writer.query("SELECT count() FROM otel_traces") == [(0,)]  # opens the session
+    types = column_types(writer.query(
+        "SELECT table, name, type FROM system.columns WHERE database = currentDatabase() AND table = 'otel_traces'"))
+    start = time.time_ns() - 10**9
+    rows = [
+        [start, f"{i:032x}", f"{i:016x}", "", "", "step", "Internal", "svc", {}, "", "", {"note": "x" * 40, "n": str(i)}, 1,
+         "Unset", "", [], [], [], [], [], [], []]
+        for i in range(1, 400_001)
+    ]
+    block = NativeEncoder(types).encode("otel_traces", TRACE_COLUMNS, rows)
+    finished: list[str] = []
+
+    def insert() -> None:
+        writer.insert_encoded("big", {"otel_traces": (TRACE_COLUMNS, block)})
+        finished.append("insert")
+
+    inserting = threading.Thread(target=insert)
+    inserting.start()
+    while not writer._drain_lock.locked():  # the insert holds the writer from here until it is in
+        time.sleep(0.0005)
+    assert writer.query("SELECT count() FROM runmeter_runs") == [(0,)]
+    finished.append("query")
+    inserting.join()
+    assert finished == ["query", "insert"]  # serialized behind the writer, the query would come second
+    assert writer.query("SELECT count() FROM otel_traces") == [(400_000,)]
+    writer.close()

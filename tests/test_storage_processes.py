@@ -179,6 +179,7 @@ def test_a_busy_writer_keeps_its_session_and_hands_it_to_a_waiting_process(tmp_p
     busy_until = time.monotonic() + 3.5
     while time.monotonic() < busy_until:
         send()
+        assert writer.query("SELECT count() > 0 FROM otel_traces") == [(1,)]  # reads beside the inserts (its own client)
     assert writer.sessions_opened == 1  # one chDB session across many hold_s of steady inserts
     # Another process wants the store (as `runmeter runs` would) and waits at most 10 s, less
     # than the writer's 30 s cap: it gets in only because the writer sees it waiting.
@@ -191,6 +192,7 @@ def test_a_busy_writer_keeps_its_session_and_hands_it_to_a_waiting_process(tmp_p
     assert not (tmp_path / "store.waiting").exists()  # no one waits any more: nothing left behind
     send()
     assert writer.sessions_opened >= 2  # and takes the store back (once more per hand-over) for its inserts
+    assert writer.query("SELECT count() FROM otel_traces") == [(sent,)]
     exporter.shutdown()
     with Store(url).session() as c:
         assert c.query("SELECT count() FROM otel_traces").result_rows[0][0] == sent
