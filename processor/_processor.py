@@ -129,6 +129,7 @@ class RunProcessor(SpanProcessor):
         self._live: dict[int, Entry] = {}  # local mode: what on_start learned of each live span
         self._cut: OrderedDict[int, str] = OrderedDict()  # trace id -> run id of a trace cut by a limit
         self._pending: list[tuple[int, Trace, bool]] = []  # traces evicted by a bound, awaiting assembly
+        self._said_open_runs = False  # the open-runs bound was hit (said once)
         self._modes: LocalMode | RemoteMode = LocalMode(self) if mode == "local" else RemoteMode(self)
         self._shutdown = False
         self._metrics = ProcessorMetrics(meter_provider, self._open_count, self._oldest_age, metric_labels)
@@ -251,7 +252,24 @@ class RunProcessor(SpanProcessor):
             while len(self._traces) > self.limits.max_open_runs:
                 oldest = next(iter(self._traces))
                 self._evict(oldest, incomplete=True)
+                if not self._said_open_runs:
+                    self._said_open_runs = True
+                    self._say_open_runs()
         return trace
+
+    def _say_open_runs(self) -> None:
+        """Said once: the open-runs bound cut a run (a collector past the rate it can keep whole)."""
+        lim = self.limits
+        said = (
+            f"more than runs.max_open_runs ({lim.max_open_runs} here) traces are open at once: the oldest are written "
+            f"before they are done, flagged incomplete (counted in {A.RUNMETER_RUNS_INCOMPLETE_METRIC})"
+        )
+        if self._modes.name == "remote":
+            said += (
+                f". Runs stay whole up to max_open_runs / quiet_s new traces per second ({lim.max_open_runs / lim.quiet_s:,.0f}/s "
+                "here): raise runs.max_open_runs (memory) or lower runs.quiet_s"
+            )
+        _log.warning(said)
 
     def _evict(self, trace_id: int, incomplete: bool) -> None:
         """Move a trace to the pending list (lock held)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -213,11 +215,13 @@ def test_span_storm_is_bounded_and_flagged_incomplete() -> None:
     proc.shutdown()
 
 
-def test_open_trace_limit_evicts_oldest_as_incomplete() -> None:
+def test_open_trace_limit_evicts_oldest_as_incomplete_and_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
     spans = [llm(1, None, "gpt-4o-mini", 100, 10, trace_id=t) for t in range(1, 21)]
     exporter = InMemorySpanExporter()
     sink = InMemoryRunSink()
-    proc = RunProcessor(SimpleSpanProcessor(exporter), sink=sink, mode="remote", background=False, limits=RunLimits(max_open_runs=8))
+    proc = RunProcessor(
+        SimpleSpanProcessor(exporter), sink=sink, mode="remote", background=False, limits=RunLimits(max_open_runs=8, quiet_s=2.0)
+    )
     for s in spans:
         proc.on_end(s)
         assert proc.open_traces <= 8
@@ -225,3 +229,6 @@ def test_open_trace_limit_evicts_oldest_as_incomplete() -> None:
     assert len(sink.runs) == 12 and all(r.incomplete for r in sink.runs)
     proc.shutdown()
     assert len(sink.runs) == 20 and len(exporter.get_finished_spans()) == 20
+    # Twelve runs cut, one warning: the bound, the metric that counts them, the rate it keeps whole (8 / 2 s = 4/s).
+    said = [r.getMessage() for r in caplog.records if "max_open_runs" in r.getMessage()]
+    assert len(said) == 1 and "(8 here)" in said[0] and "runmeter.runs.incomplete" in said[0] and "(4/s here)" in said[0]
