@@ -9,8 +9,8 @@ Python SDK's own OTLP pipeline, and the CPU per span by stage.
   collector`` (a subprocess: received, checked, logged with fsync, acknowledged);
 * end-to-end: from the first request until every span is in chDB (``spans.written`` reaches the
   total and ``store.lag`` is 0); then, after a graceful stop, every stored run is checked whole
-  and its cost against list prices; and the sustained rate, from 10 % to 90 % of the spans
-  written (a run of a few seconds carries a fixed start and tail of ~1 s in its end-to-end figure);
+  and its cost against list prices (``--requests 480`` for a longer run: the start and the
+  ``quiet_s`` tail, ~1 s, weigh less in it);
 * CPU per span on the collector path: user+system time of the collector's process and its
   workers (``/proc``) over the end-to-end run, divided by the spans; and the same path by stage,
   measured in this process on one core (the receiver's check on the bytes in C, and the Python
@@ -324,18 +324,13 @@ def main() -> None:
         if one and workers != 1:
             line += f"   {r['e2e'] / one['e2e']:5.2f}x one worker (target >= 1.7x with two)"
         print(line)
-        line = f"  sustained (10 % to 90 % in)   {r['sustained']:12,.0f} spans/s"
-        if one and workers != 1:
-            line += f"   {r['sustained'] / one['sustained']:5.2f}x one worker"
-        print(line)
         print(f"collector CPU per span         {r['cpu_us']:12.1f} us      (collector process + workers; target <= 35)")
         print(f"stored: {r['stored']} of {r['expected_stored']} acknowledged spans ({'none missing' if r['stored'] == r['expected_stored'] else 'MISSING'})")
         print(f"runs: {r['whole']} whole of {r['runs_expected']}, ${r['cost']:.6f} (expected ${r['cost_expected']:.6f} from list prices): "
               f"{'correct' if r['ok'] else 'WRONG'}")
         if "sdk" in r:
             print(f"Python SDK OTLP pipeline       {r['sdk']:12,.0f} spans/s   (dropped {r['sdk_dropped']} of 40000 at its default queue)")
-            print(f"end-to-end with {workers} workers: {r['e2e'] / r['sdk']:.1f}x the SDK pipeline (target >= 3x); "
-                  f"sustained {r['sustained'] / r['sdk']:.1f}x")
+            print(f"end-to-end with {workers} workers: {r['e2e'] / r['sdk']:.1f}x the SDK pipeline (target >= 3x)")
     if bound is not None:
         print(f"--- {most} worker process(es), the load sent with a token bound to a project (ownership looked up)")
         print(f"collector acknowledged         {bound['acked']:12,.0f} spans/s   {bound['acked'] / parsing:6.1%} of the parsing floor, "
@@ -363,23 +358,6 @@ def main() -> None:
           + ", ".join(f"{w} -> {r['e2e'] / w:,.0f} spans/s per worker" for w, r in results.items() if w))
 
 
-def sustained_rate(written: list[tuple[float, float]], total: int) -> float:
-    """Spans written per second between 10 % and 90 % of the total written (times interpolated
-    between the samples): the rate the pipeline keeps once it runs, without the start and the
-    tail (the last traces wait quiet_s after their last span, the last batch its flush) that the
-    end-to-end figure of a few-second run carries."""
-
-    def when(share: float) -> float:
-        goal = share * total
-        for (t0, w0), (t1, w1) in zip(written, written[1:]):
-            if w0 < goal <= w1:
-                return t0 + (t1 - t0) * (goal - w0) / (w1 - w0)
-        return written[0][0] if written[0][1] >= goal else written[-1][0]
-
-    span = when(0.9) - when(0.1)
-    return 0.8 * total / span if span > 0 else float("nan")
-
-
 def run_collector(requests: list[bytes], args: argparse.Namespace, workers: int, sdk: bool, project: str | None = None) -> dict[str, float]:
     total = args.requests * args.spans
     out: dict[str, float] = {}
@@ -399,15 +377,12 @@ def run_collector(requests: list[bytes], args: argparse.Namespace, workers: int,
             # imported, the requests unpickled: most of a second) is not the collector's time.
             t_start, acked_elapsed, gen_cpu = q.get(timeout=600)
             gen.join()
-            written: list[tuple[float, float]] = []  # (time, spans written so far)
             while True:
                 m = _metrics(ports["admin"])
-                written.append((time.time(), m.get("runmeter_collector_spans_written_total", 0)))
-                if written[-1][1] >= total and m.get("runmeter_collector_store_lag_bytes", 1) == 0:
+                if m.get("runmeter_collector_spans_written_total", 0) >= total and m.get("runmeter_collector_store_lag_bytes", 1) == 0:
                     break
                 time.sleep(0.2)  # rendering /metrics costs the collector CPU too: not too often
             e2e_elapsed = time.time() - t_start
-            out["sustained"] = sustained_rate(written, total)
             out["cpu_us"] = (cpu_seconds(pids) - cpu0) / total * 1e6
             out["worker_cpu_us"] = (cpu_seconds(workers_pids) - worker_cpu0) / total * 1e6
             out["gen_cpu_us"] = gen_cpu / total * 1e6
