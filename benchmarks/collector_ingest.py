@@ -12,10 +12,11 @@ Python SDK's own OTLP pipeline, and the CPU per span by stage.
   and its cost against list prices (``--requests 480`` for a longer run: the start and the
   ``quiet_s`` tail, ~1 s, weigh less in it);
 * CPU per span on the collector path: user+system time of the collector's process and its
-  workers (``/proc``) over the end-to-end run, divided by the spans; and the same path by stage,
+  workers (``/proc``) over the end-to-end run, divided by the spans, split by thread (the
+  interpreters', chDB's inserting and merging, gRPC's); and the same path by stage,
   measured in this process on one core (the receiver's check on the bytes in C, and the Python
   check it falls back to; the workers' read of the bytes in C into spans, and protobuf's parse and
-  convert it falls back to; price and assemble, rows, Native encoding with the
+  convert it falls back to; price and assemble, rows of the three tables, Native encoding with the
   Python and the compiled codec, the chDB insert);
 * the floors under those stages, in the same run: every field and attribute of every span read
   once into an ``otel_traces`` row (no checks, no runmeter logic), those rows encoded and
@@ -218,6 +219,34 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def thread_cpu(pids: list[int]) -> dict[tuple[int, str], float]:
+    """User + system CPU so far of each process's threads, summed by (pid, kind): ``python`` for
+    the interpreter's threads (they keep the process's name), ``merges`` for chDB's background
+    merges, ``store`` for chDB's other threads (the inserts' pipelines, MergeMutate aside), and
+    ``grpc`` for gRPC's own."""
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[tuple[int, str], float] = {}
+    for pid in pids:
+        try:
+            main = Path(f"/proc/{pid}/comm").read_text().strip()
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            except OSError:
+                continue  # the thread ended
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            fields = stat.rpartition(")")[2].split()
+            kind = ("python" if name == main else "merges" if name.startswith("MergeMutate")
+                    else "grpc" if name.startswith(("event_engine", "grpc", "default-executo", "resolver")) else "store")
+            out[(pid, kind)] = out.get((pid, kind), 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def sdk_pipeline(port: int, spans: int) -> tuple[float, int]:
     """The Python SDK's default pipeline: spans made, BatchSpanProcessor, OTLP/gRPC exporter."""
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -325,6 +354,10 @@ def main() -> None:
             line += f"   {r['e2e'] / one['e2e']:5.2f}x one worker (target >= 1.7x with two)"
         print(line)
         print(f"collector CPU per span         {r['cpu_us']:12.1f} us      (collector process + workers; target <= 35)")
+        split = {k: v for k, v in r.items() if k.startswith(("collector ", "workers ")) and v >= 0.05}
+        store = sum(v for k, v in split.items() if k.endswith((" store", " merges")))
+        print("  by thread: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(split.items(), key=lambda kv: -kv[1]))
+              + f"; chDB's own threads {store:.1f} of it (the store's work: inserting and merging the three tables' rows)")
         print(f"stored: {r['stored']} of {r['expected_stored']} acknowledged spans ({'none missing' if r['stored'] == r['expected_stored'] else 'MISSING'})")
         print(f"runs: {r['whole']} whole of {r['runs_expected']}, ${r['cost']:.6f} (expected ${r['cost_expected']:.6f} from list prices): "
               f"{'correct' if r['ok'] else 'WRONG'}")
@@ -368,7 +401,7 @@ def run_collector(requests: list[bytes], args: argparse.Namespace, workers: int,
             assert proc.proc is not None
             workers_pids = proc.worker_pids()
             pids = [proc.proc.pid, *workers_pids]
-            cpu0, worker_cpu0 = cpu_seconds(pids), cpu_seconds(workers_pids)
+            cpu0, worker_cpu0, threads0 = cpu_seconds(pids), cpu_seconds(workers_pids), thread_cpu(pids)
             ctx = mp.get_context("spawn")
             q = ctx.Queue()
             gen = ctx.Process(target=_load, args=(ports["grpc"], requests, args.threads, q, _TOKEN if project else None))
@@ -386,6 +419,9 @@ def run_collector(requests: list[bytes], args: argparse.Namespace, workers: int,
             out["cpu_us"] = (cpu_seconds(pids) - cpu0) / total * 1e6
             out["worker_cpu_us"] = (cpu_seconds(workers_pids) - worker_cpu0) / total * 1e6
             out["gen_cpu_us"] = gen_cpu / total * 1e6
+            for (pid, kind), seconds in thread_cpu(pids).items():
+                key = f"{'collector' if pid == proc.proc.pid else 'workers'} {kind}"
+                out[key] = out.get(key, 0.0) + (seconds - threads0.get((pid, kind), 0.0)) / total * 1e6
             sdk_spans = 0
             if sdk:
                 out["sdk"], dropped = sdk_pipeline(ports["grpc"], 40_000)
@@ -449,7 +485,7 @@ def stages(requests: list[bytes], spans_per_request: int) -> dict[str, float]:
     from runmeter.conventions import load_dialects
     from runmeter.exporter import Store
     from runmeter.exporter import NativeEncoder, column_types, insert_blocks
-    from runmeter.exporter._rows import CALL_COLUMNS, TRACE_COLUMNS, call_row, trace_row
+    from runmeter.exporter._rows import CALL_COLUMNS, RUN_COLUMNS, TRACE_COLUMNS, call_row, run_row, trace_row
     from runmeter.processor import PriceBook, RunLimits, RunProcessor
 
     n = len(requests) * spans_per_request
@@ -491,8 +527,14 @@ def stages(requests: list[bytes], spans_per_request: int) -> dict[str, float]:
         def shutdown(self): ...  # type: ignore[no-untyped-def]
         def force_flush(self, timeout_millis=30000): return True  # type: ignore[no-untyped-def]
 
+    records: list = []
+
+    class Runs:  # the run records, as the worker's sink takes them
+        def write_runs(self, batch): records.extend(batch)  # type: ignore[no-untyped-def]
+        def write_outcomes(self, events): ...  # type: ignore[no-untyped-def]
+
     prices = PriceBook()
-    processor = RunProcessor(Keep(), prices=prices, mode="remote", limits=RunLimits(quiet_s=0.5), clock=lambda: 0.0)
+    processor = RunProcessor(Keep(), sink=Runs(), prices=prices, mode="remote", limits=RunLimits(quiet_s=0.5), clock=lambda: 0.0)
 
     def process() -> None:
         for s in spans:
@@ -503,12 +545,14 @@ def stages(requests: list[bytes], spans_per_request: int) -> dict[str, float]:
     dialects = load_dialects()
     trows = timed("rows: otel_traces", lambda: [trace_row(s) for s in forwarded])
     crows = timed("rows: runmeter_calls", lambda: [r for s in forwarded if (r := call_row(s, dialects, prices)) is not None])
+    now = time.time_ns()
+    rrows = timed("rows: runmeter_runs", lambda: [run_row(r, now) for r in records])
     with tempfile.TemporaryDirectory() as d:
         store = Store(f"chdb://{d}/store")
         with store.session() as client:
             types = column_types(client.query(
                 "SELECT table, name, type FROM system.columns WHERE database = currentDatabase() "
-                "AND table IN ('otel_traces', 'runmeter_calls')").result_rows)
+                "AND table IN ('otel_traces', 'runmeter_calls', 'runmeter_runs')").result_rows)
             for codec, label in (("python", "encode, Python codec"), ("auto", "encode, compiled codec")):
                 enc = NativeEncoder(types, codec)
                 if codec == "auto" and enc.codec != "rust":
@@ -516,6 +560,7 @@ def stages(requests: list[bytes], spans_per_request: int) -> dict[str, float]:
                 blocks = timed(label, lambda enc=enc: {  # type: ignore[misc]
                     "otel_traces": (TRACE_COLUMNS, enc.encode("otel_traces", TRACE_COLUMNS, trows)),
                     "runmeter_calls": (CALL_COLUMNS, enc.encode("runmeter_calls", CALL_COLUMNS, crows)),
+                    "runmeter_runs": (RUN_COLUMNS, enc.encode("runmeter_runs", RUN_COLUMNS, rrows)),
                 })
             timed("insert into chDB (its threads too)", lambda: insert_blocks(client, "bench", blocks))
             enc = NativeEncoder(types, "auto")
