@@ -67,6 +67,7 @@ class Trace:
     root_seen: bool = False
     due: float | None = None
     late: bool = False  # remote: the trace's run was already written here; these spans came after
+    plain: bool = True  # no GenAI span (LLM call, tool call, agent, run root) seen in it yet
 
 
 def copy_adding(span: ReadableSpan, added: dict[str, Any]) -> ReadableSpan:

@@ -53,7 +53,7 @@ from runmeter.conventions import DialectMap, check_outcome, load_dialects
 from runmeter.conventions import attributes as A
 from runmeter.core import internal_error
 from runmeter.processor._assembly import assemble
-from runmeter.processor._facts import read_span
+from runmeter.processor._facts import KIND_OTHER, read_span
 from runmeter.processor._metrics import ProcessorMetrics
 from runmeter.processor._modes import Entry, LocalMode, RemoteMode, Trace, copy_adding
 from runmeter.processor._records import OutcomeEvent, RunSink
@@ -129,7 +129,10 @@ class RunProcessor(SpanProcessor):
         self._live: dict[int, Entry] = {}  # local mode: what on_start learned of each live span
         self._cut: OrderedDict[int, str] = OrderedDict()  # trace id -> run id of a trace cut by a limit
         self._pending: list[tuple[int, Trace, bool]] = []  # traces evicted by a bound, awaiting assembly
-        self._said_open_runs = False  # the open-runs bound was hit (said once)
+        self._said_open_runs = False  # the open-runs bound cut a run (said once)
+        # Remote: open traces with no GenAI span yet, oldest first - evicted before any run is cut
+        # (a collector also fed a service's other traces holds them too, and most never have one).
+        self._plain: OrderedDict[int, None] = OrderedDict()
         self._modes: LocalMode | RemoteMode = LocalMode(self) if mode == "local" else RemoteMode(self)
         self._shutdown = False
         self._metrics = ProcessorMetrics(meter_provider, self._open_count, self._oldest_age, metric_labels)
@@ -161,6 +164,7 @@ class RunProcessor(SpanProcessor):
         # new events too: a parent thread may have been setting one (its lock held) at the fork
         self._stop, self._wake = threading.Event(), threading.Event()
         self._traces = OrderedDict()
+        self._plain = OrderedDict()
         self._pending = []
         self._live = {}
         self._forked_child = True
@@ -233,6 +237,9 @@ class RunProcessor(SpanProcessor):
                 mode.cut(facts)
                 return copy_adding(span, added) if added else span
             trace = self._trace(facts.trace_id)
+            if trace.plain and (facts.kind != KIND_OTHER or facts.explicit_root or facts.run_id):
+                trace.plain = False
+                self._plain.pop(facts.trace_id, None)
             trace.facts[facts.span_id] = facts
             trace.last_seen = now
             if facts.parent_id is None or (span.parent is not None and span.parent.is_remote):
@@ -245,16 +252,20 @@ class RunProcessor(SpanProcessor):
         return mode.forward(span, facts, added)
 
     def _trace(self, trace_id: int) -> Trace:
-        """The trace's buffer (lock held); evicts the oldest past max_open_runs."""
+        """The trace's buffer (lock held); makes room under max_open_runs for a new one: in remote
+        mode the oldest trace with no GenAI span yet goes first (it would make no run; should one
+        come later, its run misses the spans before), else the oldest, its run cut."""
         trace = self._traces.get(trace_id)
         if trace is None:
-            trace = self._traces[trace_id] = self._modes.new_trace(trace_id, self._clock())
-            while len(self._traces) > self.limits.max_open_runs:
-                oldest = next(iter(self._traces))
-                self._evict(oldest, incomplete=True)
-                if not self._said_open_runs:
+            while len(self._traces) >= self.limits.max_open_runs:
+                plain = next(iter(self._plain), None)
+                self._evict(plain if plain is not None else next(iter(self._traces)), incomplete=True)
+                if plain is None and not self._said_open_runs:
                     self._said_open_runs = True
                     self._say_open_runs()
+            trace = self._traces[trace_id] = self._modes.new_trace(trace_id, self._clock())
+            if self._modes.name == "remote":
+                self._plain[trace_id] = None
         return trace
 
     def _say_open_runs(self) -> None:
@@ -276,6 +287,7 @@ class RunProcessor(SpanProcessor):
         trace = self._traces.pop(trace_id, None)
         if trace is None:
             return
+        self._plain.pop(trace_id, None)
         self._modes.evicted(trace_id, trace, incomplete)
         self._pending.append((trace_id, trace, incomplete))
 

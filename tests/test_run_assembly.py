@@ -232,3 +232,30 @@ def test_open_trace_limit_evicts_oldest_as_incomplete_and_says_so_once(caplog: p
     # Twelve runs cut, one warning: the bound, the metric that counts them, the rate it keeps whole (8 / 2 s = 4/s).
     said = [r.getMessage() for r in caplog.records if "max_open_runs" in r.getMessage()]
     assert len(said) == 1 and "(8 here)" in said[0] and "runmeter.runs.incomplete" in said[0] and "(4/s here)" in said[0]
+
+
+def test_the_open_runs_bound_takes_traces_with_no_genai_span_first(caplog: pytest.LogCaptureFixture) -> None:
+    """A collector also fed a service's other traces (an OpenTelemetry Collector fanning out
+    everything) holds them open too: at the bound, those go before any run is cut."""
+    exporter = InMemorySpanExporter()
+    sink = InMemoryRunSink()
+    proc = RunProcessor(SimpleSpanProcessor(exporter), sink=sink, mode="remote", background=False, limits=RunLimits(max_open_runs=4))
+    proc.on_end(llm(1, None, "gpt-4o-mini", 10_000, 1_000, trace_id=100))  # run A, the oldest open trace
+    for t in (1, 2, 3):  # a web service's requests: no LLM call, no tool, no agent
+        proc.on_end(make_span("GET /orders", 1, trace_id=t))
+    proc.on_end(llm(1, None, "gpt-4o-mini", 10_000, 1_000, trace_id=101))  # run B: room made by a plain trace, not by A
+    assert proc.open_traces == 4 and sink.runs == []
+    proc.on_end(make_span("GET /orders", 1, trace_id=4))  # plain traces make room for one another too
+    proc.on_end(llm(1, None, "gpt-4o-mini", 10_000, 1_000, trace_id=102))
+    proc.on_end(llm(1, None, "gpt-4o-mini", 10_000, 1_000, trace_id=103))  # the last plain one goes
+    assert sink.runs == [] and not [r for r in caplog.records if "max_open_runs" in r.getMessage()]
+    proc.on_end(llm(1, None, "gpt-4o-mini", 10_000, 1_000, trace_id=104))  # only runs left: the oldest, A, is cut
+    (cut,) = sink.runs
+    assert cut.trace_id == f"{100:032x}" and cut.incomplete and cut.cost_usd == MINI_10K_1K
+    assert len([r for r in caplog.records if "max_open_runs" in r.getMessage()]) == 1
+    proc.sweep(force=True)
+    whole = [r for r in sink.runs if not r.incomplete]
+    assert sorted(r.trace_id for r in whole) == [f"{t:032x}" for t in (101, 102, 103, 104)]
+    assert all(r.cost_usd == MINI_10K_1K for r in whole)
+    proc.shutdown()
+    assert len(exporter.get_finished_spans()) == 9  # every span written, plain or not
