@@ -74,15 +74,17 @@ class Tracker(SpanProcessor):
         fresh: list[ReadableSpan] = []
         waiting = dup = 0
         with self._lock:
+            keys, recent = self._keys, self._recent_set
             for s in spans:
                 ctx = s.context
-                key = (ctx.trace_id, ctx.span_id)
-                if (ctx.trace_id << 64 | ctx.span_id) in self._recent_set:
+                trace_id, span_id = ctx.trace_id, ctx.span_id
+                if (trace_id << 64 | span_id) in recent:
                     dup += 1
                     continue
-                prev = self._keys.get(key)
+                key = (trace_id, span_id)
+                prev = keys.get(key)
                 if prev is None:
-                    self._keys[key] = seq
+                    keys[key] = seq
                     fresh.append(s)
                 else:
                     dup += 1
@@ -147,21 +149,36 @@ class Tracker(SpanProcessor):
 
     def _release(self, batch: list[ReadableSpan]) -> None:
         done: list[int] = []
+        written: dict[int, int] = {}  # log record -> its spans in this batch (a batch holds a few records' spans)
         with self._lock:
+            stored, keys, recent, recent_set = self.stored, self._keys, self._recent, self._recent_set
             for s in batch:
-                key = (s.context.trace_id, s.context.span_id)
-                self.stored.discard(key)
-                seqs = self._keys.pop(key, None)
+                ctx = s.context
+                trace_id, span_id = ctx.trace_id, ctx.span_id
+                key = (trace_id, span_id)
+                if stored:
+                    stored.discard(key)
+                seqs = keys.pop(key, None)
                 if seqs is None:
                     continue
-                self._remember(key[0] << 64 | key[1])
-                for seq in seqs if isinstance(seqs, list) else (seqs,):
-                    left = self._left[seq] - 1
-                    if left:
-                        self._left[seq] = left
-                    else:
-                        del self._left[seq]
-                        done.append(seq)
+                # A written span (its ids in one int) is kept among the last `recent` ones, to recognise a late retry.
+                packed = trace_id << 64 | span_id
+                recent.append(packed)
+                recent_set.add(packed)
+                if isinstance(seqs, int):
+                    written[seqs] = written.get(seqs, 0) + 1
+                else:
+                    for seq in seqs:
+                        written[seq] = written.get(seq, 0) + 1
+            for _ in range(len(recent) - self._recent_max):
+                recent_set.discard(recent.popleft())
+            for seq, n in written.items():
+                left = self._left[seq] - n
+                if left:
+                    self._left[seq] = left
+                else:
+                    del self._left[seq]
+                    done.append(seq)
         for seq in done:
             self._wal.release(seq)
 
@@ -203,14 +220,6 @@ class Tracker(SpanProcessor):
             self._wal.release(old)
         if not moved:
             self._wal.release(new)
-
-    def _remember(self, key: int) -> None:
-        """A written span (trace id and span id in one int), kept among the last ``recent`` ones
-        to recognise a late retry (lock held)."""
-        self._recent.append(key)
-        self._recent_set.add(key)
-        if len(self._recent) > self._recent_max:
-            self._recent_set.discard(self._recent.popleft())
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self.flush_once(time.monotonic() + timeout_millis / 1000)
