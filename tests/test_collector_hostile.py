@@ -307,6 +307,34 @@ def test_ownership_lookups_go_in_turns_each_for_every_request_waiting() -> None:
     assert first_writer.admit(request(0xB2), "beta") == 1
 
 
+def test_a_turn_stays_open_a_moment_for_the_requests_right_behind_it() -> None:
+    """With no lookup under way, the first request's turn waits ``gather_s`` before it runs: a
+    request asking meanwhile joins it - one lookup for both, not two back to back."""
+    import threading
+
+    from runmeter.collector import Ownership
+
+    asked: list[list[str]] = []
+
+    def store(traces: list[str], runs: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+        asked.append(traces)
+        return {}, {}
+
+    ownership = Ownership(store, gather_s=1.0)  # long: the second request surely asks within it
+    requests = {t: ExportTraceServiceRequest.FromString(request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=t)]))
+                for t in (0xD1, 0xD2)}
+    first = threading.Thread(target=ownership.admit, args=(requests[0xD1], "alpha"), daemon=True)
+    first.start()
+    deadline = time.monotonic() + 10
+    while getattr(ownership._lookup, "_open", None) is None and time.monotonic() < deadline:
+        time.sleep(0.001)  # the first request's turn is open
+    started = time.monotonic()
+    assert ownership.admit(requests[0xD2], "alpha") == 0
+    first.join(10)
+    assert asked == [[f"{0xD1:032x}", f"{0xD2:032x}"]] and ownership.lookups == 1
+    assert time.monotonic() - started < 3.0  # the turn ran when its time was up, once
+
+
 # --- slow, stalled and vanishing clients -------------------------------------------------------
 
 def _connect(port: int, payload: bytes):  # type: ignore[no-untyped-def]
