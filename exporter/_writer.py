@@ -119,6 +119,7 @@ class Writer:
         # query does not wait for an insert under way; closed, under _read_lock, before the session.
         self._reader: Any = None
         self._read_lock = threading.Lock()
+        self._reads = False  # queries came: each new session opens its reader at once, not at the next query
         self.sessions_opened = 0
         self._mine: dict[str, Batch] = {}
         self.spool = spool
@@ -153,6 +154,7 @@ class Writer:
         self._read_lock = threading.Lock()
         self._held = None
         self._reader = None
+        self._reads = False
         self._forked = True
         self._thread = None
         self._mine = {}
@@ -323,6 +325,15 @@ class Writer:
         self.sessions_opened += 1
         opened = time.monotonic()
         self._held = [cm, client, opened, opened]
+        if self._reads:
+            # A session renewed by an insert: its reader too, or the next query would wait for that insert.
+            try:
+                reader = self.store.beside(client)
+            except Exception as exc:  # the next query opens one (and says why if it cannot)
+                internal_error("writer.reader", exc)
+            else:
+                with self._read_lock:
+                    self._reader = reader
         return client
 
     def _used(self) -> None:
@@ -427,6 +438,7 @@ class Writer:
                 self._release()
                 raise
             with self._read_lock:  # the lock order _release takes: drain, then read
+                self._reads = True
                 if self._reader is None:
                     self._reader = self.store.beside(client)
                 return self._query_reader(sql, parameters)

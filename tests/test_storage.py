@@ -402,11 +402,15 @@ def test_the_embedded_engine_is_imported_where_the_store_is_set_up(tmp_path: Pat
     assert out.stdout.split() == ["True", "True"]
 
 
-def test_a_query_does_not_wait_for_an_insert_under_way(tmp_path: Path) -> None:
+@pytest.mark.parametrize("renewed", [False, True], ids=["held session", "session renewed by the insert"])
+def test_a_query_does_not_wait_for_an_insert_under_way(tmp_path: Path, renewed: bool) -> None:
     """A collector asks the store who owns a trace while its workers' blocks are inserted: the
-    query runs beside the insert (a client of its own in the writer's session), not after it."""
-    # The session held as the collector holds it (cli.py): building the block below takes seconds.
-    writer = Writer(Store(f"chdb://{tmp_path / 'store'}"), Spool(tmp_path / "spool"), background=False, hold_s=10.0, max_hold_s=30.0)
+    query runs beside the insert (a client of its own in the writer's session), not after it -
+    also when that insert found the session past its age and opened a new one (every 30 s in a
+    collector): the new session opens its reader at once."""
+    # As the collector holds the session (cli.py: 10 s idle, 30 s at most), or renewed at once.
+    hold = 0.01 if renewed else 10.0
+    writer = Writer(Store(f"chdb://{tmp_path / 'store'}"), Spool(tmp_path / "spool"), background=False, hold_s=hold, max_hold_s=hold * 3)
     assert writer.query("SELECT count() FROM otel_traces") == [(0,)]  # opens the session
     types = column_types(writer.query(
         "SELECT table, name, type FROM system.columns WHERE database = currentDatabase() AND table = 'otel_traces'"))
@@ -416,7 +420,7 @@ def test_a_query_does_not_wait_for_an_insert_under_way(tmp_path: Path) -> None:
          "Unset", "", [], [], [], [], [], [], []]
         for i in range(1, 400_001)
     ]
-    block = NativeEncoder(types).encode("otel_traces", TRACE_COLUMNS, rows)
+    block = NativeEncoder(types).encode("otel_traces", TRACE_COLUMNS, rows)  # seconds: the session is past its age now
     finished: list[str] = []
 
     def insert() -> None:
@@ -425,11 +429,16 @@ def test_a_query_does_not_wait_for_an_insert_under_way(tmp_path: Path) -> None:
 
     inserting = threading.Thread(target=insert)
     inserting.start()
-    while not writer._drain_lock.locked():  # the insert holds the writer from here until it is in
+    deadline = time.monotonic() + 5
+    # The insert holds the writer from here until it is in (after renewing the session, if it did).
+    while not (writer._drain_lock.locked() and writer.sessions_opened == (2 if renewed else 1)) and time.monotonic() < deadline:
         time.sleep(0.0005)
+    while renewed and writer._reader is None and time.monotonic() < deadline:
+        time.sleep(0.0005)  # the renewed session's reader is being opened
     assert writer.query("SELECT count() FROM runmeter_runs") == [(0,)]
     finished.append("query")
     inserting.join()
     assert finished == ["query", "insert"]  # serialized behind the writer, the query would come second
+    assert writer.sessions_opened == (2 if renewed else 1)
     assert writer.query("SELECT count() FROM otel_traces") == [(400_000,)]
     writer.close()
