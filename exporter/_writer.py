@@ -427,7 +427,8 @@ class Writer:
         """Rows of a query on the store, in the writer's session (an embedded store allows one per
         process) but beside its inserts: on a client of its own (``Store.beside``), so a query - a
         collector's ownership lookup - does not wait for an insert under way (tens of ms each on a
-        busy embedded store). Only the first query of a session waits for the writer, to open it."""
+        busy embedded store). Only a query that finds no reader (the first one, or the next after a
+        reader failed) waits for the writer, to open one; a session opened later opens its own."""
         with self._read_lock:
             if self._reader is not None:
                 return self._query_reader(sql, parameters)
