@@ -320,7 +320,7 @@ def test_a_turn_stays_open_a_moment_for_the_requests_right_behind_it() -> None:
         asked.append(traces)
         return {}, {}
 
-    ownership = Ownership(store, gather_s=1.0)  # long: the second request surely asks within it
+    ownership = Ownership(store, gather_s=2.0)  # long: the second request surely asks within it
     requests = {t: ExportTraceServiceRequest.FromString(request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=t)]))
                 for t in (0xD1, 0xD2)}
     first = threading.Thread(target=ownership.admit, args=(requests[0xD1], "alpha"), daemon=True)
@@ -332,7 +332,7 @@ def test_a_turn_stays_open_a_moment_for_the_requests_right_behind_it() -> None:
     assert ownership.admit(requests[0xD2], "alpha") == 0
     first.join(10)
     assert asked == [[f"{0xD1:032x}", f"{0xD2:032x}"]] and ownership.lookups == 1
-    assert time.monotonic() - started < 3.0  # the turn ran when its time was up, once
+    assert time.monotonic() - started < 5.0  # the turn ran when its time was up, once
 
 
 # --- slow, stalled and vanishing clients -------------------------------------------------------
