@@ -223,7 +223,7 @@ def thread_cpu(pids: list[int]) -> dict[tuple[int, str], float]:
     """User + system CPU so far of each process's threads, summed by (pid, kind): ``python`` for
     the interpreter's threads (they keep the process's name), ``merges`` for chDB's background
     merges, ``store`` for chDB's other threads (the inserts' pipelines, MergeMutate aside), and
-    ``grpc`` for gRPC's own."""
+    ``grpc`` for gRPC's own. Threads that ended in between are not in it (``cpu_seconds`` has them)."""
     import os
 
     tick = os.sysconf("SC_CLK_TCK")

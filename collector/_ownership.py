@@ -93,7 +93,7 @@ class _GroupLookup:
     that finds no lookup under way stays open ``gather_s`` for the requests right behind it.
     """
 
-    def __init__(self, lookup: Lookup, gather_s: float = 0.0) -> None:
+    def __init__(self, lookup: Lookup, gather_s: float) -> None:
         self._lookup = lookup
         self._gather_s = gather_s  # how long a turn stays open for more requests before it runs
         self._cond = threading.Condition()

@@ -74,11 +74,11 @@ class Tracker(SpanProcessor):
         fresh: list[ReadableSpan] = []
         waiting = dup = 0
         with self._lock:
-            keys, recent = self._keys, self._recent_set
+            keys, recent_set = self._keys, self._recent_set
             for s in spans:
                 ctx = s.context
                 trace_id, span_id = ctx.trace_id, ctx.span_id
-                if (trace_id << 64 | span_id) in recent:
+                if (trace_id << 64 | span_id) in recent_set:
                     dup += 1
                     continue
                 key = (trace_id, span_id)
@@ -151,12 +151,13 @@ class Tracker(SpanProcessor):
         done: list[int] = []
         written: dict[int, int] = {}  # log record -> its spans in this batch (a batch holds a few records' spans)
         with self._lock:
-            stored, keys, recent, recent_set = self.stored, self._keys, self._recent, self._recent_set
+            stored = self.stored if self.stored else None  # rows found stored at a replay: mostly none
+            keys, recent, recent_set = self._keys, self._recent, self._recent_set
             for s in batch:
                 ctx = s.context
                 trace_id, span_id = ctx.trace_id, ctx.span_id
                 key = (trace_id, span_id)
-                if stored:
+                if stored is not None:
                     stored.discard(key)
                 seqs = keys.pop(key, None)
                 if seqs is None:

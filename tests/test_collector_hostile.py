@@ -251,6 +251,10 @@ def test_traces_a_store_held_before_its_owners_table_are_owned_too(tmp_path: Pat
         assert c.server.collector.ownership.lookups >= 1
 
 
+def _one_call_request(trace_id: int) -> ExportTraceServiceRequest:
+    return ExportTraceServiceRequest.FromString(request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=trace_id)]))
+
+
 def test_ownership_lookups_go_in_turns_each_for_every_request_waiting() -> None:
     """Requests that need the store while a lookup runs wait for the next one, made once for all of
     them; each still gets the owners of its own traces. A store that cannot answer leaves the
@@ -270,9 +274,7 @@ def test_ownership_lookups_go_in_turns_each_for_every_request_waiting() -> None:
             assert store_answers.wait(10)
         return {t: "beta" for t in traces if t.endswith("b2")}, {}
 
-    def request(trace_id: int) -> ExportTraceServiceRequest:
-        return ExportTraceServiceRequest.FromString(request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=trace_id)]))
-
+    request = _one_call_request
     ownership = Ownership(store)
     removed: dict[int, int] = {}
 
@@ -321,8 +323,7 @@ def test_a_turn_stays_open_a_moment_for_the_requests_right_behind_it() -> None:
         return {}, {}
 
     ownership = Ownership(store, gather_s=2.0)  # long: the second request surely asks within it
-    requests = {t: ExportTraceServiceRequest.FromString(request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=t)]))
-                for t in (0xD1, 0xD2)}
+    requests = {t: _one_call_request(t) for t in (0xD1, 0xD2)}
     first = threading.Thread(target=ownership.admit, args=(requests[0xD1], "alpha"), daemon=True)
     first.start()
     deadline = time.monotonic() + 10
