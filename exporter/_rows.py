@@ -16,16 +16,19 @@ from typing import Any
 import orjson
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 from runmeter.conventions import DialectMap
 from runmeter.core import IdentityCache
-from runmeter.processor import KIND_LLM, KIND_TOOL, OutcomeEvent, PriceBook, RunRecord, attributes_of, facts_of, redact
+from runmeter.processor import KIND_LLM, KIND_TOOL, OutcomeEvent, PriceBook, RunRecord, attributes_of, facts_of, redact, span_fields
 
-try:  # built unless no C compiler was at hand (setup.py); then the same maps in Python
+try:  # built unless no C compiler was at hand (setup.py); then the same maps and rows in Python
     from runmeter.exporter._speedups import attr_map as _c_attr_map
+    from runmeter.exporter._speedups import row_rules as _c_row_rules
+    from runmeter.exporter._speedups import trace_row as _c_trace_row
 except ImportError:  # pragma: no cover - make test checks that it is built
-    _c_attr_map = None
+    _c_attr_map = _c_row_rules = _c_trace_row = None
 
 __all__ = [
     "CALL_COLUMNS", "MAX_NS", "OUTCOME_COLUMNS", "RUN_COLUMNS", "TRACE_COLUMNS", "Unstorable",
@@ -107,6 +110,16 @@ def stringify(value: Any) -> str:
     return text(value)
 
 
+def _texts(*values: Any) -> tuple[str, ...]:
+    """``text`` of each value: the common case (all of them ASCII str) checked at once."""
+    try:
+        if "".join(values).isascii():
+            return values
+    except TypeError:  # a value that is not a str
+        pass
+    return tuple(text(v) for v in values)
+
+
 def attr_map(attrs: Mapping[str, Any] | None) -> dict[str, str]:
     """The attributes as the ``Map(String, String)`` column holds them: ``stringify`` of each
     value, under its key as ``text``. A plain dict (every span's, on the collector's path and for
@@ -162,7 +175,27 @@ _NO_EVENTS: tuple[list[Any], ...] = ([], [], [])
 _NO_LINKS: tuple[list[Any], ...] = ([], [], [], [])
 
 
+if _c_row_rules is not None:  # the rules the C rows share with these
+    _c_row_rules(
+        text, stringify, _resource, tuple(_KINDS.items()), tuple(_STATUS.items()), _NO_EVENTS, _NO_LINKS, SpanContext,
+        DEFAULT_TRACE_STATE,
+    )
+
+
 def trace_row(span: ReadableSpan) -> list[Any]:
+    """The span's ``otel_traces`` row. The common span (no events, links, trace state or status
+    message; an SDK ``ReadableSpan``, as the collector's and runmeter's copies are) is read in C
+    when the extension is built (``_speedups.c``), with the same result; any other here."""
+    if _c_trace_row is not None:
+        fields = span_fields(span)
+        if fields is not None:
+            row: list[Any] | None = _c_trace_row(fields)
+            if row is not None:
+                return row
+    return _trace_row(span)
+
+
+def _trace_row(span: ReadableSpan) -> list[Any]:
     ctx = span.context
     parent = span.parent
     start = span.start_time or 0
@@ -218,16 +251,21 @@ def call_row(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> lis
     u = facts.usage
     llm = facts.kind == KIND_LLM
     _times(facts.start_ns, facts.end_ns)
+    run_id, service, operation, provider, model, source, tool, args, resource, input_hash, owner, project, name, task = _texts(
+        facts.run_id or "", facts.service, facts.operation or "", facts.provider or "", facts.model or "", facts.cost_source,
+        facts.tool_name or "" if not llm else "", facts.args_hash or "", facts.resource or "", facts.input_hash or "",
+        facts.owner or "", facts.project or "", facts.run_name or "", facts.task_id or "",
+    )
     return [
         facts.start_ns,
         f"{facts.trace_id:032x}",
         f"{facts.span_id:016x}",
-        text(facts.run_id or ""),
-        text(facts.service),
+        run_id,
+        service,
         "llm" if llm else "tool",
-        text(facts.operation or ""),
-        text(facts.provider or ""),
-        text(facts.model or ""),
+        operation,
+        provider,
+        model,
         u.input_tokens if u else 0,
         u.output_tokens if u else 0,
         u.cache_read_tokens if u else 0,
@@ -237,18 +275,18 @@ def call_row(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> lis
         1 if facts.cost is not None else 0,
         1 if facts.estimated else 0,
         1 if facts.duplicate else 0,
-        text(facts.cost_source),
+        source,
         float(facts.external_cost or 0.0),
-        text(facts.tool_name or "") if not llm else "",
-        text(facts.args_hash or ""),
-        text(facts.resource or ""),
-        text(facts.input_hash or ""),
+        tool,
+        args,
+        resource,
+        input_hash,
         max(0, facts.end_ns - facts.start_ns),
         1 if facts.error else 0,
-        text(facts.owner or ""),
-        text(facts.project or ""),
-        text(facts.run_name or ""),
-        text(facts.task_id or ""),
+        owner,
+        project,
+        name,
+        task,
     ]
 
 

@@ -26,7 +26,7 @@ from runmeter.processor._assembly import Assembly, assemble, run_id_for
 from runmeter.processor._budget import Breach, Budget, BudgetExceeded
 from runmeter.core import ConfigError, redact
 from runmeter.processor._facts import KIND_AGENT, KIND_LLM, KIND_OTHER, KIND_TOOL, SpanFacts, facts_of, read_span, short_hash
-from runmeter.processor._sdk import attributes_of, readable_span, span_context, stamp
+from runmeter.processor._sdk import attributes_of, readable_span, span_context, span_fields, stamp
 from runmeter.processor._ledger import RunLedger
 from runmeter.processor._limits import ANY as ANY_VALUE
 from runmeter.processor._limits import COLUMNS as SPEND_COLUMNS
@@ -65,6 +65,7 @@ __all__ = [
     "attributes_of",
     "readable_span",
     "span_context",
+    "span_fields",
     "facts_of",
     "redact",
     "stamp",

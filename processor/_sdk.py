@@ -34,7 +34,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, TraceFlags, Trace
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 __all__ = [
-    "FAST", "KNOWN", "SDK_VERSION", "attributes_of", "copy_with", "known_facts", "readable_span", "remember_facts", "span_context",
+    "FAST", "KNOWN", "SDK_VERSION", "attributes_of", "copy_with", "known_facts", "readable_span", "remember_facts", "span_context", "span_fields",
     "stamp",
 ]
 
@@ -188,6 +188,14 @@ def _probe_new() -> bool:
 
 
 FAST_NEW = FAST and _probe_new()
+
+
+def span_fields(span: Any) -> dict[str, Any] | None:
+    """A ``ReadableSpan``'s own fields (its ``__dict__``: ``_name``, ``_context``, ``_attributes`` ...)
+    where the probe above found the SDK's layout; None for any other span (a subclass, another SDK)."""
+    if FAST_NEW and type(span) is ReadableSpan:
+        return span.__dict__
+    return None
 
 
 def span_context(trace_id: int, span_id: int, is_remote: bool, flags: TraceFlags, state: TraceState | None = None) -> SpanContext:
