@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from runmeter.conventions import attributes as A
 from runmeter.exporter import MAX_NS
-from runmeter.processor import readable_span, span_context
+from runmeter.processor import SDK_FIELDS_KNOWN, readable_span, span_context
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 __all__ = ["Converted", "Limits", "MalformedRequest", "check", "check_bytes", "convert", "convert_bytes", "parse_json_request", "parse_request", "read_request"]
@@ -60,9 +60,9 @@ _IS_REMOTE = trace_pb2.SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 
 
 try:  # the receiver's check and the workers' reader in C (collector/_otlpscan.c); built unless no C compiler was at hand
-    from runmeter.collector._otlpscan import decode as _decode, scan as _scan
+    from runmeter.collector._otlpscan import decode as _decode, scan as _scan, span_rules as _span_rules, spans as _spans
 except ImportError:  # pragma: no cover - protobuf and Python alone, with the same answers
-    _scan = _decode = None
+    _scan = _decode = _spans = None
 
 MAX_ARRAY_ITEMS = 1024  # items of an array attribute kept (the rest dropped, as a long string is cut)
 
@@ -495,20 +495,42 @@ def convert_bytes(
         resource = Resource(resource_attributes, resource_schema or None)
         for scope_name, scope_version, scope_schema, items in scopes:
             scope = InstrumentationScope(scope_name, scope_version or None, scope_schema or None)
-            for item in items:
-                if not isinstance(item, str):
-                    (trace_id, span_id, parent_id, trace_state, name, kind, start, end, flags, attributes, events, links,
-                     code, message) = item
-                    item = _readable(
-                        name, trace_id, span_id, parent_id, trace_state, flags, kind, start, end, attributes,
-                        [Event(n, a, timestamp=t) for n, t, a in events] if events else events,
-                        [Link(SpanContext(t, sp, is_remote=True), a) for t, sp, a in links] if links else links,
-                        code, message, resource, scope, project,
-                    )
-                    if not isinstance(item, str):
+            if project is None and _C_SPANS:  # the common spans made in C, the rest by _item_span
+                reasons = _spans(items, resource, scope, spans, lambda item, r=resource, s=scope: _item_span(item, r, s, None))
+            else:
+                reasons = []
+                for item in items:
+                    item = _item_span(item, resource, scope, project)
+                    if isinstance(item, str):
+                        reasons.append(item)
+                    else:
                         spans.append(item)
-                        continue
-                out.rejected += 1
-                out.reasons[item] += 1
+            out.rejected += len(reasons)
+            out.reasons.update(reasons)
     out.accepted = len(spans)
     return out
+
+
+def _item_span(item: Any, resource: Resource, scope: InstrumentationScope, project: str | None) -> ReadableSpan | str:
+    """The span of one of decode's items, or why it is refused (decode's reason, or the project's)."""
+    if isinstance(item, str):
+        return item
+    trace_id, span_id, parent_id, trace_state, name, kind, start, end, flags, attributes, events, links, code, message = item
+    return _readable(
+        name, trace_id, span_id, parent_id, trace_state, flags, kind, start, end, attributes,
+        [Event(n, a, timestamp=t) for n, t, a in events] if events else events,
+        [Link(SpanContext(t, sp, is_remote=True), a) for t, sp, a in links] if links else links,
+        code, message, resource, scope, project,
+    )
+
+
+# decode's common spans made in C (_otlpscan.spans) as _readable makes them, where the SDK's
+# layout was probed (processor.SDK_FIELDS_KNOWN); tests/test_otlpscan.py holds the two alike.
+_C_SPANS = _spans is not None and SDK_FIELDS_KNOWN
+if _C_SPANS:
+    from opentelemetry.trace.span import DEFAULT_TRACE_STATE
+
+    _span_rules(
+        ReadableSpan, SpanContext, tuple(_KINDS.get(k, SpanKind.INTERNAL) for k in range(6)), _UNSET, _SAMPLED,
+        DEFAULT_TRACE_STATE, _HAS_IS_REMOTE, _IS_REMOTE,
+    )

@@ -948,6 +948,165 @@ static PyObject *decode(PyObject *self, PyObject *args)
     return Py_BuildValue("(NL)", groups, o.dropped);
 }
 
+/* --- spans: decode's items as the SDK spans _convert makes of them ---------------------------
+ *
+ * span_rules(ReadableSpan, SpanContext, kinds, unset, sampled, default_state, has_is_remote, is_remote)
+ * spans(items, resource, scope, out, fallback) -> [reason, ...]
+ *
+ * What _convert.convert_bytes makes of one scope's items (decode's output) with no project to
+ * stamp, in C: each common span - no trace state, no events or links, an unset status with no
+ * message - as the ReadableSpan _convert._readable builds (processor.readable_span's fields, the
+ * contexts processor.span_context makes: remote, sampled, valid), appended to `out`; any other span
+ * is fallback(item)'s (the Python path; a reason when it refuses it). Returns the reasons of the
+ * spans refused, in order. `kinds`: the SpanKind of each OTLP kind 0..5 (any other reads as
+ * kinds[1], INTERNAL). span_rules is given once, and only where processor.SDK_FIELDS_KNOWN says
+ * the SDK's layout was probed. tests/test_otlpscan.py holds it to the Python path's spans.
+ */
+
+static struct {
+    PyObject *span_type, *context_type, *kinds, *unset, *sampled, *default_state;
+    unsigned long long has_is_remote, is_remote;
+    PyObject *k[13]; /* the span's field names, in the order readable_span sets them */
+} S;
+
+static const char *SPAN_FIELD_NAMES[13] = {
+    "_name", "_context", "_kind", "_instrumentation_info", "_instrumentation_scope", "_parent", "_start_time", "_end_time",
+    "_attributes", "_events", "_links", "_resource", "_status",
+};
+
+static PyObject *span_rules(PyObject *self, PyObject *args)
+{
+    PyObject *span_type, *context_type, *kinds, *unset, *sampled, *default_state;
+    unsigned long long has_is_remote, is_remote;
+    if (!PyArg_ParseTuple(args, "O!O!O!OOOKK", &PyType_Type, &span_type, &PyType_Type, &context_type, &PyTuple_Type, &kinds,
+                          &unset, &sampled, &default_state, &has_is_remote, &is_remote))
+        return NULL;
+    if (PyTuple_GET_SIZE(kinds) != 6 || !PyType_IsSubtype((PyTypeObject *)context_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_ValueError, "span_rules: six kinds, and a SpanContext that is a tuple");
+        return NULL;
+    }
+    for (int i = 0; i < 13; i++)
+        if (S.k[i] == NULL && (S.k[i] = PyUnicode_InternFromString(SPAN_FIELD_NAMES[i])) == NULL)
+            return NULL;
+    PyObject **slots[] = {&S.span_type, &S.context_type, &S.kinds, &S.unset, &S.sampled, &S.default_state};
+    PyObject *given[] = {span_type, context_type, kinds, unset, sampled, default_state};
+    for (int i = 0; i < 6; i++) {
+        Py_INCREF(given[i]);
+        Py_XSETREF(*slots[i], given[i]);
+    }
+    S.has_is_remote = has_is_remote;
+    S.is_remote = is_remote;
+    Py_RETURN_NONE;
+}
+
+/* SpanContext(trace_id, span_id, is_remote, sampled, DEFAULT_TRACE_STATE) of valid ids, as
+ * processor.span_context makes it: tuple.__new__(SpanContext, (..., True)). */
+static PyObject *span_context(PyObject *trace_id, PyObject *span_id, int remote)
+{
+    PyObject *fields = PyTuple_Pack(6, trace_id, span_id, remote ? Py_True : Py_False, S.sampled, S.default_state, Py_True);
+    if (fields == NULL)
+        return NULL;
+    PyObject *args = PyTuple_Pack(1, fields);
+    Py_DECREF(fields);
+    if (args == NULL)
+        return NULL;
+    PyObject *out = PyTuple_Type.tp_new((PyTypeObject *)S.context_type, args, NULL);
+    Py_DECREF(args);
+    return out;
+}
+
+static int empty_list(PyObject *v) { return PyList_CheckExact(v) && PyList_GET_SIZE(v) == 0; }
+
+/* The span of a common item, a new reference; None (a new reference) when the item is not one;
+ * NULL with an exception set. */
+static PyObject *common_span(PyObject *item, PyObject *resource, PyObject *scope)
+{
+    if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 14)
+        Py_RETURN_NONE;
+    PyObject *trace_id = PyTuple_GET_ITEM(item, 0), *span_id = PyTuple_GET_ITEM(item, 1), *parent_id = PyTuple_GET_ITEM(item, 2),
+             *state = PyTuple_GET_ITEM(item, 3), *kind = PyTuple_GET_ITEM(item, 5), *flags = PyTuple_GET_ITEM(item, 8),
+             *events = PyTuple_GET_ITEM(item, 10), *links = PyTuple_GET_ITEM(item, 11), *code = PyTuple_GET_ITEM(item, 12),
+             *message = PyTuple_GET_ITEM(item, 13);
+    if (!PyUnicode_CheckExact(state) || PyUnicode_GET_LENGTH(state) != 0 || !empty_list(events) || !empty_list(links)
+        || !PyLong_CheckExact(code) || PyLong_AsLong(code) != 0 || !PyUnicode_CheckExact(message)
+        || PyUnicode_GET_LENGTH(message) != 0 || !PyLong_CheckExact(kind) || !PyLong_CheckExact(flags)
+        || !PyLong_CheckExact(parent_id)) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    long k = PyLong_AsLong(kind);
+    unsigned long long f = PyLong_AsUnsignedLongLongMask(flags);
+    int has_parent = PyObject_IsTrue(parent_id);
+    if (PyErr_Occurred() || has_parent < 0) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    PyObject *span_kind = PyTuple_GET_ITEM(S.kinds, k >= 0 && k < 6 ? k : 1);
+    PyObject *ctx = span_context(trace_id, span_id, 1), *parent = NULL, *span = NULL, *fields = NULL;
+    if (ctx == NULL)
+        goto done;
+    if (has_parent) {
+        parent = span_context(trace_id, parent_id, (f & S.has_is_remote) ? (f & S.is_remote) != 0 : 0);
+        if (parent == NULL)
+            goto done;
+    } else {
+        parent = Py_NewRef(Py_None);
+    }
+    span = ((PyTypeObject *)S.span_type)->tp_alloc((PyTypeObject *)S.span_type, 0);
+    if (span == NULL || (fields = PyObject_GenericGetDict(span, NULL)) == NULL)
+        goto fail;
+    PyObject *values[13] = {
+        PyTuple_GET_ITEM(item, 4), ctx, span_kind, Py_None, scope, parent, PyTuple_GET_ITEM(item, 6),
+        PyTuple_GET_ITEM(item, 7), PyTuple_GET_ITEM(item, 9), events, links, resource, S.unset,
+    };
+    for (int i = 0; i < 13; i++)
+        if (PyDict_SetItem(fields, S.k[i], values[i]) < 0)
+            goto fail;
+    goto done;
+fail:
+    Py_CLEAR(span);
+done:
+    Py_XDECREF(fields);
+    Py_XDECREF(ctx);
+    Py_XDECREF(parent);
+    return span;
+}
+
+static PyObject *spans(PyObject *self, PyObject *args)
+{
+    PyObject *items, *resource, *scope, *out, *fallback;
+    if (!PyArg_ParseTuple(args, "O!OOO!O", &PyList_Type, &items, &resource, &scope, &PyList_Type, &out, &fallback))
+        return NULL;
+    if (S.span_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "spans: span_rules was not given");
+        return NULL;
+    }
+    PyObject *reasons = PyList_New(0);
+    if (reasons == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        PyObject *item = PyList_GET_ITEM(items, i), *made;
+        if (PyUnicode_CheckExact(item)) {
+            made = Py_NewRef(item);
+        } else {
+            Py_INCREF(item); /* held across the calls into Python */
+            made = common_span(item, resource, scope);
+            if (made == Py_None) {
+                Py_DECREF(made);
+                made = PyObject_CallOneArg(fallback, item);
+            }
+            Py_DECREF(item);
+        }
+        if (made == NULL || PyList_Append(PyUnicode_Check(made) ? reasons : out, made) < 0) {
+            Py_XDECREF(made);
+            Py_DECREF(reasons);
+            return NULL;
+        }
+        Py_DECREF(made);
+    }
+    return reasons;
+}
+
 /* --- Python ---------------------------------------------------------------------------------- */
 
 static PyObject *scan(PyObject *self, PyObject *args)
@@ -992,6 +1151,9 @@ static PyMethodDef methods[] = {
     {"decode", decode, METH_VARARGS,
      "decode(data, oldest_ns, max_attributes, max_value_length, max_events, max_links, max_array_items, shard_index, "
      "shard_count) -> ([(resource attributes, schema url, [(scope name, version, schema url, [span])])], dropped) | None"},
+    {"span_rules", span_rules, METH_VARARGS,
+     "span_rules(ReadableSpan, SpanContext, kinds, unset, sampled, default_state, has_is_remote, is_remote)"},
+    {"spans", spans, METH_VARARGS, "spans(items, resource, scope, out, fallback) -> [reason of each span refused]"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -26,6 +26,7 @@ from runmeter.processor._assembly import Assembly, assemble, run_id_for
 from runmeter.processor._budget import Breach, Budget, BudgetExceeded
 from runmeter.core import ConfigError, redact
 from runmeter.processor._facts import KIND_AGENT, KIND_LLM, KIND_OTHER, KIND_TOOL, SpanFacts, facts_of, read_span, short_hash
+from runmeter.processor._sdk import FAST_NEW as SDK_FIELDS_KNOWN
 from runmeter.processor._sdk import attributes_of, readable_span, span_context, span_fields, stamp
 from runmeter.processor._ledger import RunLedger
 from runmeter.processor._limits import ANY as ANY_VALUE
@@ -66,6 +67,7 @@ __all__ = [
     "readable_span",
     "span_context",
     "span_fields",
+    "SDK_FIELDS_KNOWN",
     "facts_of",
     "redact",
     "stamp",

@@ -33,10 +33,13 @@ def python_check(data: bytes) -> tuple[int, dict[str, int]]:
     return c.accepted, dict(c.reasons)
 
 
+_VENDOR = TraceState([("vendor", "v1")])
+
+
 def span(trace: int, span_id: int, name: str = "chat gpt-4o-mini", *, parent: int | None = None, start: int | None = None,
-         end: int | None = None, attrs: dict[str, Any] | None = None, **kw: Any) -> ReadableSpan:
+         end: int | None = None, attrs: dict[str, Any] | None = None, state: TraceState | None = _VENDOR, **kw: Any) -> ReadableSpan:
     start = NOW - 10**9 if start is None else start
-    ctx = SpanContext(trace, span_id, False, TraceFlags(1), TraceState([("vendor", "v1")]))
+    ctx = SpanContext(trace, span_id, False, TraceFlags(1), state)
     return ReadableSpan(
         name=name, context=ctx, parent=SpanContext(trace, parent, True, TraceFlags(1)) if parent else None,
         resource=Resource({"service.name": "agent", "host.cores": 2, "deployment": ("a", "b")}),
@@ -388,6 +391,8 @@ def same_as_convert(data: bytes, limits: Limits | None = None, project: str | No
     assert fast is not None, "the reader in C did not answer an ordinary request"
     slow = convert(parse_request(data), limits, project, shard)
     assert [_span_fields(s) for s in fast.spans] == [_span_fields(s) for s in slow.spans]
+    # Spans made in C (_otlpscan.spans) are SDK spans like the Python path's, field for field.
+    assert [(type(s), list(vars(s))) for s in fast.spans] == [(type(s), list(vars(s))) for s in slow.spans]
     assert (fast.accepted, fast.rejected, dict(fast.reasons), fast.dropped_attributes) == \
         (slow.accepted, slow.rejected, dict(slow.reasons), slow.dropped_attributes)
     return len(fast.spans)
@@ -407,6 +412,42 @@ def test_the_workers_read_requests_from_their_bytes_as_protobuf_and_convert_do()
     assert same_as_convert(claims, project="beta") == 2
     oldest = request_bytes([span(5, 1, start=NOW - 400 * 86_400 * 10**9), span(5, 2, parent=1)])
     assert same_as_convert(oldest) == 1
+
+
+def test_common_spans_are_made_in_c_and_the_others_by_the_python_path() -> None:
+    from runmeter.collector._otlpscan import decode, spans
+    from runmeter.collector._convert import _C_SPANS, _item_span
+
+    assert _C_SPANS, "the SDK's span layout was not recognised: every span takes the Python path"
+    data = request_bytes([
+        span(3, 1, "invoke_agent bench", state=None),
+        span(3, 2, parent=1, state=None, kind=SpanKind.CLIENT, attrs={"gen_ai.usage.input_tokens": 7}),
+        span(3, 3, "ok", parent=1, state=None, status=Status(StatusCode.OK)),
+        span(3, 4, "with a trace state", parent=1),
+        span(3, 5, "remote child", parent=77, state=None, kind=SpanKind.PRODUCER),
+        span(3, 6, "with an event", parent=1, state=None, events=[Event("e", {}, timestamp=NOW - 10**9 + 1)]),
+        span(0, 7),
+    ])
+    (groups, _), = [decode(data, 0, 128, 4096, 128, 128, 1024, 0, 1)]
+    resource_attributes, schema, scopes = groups[0]
+    resource, (name, version, scope_schema, items) = Resource(resource_attributes, schema or None), scopes[0]
+    scope = InstrumentationScope(name, version or None, scope_schema or None)
+    handed: list[Any] = []
+
+    def python_path(item: Any) -> Any:
+        handed.append(item)
+        return _item_span(item, resource, scope, None)
+
+    made: list[ReadableSpan] = []
+    reasons = spans(items, resource, scope, made, python_path)
+    assert reasons == ["bad_trace_id"]  # span(0, 6): refused by decode, counted as before
+    # A status, a trace state or an event takes the Python path; the three plain spans are made in C.
+    assert [item[4] for item in handed] == ["ok", "with a trace state", "with an event"] and len(made) == 6
+    expected = [_item_span(item, resource, scope, None) for item in items if not isinstance(item, str)]
+    assert [_span_fields(s) for s in made] == [_span_fields(s) for s in expected]
+    assert [(type(s), list(vars(s))) for s in made] == [(type(s), list(vars(s))) for s in expected]
+    assert [s.parent.is_remote if s.parent else None for s in made] == [None, True, True, True, True, True]
+    assert [s.kind for s in made][:2] == [SpanKind.INTERNAL, SpanKind.CLIENT] and made[4].kind is SpanKind.PRODUCER
 
 
 def test_attribute_values_are_made_as_convert_makes_them() -> None:
@@ -530,3 +571,34 @@ def test_a_worker_takes_an_ordinary_logged_request_from_its_bytes_without_protob
     assert float(cost) == pytest.approx(mini_cost(1000, 100))
     writer.close()
     wal.close()
+
+
+@st.composite
+def _plain_span(draw: Any) -> trace_pb2.Span:
+    """Spans as agents send them (the path made in C): valid ids and times, mostly no trace
+    state, events, links or status - any kind, parent and span flags."""
+    start = draw(st.integers(NOW - 86_400 * 10**9, NOW))
+    s = trace_pb2.Span(
+        trace_id=draw(st.binary(min_size=16, max_size=16).filter(any)), span_id=draw(st.binary(min_size=8, max_size=8).filter(any)),
+        parent_span_id=draw(st.one_of(st.just(b""), st.just(bytes(8)), st.binary(min_size=8, max_size=8))), name=draw(_text.filter(bool)),
+        trace_state=draw(st.sampled_from(["", "", "", "k=v"])), kind=draw(st.integers(0, 7)), start_time_unix_nano=start,
+        end_time_unix_nano=start + draw(st.integers(0, 10**10)), flags=draw(st.sampled_from([0, 0x100, 0x300, 0x200, 0x301, 2**32 - 1])),
+    )
+    s.attributes.extend(draw(_attrs))
+    if draw(st.integers(0, 5)) == 0:
+        s.events.add(time_unix_nano=start, name="e")
+    if draw(st.integers(0, 5)) == 0:
+        s.status.code = draw(st.integers(0, 3))
+        s.status.message = draw(st.sampled_from(["", "boom"]))
+    return s
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_plain_span(), min_size=1, max_size=6), st.sampled_from([None, "alpha"]), st.integers(1, 2))
+def test_spans_as_agents_send_them_are_made_as_convert_makes_them(spans: list[trace_pb2.Span], project: str | None, count: int) -> None:
+    req = ExportTraceServiceRequest()
+    ss = req.resource_spans.add().scope_spans.add()
+    ss.scope.name = "agent"
+    ss.spans.extend(spans)
+    for index in range(count):
+        same_as_convert(req.SerializeToString(), project=project, shard=(index, count))
