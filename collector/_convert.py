@@ -495,8 +495,12 @@ def convert_bytes(
         resource = Resource(resource_attributes, resource_schema or None)
         for scope_name, scope_version, scope_schema, items in scopes:
             scope = InstrumentationScope(scope_name, scope_version or None, scope_schema or None)
-            if project is None and _C_SPANS:  # the common spans made in C, the rest by _item_span
-                reasons = _spans(items, resource, scope, spans, lambda item, r=resource, s=scope: _item_span(item, r, s, None))
+            if _C_SPANS and (project is None or _project_text(resource.attributes.get(A.RUNMETER_RUN_PROJECT)) is None):
+                # the common spans made in C (stamped with the project), the rest by _item_span
+                reasons = _spans(
+                    items, resource, scope, spans, lambda item, r=resource, s=scope: _item_span(item, r, s, project),
+                    project, A.RUNMETER_RUN_PROJECT,
+                )
             else:
                 reasons = []
                 for item in items:

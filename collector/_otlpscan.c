@@ -951,14 +951,16 @@ static PyObject *decode(PyObject *self, PyObject *args)
 /* --- spans: decode's items as the SDK spans _convert makes of them ---------------------------
  *
  * span_rules(ReadableSpan, SpanContext, kinds, unset, sampled, default_state, has_is_remote, is_remote)
- * spans(items, resource, scope, out, fallback) -> [reason, ...]
+ * spans(items, resource, scope, out, fallback, project, project_key) -> [reason, ...]
  *
- * What _convert.convert_bytes makes of one scope's items (decode's output) with no project to
- * stamp, in C: each common span - no trace state, no events or links, an unset status with no
- * message - as the ReadableSpan _convert._readable builds (processor.readable_span's fields, the
- * contexts processor.span_context makes: remote, sampled, valid), appended to `out`; any other span
- * is fallback(item)'s (the Python path; a reason when it refuses it). Returns the reasons of the
- * spans refused, in order. `kinds`: the SpanKind of each OTLP kind 0..5 (any other reads as
+ * What _convert.convert_bytes makes of one scope's items (decode's output), in C: each common
+ * span - no trace state, no events or links, an unset status with no message - as the ReadableSpan
+ * _convert._readable builds (processor.readable_span's fields, the contexts processor.span_context
+ * makes: remote, sampled, valid), appended to `out`; any other span is fallback(item)'s (the Python
+ * path; a reason when it refuses it). With a project (not None: the sender's token is bound to
+ * it, and the caller saw that the resource claims none), a span is stamped with it under
+ * project_key, and a span that has that key at all is the Python path's (it may claim another
+ * project). Returns the reasons of the spans refused, in order. `kinds`: the SpanKind of each OTLP kind 0..5 (any other reads as
  * kinds[1], INTERNAL). span_rules is given once, and only where processor.SDK_FIELDS_KNOWN says
  * the SDK's layout was probed. tests/test_otlpscan.py holds it to the Python path's spans.
  */
@@ -1019,7 +1021,7 @@ static int empty_list(PyObject *v) { return PyList_CheckExact(v) && PyList_GET_S
 
 /* The span of a common item, a new reference; None (a new reference) when the item is not one;
  * NULL with an exception set. */
-static PyObject *common_span(PyObject *item, PyObject *resource, PyObject *scope)
+static PyObject *common_span(PyObject *item, PyObject *resource, PyObject *scope, PyObject *project, PyObject *project_key)
 {
     if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 14)
         Py_RETURN_NONE;
@@ -1041,6 +1043,18 @@ static PyObject *common_span(PyObject *item, PyObject *resource, PyObject *scope
         PyErr_Clear();
         Py_RETURN_NONE;
     }
+    PyObject *attributes = PyTuple_GET_ITEM(item, 9);
+    if (!PyDict_CheckExact(attributes))
+        Py_RETURN_NONE;
+    if (project != Py_None) {
+        int claims = PyDict_Contains(attributes, project_key);
+        if (claims != 0) { /* a claim to check (or a question): the Python path */
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+        if (PyDict_SetItem(attributes, project_key, project) < 0)
+            return NULL;
+    }
     PyObject *span_kind = PyTuple_GET_ITEM(S.kinds, k >= 0 && k < 6 ? k : 1);
     PyObject *ctx = span_context(trace_id, span_id, 1), *parent = NULL, *span = NULL, *fields = NULL;
     if (ctx == NULL)
@@ -1057,7 +1071,7 @@ static PyObject *common_span(PyObject *item, PyObject *resource, PyObject *scope
         goto fail;
     PyObject *values[13] = {
         PyTuple_GET_ITEM(item, 4), ctx, span_kind, Py_None, scope, parent, PyTuple_GET_ITEM(item, 6),
-        PyTuple_GET_ITEM(item, 7), PyTuple_GET_ITEM(item, 9), events, links, resource, S.unset,
+        PyTuple_GET_ITEM(item, 7), attributes, events, links, resource, S.unset,
     };
     for (int i = 0; i < 13; i++)
         if (PyDict_SetItem(fields, S.k[i], values[i]) < 0)
@@ -1074,9 +1088,14 @@ done:
 
 static PyObject *spans(PyObject *self, PyObject *args)
 {
-    PyObject *items, *resource, *scope, *out, *fallback;
-    if (!PyArg_ParseTuple(args, "O!OOO!O", &PyList_Type, &items, &resource, &scope, &PyList_Type, &out, &fallback))
+    PyObject *items, *resource, *scope, *out, *fallback, *project, *project_key;
+    if (!PyArg_ParseTuple(args, "O!OOO!OOU", &PyList_Type, &items, &resource, &scope, &PyList_Type, &out, &fallback, &project,
+                          &project_key))
         return NULL;
+    if (project != Py_None && !PyUnicode_CheckExact(project)) {
+        PyErr_SetString(PyExc_TypeError, "spans: project must be a str or None");
+        return NULL;
+    }
     if (S.span_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "spans: span_rules was not given");
         return NULL;
@@ -1090,7 +1109,7 @@ static PyObject *spans(PyObject *self, PyObject *args)
             made = Py_NewRef(item);
         } else {
             Py_INCREF(item); /* held across the calls into Python */
-            made = common_span(item, resource, scope);
+            made = common_span(item, resource, scope, project, project_key);
             if (made == Py_None) {
                 Py_DECREF(made);
                 made = PyObject_CallOneArg(fallback, item);
@@ -1153,7 +1172,8 @@ static PyMethodDef methods[] = {
      "shard_count) -> ([(resource attributes, schema url, [(scope name, version, schema url, [span])])], dropped) | None"},
     {"span_rules", span_rules, METH_VARARGS,
      "span_rules(ReadableSpan, SpanContext, kinds, unset, sampled, default_state, has_is_remote, is_remote)"},
-    {"spans", spans, METH_VARARGS, "spans(items, resource, scope, out, fallback) -> [reason of each span refused]"},
+    {"spans", spans, METH_VARARGS,
+     "spans(items, resource, scope, out, fallback, project, project_key) -> [reason of each span refused]"},
     {NULL, NULL, 0, NULL},
 };
 

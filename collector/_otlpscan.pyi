@@ -5,3 +5,10 @@ def decode(
     data: bytes, oldest_ns: int, max_attributes: int, max_value_length: int, max_events: int, max_links: int,
     max_array_items: int, shard_index: int, shard_count: int, /,
 ) -> tuple[list[tuple[dict[str, Any], str, list[tuple[str, str, str, list[Any]]]]], int] | None: ...
+def span_rules(
+    span_type: type, context_type: type, kinds: tuple[Any, ...], unset: Any, sampled: Any, default_state: Any,
+    has_is_remote: int, is_remote: int, /,
+) -> None: ...
+def spans(
+    items: list[Any], resource: Any, scope: Any, out: list[Any], fallback: Any, project: str | None, project_key: str, /,
+) -> list[str]: ...

@@ -439,7 +439,7 @@ def test_common_spans_are_made_in_c_and_the_others_by_the_python_path() -> None:
         return _item_span(item, resource, scope, None)
 
     made: list[ReadableSpan] = []
-    reasons = spans(items, resource, scope, made, python_path)
+    reasons = spans(items, resource, scope, made, python_path, None, "runmeter.run.project")
     assert reasons == ["bad_trace_id"]  # span(0, 6): refused by decode, counted as before
     # A status, a trace state or an event takes the Python path; the three plain spans are made in C.
     assert [item[4] for item in handed] == ["ok", "with a trace state", "with an event"] and len(made) == 6
@@ -448,6 +448,36 @@ def test_common_spans_are_made_in_c_and_the_others_by_the_python_path() -> None:
     assert [(type(s), list(vars(s))) for s in made] == [(type(s), list(vars(s))) for s in expected]
     assert [s.parent.is_remote if s.parent else None for s in made] == [None, True, True, True, True, True]
     assert [s.kind for s in made][:2] == [SpanKind.INTERNAL, SpanKind.CLIENT] and made[4].kind is SpanKind.PRODUCER
+
+
+def test_spans_of_a_project_token_are_stamped_in_c_and_claims_are_judged_by_the_python_path() -> None:
+    from runmeter.collector._otlpscan import decode, spans
+    from runmeter.collector._convert import _item_span
+
+    data = request_bytes([
+        span(4, 1, "plain", state=None, attrs={"gen_ai.operation.name": "chat"}),
+        span(4, 2, "claims another", parent=1, state=None, attrs={"runmeter.run.project": "beta"}),
+        span(4, 3, "claims its own", parent=1, state=None, attrs={"runmeter.run.project": "alpha", "k": 1}),
+    ])
+    (groups, _), = [decode(data, 0, 128, 4096, 128, 128, 1024, 0, 1)]
+    resource_attributes, schema, scopes = groups[0]
+    resource, (name, version, scope_schema, items) = Resource(resource_attributes, schema or None), scopes[0]
+    scope = InstrumentationScope(name, version or None, scope_schema or None)
+    handed: list[str] = []
+
+    def python_path(item: Any) -> Any:
+        handed.append(item[4])
+        return _item_span(item, resource, scope, "alpha")
+
+    made: list[ReadableSpan] = []
+    assert spans(items, resource, scope, made, python_path, "alpha", "runmeter.run.project") == ["project_not_allowed"]
+    assert handed == ["claims another", "claims its own"]
+    assert [(s.name, dict(s.attributes or {})) for s in made] == [
+        ("plain", {"gen_ai.operation.name": "chat", "runmeter.run.project": "alpha"}),
+        ("claims its own", {"runmeter.run.project": "alpha", "k": 1}),
+    ]
+    for project in ("alpha", None):
+        same_as_convert(data, project=project)
 
 
 def test_attribute_values_are_made_as_convert_makes_them() -> None:
