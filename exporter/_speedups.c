@@ -252,20 +252,12 @@ static int nothing_in(PyObject *v)
 
 #define FIELD(name) (PyDict_GetItemWithError(fields, name))
 
-static PyObject *trace_row(PyObject *self, PyObject *fields)
+/* The row of these fields (held by the caller for the whole call: the calls into Python below
+ * cannot take them away); None when the Python path is to build it. */
+static PyObject *row_of(PyObject *name, PyObject *ctx, PyObject *parent, PyObject *start, PyObject *end, PyObject *resource,
+                        PyObject *scope, PyObject *events, PyObject *links, PyObject *attrs, PyObject *kind, PyObject *status)
 {
-    if (R.text == NULL || !PyDict_CheckExact(fields))
-        Py_RETURN_NONE;
     PyObject *row = NULL, *items[22] = {NULL};
-    PyObject *name = FIELD(R.k_name), *ctx = FIELD(R.k_context), *parent = FIELD(R.k_parent), *start = FIELD(R.k_start),
-             *end = FIELD(R.k_end), *resource = FIELD(R.k_resource), *scope = FIELD(R.k_scope), *events = FIELD(R.k_events),
-             *links = FIELD(R.k_links), *attrs = FIELD(R.k_attributes), *kind = FIELD(R.k_kind), *status = FIELD(R.k_status);
-    if (PyErr_Occurred()) {
-        PyErr_Clear();
-        Py_RETURN_NONE;
-    }
-    if (!name || !ctx || !parent || !start || !end || !resource || !scope || !events || !links || !attrs || !kind || !status)
-        Py_RETURN_NONE;
     if (!nothing_in(events) || !nothing_in(links))
         Py_RETURN_NONE;
     /* start = span.start_time or 0; end = span.end_time or start */
@@ -380,6 +372,29 @@ done:
     Py_XDECREF(message);
     Py_XDECREF(scope_name);
     Py_XDECREF(scope_version);
+    return row;
+}
+
+static PyObject *trace_row(PyObject *self, PyObject *fields)
+{
+    if (R.text == NULL || !PyDict_CheckExact(fields))
+        Py_RETURN_NONE;
+    PyObject *f[12] = {
+        FIELD(R.k_name), FIELD(R.k_context), FIELD(R.k_parent), FIELD(R.k_start), FIELD(R.k_end), FIELD(R.k_resource),
+        FIELD(R.k_scope), FIELD(R.k_events), FIELD(R.k_links), FIELD(R.k_attributes), FIELD(R.k_kind), FIELD(R.k_status),
+    };
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    for (int i = 0; i < 12; i++)
+        if (f[i] == NULL) /* not the SDK's span after all */
+            Py_RETURN_NONE;
+    for (int i = 0; i < 12; i++)
+        Py_INCREF(f[i]);
+    PyObject *row = row_of(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11]);
+    for (int i = 0; i < 12; i++)
+        Py_DECREF(f[i]);
     return row;
 }
 
