@@ -35,7 +35,10 @@ from runmeter.exporter import MAX_NS
 from runmeter.processor import SDK_FIELDS_KNOWN, readable_span, span_context
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-__all__ = ["Converted", "Limits", "MalformedRequest", "check", "check_bytes", "convert", "convert_bytes", "parse_json_request", "parse_request", "read_request"]
+__all__ = [
+    "Converted", "Limits", "MalformedRequest", "check", "check_bytes", "convert", "convert_bytes", "owners_bytes", "parse_json_request",
+    "parse_request", "read_request",
+]
 
 _KINDS: dict[int, SpanKind] = {
     trace_pb2.Span.SPAN_KIND_UNSPECIFIED: SpanKind.INTERNAL,
@@ -60,9 +63,9 @@ _IS_REMOTE = trace_pb2.SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 
 
 try:  # the receiver's check and the workers' reader in C (collector/_otlpscan.c); built unless no C compiler was at hand
-    from runmeter.collector._otlpscan import decode as _decode, scan as _scan, span_rules as _span_rules, spans as _spans
+    from runmeter.collector._otlpscan import decode as _decode, owners as _owners, scan as _scan, span_rules as _span_rules, spans as _spans
 except ImportError:  # pragma: no cover - protobuf and Python alone, with the same answers
-    _scan = _decode = _spans = None
+    _scan = _decode = _spans = _owners = None
 
 MAX_ARRAY_ITEMS = 1024  # items of an array attribute kept (the rest dropped, as a long string is cut)
 
@@ -92,6 +95,9 @@ class Converted:
     rejected: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     dropped_attributes: int = 0
+    # What ownership reads of each span, when the check was made on the bytes (owners_bytes):
+    # ((resource, scope, span index), trace id hex, run id, project the span writes).
+    owners: list[tuple[tuple[int, int, int], str, str | None, str]] | None = None
 
     @property
     def error_message(self) -> str:
@@ -378,6 +384,29 @@ def check_bytes(data: bytes, limits: Limits | None = None) -> Converted | None:
     out.reasons.update(reasons)
     out.rejected = sum(reasons.values())
     return out
+
+
+def owners_bytes(data: bytes, project: str | None, limits: Limits | None = None) -> Converted | None:
+    """:func:`check` (with ``project``) of the request these bytes parse into, with what ownership
+    reads of each span (``Converted.owners``, for ``Ownership.decide``), both read from the bytes
+    in C; None when the request is not an ordinary one, when a span claims a project other than
+    ``project`` (the check's rejection is protobuf's and Python's to count), or when the two Python
+    readers of a claim or run id could differ (``_otlpscan.owners``): then parse and check it."""
+    checked = check_bytes(data, limits)
+    if checked is None or _owners is None:
+        return None
+    read = _owners(data, A.RUNMETER_RUN_PROJECT, A.RUNMETER_RUN_ID)
+    if read is None:
+        return None
+    spans = []
+    for i, j, k, trace, run, claim, resource_claim in read:
+        claimed = claim or resource_claim
+        if project is not None and claimed and claimed != project:
+            return None
+        if trace is not None:
+            spans.append(((i, j, k), trace, run, project or claimed or ""))
+    checked.owners = spans
+    return checked
 
 
 def _span(

@@ -1126,6 +1126,207 @@ static PyObject *spans(PyObject *self, PyObject *args)
     return reasons;
 }
 
+/* --- owners: what ownership reads of each span, on the wire -----------------------------------
+ *
+ * owners(data, project_key, run_key) -> [(i, j, k, trace id hex | None, run id | None,
+ *                                         span's project | None, resource's project | None)] | None
+ *
+ * What collector/_ownership.Ownership.admit and _convert.check read of a parsed request to judge
+ * ownership, read from the bytes: per span its position (resource, scope, span index), its trace
+ * id in hex when it is 16 bytes (None otherwise), and the first value of each of the two keys in
+ * its attributes (the project also in its resource's) as text - a string as it is ("" as None),
+ * an int or a double as str() writes it, a bool as "True"/"False". None whenever the two readers
+ * could differ or the walk is not sure: a value of one of the keys that is an array, a key-value
+ * list, bytes or nothing, or a string past 65536 characters (check cuts there); protobuf then
+ * parses the request and Python reads it. tests/test_otlpscan.py holds it to the Python reading.
+ */
+
+#define CLAIM_MAX 65536
+
+typedef struct {
+    const char *project, *run;
+    Py_ssize_t project_len, run_len;
+    int odd; /* a value the two Python readers may read differently: ask protobuf */
+} owner_keys;
+
+/* The text of an AnyValue as ownership reads it: a new reference, Py_None for "", NULL with
+ * keys->odd set (no error) for a value it does not read, NULL with an error on failure. */
+static PyObject *owner_text(cursor c, owner_keys *keys)
+{
+    uint32_t number;
+    int wt;
+    uint64_t v;
+    cursor sub;
+    if (next_field(&c, &number, &wt) != 0) {
+        keys->odd = 1;
+        return NULL;
+    }
+    PyObject *value = NULL;
+    if (number == 1 && wt == WT_LEN && length_delimited(&c, &sub) == 0) {
+        if (sub.end == sub.p)
+            Py_RETURN_NONE;
+        value = text(sub, -1);
+        if (value != NULL && PyUnicode_GET_LENGTH(value) > CLAIM_MAX) {
+            Py_DECREF(value);
+            keys->odd = 1;
+            return NULL;
+        }
+        return value;
+    }
+    if (number == 2 && wt == WT_VARINT && varint(&c, &v) == 0)
+        return PyUnicode_FromString(v ? "True" : "False");
+    if (number == 3 && wt == WT_VARINT && varint(&c, &v) == 0)
+        value = PyLong_FromLongLong((long long)(int64_t)v);
+    else if (number == 4 && wt == WT_I64 && fixed64(&c, &v) == 0) {
+        double d;
+        memcpy(&d, &v, sizeof d);
+        value = PyFloat_FromDouble(d);
+    } else {
+        keys->odd = 1;
+        return NULL;
+    }
+    if (value == NULL)
+        return NULL;
+    PyObject *out = PyObject_Str(value);
+    Py_DECREF(value);
+    return out;
+}
+
+/* The first values of the two keys among the KeyValues of repeated field `field` of c, into
+ * *project and *run (new references, or left NULL when absent); -1 on failure or oddness. */
+static int owner_attributes(cursor c, uint32_t field, owner_keys *keys, PyObject **project, PyObject **run)
+{
+    uint32_t number, n;
+    int wt;
+    while (next_field(&c, &number, &wt) == 0) {
+        cursor kv, k = {c.p, c.p}, v = {c.p, c.p}, sub;
+        if (number != field || wt != WT_LEN) {
+            if (skip(&c, wt) < 0)
+                return -1;
+            continue;
+        }
+        if (length_delimited(&c, &kv) < 0)
+            return -1;
+        int has_value = 0;
+        while (next_field(&kv, &n, &wt) == 0) {
+            if (wt != WT_LEN || length_delimited(&kv, &sub) < 0)
+                return -1;
+            if (n == 1)
+                k = sub;
+            else if (n == 2)
+                v = sub, has_value = 1;
+        }
+        Py_ssize_t len = k.end - k.p;
+        PyObject **into = NULL;
+        if (len == keys->project_len && memcmp(k.p, keys->project, (size_t)len) == 0)
+            into = project;
+        else if (len == keys->run_len && memcmp(k.p, keys->run, (size_t)len) == 0)
+            into = run;
+        if (into == NULL || *into != NULL)
+            continue; /* another key, or one already read: the first of each counts */
+        if (!has_value) {
+            keys->odd = 1;
+            return -1;
+        }
+        if ((*into = owner_text(v, keys)) == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+static PyObject *owners(PyObject *self, PyObject *args)
+{
+    Py_buffer data;
+    owner_keys keys = {0};
+    scan_state st;
+    if (!PyArg_ParseTuple(args, "y*s#s#", &data, &keys.project, &keys.project_len, &keys.run, &keys.run_len))
+        return NULL;
+    memset(&st, 0, sizeof st);
+    cursor c = {(const uint8_t *)data.buf, (const uint8_t *)data.buf + data.len};
+    int r;
+    Py_BEGIN_ALLOW_THREADS
+    r = walk(&c, &REQUEST, 0, NULL, &st);
+    Py_END_ALLOW_THREADS
+    if (r < 0) {
+        PyBuffer_Release(&data);
+        Py_RETURN_NONE;
+    }
+    c.p = (const uint8_t *)data.buf;
+    PyObject *out = PyList_New(0), *resource_project = NULL;
+    uint32_t number;
+    int wt;
+    for (Py_ssize_t i = 0; out != NULL && next_field(&c, &number, &wt) == 0;) {
+        cursor rs;
+        if (number != 1 || wt != WT_LEN) {
+            if (skip(&c, wt) < 0)
+                goto fail;
+            continue;
+        }
+        if (length_delimited(&c, &rs) < 0)
+            goto fail;
+        PyObject *ignored = NULL;
+        Py_CLEAR(resource_project);
+        if (owner_attributes(one(rs, 1), 1, &keys, &resource_project, &ignored) < 0)
+            goto fail;
+        Py_CLEAR(ignored); /* a run id on a resource names no span's run */
+        cursor scopes = rs;
+        Py_ssize_t j = 0;
+        while (next_field(&scopes, &number, &wt) == 0) {
+            cursor ss;
+            if (number != 2 || wt != WT_LEN) {
+                if (skip(&scopes, wt) < 0)
+                    goto fail;
+                continue;
+            }
+            if (length_delimited(&scopes, &ss) < 0)
+                goto fail;
+            Py_ssize_t k = 0;
+            uint32_t m;
+            while (next_field(&ss, &m, &wt) == 0) {
+                cursor span;
+                if (m != 2 || wt != WT_LEN) {
+                    if (skip(&ss, wt) < 0)
+                        goto fail;
+                    continue;
+                }
+                if (length_delimited(&ss, &span) < 0)
+                    goto fail;
+                PyObject *project = NULL, *run = NULL, *trace = NULL;
+                cursor id = one(span, 1);
+                if (owner_attributes(span, 9, &keys, &project, &run) < 0
+                    || (id.end - id.p == 16 && (trace = hex(id, 16)) == NULL)) {
+                    Py_XDECREF(project);
+                    Py_XDECREF(run);
+                    goto fail;
+                }
+                PyObject *item = Py_BuildValue("(nnnNNNO)", i, j, k, trace ? trace : Py_NewRef(Py_None),
+                                               run ? run : Py_NewRef(Py_None), project ? project : Py_NewRef(Py_None),
+                                               resource_project ? resource_project : Py_None);
+                if (item == NULL || PyList_Append(out, item) < 0) {
+                    Py_XDECREF(item);
+                    goto fail;
+                }
+                Py_DECREF(item);
+                k++;
+            }
+            j++;
+        }
+        i++;
+    }
+    Py_XDECREF(resource_project);
+    PyBuffer_Release(&data);
+    return out;
+fail:
+    Py_XDECREF(resource_project);
+    Py_XDECREF(out);
+    PyBuffer_Release(&data);
+    if (keys.odd || !PyErr_Occurred()) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    return NULL;
+}
+
 /* --- Python ---------------------------------------------------------------------------------- */
 
 static PyObject *scan(PyObject *self, PyObject *args)
@@ -1170,6 +1371,9 @@ static PyMethodDef methods[] = {
     {"decode", decode, METH_VARARGS,
      "decode(data, oldest_ns, max_attributes, max_value_length, max_events, max_links, max_array_items, shard_index, "
      "shard_count) -> ([(resource attributes, schema url, [(scope name, version, schema url, [span])])], dropped) | None"},
+    {"owners", owners, METH_VARARGS,
+     "owners(data, project_key, run_key) -> [(resource, scope, span index, trace id hex, run id, project, resource's "
+     "project)] | None"},
     {"span_rules", span_rules, METH_VARARGS,
      "span_rules(ReadableSpan, SpanContext, kinds, unset, sampled, default_state, has_is_remote, is_remote)"},
     {"spans", spans, METH_VARARGS,

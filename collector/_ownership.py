@@ -25,12 +25,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from runmeter.conventions import attributes as A
 
-__all__ = ["Ownership", "Lookup"]
+__all__ = ["Lookup", "Ownership", "Span", "remove", "spans_of"]
 
 _log = logging.getLogger(__name__)
 
 # (trace ids in hex, run ids) -> (project by trace id, project by run id), as stored.
 Lookup = Callable[[list[str], list[str]], tuple[dict[str, str], dict[str, str]]]
+# What ownership reads of a span: its (resource, scope, span) position, trace id in hex, run id,
+# and the project it writes.
+Span = tuple[tuple[int, int, int], str, "str | None", str]
 
 
 def _string(kvs: Iterable[Any], key: str) -> str | None:
@@ -149,18 +152,16 @@ class Ownership:
         """Remove from ``req`` the spans ``project``'s token may not write; learn the owners of the
         rest. Returns how many spans were removed. Never raises: a store that cannot be asked
         leaves unknown traces to their first writer here."""
-        # (position, trace id, run id, project the span writes); position = (resource, scope, span) index
-        spans: list[tuple[tuple[int, int, int], str, str | None, str]] = []
-        for i, rs in enumerate(req.resource_spans):
-            resource_project = _string(rs.resource.attributes, A.RUNMETER_RUN_PROJECT)
-            for j, ss in enumerate(rs.scope_spans):
-                for k, s in enumerate(ss.spans):
-                    if len(s.trace_id) != 16:
-                        continue  # refused by the check already
-                    writes = project or _string(s.attributes, A.RUNMETER_RUN_PROJECT) or resource_project or ""
-                    spans.append(((i, j, k), s.trace_id.hex(), _string(s.attributes, A.RUNMETER_RUN_ID), writes))
+        foreign = self.decide(spans_of(req, project), project)
+        remove(req, foreign)
+        return len(foreign)
+
+    def decide(self, spans: list[Span], project: str | None) -> list[tuple[int, int, int]]:
+        """The positions of the spans ``project``'s token may not write, of these (as :meth:`admit`
+        reads them from a parsed request, or ``_convert.owners_bytes`` from its bytes); learns the
+        owners of the rest."""
         if not spans:
-            return 0
+            return []
         with self._lock:
             # A run id made by runmeter (<trace id>-<root span id>) names its trace too: that trace's
             # owner owns the run, whether or not a span ever carried the id.
@@ -187,6 +188,24 @@ class Ownership:
                     self._traces.put(t, writes)
                 if r and run_owner is None:
                     self._runs.put(r, writes)
-        for i, j, k in reversed(foreign):  # from the last, so the earlier positions stay right
-            del req.resource_spans[i].scope_spans[j].spans[k]
-        return len(foreign)
+        return foreign
+
+
+def spans_of(req: ExportTraceServiceRequest, project: str | None) -> list[Span]:
+    """What ownership reads of each span of a parsed request sent with ``project``'s token (or none)."""
+    spans: list[Span] = []
+    for i, rs in enumerate(req.resource_spans):
+        resource_project = _string(rs.resource.attributes, A.RUNMETER_RUN_PROJECT)
+        for j, ss in enumerate(rs.scope_spans):
+            for k, s in enumerate(ss.spans):
+                if len(s.trace_id) != 16:
+                    continue  # refused by the check already
+                writes = project or _string(s.attributes, A.RUNMETER_RUN_PROJECT) or resource_project or ""
+                spans.append(((i, j, k), s.trace_id.hex(), _string(s.attributes, A.RUNMETER_RUN_ID), writes))
+    return spans
+
+
+def remove(req: ExportTraceServiceRequest, positions: list[tuple[int, int, int]]) -> None:
+    """Delete the spans at these (resource, scope, span) positions, given in request order."""
+    for i, j, k in reversed(positions):  # from the last, so the earlier positions stay right
+        del req.resource_spans[i].scope_spans[j].spans[k]

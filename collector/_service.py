@@ -47,9 +47,9 @@ from opentelemetry.metrics import Counter, MeterProvider
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 
-from runmeter.collector._convert import Converted, Limits, check, check_bytes, parse_request
+from runmeter.collector._convert import Converted, Limits, check, check_bytes, owners_bytes, parse_request
 from runmeter.collector._options import CollectorSettings
-from runmeter.collector._ownership import Ownership
+from runmeter.collector._ownership import Ownership, remove
 from runmeter.collector._pipeline import Pipeline, decode, encode
 from runmeter.collector._wal import LogFull, WriteAheadLog
 from runmeter.collector._workers import WorkerPool, WorkerSpec, _Relay
@@ -201,14 +201,15 @@ class Collector:
     # --- intake (receiver threads) ----------------------------------------------------------
 
     def check_wire(self, data: bytes, project: str | None) -> Converted | None:
-        """The check of a protobuf request made on its bytes (:func:`check_bytes`), when nothing here
-        needs it parsed: worker processes read it from the log, and no token binds a project (the
-        project rule and ownership read the parsed spans). None: parse it (:func:`read_request`)
-        and pass it to :meth:`accept`."""
-        return check_bytes(data, self.limits) if self._takes_wire(project) else None
-
-    def _takes_wire(self, project: str | None) -> bool:
-        return self.pool is not None and not self.track_ownership and project is None
+        """The check of a protobuf request made on its bytes, when nothing here needs it parsed:
+        worker processes read it from the log (:func:`check_bytes`); with tokens, what ownership
+        reads of each span comes from the bytes too (:func:`owners_bytes`). None: parse it
+        (:func:`read_request`) and pass it to :meth:`accept`."""
+        if self.pool is None:
+            return None
+        if self.track_ownership:
+            return owners_bytes(data, project, self.limits)
+        return check_bytes(data, self.limits) if project is None else None
 
     def accept(
         self, req: ExportTraceServiceRequest | None, data: bytes | None, project: str | None, invalid_utf8: int = 0,
@@ -260,16 +261,25 @@ class Collector:
         self, req: ExportTraceServiceRequest | None, data: bytes | None, project: str | None, invalid_utf8: int,
         checked: Converted | None,
     ) -> tuple[Converted, Future[int] | None]:
-        if checked is None or not self._takes_wire(project):
-            if req is None:  # an answer on the bytes cannot stand here (ownership reads parsed spans)
+        if checked is None:
+            if req is None:
                 assert data is not None
                 req = parse_request(data)
             checked = check(req, project, self.limits)
         if invalid_utf8:
             checked.rejected += invalid_utf8
             checked.reasons["invalid_utf8"] += invalid_utf8
-        if self.track_ownership and checked.accepted and req is not None:
-            foreign = self.ownership.admit(req, project)
+        if self.track_ownership and checked.accepted:
+            if checked.owners is not None:  # read on the wire (check_wire)
+                at = self.ownership.decide(checked.owners, project)
+                if at:  # rare: the spans go from the parsed request, which is logged in place of the bytes
+                    assert data is not None
+                    req = parse_request(data)
+                    remove(req, at)
+                foreign = len(at)
+            else:
+                assert req is not None
+                foreign = self.ownership.admit(req, project)
             if foreign:  # removed from the request: what is logged is what was acknowledged
                 checked.accepted -= foreign
                 checked.rejected += foreign
