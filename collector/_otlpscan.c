@@ -1234,6 +1234,20 @@ static int owner_attributes(cursor c, uint32_t field, owner_keys *keys, PyObject
     return 0;
 }
 
+/* The next message of repeated field `number` of c into *out: 1, or 0 at the end, -1 when broken. */
+static int next_message(cursor *c, uint32_t number, cursor *out)
+{
+    uint32_t k;
+    int wt;
+    while (next_field(c, &k, &wt) == 0) {
+        if (k == number && wt == WT_LEN)
+            return length_delimited(c, out) < 0 ? -1 : 1;
+        if (skip(c, wt) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static PyObject *owners(PyObject *self, PyObject *args)
 {
     Py_buffer data;
@@ -1253,47 +1267,21 @@ static PyObject *owners(PyObject *self, PyObject *args)
     }
     c.p = (const uint8_t *)data.buf;
     PyObject *out = PyList_New(0), *resource_project = NULL;
-    uint32_t number;
-    int wt;
-    for (Py_ssize_t i = 0; out != NULL && next_field(&c, &number, &wt) == 0;) {
-        cursor rs;
-        if (number != 1 || wt != WT_LEN) {
-            if (skip(&c, wt) < 0)
-                goto fail;
-            continue;
-        }
-        if (length_delimited(&c, &rs) < 0)
-            goto fail;
+    cursor rs, ss, span;
+    int more;
+    for (Py_ssize_t i = 0; out != NULL && (more = next_message(&c, 1, &rs)) != 0; i++) {
         PyObject *ignored = NULL;
         Py_CLEAR(resource_project);
-        if (owner_attributes(one(rs, 1), 1, &keys, &resource_project, &ignored) < 0)
+        if (more < 0 || owner_attributes(one(rs, 1), 1, &keys, &resource_project, &ignored) < 0)
             goto fail;
         Py_CLEAR(ignored); /* a run id on a resource names no span's run */
-        cursor scopes = rs;
-        Py_ssize_t j = 0;
-        while (next_field(&scopes, &number, &wt) == 0) {
-            cursor ss;
-            if (number != 2 || wt != WT_LEN) {
-                if (skip(&scopes, wt) < 0)
-                    goto fail;
-                continue;
-            }
-            if (length_delimited(&scopes, &ss) < 0)
+        for (Py_ssize_t j = 0; (more = next_message(&rs, 2, &ss)) != 0; j++) {
+            if (more < 0)
                 goto fail;
-            Py_ssize_t k = 0;
-            uint32_t m;
-            while (next_field(&ss, &m, &wt) == 0) {
-                cursor span;
-                if (m != 2 || wt != WT_LEN) {
-                    if (skip(&ss, wt) < 0)
-                        goto fail;
-                    continue;
-                }
-                if (length_delimited(&ss, &span) < 0)
-                    goto fail;
+            for (Py_ssize_t k = 0; (more = next_message(&ss, 2, &span)) != 0; k++) {
                 PyObject *project = NULL, *run = NULL, *trace = NULL;
                 cursor id = one(span, 1);
-                if (owner_attributes(span, 9, &keys, &project, &run) < 0
+                if (more < 0 || owner_attributes(span, 9, &keys, &project, &run) < 0
                     || (id.end - id.p == 16 && (trace = hex(id, 16)) == NULL)) {
                     Py_XDECREF(project);
                     Py_XDECREF(run);
@@ -1307,11 +1295,8 @@ static PyObject *owners(PyObject *self, PyObject *args)
                     goto fail;
                 }
                 Py_DECREF(item);
-                k++;
             }
-            j++;
         }
-        i++;
     }
     Py_XDECREF(resource_project);
     PyBuffer_Release(&data);

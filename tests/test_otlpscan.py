@@ -418,8 +418,18 @@ def test_the_workers_read_requests_from_their_bytes_as_protobuf_and_convert_do()
     assert same_as_convert(oldest) == 1
 
 
+def _first_scope(data: bytes) -> tuple[list[Any], Resource, InstrumentationScope]:
+    """decode's items of the request's first scope, with its resource and scope as convert_bytes makes them."""
+    from runmeter.collector._otlpscan import decode
+
+    (groups, _), = [decode(data, 0, 128, 4096, 128, 128, 1024, 0, 1)]
+    resource_attributes, schema, scopes = groups[0]
+    name, version, scope_schema, items = scopes[0]
+    return items, Resource(resource_attributes, schema or None), InstrumentationScope(name, version or None, scope_schema or None)
+
+
 def test_common_spans_are_made_in_c_and_the_others_by_the_python_path() -> None:
-    from runmeter.collector._otlpscan import decode, spans
+    from runmeter.collector._otlpscan import spans
     from runmeter.collector._convert import _C_SPANS, _item_span
 
     assert _C_SPANS, "the SDK's span layout was not recognised: every span takes the Python path"
@@ -432,10 +442,7 @@ def test_common_spans_are_made_in_c_and_the_others_by_the_python_path() -> None:
         span(3, 6, "with an event", parent=1, state=None, events=[Event("e", {}, timestamp=NOW - 10**9 + 1)]),
         span(0, 7),
     ])
-    (groups, _), = [decode(data, 0, 128, 4096, 128, 128, 1024, 0, 1)]
-    resource_attributes, schema, scopes = groups[0]
-    resource, (name, version, scope_schema, items) = Resource(resource_attributes, schema or None), scopes[0]
-    scope = InstrumentationScope(name, version or None, scope_schema or None)
+    items, resource, scope = _first_scope(data)
     handed: list[Any] = []
 
     def python_path(item: Any) -> Any:
@@ -455,7 +462,7 @@ def test_common_spans_are_made_in_c_and_the_others_by_the_python_path() -> None:
 
 
 def test_spans_of_a_project_token_are_stamped_in_c_and_claims_are_judged_by_the_python_path() -> None:
-    from runmeter.collector._otlpscan import decode, spans
+    from runmeter.collector._otlpscan import spans
     from runmeter.collector._convert import _item_span
 
     data = request_bytes([
@@ -463,10 +470,7 @@ def test_spans_of_a_project_token_are_stamped_in_c_and_claims_are_judged_by_the_
         span(4, 2, "claims another", parent=1, state=None, attrs={"runmeter.run.project": "beta"}),
         span(4, 3, "claims its own", parent=1, state=None, attrs={"runmeter.run.project": "alpha", "k": 1}),
     ])
-    (groups, _), = [decode(data, 0, 128, 4096, 128, 128, 1024, 0, 1)]
-    resource_attributes, schema, scopes = groups[0]
-    resource, (name, version, scope_schema, items) = Resource(resource_attributes, schema or None), scopes[0]
-    scope = InstrumentationScope(name, version or None, scope_schema or None)
+    items, resource, scope = _first_scope(data)
     handed: list[str] = []
 
     def python_path(item: Any) -> Any:
