@@ -57,7 +57,8 @@ _STATUS: dict[int, StatusCode] = {
 
 _ZERO16, _ZERO8 = bytes(16), bytes(8)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_UNSET = Status(StatusCode.UNSET)  # most spans' status: one shared object (Status is never changed)
+# A status with no message, one shared object per code (a Status is never changed): most spans'.
+_STATUSES: dict[int, Status] = {code: Status(status_code) for code, status_code in _STATUS.items()}
 _HAS_IS_REMOTE = trace_pb2.SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 _IS_REMOTE = trace_pb2.SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 
@@ -460,7 +461,7 @@ def _readable(
     return readable_span(
         name, ctx, parent, resource, attributes, events, links,
         _KINDS.get(kind, SpanKind.INTERNAL),  # an unknown enum value reads as INTERNAL
-        _UNSET if not code and not message else Status(_STATUS.get(code, StatusCode.UNSET), message or None),
+        (None if message else _STATUSES.get(code)) or Status(_STATUS.get(code, StatusCode.UNSET), message or None),
         start, end, scope,
     )
 
@@ -564,6 +565,6 @@ if _C_SPANS:
     from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
     _span_rules(
-        ReadableSpan, SpanContext, tuple(_KINDS.get(k, SpanKind.INTERNAL) for k in range(6)), _UNSET, _SAMPLED,
+        ReadableSpan, SpanContext, tuple(_KINDS.get(k, SpanKind.INTERNAL) for k in range(6)), tuple(_STATUSES[c] for c in range(3)), _SAMPLED,
         DEFAULT_TRACE_STATE, _HAS_IS_REMOTE, _IS_REMOTE,
     )

@@ -950,23 +950,24 @@ static PyObject *decode(PyObject *self, PyObject *args)
 
 /* --- spans: decode's items as the SDK spans _convert makes of them ---------------------------
  *
- * span_rules(ReadableSpan, SpanContext, kinds, unset, sampled, default_state, has_is_remote, is_remote)
+ * span_rules(ReadableSpan, SpanContext, kinds, statuses, sampled, default_state, has_is_remote, is_remote)
  * spans(items, resource, scope, out, fallback, project, project_key) -> [reason, ...]
  *
  * What _convert.convert_bytes makes of one scope's items (decode's output), in C: each common
- * span - no trace state, no events or links, an unset status with no message - as the ReadableSpan
+ * span - no trace state, no events or links, a status with no message - as the ReadableSpan
  * _convert._readable builds (processor.readable_span's fields, the contexts processor.span_context
  * makes: remote, sampled, valid), appended to `out`; any other span is fallback(item)'s (the Python
  * path; a reason when it refuses it). With a project (not None: the sender's token is bound to
  * it, and the caller saw that the resource claims none), a span is stamped with it under
  * project_key, and a span that has that key at all is the Python path's (it may claim another
- * project). Returns the reasons of the spans refused, in order. `kinds`: the SpanKind of each OTLP kind 0..5 (any other reads as
- * kinds[1], INTERNAL). span_rules is given once, and only where processor.SDK_FIELDS_KNOWN says
+ * project). Returns the reasons of the spans refused, in order. `kinds`: the SpanKind of each OTLP
+ * kind 0..5 (any other reads as kinds[1], INTERNAL); `statuses`: the shared Status of each code
+ * 0..2 with no message. span_rules is given once, and only where processor.SDK_FIELDS_KNOWN says
  * the SDK's layout was probed. tests/test_otlpscan.py holds it to the Python path's spans.
  */
 
 static struct {
-    PyObject *span_type, *context_type, *kinds, *unset, *sampled, *default_state;
+    PyObject *span_type, *context_type, *kinds, *statuses, *sampled, *default_state;
     unsigned long long has_is_remote, is_remote;
     PyObject *k[13]; /* the span's field names, in the order readable_span sets them */
 } S;
@@ -978,20 +979,21 @@ static const char *SPAN_FIELD_NAMES[13] = {
 
 static PyObject *span_rules(PyObject *self, PyObject *args)
 {
-    PyObject *span_type, *context_type, *kinds, *unset, *sampled, *default_state;
+    PyObject *span_type, *context_type, *kinds, *statuses, *sampled, *default_state;
     unsigned long long has_is_remote, is_remote;
-    if (!PyArg_ParseTuple(args, "O!O!O!OOOKK", &PyType_Type, &span_type, &PyType_Type, &context_type, &PyTuple_Type, &kinds,
-                          &unset, &sampled, &default_state, &has_is_remote, &is_remote))
+    if (!PyArg_ParseTuple(args, "O!O!O!O!OOKK", &PyType_Type, &span_type, &PyType_Type, &context_type, &PyTuple_Type, &kinds,
+                          &PyTuple_Type, &statuses, &sampled, &default_state, &has_is_remote, &is_remote))
         return NULL;
-    if (PyTuple_GET_SIZE(kinds) != 6 || !PyType_IsSubtype((PyTypeObject *)context_type, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_ValueError, "span_rules: six kinds, and a SpanContext that is a tuple");
+    if (PyTuple_GET_SIZE(kinds) != 6 || PyTuple_GET_SIZE(statuses) != 3
+        || !PyType_IsSubtype((PyTypeObject *)context_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_ValueError, "span_rules: six kinds, three statuses, and a SpanContext that is a tuple");
         return NULL;
     }
     for (int i = 0; i < 13; i++)
         if (S.k[i] == NULL && (S.k[i] = PyUnicode_InternFromString(SPAN_FIELD_NAMES[i])) == NULL)
             return NULL;
-    PyObject **slots[] = {&S.span_type, &S.context_type, &S.kinds, &S.unset, &S.sampled, &S.default_state};
-    PyObject *given[] = {span_type, context_type, kinds, unset, sampled, default_state};
+    PyObject **slots[] = {&S.span_type, &S.context_type, &S.kinds, &S.statuses, &S.sampled, &S.default_state};
+    PyObject *given[] = {span_type, context_type, kinds, statuses, sampled, default_state};
     for (int i = 0; i < 6; i++) {
         Py_INCREF(given[i]);
         Py_XSETREF(*slots[i], given[i]);
@@ -1030,7 +1032,7 @@ static PyObject *common_span(PyObject *item, PyObject *resource, PyObject *scope
              *events = PyTuple_GET_ITEM(item, 10), *links = PyTuple_GET_ITEM(item, 11), *code = PyTuple_GET_ITEM(item, 12),
              *message = PyTuple_GET_ITEM(item, 13);
     if (!PyUnicode_CheckExact(state) || PyUnicode_GET_LENGTH(state) != 0 || !empty_list(events) || !empty_list(links)
-        || !PyLong_CheckExact(code) || PyLong_AsLong(code) != 0 || !PyUnicode_CheckExact(message)
+        || !PyLong_CheckExact(code) || (unsigned long)PyLong_AsLong(code) > 2 || !PyUnicode_CheckExact(message)
         || PyUnicode_GET_LENGTH(message) != 0 || !PyLong_CheckExact(kind) || !PyLong_CheckExact(flags)
         || !PyLong_CheckExact(parent_id)) {
         PyErr_Clear();
@@ -1071,7 +1073,7 @@ static PyObject *common_span(PyObject *item, PyObject *resource, PyObject *scope
         goto fail;
     PyObject *values[13] = {
         PyTuple_GET_ITEM(item, 4), ctx, span_kind, Py_None, scope, parent, PyTuple_GET_ITEM(item, 6),
-        PyTuple_GET_ITEM(item, 7), attributes, events, links, resource, S.unset,
+        PyTuple_GET_ITEM(item, 7), attributes, events, links, resource, PyTuple_GET_ITEM(S.statuses, PyLong_AsLong(code)),
     };
     for (int i = 0; i < 13; i++)
         if (PyDict_SetItem(fields, S.k[i], values[i]) < 0)
@@ -1360,7 +1362,7 @@ static PyMethodDef methods[] = {
      "owners(data, project_key, run_key) -> [(resource, scope, span index, trace id hex, run id, project, resource's "
      "project)] | None"},
     {"span_rules", span_rules, METH_VARARGS,
-     "span_rules(ReadableSpan, SpanContext, kinds, unset, sampled, default_state, has_is_remote, is_remote)"},
+     "span_rules(ReadableSpan, SpanContext, kinds, statuses, sampled, default_state, has_is_remote, is_remote)"},
     {"spans", spans, METH_VARARGS,
      "spans(items, resource, scope, out, fallback, project, project_key) -> [reason of each span refused]"},
     {NULL, NULL, 0, NULL},

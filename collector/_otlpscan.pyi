@@ -6,7 +6,7 @@ def decode(
     max_array_items: int, shard_index: int, shard_count: int, /,
 ) -> tuple[list[tuple[dict[str, Any], str, list[tuple[str, str, str, list[Any]]]]], int] | None: ...
 def span_rules(
-    span_type: type, context_type: type, kinds: tuple[Any, ...], unset: Any, sampled: Any, default_state: Any,
+    span_type: type, context_type: type, kinds: tuple[Any, ...], statuses: tuple[Any, ...], sampled: Any, default_state: Any,
     has_is_remote: int, is_remote: int, /,
 ) -> None: ...
 def spans(

@@ -437,6 +437,7 @@ def test_common_spans_are_made_in_c_and_the_others_by_the_python_path() -> None:
         span(3, 1, "invoke_agent bench", state=None),
         span(3, 2, parent=1, state=None, kind=SpanKind.CLIENT, attrs={"gen_ai.usage.input_tokens": 7}),
         span(3, 3, "ok", parent=1, state=None, status=Status(StatusCode.OK)),
+        span(3, 8, "failed", parent=1, state=None, status=Status(StatusCode.ERROR, "boom")),
         span(3, 4, "with a trace state", parent=1),
         span(3, 5, "remote child", parent=77, state=None, kind=SpanKind.PRODUCER),
         span(3, 6, "with an event", parent=1, state=None, events=[Event("e", {}, timestamp=NOW - 10**9 + 1)]),
@@ -452,13 +453,14 @@ def test_common_spans_are_made_in_c_and_the_others_by_the_python_path() -> None:
     made: list[ReadableSpan] = []
     reasons = spans(items, resource, scope, made, python_path, None, "runmeter.run.project")
     assert reasons == ["bad_trace_id"]  # span(0, 6): refused by decode, counted as before
-    # A status, a trace state or an event takes the Python path; the three plain spans are made in C.
-    assert [item[4] for item in handed] == ["ok", "with a trace state", "with an event"] and len(made) == 6
+    # A status message, a trace state or an event takes the Python path; the four plain spans are made in C.
+    assert [item[4] for item in handed] == ["failed", "with a trace state", "with an event"] and len(made) == 7
     expected = [_item_span(item, resource, scope, None) for item in items if not isinstance(item, str)]
     assert [_span_fields(s) for s in made] == [_span_fields(s) for s in expected]
     assert [(type(s), list(vars(s))) for s in made] == [(type(s), list(vars(s))) for s in expected]
-    assert [s.parent.is_remote if s.parent else None for s in made] == [None, True, True, True, True, True]
-    assert [s.kind for s in made][:2] == [SpanKind.INTERNAL, SpanKind.CLIENT] and made[4].kind is SpanKind.PRODUCER
+    assert [s.parent.is_remote if s.parent else None for s in made] == [None, True, True, True, True, True, True]
+    assert [s.kind for s in made][:2] == [SpanKind.INTERNAL, SpanKind.CLIENT] and made[5].kind is SpanKind.PRODUCER
+    assert [(s.status.status_code, s.status.description) for s in made[2:4]] == [(StatusCode.OK, None), (StatusCode.ERROR, "boom")]
 
 
 def test_spans_of_a_project_token_are_stamped_in_c_and_claims_are_judged_by_the_python_path() -> None:
