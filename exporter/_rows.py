@@ -175,17 +175,23 @@ _NO_EVENTS: tuple[list[Any], ...] = ([], [], [])
 _NO_LINKS: tuple[list[Any], ...] = ([], [], [], [])
 
 
+def _status_message(description: Any) -> str:
+    """A status message as the column holds it: text, with key-shaped strings removed (a
+    provider's error may quote the request's key back)."""
+    return redact(text(description or ""))
+
+
 if _c_row_rules is not None:  # the rules the C rows share with these
     _c_row_rules(
         text, stringify, _resource, tuple(_KINDS.items()), tuple(_STATUS.items()), _NO_EVENTS, _NO_LINKS, SpanContext,
-        DEFAULT_TRACE_STATE,
+        DEFAULT_TRACE_STATE, _status_message,
     )
 
 
 def trace_row(span: ReadableSpan) -> list[Any]:
-    """The span's ``otel_traces`` row. The common span (no events, links, trace state or status
-    message; an SDK ``ReadableSpan``, as the collector's and runmeter's copies are) is read in C
-    when the extension is built (``_speedups.c``), with the same result; any other here."""
+    """The span's ``otel_traces`` row. The common span (no events or links; an SDK ``ReadableSpan``,
+    as the collector's and runmeter's copies are) is read in C when the extension is built
+    (``_speedups.c``), with the same result; any other here."""
     if _c_trace_row is not None:
         fields = span_fields(span)
         if fields is not None:
@@ -237,7 +243,7 @@ def _trace_row(span: ReadableSpan) -> list[Any]:
         attr_map(attributes_of(span)),
         max(0, end - start),
         _STATUS.get(span.status.status_code, "Unset"),
-        redact(text(span.status.description or "")),
+        _status_message(span.status.description),
         *ev,
         *lk,
     ]

@@ -15,10 +15,11 @@
  *
  * exporter/_rows.py's trace_row of an SDK span given by its fields (its __dict__, where
  * runmeter.processor.span_fields says they can be read), after row_rules(...) gave the rules it
- * shares with the Python path. Only the common span: no events, no links, no trace state, no
- * status message, times DateTime64(9) holds, ids of their sizes; None for any other span (and
- * for anything not shaped as expected), which the Python path then builds - or refuses, with
- * its reasons. Non-ASCII names go through text(), the resource through _resource().
+ * shares with the Python path. Only the common span: no events, no links, times DateTime64(9)
+ * holds, ids of their sizes; None for any other span (and for anything not shaped as expected),
+ * which the Python path then builds - or refuses, with its reasons. Non-ASCII names go through
+ * text(), the resource through _resource(), a status message through _rows' own redaction, a
+ * trace state through its to_header().
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -135,26 +136,27 @@ static PyObject *attr_map(PyObject *self, PyObject *const *args, Py_ssize_t narg
 /* What row_rules() was given (owned references), or NULL before it was called. */
 static struct {
     PyObject *text, *stringify, *resource;        /* _rows.text, _rows.stringify, _rows._resource */
+    PyObject *status_text;                        /* _rows._status_message */
     PyObject *kinds, *statuses;                   /* ((member, name), ...): SpanKind, StatusCode */
     PyObject *no_events, *no_links;               /* the shared empty columns, 3 and 4 lists */
     PyObject *context_type, *default_state;       /* SpanContext, DEFAULT_TRACE_STATE */
     /* made at import: */
-    PyObject *empty, *unspecified, *unset, *sixty_four;
+    PyObject *empty, *unspecified, *unset, *sixty_four, *to_header;
     PyObject *k_name, *k_context, *k_parent, *k_start, *k_end, *k_resource, *k_scope, *k_events, *k_links, *k_attributes,
         *k_kind, *k_status, *k_inner, *k_status_code, *k_description, *k_name_public, *k_version;
 } R;
 
 static PyObject *row_rules(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 9 || !PyTuple_CheckExact(args[3]) || !PyTuple_CheckExact(args[4]) || !PyTuple_CheckExact(args[5])
+    if (nargs != 10 || !PyTuple_CheckExact(args[3]) || !PyTuple_CheckExact(args[4]) || !PyTuple_CheckExact(args[5])
         || PyTuple_GET_SIZE(args[5]) != 3 || !PyTuple_CheckExact(args[6]) || PyTuple_GET_SIZE(args[6]) != 4
         || !PyType_Check(args[7])) {
         PyErr_SetString(PyExc_TypeError, "row_rules(text, stringify, resource, kinds, statuses, no_events, no_links, "
-                                         "SpanContext, DEFAULT_TRACE_STATE)");
+                                         "SpanContext, DEFAULT_TRACE_STATE, status_text)");
         return NULL;
     }
     PyObject **slots[] = {&R.text, &R.stringify, &R.resource, &R.kinds, &R.statuses, &R.no_events, &R.no_links,
-                          &R.context_type, &R.default_state};
+                          &R.context_type, &R.default_state, &R.status_text};
     for (Py_ssize_t i = 0; i < nargs; i++) {
         Py_INCREF(args[i]);
         Py_XSETREF(*slots[i], args[i]);
@@ -284,8 +286,12 @@ static PyObject *row_of(PyObject *name, PyObject *ctx, PyObject *parent, PyObjec
         goto fallback;
     code = PyObject_GetAttr(status, R.k_status_code);
     message = code ? PyObject_GetAttr(status, R.k_description) : NULL;
-    if (message == NULL || !(message == Py_None || (PyUnicode_CheckExact(message) && PyUnicode_GET_LENGTH(message) == 0)))
-        goto fallback; /* a status message is redacted in Python */
+    if (message == NULL || !(message == Py_None || PyUnicode_CheckExact(message)))
+        goto fallback;
+    if (message == Py_None || PyUnicode_GET_LENGTH(message) == 0)
+        items[14] = Py_NewRef(R.empty);
+    else if ((items[14] = PyObject_CallOneArg(R.status_text, message)) == NULL)
+        goto fail; /* redacted as the Python path redacts it */
     named_status = named(R.statuses, code, R.unset);
     if (scope != Py_None) {
         scope_name = PyObject_GetAttr(scope, R.k_name_public);
@@ -298,16 +304,21 @@ static PyObject *row_of(PyObject *name, PyObject *ctx, PyObject *parent, PyObjec
         if (Py_TYPE(ctx) != (PyTypeObject *)R.context_type || PyTuple_GET_SIZE(ctx) < 5)
             goto fallback;
         PyObject *state = PyTuple_GET_ITEM(ctx, 4);
-        if (state != R.default_state && state != Py_None) {
-            int truth = PyObject_IsTrue(state);
-            if (truth != 0) /* a trace state to write (or a question): the Python path */
-                goto fallback;
-        }
+        int truth = state == R.default_state || state == Py_None ? 0 : PyObject_IsTrue(state);
+        if (truth < 0)
+            goto fallback;
+        if (truth == 0)
+            items[4] = Py_NewRef(R.empty);
+        else if ((items[4] = PyObject_CallMethodNoArgs(state, R.to_header)) == NULL)
+            goto fail;
+        else if (!PyUnicode_CheckExact(items[4]))
+            goto fallback;
         if (!(items[1] = hex_id(PyTuple_GET_ITEM(ctx, 0), 32)) || !(items[2] = hex_id(PyTuple_GET_ITEM(ctx, 1), 16)))
             goto fallback;
     } else {
         items[1] = Py_NewRef(R.empty);
         items[2] = Py_NewRef(R.empty);
+        items[4] = Py_NewRef(R.empty);
     }
     if (parent != Py_None) {
         if (Py_TYPE(parent) != (PyTypeObject *)R.context_type || PyTuple_GET_SIZE(parent) < 5
@@ -327,7 +338,6 @@ static PyObject *row_of(PyObject *name, PyObject *ctx, PyObject *parent, PyObjec
     items[8] = Py_NewRef(PyTuple_GET_ITEM(described, 0));
     Py_DECREF(described);
     items[0] = start == Py_None ? PyLong_FromLong(0) : Py_NewRef(start);
-    items[4] = Py_NewRef(R.empty);
     if (!items[0] || !(items[5] = column_text(name)))
         goto fail;
     items[6] = Py_NewRef(named(R.kinds, kind, R.unspecified));
@@ -345,7 +355,6 @@ static PyObject *row_of(PyObject *name, PyObject *ctx, PyObject *parent, PyObjec
     if (!(items[11] = build_map(attrs, R.text, R.stringify)) || !(items[12] = PyLong_FromLongLong(end_ns > start_ns ? end_ns - start_ns : 0)))
         goto fail;
     items[13] = Py_NewRef(named_status);
-    items[14] = Py_NewRef(R.empty);
     for (int i = 0; i < 3; i++)
         items[15 + i] = Py_NewRef(PyTuple_GET_ITEM(R.no_events, i));
     for (int i = 0; i < 4; i++)
@@ -402,7 +411,7 @@ static PyMethodDef METHODS[] = {
     {"attr_map", (PyCFunction)(void (*)(void))attr_map, METH_FASTCALL,
      "attr_map(attrs, text, stringify) -> the attributes as the Map(String, String) column holds them"},
     {"row_rules", (PyCFunction)(void (*)(void))row_rules, METH_FASTCALL,
-     "row_rules(text, stringify, resource, kinds, statuses, no_events, no_links, SpanContext, DEFAULT_TRACE_STATE)"},
+     "row_rules(text, stringify, resource, kinds, statuses, no_events, no_links, SpanContext, DEFAULT_TRACE_STATE, status_text)"},
     {"trace_row", trace_row, METH_O, "trace_row(fields) -> the otel_traces row of a plain span's fields, or None"},
     {NULL, NULL, 0, NULL},
 };
@@ -419,7 +428,7 @@ PyMODINIT_FUNC PyInit__speedups(void)
         PyObject **slot;
         const char *text;
     } strings[] = {
-        {&R.empty, ""}, {&R.unspecified, "Unspecified"}, {&R.unset, "Unset"},
+        {&R.empty, ""}, {&R.unspecified, "Unspecified"}, {&R.unset, "Unset"}, {&R.to_header, "to_header"},
         {&R.k_name, "_name"}, {&R.k_context, "_context"}, {&R.k_parent, "_parent"}, {&R.k_start, "_start_time"},
         {&R.k_end, "_end_time"}, {&R.k_resource, "_resource"}, {&R.k_scope, "_instrumentation_scope"},
         {&R.k_events, "_events"}, {&R.k_links, "_links"}, {&R.k_attributes, "_attributes"}, {&R.k_kind, "_kind"},

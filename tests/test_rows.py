@@ -179,16 +179,21 @@ def test_a_plain_span_is_read_in_c_into_the_row_worked_out_by_hand() -> None:
 def test_what_c_leaves_to_python_is_built_there_and_what_python_refuses_is_refused() -> None:
     events = [Event("retry", {"attempt": 2}, timestamp=1_700_000_000_100_000_000)]
     links = [Link(SpanContext(5, 6, True), {"k": "v"})]
-    state = SpanContext(7, 8, False, TraceFlags(1), TraceState([("vendor", "x")]))
-    for left in (
-        _span(events=events), _span(links=links), _span(context=state), _span(status=Status(StatusCode.ERROR, "key sk-abc123")),
-    ):
+    for left in (_span(events=events), _span(links=links)):
         assert same_row(left) is None  # built in Python: the same row as before
-    assert trace_row(_span(context=state))[4] == "vendor=x"
     for refused in (_span(start_time=MAX_NS + 1), _span(end_time=MAX_NS + 5)):
         assert same_row(refused) is None
         with pytest.raises(Unstorable):
             trace_row(refused)
+
+
+def test_a_trace_state_and_a_status_message_are_written_in_c_as_python_writes_them() -> None:
+    state = SpanContext(7, 8, False, TraceFlags(1), TraceState([("vendor", "x"), ("other", "y")]))
+    leaked = "Incorrect API key provided: sk-proj-abcdefghijklmnopqrstuvwxyz123456"
+    row = same_row(_span(context=state, status=Status(StatusCode.ERROR, leaked)))
+    assert row is not None, "C left the span to Python"
+    assert row[4] == "vendor=x,other=y"  # the W3C tracestate header, in order
+    assert row[13] == "Error" and row[14] == "Incorrect API key provided: [REDACTED]"  # never the key
 
 
 def test_unusual_but_storable_spans_are_read_in_c_the_python_way() -> None:
@@ -217,13 +222,17 @@ _ids = st.integers(min_value=1, max_value=2**64 - 1)
     message=st.one_of(st.none(), st.just(""), st.text(max_size=8)), start=_times, end=_times,
     scope=st.one_of(st.none(), st.tuples(st.text(max_size=8), st.one_of(st.none(), st.text(max_size=4)))),
     attributes=st.dictionaries(_keys, _values, max_size=6), events=st.booleans(),
+    state=st.one_of(st.none(), st.lists(st.tuples(st.sampled_from(["a", "vendor", "k@t"]), st.sampled_from(["1", "x y"])),
+                                        max_size=3, unique_by=lambda kv: kv[0]).map(TraceState)),
 )
 def test_any_span_gives_the_python_row(
     name: str, trace_id: int, span_id: int, parent: int | None, kind: SpanKind, code: StatusCode, message: str | None,
     start: int | None, end: int | None, scope: tuple[str, str | None] | None, attributes: dict[str, Any], events: bool,
+    state: TraceState | None,
 ) -> None:
     same_row(ReadableSpan(
-        name=name, context=SpanContext(trace_id, span_id, False), parent=SpanContext(trace_id, parent, False) if parent else None,
+        name=name, context=SpanContext(trace_id, span_id, False, TraceFlags(1), state),
+        parent=SpanContext(trace_id, parent, False) if parent else None,
         resource=RESOURCE, attributes=attributes, kind=kind, status=Status(code, message if code is StatusCode.ERROR else None),
         start_time=start, end_time=end, instrumentation_scope=InstrumentationScope(*scope) if scope else None,
         events=[Event("e", {}, timestamp=1)] if events else (),
