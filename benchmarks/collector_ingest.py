@@ -369,6 +369,9 @@ def main() -> None:
         print(f"collector acknowledged         {bound['acked']:12,.0f} spans/s   {bound['acked'] / parsing:6.1%} of the parsing floor, "
               f"{bound['acked'] / results[most]['acked']:.2f}x the same without the token")
         print(f"collector end-to-end into chDB {bound['e2e']:12,.0f} spans/s   {bound['e2e'] / results[most]['e2e']:.2f}x the same without the token")
+        print(f"collector CPU per span         {bound['cpu_us']:12.1f} us      of which the collector's Python "
+              f"{bound.get('collector python', 0.0):.1f} (check and ownership read on the wire, store lookups; "
+              f"{results[most].get('collector python', 0.0):.1f} without the token)")
         print(f"stored: {bound['stored']} of {bound['expected_stored']} acknowledged spans "
               f"({'none missing' if bound['stored'] == bound['expected_stored'] else 'MISSING'}); runs: {bound['whole']} whole of "
               f"{bound['runs_expected']}, {'correct' if bound['ok'] else 'WRONG'}")
