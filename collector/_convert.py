@@ -30,6 +30,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from runmeter.collector._ownership import Span as OwnedSpan
 from runmeter.conventions import attributes as A
 from runmeter.exporter import MAX_NS
 from runmeter.processor import SDK_FIELDS_KNOWN, readable_span, span_context
@@ -96,9 +97,8 @@ class Converted:
     rejected: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     dropped_attributes: int = 0
-    # What ownership reads of each span, when the check was made on the bytes (owners_bytes):
-    # ((resource, scope, span index), trace id hex, run id, project the span writes).
-    owners: list[tuple[tuple[int, int, int], str, str | None, str]] | None = None
+    # What ownership reads of each span, when the check was made on the bytes (owners_bytes).
+    owners: list[OwnedSpan] | None = None
 
     @property
     def error_message(self) -> str:
@@ -399,7 +399,7 @@ def owners_bytes(data: bytes, project: str | None, limits: Limits | None = None)
     read = _owners(data, A.RUNMETER_RUN_PROJECT, A.RUNMETER_RUN_ID)
     if read is None:
         return None
-    spans = []
+    spans: list[OwnedSpan] = []
     for i, j, k, trace, run, claim, resource_claim in read:
         claimed = claim or resource_claim
         if project is not None and claimed and claimed != project:
