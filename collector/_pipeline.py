@@ -91,7 +91,7 @@ class Pipeline:
         self.tracker = Tracker(self.exporter, wal, written, give_way=give_way, duplicate=duplicate)
         self.processor = RunProcessor(
             self.tracker, sink=self.exporter.run_sink, prices=prices, limits=run_limits, mode="remote",
-            meter_provider=meter_provider, clock=self.arrival_clock, metric_labels=metric_labels or [],
+            meter_provider=meter_provider, clock=self.arrival_clock, metric_labels=metric_labels or [], owns_spans=True,
         )
 
     def arrival_clock(self) -> float:

@@ -5,7 +5,8 @@
 - :class:`ConfigError` and the TOML reader that names the file, line and key of a mistake;
 - :func:`load_settings`: the settings, from the loader the facade registers;
 - :func:`redact`: key-shaped strings out of free text before it is stored;
-- :func:`renew_locks_after_fork`: locks a forked child gets back unlocked.
+- :func:`renew_locks_after_fork`: locks a forked child gets back unlocked;
+- :func:`quick_init`: a frozen dataclass whose instances cost half as much to make (the hot path's).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from runmeter.core._cache import IdentityCache
 from runmeter.core._configfile import CONFIG_FILENAME, ConfigError, line_of, read_toml, validation_error
 from runmeter.core._fork import renew_locks_after_fork
+from runmeter.core._frozen import quick_init
 from runmeter.core._redact import REDACTED, redact
 from runmeter.core._selfcheck import bad_value, bad_value_counts, internal_error, internal_error_counts, report_config_error, warn_once
 from runmeter.core._settings import VERSION, load_settings, register_settings_loader
@@ -28,6 +30,7 @@ __all__ = [
     "internal_error",
     "internal_error_counts",
     "line_of",
+    "quick_init",
     "load_settings",
     "read_toml",
     "renew_locks_after_fork",

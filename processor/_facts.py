@@ -301,7 +301,7 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
         if cost is not None and cost.total is not None:
             facts.cost = cost.total
             facts.cost_source = cost.source
-            added.update(cost.attributes())
+            cost.write_attributes(added)
             if facts.provider is None and cost.provider_id:
                 # A span that names no provider (Langfuse, MLflow, Strands Agents): the one whose
                 # price list has the model, so spend by provider has it.

@@ -8,10 +8,11 @@ signals.
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass
 
 from runmeter.conventions.attributes import RunmeterLoopKindValues as Kind
+from runmeter.core import quick_init
 
 __all__ = ["LoopDetector", "LoopSignal"]
 
@@ -24,6 +25,7 @@ _HISTORY = 64
 _PERIODS = tuple(range(2, _MAX_PERIOD + 1))
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class LoopSignal:
     kind: str  # a RunmeterLoopKindValues value
@@ -38,9 +40,10 @@ class LoopDetector:
         if threshold < 2:
             raise ValueError("loop threshold must be at least 2")
         self.threshold = threshold
-        self.tool_calls: Counter[str] = Counter()
-        self.resources: Counter[str] = Counter()
-        self.llm_inputs: Counter[str] = Counter()
+        # Counts by key (plain dicts: a Counter costs several times as much to make, once per run).
+        self.tool_calls: dict[str, int] = {}
+        self.resources: dict[str, int] = {}
+        self.llm_inputs: dict[str, int] = {}
         self.cycles: dict[str, int] = {}
         self._sequence: deque[str] = deque(maxlen=_HISTORY)
         self._fired: set[tuple[str, str]] = set()
@@ -49,11 +52,11 @@ class LoopDetector:
         fired: list[LoopSignal] = []
         if args_hash is not None:
             key = f"{name}#{args_hash}"
-            self.tool_calls[key] += 1
-            self._fire(_IDENTICAL_TOOL_CALL, key, self.tool_calls[key], fired)
+            n = self.tool_calls[key] = self.tool_calls.get(key, 0) + 1
+            self._fire(_IDENTICAL_TOOL_CALL, key, n, fired)
         if resource is not None:
-            self.resources[resource] += 1
-            self._fire(_REPEATED_CONTEXT_READ, resource, self.resources[resource], fired)
+            n = self.resources[resource] = self.resources.get(resource, 0) + 1
+            self._fire(_REPEATED_CONTEXT_READ, resource, n, fired)
         self._sequence.append(name)
         cycle = self._cycle()
         if cycle is not None:
@@ -66,8 +69,8 @@ class LoopDetector:
     def observe_llm(self, input_hash: str | None) -> list[LoopSignal]:
         fired: list[LoopSignal] = []
         if input_hash is not None:
-            self.llm_inputs[input_hash] += 1
-            self._fire(_IDENTICAL_LLM_INPUT, input_hash, self.llm_inputs[input_hash], fired)
+            n = self.llm_inputs[input_hash] = self.llm_inputs.get(input_hash, 0) + 1
+            self._fire(_IDENTICAL_LLM_INPUT, input_hash, n, fired)
         return fired
 
     def repeats_of_tool(self, name: str, args_hash: str | None) -> int:
@@ -80,6 +83,8 @@ class LoopDetector:
     def signals(self) -> list[LoopSignal]:
         """Every signal at or over the threshold, with its final count, in a stable order."""
         t = self.threshold
+        if not (self.tool_calls or self.resources or self.llm_inputs or self.cycles):
+            return []  # nothing counted (most runs read no hashes twice): no lists to make
         out = [LoopSignal(_IDENTICAL_TOOL_CALL, k, n) for k, n in self.tool_calls.items() if n >= t]
         out += [LoopSignal(_REPEATED_CONTEXT_READ, k, n) for k, n in self.resources.items() if n >= t]
         out += [LoopSignal(_IDENTICAL_LLM_INPUT, k, n) for k, n in self.llm_inputs.items() if n >= t]

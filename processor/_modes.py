@@ -30,7 +30,7 @@ from runmeter.processor._facts import KIND_LLM, KIND_TOOL, SpanFacts, mark_dupli
 from runmeter.processor._ledger import RunLedger
 from runmeter.processor._live import INSTRUMENTATION_SCOPE, LiveRun, current_run
 from runmeter.processor._loops import LoopSignal
-from runmeter.processor._sdk import attributes_of, copy_with, stamp
+from runmeter.processor._sdk import add_in_place, attributes_of, copy_with, stamp
 
 if TYPE_CHECKING:
     from runmeter.processor._processor import RunProcessor
@@ -70,8 +70,11 @@ class Trace:
     plain: bool = True  # no GenAI span (LLM call, tool call, agent, run root) seen in it yet
 
 
-def copy_adding(span: ReadableSpan, added: dict[str, Any]) -> ReadableSpan:
-    """The span with ``added`` attributes (an ended span cannot be changed); a None value removes one."""
+def copy_adding(span: ReadableSpan, added: dict[str, Any], owned: bool = False) -> ReadableSpan:
+    """The span with ``added`` attributes (an ended span cannot be changed); a None value removes one.
+    ``owned``: nobody else holds the span (the collector made it), so they are added to it in place."""
+    if owned and add_in_place(span, added):
+        return span
     attrs = {**attributes_of(span), **added}
     if None in added.values():
         attrs = {k: v for k, v in attrs.items() if v is not None}
@@ -316,8 +319,9 @@ class LocalMode:
 class RemoteMode:
     name = "remote"
 
-    def __init__(self, core: RunProcessor) -> None:
+    def __init__(self, core: RunProcessor, owned: bool = False) -> None:
         self.core = core
+        self.owned = owned  # the spans are the processor's to change (see RunProcessor's owns_spans)
         self._written: OrderedDict[int, None] = OrderedDict()  # traces assembled whole, newest last
 
     def start(self, span: Span, parent_context: Context | None) -> None:
@@ -381,7 +385,7 @@ class RemoteMode:
                         added[A.RUNMETER_RUN_IMPLICIT] = True
                 if sid in duplicates and facts is not None:
                     mark_duplicate(facts, added)  # an inferred tool call too: every acknowledged span is stored
-                out = copy_adding(span, added) if added else span
+                out = copy_adding(span, added, self.owned) if added else span
                 if facts is not None:  # the exporter reads them instead of reading the span again
                     facts.run_id = added.get(A.RUNMETER_RUN_ID, facts.run_id)
                     remember(out, facts)

@@ -112,7 +112,11 @@ class RunProcessor(SpanProcessor):
         background: bool = True,
         clock: Callable[[], float] = time.monotonic,
         metric_labels: Collection[str] = ("owner", "project", "name"),
+        owns_spans: bool = False,
     ) -> None:
+        """``owns_spans`` (remote mode): no one else holds the spans given to ``on_end`` (the
+        collector made them from OTLP), so runmeter's attributes are added to them in place rather
+        than to a copy of each."""
         if mode not in ("local", "remote"):
             raise ValueError(f"mode must be 'local' or 'remote', not {mode!r}")
         self._downstream: tuple[SpanProcessor, ...] = tuple(downstream)
@@ -133,7 +137,7 @@ class RunProcessor(SpanProcessor):
         # Remote: open traces with no GenAI span yet, oldest first - evicted before any run is cut
         # (a collector also fed a service's other traces holds them too, and most never have one).
         self._plain: OrderedDict[int, None] = OrderedDict()
-        self._modes: LocalMode | RemoteMode = LocalMode(self) if mode == "local" else RemoteMode(self)
+        self._modes: LocalMode | RemoteMode = LocalMode(self) if mode == "local" else RemoteMode(self, owns_spans)
         self._shutdown = False
         self._metrics = ProcessorMetrics(meter_provider, self._open_count, self._oldest_age, metric_labels)
         self._stop = threading.Event()
@@ -235,7 +239,7 @@ class RunProcessor(SpanProcessor):
                 if not facts.run_id and A.RUNMETER_RUN_ID not in added:
                     added[A.RUNMETER_RUN_ID] = tombstone
                 mode.cut(facts)
-                return copy_adding(span, added) if added else span
+                return copy_adding(span, added, isinstance(mode, RemoteMode) and mode.owned) if added else span
             trace = self._trace(facts.trace_id)
             if trace.plain and (facts.kind != KIND_OTHER or facts.explicit_root or facts.run_id):
                 trace.plain = False

@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
+from runmeter.core import quick_init
 from runmeter.processor._budget import Breach, Budget
 from runmeter.processor._loops import LoopSignal
 
 __all__ = ["InMemoryRunSink", "OutcomeEvent", "RunRecord", "RunSink", "Tokens"]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Tokens:
     """Token totals by kind (OpenTelemetry GenAI semantics: input includes cache, output includes reasoning)."""
@@ -41,6 +43,7 @@ class Tokens:
         return self.input + self.output
 
 
+@quick_init
 @dataclass(frozen=True)
 class RunRecord:
     """One run: who, what, how it ended, and what it cost (sub-runs included)."""

@@ -34,7 +34,7 @@ from genai_prices import types as gp_types
 from genai_prices.units import _get_registry
 
 from runmeter.conventions import attributes as A
-from runmeter.core import IdentityCache, renew_locks_after_fork
+from runmeter.core import IdentityCache, quick_init, renew_locks_after_fork
 from runmeter.conventions import genai as G
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ def provider_for_base_url(url: str) -> str | None:
         return None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class TokenUsage:
     """Tokens of one call, in OpenTelemetry GenAI semantics.
@@ -212,6 +213,7 @@ MAX_TOKENS = 10**15
 _TOKEN_NAMES = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens", "web_searches", "file_searches")
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Cost:
     """The price of one call, or why there is none."""

@@ -94,3 +94,61 @@ def test_spans_made_for_the_collector_equal_the_sdk_constructors() -> None:
     assert made.__dict__ == want.__dict__
     assert (made.name, made.context, made.parent, dict(made.attributes or {}), made.kind, made.status.description, made.end_time) == (
         want.name, want.context, want.parent, dict(want.attributes or {}), want.kind, want.status.description, want.end_time)
+
+
+def test_a_processor_that_owns_its_spans_adds_to_them_what_it_adds_to_copies() -> None:
+    """The collector's spans are its own (made from OTLP, held by nobody else): ``owns_spans``
+    adds runmeter's attributes to them in place, removals included (a duplicate call gives up its
+    cost), with the attributes a copy gets; without it the spans given stay as they were."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    from runmeter.processor import InMemoryRunSink, RunLimits, RunProcessor
+
+    def spans() -> list[ReadableSpan]:
+        def span(sid: int, parent: int | None, name: str, attrs: dict[str, object]) -> ReadableSpan:
+            return ReadableSpan(
+                name=name, context=SpanContext(7, sid, True, TraceFlags(1)),
+                parent=SpanContext(7, parent, True, TraceFlags(1)) if parent else None,
+                resource=Resource({"service.name": "s"}), attributes=attrs, start_time=sid * 10, end_time=sid * 10 + 100 - sid,
+            )
+        chat = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 100}
+        return [
+            span(1, None, "invoke_agent a", {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "a"}),
+            span(2, 1, "chat gpt-4o-mini", dict(chat)),
+            # The same call seen again under it (a framework's span and the client's): priced here, then
+            # found a duplicate at assembly, so its cost attributes are removed.
+            span(3, 2, "openai.chat", dict(chat, **{"runmeter.cost.usd": 0.00021, "runmeter.cost.source": "genai-prices"})),
+        ]
+
+    def forward(owns: bool) -> tuple[list[ReadableSpan], list[ReadableSpan]]:
+        given, got = spans(), []
+
+        class Keep:
+            def on_start(self, span: object, parent_context: object = None) -> None: ...
+            def on_end(self, span: ReadableSpan) -> None: got.append(span)
+            def shutdown(self) -> None: ...
+            def force_flush(self, timeout_millis: int = 30000) -> bool: return True
+
+        proc = RunProcessor(Keep(), sink=InMemoryRunSink(), mode="remote", background=False, limits=RunLimits(quiet_s=0.1),
+                            owns_spans=owns)
+        for s in given:
+            proc.on_end(s)
+        proc.sweep(final=True)
+        return given, got
+
+    given, copies = forward(owns=False)
+    owned, in_place = forward(owns=True)
+    assert [dict(s.attributes or {}) for s in given] == [dict(s.attributes or {}) for s in spans()]  # untouched
+    assert all(a is not b for a, b in zip(given, copies))
+    assert all(a is b for a, b in zip(owned, in_place))
+    assert [dict(s.attributes or {}) for s in in_place] == [dict(s.attributes or {}) for s in copies]
+    run_id = in_place[0].attributes["runmeter.run.id"]  # type: ignore[index]
+    assert all(s.attributes["runmeter.run.id"] == run_id for s in in_place)  # type: ignore[index]
+    counted, duplicate = in_place[1].attributes or {}, in_place[2].attributes or {}
+    # gpt-4o-mini: 1,000 input tokens x $0.15/M + 100 output x $0.60/M
+    assert counted["runmeter.cost.usd"] == 0.00021 and "runmeter.cost.duplicate" not in counted
+    assert duplicate["runmeter.cost.duplicate"] is True
+    assert "runmeter.cost.usd" not in duplicate and "runmeter.cost.source" not in duplicate
