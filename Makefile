@@ -136,6 +136,7 @@ bench: $(BENCH)/.installed-stamp $(FW)/.installed-stamp $(VALGRIND)
 	$(FW)/bin/python benchmarks/provider_overhead.py
 	$(BENCH)/bin/python benchmarks/instrumentation_overhead.py
 	$(BENCH)/bin/python benchmarks/export_throughput.py
+	$(BENCH)/bin/python benchmarks/worker_instructions.py
 	$(BENCH)/bin/python benchmarks/collector_ingest.py
 
 generate: $(STAMP)

@@ -482,12 +482,21 @@ def _touch_rows(req: ExportTraceServiceRequest) -> list[list[object]]:
     return out
 
 
+def table_types(client: object) -> object:
+    """The column types of the three tables a worker writes, as ``NativeEncoder`` takes them."""
+    from runmeter.exporter import column_types
+
+    return column_types(client.query(  # type: ignore[attr-defined]
+        "SELECT table, name, type FROM system.columns WHERE database = currentDatabase() "
+        "AND table IN ('otel_traces', 'runmeter_calls', 'runmeter_runs')").result_rows)
+
+
 def stages(requests: list[bytes], spans_per_request: int) -> dict[str, float]:
     """CPU per span of each stage of the collector path, in this process (us, process time)."""
     from runmeter.collector._convert import Limits, check, check_bytes, convert, convert_bytes
     from runmeter.conventions import load_dialects
     from runmeter.exporter import Store
-    from runmeter.exporter import NativeEncoder, column_types, insert_blocks
+    from runmeter.exporter import NativeEncoder, insert_blocks
     from runmeter.exporter._rows import CALL_COLUMNS, RUN_COLUMNS, TRACE_COLUMNS, call_row, run_row, trace_row
     from runmeter.processor import PriceBook, RunLimits, RunProcessor
 
@@ -553,9 +562,7 @@ def stages(requests: list[bytes], spans_per_request: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as d:
         store = Store(f"chdb://{d}/store")
         with store.session() as client:
-            types = column_types(client.query(
-                "SELECT table, name, type FROM system.columns WHERE database = currentDatabase() "
-                "AND table IN ('otel_traces', 'runmeter_calls', 'runmeter_runs')").result_rows)
+            types = table_types(client)
             for codec, label in (("python", "encode, Python codec"), ("auto", "encode, compiled codec")):
                 enc = NativeEncoder(types, codec)
                 if codec == "auto" and enc.codec != "rust":
