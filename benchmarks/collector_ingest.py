@@ -548,9 +548,9 @@ def stages(requests: list[bytes], spans_per_request: int) -> dict[str, float]:
     prices = PriceBook()
     processor = RunProcessor(Keep(), sink=Runs(), prices=prices, mode="remote", limits=RunLimits(quiet_s=0.5), clock=lambda: 0.0)
 
-    def process() -> None:
-        for s in spans:
-            processor.on_end(s)
+    def process() -> None:  # as a worker's pipeline hands them over (Pipeline._take)
+        for i in range(0, len(spans), 64):
+            processor.on_end_many(spans[i:i + 64])
         processor.sweep(final=True)
 
     timed("price, assemble runs (RunProcessor)", process)

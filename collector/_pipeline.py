@@ -134,10 +134,10 @@ class Pipeline:
             self._take(seq, converted)
 
     def _take(self, seq: int, converted: Converted) -> None:
-        for i, span in enumerate(self.tracker.expect(seq, converted.spans)):
-            if i % 64 == 0:
-                self.give_way()
-            self.processor.on_end(span)
+        fresh = self.tracker.expect(seq, converted.spans)
+        for i in range(0, len(fresh), 64):
+            self.give_way()
+            self.processor.on_end_many(fresh[i:i + 64])
 
     def carry_forward(self) -> None:
         """Write again, at the tail of the log, the spans still waiting in its oldest segment.

@@ -277,12 +277,18 @@ def _agent(f: SpanFacts) -> str:
     return f.agent_name or f.run_name or f.name
 
 
-def _first(members: list[SpanFacts], attr: str) -> str:
-    for m in members:
-        v = getattr(m, attr)
-        if v:
-            return str(v)
-    return ""
+def _named(root: SpanFacts, members: list[SpanFacts]) -> tuple[str, str, str]:
+    """The run's owner, project and task: the root's, else the first member's that names one (one pass)."""
+    owner, project, task_id = root.owner or "", root.project or "", root.task_id or ""
+    if not (owner and project and task_id):
+        for m in members:
+            if not owner and m.owner:
+                owner = str(m.owner)
+            if not project and m.project:
+                project = str(m.project)
+            if not task_id and m.task_id:
+                task_id = str(m.task_id)
+    return owner, project, task_id
 
 
 def _record(run: _Run, duplicates: set[int], threshold: int, incomplete: bool, subs: list[RunRecord]) -> RunRecord:
@@ -353,14 +359,15 @@ def _record(run: _Run, duplicates: set[int], threshold: int, incomplete: bool, s
         if last.outcome == "failed" and not went_on:
             outcome, reason = "failed", f"{last.name} failed"
     name = root.run_name or root.agent_name or root.name
+    owner, project, task_id = _named(root, members)
     return RunRecord(
         run_id=run.run_id,
         trace_id=f"{root.trace_id:032x}",
         root_span_id=f"{root.span_id:016x}",
         name=name,
-        owner=root.owner or _first(members, "owner"),
-        project=root.project or _first(members, "project"),
-        task_id=root.task_id or _first(members, "task_id"),
+        owner=owner,
+        project=project,
+        task_id=task_id,
         parent_run_id=run.parent.run_id if run.parent is not None else "",
         service_name=root.service,
         start_ns=root.start_ns,

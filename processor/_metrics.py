@@ -68,7 +68,8 @@ class ProcessorMetrics:
         )
 
     def record_run(self, r: RunRecord) -> None:
-        model = next(iter(sorted(r.cost_by_model, key=lambda m: -r.cost_by_model[m])), "") if r.cost_by_model else ""
+        by_model = r.cost_by_model
+        model = max(by_model, key=by_model.__getitem__) if by_model else ""  # the costliest; the first of equals
         labels = self._labels
         base = {k: v for k, v in ((A.RUNMETER_RUN_OWNER, r.owner), (A.RUNMETER_RUN_PROJECT, r.project)) if k in labels}
         attrs = {**base, A.RUNMETER_RUN_OUTCOME: r.outcome or _OUTCOME_UNKNOWN, G.GEN_AI_REQUEST_MODEL: model}

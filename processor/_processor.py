@@ -41,7 +41,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -53,7 +53,7 @@ from runmeter.conventions import DialectMap, check_outcome, load_dialects
 from runmeter.conventions import attributes as A
 from runmeter.core import internal_error
 from runmeter.processor._assembly import assemble
-from runmeter.processor._facts import KIND_OTHER, read_span
+from runmeter.processor._facts import KIND_OTHER, SpanFacts, read_span
 from runmeter.processor._metrics import ProcessorMetrics
 from runmeter.processor._modes import Entry, LocalMode, RemoteMode, Trace, copy_adding
 from runmeter.processor._records import OutcomeEvent, RunSink
@@ -233,27 +233,69 @@ class RunProcessor(SpanProcessor):
         mode = self._modes
         mode.read(span, facts, added)
         with self._lock:
-            tombstone = self._cut.get(facts.trace_id)
-            if tombstone is not None:
-                # The trace was cut by a limit: count the span under the run it belongs to.
-                if not facts.run_id and A.RUNMETER_RUN_ID not in added:
-                    added[A.RUNMETER_RUN_ID] = tombstone
-                mode.cut(facts)
-                return copy_adding(span, added, isinstance(mode, RemoteMode) and mode.owned) if added else span
-            trace = self._trace(facts.trace_id)
-            if trace.plain and (facts.kind != KIND_OTHER or facts.explicit_root or facts.run_id):
-                trace.plain = False
-                self._plain.pop(facts.trace_id, None)
-            trace.facts[facts.span_id] = facts
-            trace.last_seen = now
-            if facts.parent_id is None or (span.parent is not None and span.parent.is_remote):
-                trace.root_seen = True
-            mode.buffer(trace, span, facts, added, now)
-            if len(trace.facts) >= self.limits.max_spans_per_run:
-                self._evict(facts.trace_id, incomplete=True)
+            cut = self._hold(span, facts, added, now)
         if self._pending:
             self._assemble_soon()  # a bound was hit
-        return mode.forward(span, facts, added)
+        return cut if cut is not None else mode.forward(span, facts, added)
+
+    def on_end_many(self, spans: Sequence[ReadableSpan]) -> None:
+        """``on_end`` of each span (remote mode, where spans arrive ended, many at once: the
+        collector's pipeline hands over a request's): each is read in turn, then all are held under
+        one take of the lock, on one reading of the clock (the arrival time they share)."""
+        mode = self._modes
+        if not isinstance(mode, RemoteMode):
+            for span in spans:
+                self.on_end(span)
+            return
+        read = []
+        now_out: list[ReadableSpan] = []  # not held: spans of a cut trace, and those runmeter failed on
+        for span in spans:
+            try:
+                read.append((span, *read_span(span, self._dialects, self._prices)))  # RemoteMode.read: nothing to do
+            except Exception as exc:  # never lose the span
+                internal_error("on_end", exc)
+                self._metrics.spans_dropped.add(1)
+                now_out.append(span)
+        now = self._clock()
+        with self._lock:
+            for span, facts, added in read:
+                try:
+                    cut = self._hold(span, facts, added, now)
+                except Exception as exc:
+                    internal_error("on_end", exc)
+                    self._metrics.spans_dropped.add(1)
+                    cut = span
+                if cut is not None:
+                    now_out.append(cut)
+        if self._pending:
+            self._assemble_soon()
+        for span in now_out:
+            for d in self._downstream:
+                d.on_end(span)
+
+    def _hold(self, span: ReadableSpan, facts: SpanFacts, added: dict[str, Any], now: float) -> ReadableSpan | None:
+        """Keep a read span in its trace (lock held). A span of a trace already cut by a limit is not
+        kept: it is returned, with its run id, to be forwarded now."""
+        mode = self._modes
+        tombstone = self._cut.get(facts.trace_id)
+        if tombstone is not None:
+            # The trace was cut by a limit: count the span under the run it belongs to.
+            if not facts.run_id and A.RUNMETER_RUN_ID not in added:
+                added[A.RUNMETER_RUN_ID] = tombstone
+            mode.cut(facts)
+            return copy_adding(span, added, isinstance(mode, RemoteMode) and mode.owned) if added else span
+        trace = self._trace(facts.trace_id)
+        if trace.plain and (facts.kind != KIND_OTHER or facts.explicit_root or facts.run_id):
+            trace.plain = False
+            self._plain.pop(facts.trace_id, None)
+        trace.facts[facts.span_id] = facts
+        trace.last_seen = now
+        if facts.parent_id is None or (span.parent is not None and span.parent.is_remote):
+            trace.root_seen = True
+        mode.buffer(trace, span, facts, added, now)
+        if len(trace.facts) >= self.limits.max_spans_per_run:
+            self._evict(facts.trace_id, incomplete=True)
+        return None
 
     def _trace(self, trace_id: int) -> Trace:
         """The trace's buffer (lock held); makes room under max_open_runs for a new one: in remote

@@ -23,14 +23,25 @@ HAIKU_2K_500 = Decimal("0.0045")
 
 
 def feed(spans: list[ReadableSpan], **limits: object) -> tuple[dict[str, RunRecord], list[ReadableSpan]]:
-    exporter = InMemorySpanExporter()
-    sink = InMemoryRunSink()
-    proc = RunProcessor(SimpleSpanProcessor(exporter), sink=sink, mode="remote", background=False, limits=RunLimits(**limits))
-    for s in spans:
-        proc.on_end(s)
-    proc.sweep(force=True)
-    proc.shutdown()
-    return sink.by_id(), list(exporter.get_finished_spans())
+    """The spans through a remote-mode RunProcessor one by one (``on_end``), and again all at once
+    (``on_end_many``, as the collector hands them over): both give the same runs and spans."""
+    out = []
+    for many in (False, True):
+        exporter = InMemorySpanExporter()
+        sink = InMemoryRunSink()
+        proc = RunProcessor(SimpleSpanProcessor(exporter), sink=sink, mode="remote", background=False, limits=RunLimits(**limits))
+        if many:
+            proc.on_end_many(spans)
+        else:
+            for s in spans:
+                proc.on_end(s)
+        proc.sweep(force=True)
+        proc.shutdown()
+        out.append((sink.by_id(), list(exporter.get_finished_spans())))
+    (records, forwarded), (records_many, forwarded_many) = out
+    assert records_many == records
+    assert [(s.name, dict(s.attributes or {})) for s in forwarded_many] == [(s.name, dict(s.attributes or {})) for s in forwarded]
+    return records, forwarded
 
 
 def by_name(records: dict[str, RunRecord]) -> dict[str, RunRecord]:
@@ -259,3 +270,30 @@ def test_the_open_runs_bound_takes_traces_with_no_genai_span_first(caplog: pytes
     assert all(r.cost_usd == MINI_10K_1K for r in whole)
     proc.shutdown()
     assert len(exporter.get_finished_spans()) == 9  # every span written, plain or not
+
+
+def test_spans_handed_over_at_once_are_kept_or_forwarded_as_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``on_end_many``: spans of a trace already cut by a limit go downstream at once with the cut
+    run's id, and a span runmeter fails to read is forwarded as it is and counted - never lost."""
+    monkeypatch.setenv("RUNMETER_SUPPRESS_INTERNAL_ERRORS", "1")
+
+    class Unreadable(ReadableSpan):
+        @property
+        def status(self):  # type: ignore[no-untyped-def, override]
+            raise RuntimeError("a span runmeter cannot read")
+
+    exporter = InMemorySpanExporter()
+    sink = InMemoryRunSink()
+    proc = RunProcessor(SimpleSpanProcessor(exporter), sink=sink, mode="remote", background=False,
+                        limits=RunLimits(max_spans_per_run=10))
+    proc.on_end_many([run_root("storm", 1, end_ms=10_000)] + [tool(100 + i, 1, "poll", start_ms=i) for i in range(9)])
+    (cut,) = sink.runs  # ten spans: the bound, so the run is written, cut
+    assert cut.incomplete and cut.tool_calls_total == 9
+    bad = Unreadable(name="odd", context=make_span("odd", 500).context, attributes={"k": "v"})
+    proc.on_end_many([tool(200 + i, 1, "poll", start_ms=50 + i) for i in range(3)] + [bad])
+    late = [s for s in exporter.get_finished_spans() if 200 <= s.context.span_id < 300]
+    assert len(late) == 3 and all(s.attributes["runmeter.run.id"] == cut.run_id for s in late)
+    assert any(s is bad for s in exporter.get_finished_spans())  # forwarded untouched
+    proc.sweep(force=True)
+    assert len(exporter.get_finished_spans()) == 14  # nothing dropped
+    proc.shutdown()
