@@ -58,6 +58,7 @@ def child(stage: str, n_requests: int, spans_per_request: int) -> None:
 
         def on_start(self, span: Any, parent_context: Any = None) -> None: ...
         def on_end(self, span: Any) -> None: self.spans.append(span)
+        def on_end_many(self, spans: Any) -> None: self.spans.extend(spans)
         def shutdown(self) -> None: ...
         def force_flush(self, timeout_millis: int = 30_000) -> bool: return True
 

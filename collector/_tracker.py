@@ -106,8 +106,12 @@ class Tracker(SpanProcessor):
         return fresh
 
     def on_end(self, span: ReadableSpan) -> None:
+        self.on_end_many((span,))
+
+    def on_end_many(self, spans: Sequence[ReadableSpan]) -> None:
+        """Spans the RunProcessor forwards (a trace's at once): buffered for the next export."""
         with self._lock:
-            self._buf.append(span)
+            self._buf.extend(spans)
             full = len(self._buf) >= self._batch_size
         if full:
             self._wake.set()

@@ -373,6 +373,7 @@ class RemoteMode:
         duplicates = assembly.duplicates if assembly is not None else set()
         roots = {r.run_id for r in assembly.records} if assembly is not None else set()
         implicit_runs = {run_of.get(r) for r in implicit}
+        out_spans: list[ReadableSpan] = []
         for span, added in trace.held:
             out: ReadableSpan = span
             try:
@@ -392,5 +393,11 @@ class RemoteMode:
             except Exception as exc:
                 internal_error("forward", exc)
                 out = span
-            for d in self.core._downstream:
-                d.on_end(out)
+            out_spans.append(out)
+        for d in self.core._downstream:
+            many = getattr(d, "on_end_many", None)  # the collector's Tracker takes a trace's spans at once
+            if many is not None:
+                many(out_spans)
+            else:
+                for out in out_spans:
+                    d.on_end(out)
