@@ -338,13 +338,13 @@ def _run(plan: _Plan, usage: TokenUsage) -> tuple[Decimal, Decimal, Decimal]:
             if count < 0:
                 raise ValueError(f"invalid usage for {plan.model_id}: more specific token counts exceed their total")
             leaves.append(count)
+            if not count:
+                continue  # most units of a call are unused (cache, searches): no rate to find
         rate = step.unit
         for start, tier_rate in step.tiers:
             if total_input > start:
                 rate = tier_rate
                 break
-        if not count:
-            continue
         amount = rate * count
         total += amount
         if step.direction == "input":
