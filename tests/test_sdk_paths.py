@@ -104,7 +104,7 @@ def test_a_processor_that_owns_its_spans_adds_to_them_what_it_adds_to_copies() -
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.trace import SpanContext, TraceFlags
 
-    from runmeter.processor import InMemoryRunSink, RunLimits, RunProcessor
+    from runmeter.processor import InMemoryRunSink, RunLimits, RunProcessor, _sdk
 
     def spans() -> list[ReadableSpan]:
         def span(sid: int, parent: int | None, name: str, attrs: dict[str, object]) -> ReadableSpan:
@@ -143,7 +143,8 @@ def test_a_processor_that_owns_its_spans_adds_to_them_what_it_adds_to_copies() -
     owned, in_place = forward(owns=True)
     assert [dict(s.attributes or {}) for s in given] == [dict(s.attributes or {}) for s in spans()]  # untouched
     assert all(a is not b for a, b in zip(given, copies))
-    assert all(a is b for a, b in zip(owned, in_place))
+    # In place where the SDK's span layout is known (the fast paths); copies, as before, where not.
+    assert all((a is b) == _sdk.FAST for a, b in zip(owned, in_place))
     assert [dict(s.attributes or {}) for s in in_place] == [dict(s.attributes or {}) for s in copies]
     run_id = in_place[0].attributes["runmeter.run.id"]  # type: ignore[index]
     assert all(s.attributes["runmeter.run.id"] == run_id for s in in_place)  # type: ignore[index]
