@@ -27,9 +27,12 @@ def quick_init(cls: type[T]) -> type[T]:
         raise TypeError(f"{cls.__name__} is not a frozen dataclass")
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]  # a dataclass: checked just above
     if hasattr(cls, "__post_init__") or any(
-        not f.init or f.kw_only or f.default_factory is not dataclasses.MISSING or not f.name.isidentifier() for f in fields
+        not f.init or f.kw_only or f.default_factory is not dataclasses.MISSING or not f.name.isidentifier()
+        or f.name in ("self", "_set", "_setattr") or f.name.startswith("_d_")  # the names the made __init__ uses
+        for f in fields
     ):
-        raise TypeError(f"{cls.__name__} has fields quick_init does not set (init=False, kw_only, a factory or __post_init__)")
+        raise TypeError(f"{cls.__name__} has fields quick_init does not set (init=False, kw_only, a factory, "
+                        "__post_init__, or a name its __init__ uses)")
     names = [f.name for f in fields]
     defaults = {f"_d_{f.name}": f.default for f in fields if f.default is not dataclasses.MISSING}
     signature = ", ".join(f"{n}=_d_{n}" if f"_d_{n}" in defaults else n for n in names)

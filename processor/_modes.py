@@ -399,5 +399,5 @@ class RemoteMode:
             if many is not None:
                 many(out_spans)
             else:
-                for out in out_spans:
-                    d.on_end(out)
+                for s in out_spans:
+                    d.on_end(s)

@@ -251,7 +251,9 @@ class RunProcessor(SpanProcessor):
         now_out: list[ReadableSpan] = []  # not held: spans of a cut trace, and those runmeter failed on
         for span in spans:
             try:
-                read.append((span, *read_span(span, self._dialects, self._prices)))  # RemoteMode.read: nothing to do
+                facts, added = read_span(span, self._dialects, self._prices)
+                mode.read(span, facts, added)
+                read.append((span, facts, added))
             except Exception as exc:  # never lose the span
                 internal_error("on_end", exc)
                 self._metrics.spans_dropped.add(1)

@@ -60,7 +60,11 @@ def test_quick_init_refuses_what_it_cannot_set() -> None:
 
         def __post_init__(self) -> None: ...
 
-    for cls in (Mutable, Factory, After, int):
+    @dataclasses.dataclass(frozen=True)
+    class Clash:
+        _setattr: int  # a name the made __init__ uses itself
+
+    for cls in (Mutable, Factory, After, Clash, int):
         with pytest.raises(TypeError):
             quick_init(cls)
 
