@@ -339,7 +339,8 @@ def test_a_token_count_that_is_not_a_count_makes_the_call_unpriced(bad: object) 
     bad_call = make_span("chat gpt-4o-mini", 3, 1, start_ms=30, kind=SpanKind.CLIENT, attrs={
         "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
         "gen_ai.usage.input_tokens": bad, "gen_ai.usage.output_tokens": 10})
-    records, exported = feed([run_root("agent", 1, end_ms=100), llm(2, 1, "gpt-4o-mini", 100, 10, start_ms=1), bad_call])
+    spans = [run_root("agent", 1, end_ms=100), llm(2, 1, "gpt-4o-mini", 100, 10, start_ms=1), bad_call]
+    records, exported = feed(spans, many_too=False)  # read once: one bad value to count
     (r,) = records.values()
     assert r.llm_calls == 2 and r.unpriced_calls == 1 and r.pricing == "partially_priced"
     assert r.cost_usd == GPT4O_MINI_100_10  # the good call alone
