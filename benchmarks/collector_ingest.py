@@ -46,6 +46,7 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -482,11 +483,11 @@ def _touch_rows(req: ExportTraceServiceRequest) -> list[list[object]]:
     return out
 
 
-def table_types(client: object) -> object:
+def table_types(client: Any) -> Any:
     """The column types of the three tables a worker writes, as ``NativeEncoder`` takes them."""
     from runmeter.exporter import column_types
 
-    return column_types(client.query(  # type: ignore[attr-defined]
+    return column_types(client.query(
         "SELECT table, name, type FROM system.columns WHERE database = currentDatabase() "
         "AND table IN ('otel_traces', 'runmeter_calls', 'runmeter_runs')").result_rows)
 
@@ -546,7 +547,8 @@ def stages(requests: list[bytes], spans_per_request: int) -> dict[str, float]:
         def write_outcomes(self, events): ...  # type: ignore[no-untyped-def]
 
     prices = PriceBook()
-    processor = RunProcessor(Keep(), sink=Runs(), prices=prices, mode="remote", limits=RunLimits(quiet_s=0.5), clock=lambda: 0.0)
+    processor = RunProcessor(Keep(), sink=Runs(), prices=prices, mode="remote", limits=RunLimits(quiet_s=0.5), clock=lambda: 0.0,
+                             owns_spans=True)  # as the worker's pipeline makes it: the spans are its own
 
     def process() -> None:  # as a worker's pipeline hands them over (Pipeline._take)
         for i in range(0, len(spans), 64):
