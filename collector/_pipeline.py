@@ -21,7 +21,7 @@ from runmeter.collector._tracker import Key, Tracker
 from runmeter.exporter import ClickHouseSpanExporter, StoredRows
 from runmeter.processor import PriceBook, RunLimits, RunProcessor
 
-__all__ = ["Pipeline", "decode", "encode", "only", "shard_of"]
+__all__ = ["Pipeline", "decode", "encode", "only", "record_prefix", "shard_of"]
 
 _log = logging.getLogger(__name__)
 
@@ -31,10 +31,15 @@ def shard_of(trace_id: bytes, shards: int) -> int:
     return int.from_bytes(trace_id, "big") % shards
 
 
-def encode(project: str | None, data: bytes) -> bytes:
-    """A log record: the sender's project (its token's) and the request as received."""
+def record_prefix(project: str | None) -> bytes:
+    """What a log record holds ahead of the request: the sender's project (its token's)."""
     p = (project or "").encode()
-    return len(p).to_bytes(2, "little") + p + data
+    return len(p).to_bytes(2, "little") + p
+
+
+def encode(project: str | None, data: bytes) -> bytes:
+    """A log record: the sender's project and the request as received (:func:`record_prefix` + ``data``)."""
+    return record_prefix(project) + data
 
 
 def decode(payload: bytes) -> tuple[str | None, bytes]:

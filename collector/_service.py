@@ -50,7 +50,7 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from runmeter.collector._convert import Converted, Limits, check, check_bytes, owners_bytes, parse_request
 from runmeter.collector._options import CollectorSettings
 from runmeter.collector._ownership import Ownership, remove
-from runmeter.collector._pipeline import Pipeline, decode, encode
+from runmeter.collector._pipeline import Pipeline, decode, record_prefix
 from runmeter.collector._wal import LogFull, WriteAheadLog
 from runmeter.collector._workers import WorkerPool, WorkerSpec, _Relay
 from runmeter.conventions import attributes as A
@@ -296,11 +296,10 @@ class Collector:
         if data is None:
             assert req is not None
             data = req.SerializeToString()
-        payload = encode(project, data)
         # What processing gets once the record is durable: the parsed request here, the bytes for workers.
-        item = (req, project, checked.accepted, len(payload)) if self.pool is None else (payload, checked.accepted)
+        item = (req, project, checked.accepted, len(data)) if self.pool is None else (project, data, checked.accepted)
         try:
-            fut = self.wal.append(payload, item)
+            fut = self.wal.append(data, item, prefix=record_prefix(project))
         except LogFull as exc:
             self._full_at = time.monotonic()
             self.refuse("log_full")
@@ -334,9 +333,9 @@ class Collector:
         if item is None:
             return  # spans carried forward (Pipeline.carry_forward): already being processed
         if self.pool is not None:
-            payload, n = item
+            project, data, n = item
             self.metrics.accepted.add(n)
-            self.pool.dispatch(seq, payload, time.monotonic())
+            self.pool.dispatch(seq, project, data, time.monotonic())
             return
         req, project, n, size = item
         self.metrics.accepted.add(n)

@@ -296,15 +296,15 @@ def worker_main(index: int, spec: WorkerSpec, records: Connection, calls: Connec
         try:
             ready = records.poll(0.5)
             msg = records.recv() if ready else None
+            data = records.recv_bytes() if msg is not None and msg[0] == "rec" else b""  # a record's request follows it
         except (EOFError, OSError):  # the collector's process is gone: what it logged is replayed at its next start
             os._exit(0)
         if msg is not None:
             kind = msg[0]
             if kind == "rec":
-                _, seq, payload, arrived = msg
+                _, seq, project, arrived = msg
                 pipeline.arrived = arrived
                 try:
-                    project, data = decode(payload)
                     pipeline.process_bytes(seq, data, project)
                 except Exception:
                     _log.exception("record %d cannot be processed; it stays in the log", seq)

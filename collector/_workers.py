@@ -54,6 +54,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from runmeter.collector import _worker
+from runmeter.collector._pipeline import decode
 from runmeter.collector._worker import WorkerSpec
 
 __all__ = ["WorkerPool", "WorkerSpec"]
@@ -157,17 +158,18 @@ class WorkerPool:
 
     # --- records out ---------------------------------------------------------------------------
 
-    def dispatch(self, seq: int, payload: bytes, arrived: float) -> None:
-        """Hand a durable record to every worker (never blocks: each has a queue and a thread)."""
+    def dispatch(self, seq: int, project: str | None, data: bytes, arrived: float) -> None:
+        """Hand a durable record (the request's bytes and its sender's project) to every worker
+        (never blocks: each has a queue and a thread)."""
         with self._lock:
             self._owed[seq] = set(self._all)
             for w in self.workers:
                 # Past the budget only the sequence number waits, and the record is read back
                 # from the log when its turn comes: a backlog costs disk, not memory.
-                keep = w.held + len(payload) <= self._held_max
+                keep = w.held + len(data) <= self._held_max
                 if keep:
-                    w.held += len(payload)
-                w.queue.put(("rec", seq, payload if keep else None, arrived))
+                    w.held += len(data)
+                w.queue.put(("rec", seq, project, data if keep else None, arrived))
 
     def replay(self, seqs: Sequence[int]) -> None:
         """Records left in the log by the last run: every worker takes its shard of them."""
@@ -184,14 +186,21 @@ class WorkerPool:
                 return
             try:
                 if item[0] == "rec":
-                    _, seq, payload, arrived = item
-                    if payload is None:
-                        payload = self.wal.read(seq)
+                    _, seq, project, data, arrived = item
+                    if data is None:
+                        project, data = decode(self.wal.read(seq))
                     else:
                         with self._lock:
-                            w.held -= len(payload)
-                    msg: Any = ("rec", seq, payload, arrived)
-                elif item[0] == "replay":
+                            w.held -= len(data)
+                    # The request's bytes follow as a message of their own, written from the
+                    # object itself: pickled in the tuple they would be copied, every request.
+                    with w.send_lock:
+                        assert w.records is not None
+                        w.records.send(("rec", seq, project, arrived))
+                        w.records.send_bytes(data)
+                    continue
+                msg: Any
+                if item[0] == "replay":
                     msg = ("replay", [(seq, self.wal.read(seq)) for seq in item[1]])
                 else:
                     msg = item
