@@ -9,8 +9,9 @@ Python SDK's own OTLP pipeline, and the CPU per span by stage.
   collector`` (a subprocess: received, checked, logged with fsync, acknowledged);
 * end-to-end: from the first request until every span is in chDB (``spans.written`` reaches the
   total and ``store.lag`` is 0); then, after a graceful stop, every stored run is checked whole
-  and its cost against list prices (``--requests 480`` for a longer run: the start and the
-  ``quiet_s`` tail, ~1 s, weigh less in it);
+  and its cost against list prices. The default load (480 requests of 512 spans, ~14 s with one
+  worker) measures the rate a worker keeps up: in a run of 120 requests, ~3 s, the start and the
+  ``quiet_s`` tail (~1 s whatever the worker count) were a third of a two-worker run;
 * CPU per span on the collector path: user+system time of the collector's process and its
   workers (``/proc``) over the end-to-end run, divided by the spans, split by thread (the
   interpreters', chDB's inserting and merging, gRPC's); and the same path by stage,
@@ -31,7 +32,7 @@ Python SDK's own OTLP pipeline, and the CPU per span by stage.
 Targets (#20): acknowledged >= 80 % of the parsing floor; end-to-end >= 3x the SDK pipeline, and
 >= 1.7x the one-worker figure with two workers; <= 35 us of CPU per span.
 
-    .venv-bench/bin/python benchmarks/collector_ingest.py [--requests 120] [--spans 512] [--workers 1,2]
+    .venv-bench/bin/python benchmarks/collector_ingest.py [--requests 480] [--spans 512] [--workers 1,2]
 """
 
 from __future__ import annotations
@@ -283,7 +284,7 @@ def sdk_pipeline(port: int, spans: int) -> tuple[float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=120)
+    ap.add_argument("--requests", type=int, default=480)
     ap.add_argument("--spans", type=int, default=512, help="spans per request")
     ap.add_argument("--threads", type=int, default=8, help="concurrent requests from the load generator")
     ap.add_argument("--max-concurrent-requests", type=int, default=None,
