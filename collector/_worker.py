@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -76,10 +76,15 @@ class _Link:
         self._measured: list[tuple[Any, float, dict[str, Any]]] = []
         self._counted: dict[tuple[Any, ...], int] = {}  # a count's key and attributes -> its index in _measured
 
-    def call(self, *msg: Any) -> Any:
+    def call(self, *msg: Any, blobs: Sequence[bytes] = ()) -> Any:
+        """Send ``msg`` and wait for its answer; ``blobs`` follow it as messages of their own,
+        written from the objects (pickled in the message, megabytes of blocks would be copied
+        on both sides)."""
         with self._lock:
             self._send_measured()
             self._conn.send(msg)
+            for blob in blobs:
+                self._conn.send_bytes(blob)
             status, value = self._conn.recv()
         if status == "err":
             raise RuntimeError(value)
@@ -166,7 +171,8 @@ class WriterClient:
     def insert(self, batch: Any) -> None:
         blocks = self._blocks(batch)
         if self._spec.embedded:
-            self._link.call("insert", batch.token, blocks)
+            self._link.call("insert", batch.token, [(table, columns) for table, (columns, _) in blocks.items()],
+                            blobs=[data for _, data in blocks.values()])
             return
         from runmeter.exporter import Store, insert_blocks
 

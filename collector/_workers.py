@@ -31,8 +31,9 @@ its workers see their pipe close and exit; the next start replays the log as bef
 Wire: each worker is ``python -m runmeter.collector._worker`` (``_worker.py``) (a fresh interpreter: nothing of
 the host program's ``__main__`` is imported again, as ``multiprocessing``'s spawn would), with
 ``multiprocessing.connection`` framing over a pipe and a socket pair it inherits. Records go down
-the pipe; a worker's calls (insert, submit, query, read, append, release, metrics) come up the
-socket, answered in order by one thread per worker.
+the pipe (each a small message, then the request's bytes as a message of their own); a worker's
+calls (insert, submit, query, read, append, release, metrics) come up the socket, answered in
+order by one thread per worker (an insert's Native blocks follow it, a message each).
 """
 
 from __future__ import annotations
@@ -226,6 +227,8 @@ class WorkerPool:
         while True:
             try:
                 msg = conn.recv()
+                if msg[0] == "insert":  # its Native blocks follow, a message each (_worker._Link.call)
+                    msg = ("insert", msg[1], {table: (columns, conn.recv_bytes()) for table, columns in msg[2]})
             except (EOFError, OSError):
                 break
             kind = msg[0]
