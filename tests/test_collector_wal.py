@@ -181,10 +181,12 @@ def test_a_group_of_records_is_written_whole_through_short_writes(tmp_path: Path
 
     monkeypatch.setattr(os, "writev", short_writev)
     wal = WriteAheadLog(tmp_path)
-    payloads = [f"record {i} ".encode() * (i % 5 + 1) for i in range(600)]
-    futures = [wal.append(p, prefix=bytes([i % 3])) for i, p in enumerate(payloads)]  # 599 x 3 parts in the second group
+    payloads = [f"record {i} ".encode() * (i % 5 + 1) for i in range(800)]
+    # Two groups: what the writer took first (held in its first writev), and the rest. One of them
+    # holds 400 records or more: 1,200 parts or more with the headers and prefixes.
+    futures = [wal.append(p, prefix=bytes([i % 3])) for i, p in enumerate(payloads)]
     queued.set()
-    assert [f.result(timeout=60) for f in futures] == list(range(1, 601))
-    assert max(calls) == 1024  # the second group went out in writev-sized slices
+    assert [f.result(timeout=60) for f in futures] == list(range(1, 801))
+    assert max(calls) == 1024  # that group went out in writev-sized slices
     wal.close()
     assert [r.payload for r in WriteAheadLog(tmp_path).replay] == [bytes([i % 3]) + p for i, p in enumerate(payloads)]
