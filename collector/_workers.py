@@ -220,6 +220,9 @@ class WorkerPool:
         assert conn is not None
         # This thread does the workers' inserts into an embedded store: at the workers' priority
         # too (Linux sets nice per thread), so acknowledging requests comes first here as well.
+        # chDB's own threads, which do much of an insert's work, keep the nice value they were
+        # made with (0: ClickHouse's os_thread_priority would need CAP_SYS_NICE); giving them the
+        # workers' moved nothing measurable in benchmarks/collector_ingest.py (2026-11-27).
         try:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.spec.nice)
         except (AttributeError, OSError):
