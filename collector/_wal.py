@@ -339,13 +339,16 @@ _IOV_MAX = 1024  # writev's limit on Linux (sysconf's SC_IOV_MAX)
 def _write_all(fd: int, parts: list[bytes]) -> None:
     """Every byte of ``parts``, in order, with as few ``writev`` calls as the kernel allows."""
     views = [memoryview(p) for p in parts if p]
-    while views:
-        n = os.writev(fd, views[:_IOV_MAX])
+    i = 0  # the first part not yet wholly written
+    while i < len(views):
+        n = os.writev(fd, views[i:i + _IOV_MAX])
         while n:
-            if n >= len(views[0]):
-                n -= len(views.pop(0))
+            size = len(views[i])
+            if n >= size:
+                n -= size
+                i += 1
             else:
-                views[0] = views[0][n:]
+                views[i] = views[i][n:]
                 n = 0
 
 
