@@ -18,7 +18,7 @@ compiler:
 	  (apt-get update -q >/dev/null && apt-get install -y -q gcc >/dev/null); \
 	else echo "no C compiler: runmeter installs without its compiled receiver check (make test needs it: sudo apt-get install gcc)" >&2; fi
 
-$(STAMP): pyproject.toml setup.py collector/_otlpscan.c exporter/_speedups.c constraints.txt | compiler
+$(STAMP): pyproject.toml setup.py collector/_otlpscan.c exporter/_speedups.c exporter/_blocks.c constraints.txt | compiler
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
@@ -37,7 +37,7 @@ $(CHROMIUM):
 
 # The instrumentation tests run again on the previous openai major (2.x), which many agents pin.
 V2 := .venv-openai2
-$(V2)/.installed-stamp: pyproject.toml setup.py collector/_otlpscan.c exporter/_speedups.c constraints-openai2.txt | compiler
+$(V2)/.installed-stamp: pyproject.toml setup.py collector/_otlpscan.c exporter/_speedups.c exporter/_blocks.c constraints-openai2.txt | compiler
 	test -x $(V2)/bin/python || $(PY) -m venv $(V2)
 	$(V2)/bin/python -m pip install -q --upgrade pip
 	$(V2)/bin/python -m pip install -q -c constraints-openai2.txt -e '.[$(EXTRAS)]'
@@ -95,8 +95,8 @@ $(GO_STAMP):
 
 # pytest exits 5 when it collected no tests: that fails here too, with a word why.
 test: $(STAMP) $(V2)/.installed-stamp $(DISTRO)/.installed-stamp $(MIN)/.installed-stamp $(FW)/.installed-stamp $(CHROMIUM) $(NODE_STAMP) $(GO_STAMP)
-	@$(BIN)/python -c "import runmeter.collector._otlpscan, runmeter.exporter._speedups" 2>/dev/null || { echo "make test: the compiled \
-	parts (collector/_otlpscan.c, exporter/_speedups.c) were not built - a C compiler and Python's headers are needed; then: touch setup.py && make test" >&2; exit 1; }
+	@$(BIN)/python -c "import runmeter.collector._otlpscan, runmeter.exporter._speedups, runmeter.exporter._blocks" 2>/dev/null || { echo "make test: the compiled \
+	parts (collector/_otlpscan.c, exporter/_speedups.c, exporter/_blocks.c) were not built - a C compiler and Python's headers are needed; then: touch setup.py && make test" >&2; exit 1; }
 	@$(BIN)/python -m pytest -q $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; [ $$status -eq 0 ] || exit $$status; \
 	echo "--- again on openai 2.x ($(V2))"; \
@@ -113,7 +113,7 @@ test: $(STAMP) $(V2)/.installed-stamp $(DISTRO)/.installed-stamp $(MIN)/.install
 
 # Benchmarks run in their own environment: it also holds the official OpenAI instrumentation.
 BENCH := .venv-bench
-$(BENCH)/.installed-stamp: pyproject.toml setup.py collector/_otlpscan.c exporter/_speedups.c constraints.txt
+$(BENCH)/.installed-stamp: pyproject.toml setup.py collector/_otlpscan.c exporter/_speedups.c exporter/_blocks.c constraints.txt
 	test -x $(BENCH)/bin/python || $(PY) -m venv $(BENCH)
 	$(BENCH)/bin/python -m pip install -q --upgrade pip
 	$(BENCH)/bin/python -m pip install -q -c constraints.txt -e '.[embedded,openai,gemini,bedrock,collector,bench]'

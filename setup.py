@@ -1,9 +1,9 @@
 """The compiled parts: the collector's receiver check and its workers' reader (collector/_otlpscan.c),
-and the row builder's attribute maps (exporter/_speedups.c).
+the row builder's attribute maps (exporter/_speedups.c) and the Native block writer (exporter/_blocks.c).
 
-Both optional: where no C compiler is at hand the build goes on without them and the collector
+All optional: where no C compiler is at hand the build goes on without them and the collector
 checks and reads requests with protobuf and Python (the collector's _convert.check and convert),
-and rows are built in Python (exporter/_rows.py's attr_map), with the same answers.
+rows are built in Python (exporter/_rows.py's attr_map) and encoded by clickhouse-connect, with the same answers.
 """
 
 from setuptools import Extension, setup
@@ -24,4 +24,4 @@ def _extension(source: str) -> Extension:
     )
 
 
-setup(ext_modules=[_extension("collector/_otlpscan.c"), _extension("exporter/_speedups.c")])
+setup(ext_modules=[_extension("collector/_otlpscan.c"), _extension("exporter/_speedups.c"), _extension("exporter/_blocks.c")])

@@ -10,7 +10,7 @@ once through the whole path to warm every cache, then a second set of the same s
 * ``processor``: a remote-mode ``RunProcessor`` as the worker runs it (``owns_spans``): every span's
   ``on_end`` (read, priced, held), then the sweep that assembles the runs and forwards the spans;
 * ``rows``: the ``otel_traces``, ``runmeter_calls`` and ``runmeter_runs`` rows of what it forwarded;
-* ``encode``: those rows to Native blocks (clickhouse-connect's compiled codec when installed).
+* ``encode``: those rows to Native blocks (``NativeEncoder``'s ``auto``: the block writer in C, ``_blocks.c``).
 
 The chDB insert is left out: its work is mostly on chDB's own threads, and a server's.
 

@@ -2,10 +2,15 @@
 
 The collector's worker processes build rows and encode them here, so the process that owns
 the store only hands finished blocks to ClickHouse (``Writer.insert_encoded``: a ``raw_insert``
-of the bytes, for chDB and a server alike). Encoding is clickhouse-connect's own: its compiled
-codec (``clickhouse-connect[rust]``; on the collector's rows 0-35 % faster than the Python one in
-the 2026-11-26 benchmark runs) when installed, else
-its Python codec - the same bytes either way.
+of the bytes, for chDB and a server alike).
+
+Rows of the types runmeter's tables use (String, LowCardinality(String), unsigned integers,
+Int64, DateTime64, Float64, and Arrays and Maps of them) are written by ``_blocks.c``: the bytes
+clickhouse-connect's codec writes for them, in about a tenth of its time (its per-value Python
+objects were ~13 % of a worker's CPU in the 2026-11-27 benchmark). Any other type, any value not
+of the plain type expected, and any build without the compiled part go to clickhouse-connect:
+its compiled codec (``clickhouse-connect[rust]``) when installed, else its Python codec - the same
+bytes either way.
 """
 
 from __future__ import annotations
@@ -15,9 +20,15 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from clickhouse_connect.datatypes.base import ClickHouseType
 from clickhouse_connect.datatypes.registry import get_from_name
 from clickhouse_connect.driver.insert import InsertContext
 from clickhouse_connect.driver.transform import NativeTransform
+
+try:
+    from runmeter.exporter import _blocks
+except ImportError:  # built without a C compiler (setup.py): clickhouse-connect's codec for every block
+    _blocks = None  # type: ignore[assignment]
 
 __all__ = ["NativeEncoder", "column_types", "native_codec", "without_dataframes"]
 
@@ -25,7 +36,7 @@ _log = logging.getLogger(__name__)
 
 
 def native_codec(wanted: str = "auto") -> tuple[str, Any]:
-    """The codec's name and its transform: ``rust`` when ``wanted`` allows it and it is installed.
+    """clickhouse-connect's codec: its name and its transform, ``rust`` when ``wanted`` allows it and it is installed.
 
     ``wanted``: ``auto`` (rust if installed), ``rust`` (an error when it is not), ``python``.
     """
@@ -69,23 +80,82 @@ def column_types(rows: Sequence[tuple[str, str, str]]) -> dict[str, dict[str, st
     return out
 
 
+def _leb128(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | 0x80 if n else byte)
+        if not n:
+            return bytes(out)
+
+
+def _spec(t: ClickHouseType) -> Any:
+    """What ``_blocks.native_block`` is told a column holds, or None where it does not write that type."""
+    name = type(t).__name__
+    if t.nullable or getattr(t, "encoding", "utf8") not in ("utf8", "utf-8"):
+        return None
+    if t.low_card:
+        return _blocks.LC_STRING if name == "String" else None
+    if name == "Array":
+        element = _spec(t.element_type)  # type: ignore[attr-defined]
+        return None if element is None else (_blocks.ARRAY, element)
+    if name == "Map":
+        key, value = _spec(t.key_type), _spec(t.value_type)  # type: ignore[attr-defined]
+        return None if key is None or value is None else (_blocks.MAP, key, value)
+    plain = {"String": _blocks.STRING, "UInt8": _blocks.UINT8, "UInt16": _blocks.UINT16, "UInt32": _blocks.UINT32,
+             "UInt64": _blocks.UINT64, "Int64": _blocks.INT64, "DateTime64": _blocks.INT64, "Float64": _blocks.FLOAT64}
+    return plain.get(name)
+
+
+def block_columns(columns: Sequence[str], types: Sequence[ClickHouseType]) -> tuple[tuple[bytes, Any], ...] | None:
+    """The ``columns`` argument of ``_blocks.native_block`` for these columns, or None when a type
+    is not one it writes (or it is not built): each column's name, type and serialization prefix
+    (clickhouse-connect's own, for the LowCardinality parts), and its spec."""
+    if _blocks is None:
+        return None
+    out = []
+    for column, t in zip(columns, types):
+        spec = _spec(t)
+        if spec is None:
+            return None
+        head = bytearray()
+        for text in (column.encode(), t.insert_name.encode()):
+            head += _leb128(len(text)) + text
+        t.write_column_prefix(head)
+        out.append((bytes(head), spec))
+    return tuple(out)
+
+
 class NativeEncoder:
-    """Encodes rows of a table, given its column types by name (from ``system.columns``)."""
+    """Encodes rows of a table, given its column types by name (from ``system.columns``).
+
+    ``codec``: ``auto`` writes in C (``_blocks.c``) what it can and hands the rest to
+    clickhouse-connect's rust codec where installed, else its Python one; ``rust`` and ``python``
+    use clickhouse-connect's codec of that name for every block.
+    """
 
     def __init__(self, types: Mapping[str, Mapping[str, str]], codec: str = "auto") -> None:
         self.codec, self._transform = native_codec(codec)
+        self._compiled = codec == "auto" and _blocks is not None
         self._types = types
-        self._resolved: dict[tuple[str, tuple[str, ...]], list[Any]] = {}
+        self._resolved: dict[tuple[str, tuple[str, ...]], tuple[list[Any], tuple[tuple[bytes, Any], ...] | None]] = {}
 
     def encode(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> bytes:
         key = (table, tuple(columns))
-        types = self._resolved.get(key)
-        if types is None:
+        resolved = self._resolved.get(key)
+        if resolved is None:
             known = self._types.get(table, {})
             missing = [c for c in columns if c not in known]
             if missing:
                 raise ValueError(f"{table} has no column(s) {', '.join(missing)}: is the store's schema up to date?")
-            types = self._resolved[key] = [get_from_name(known[c]) for c in columns]
+            types = [get_from_name(known[c]) for c in columns]
+            resolved = self._resolved[key] = (types, block_columns(columns, types) if self._compiled else None)
+        types, heads = resolved
+        if heads is not None and rows and type(rows) is list:
+            try:
+                return _blocks.native_block(heads, rows)  # type: ignore[no-any-return]
+            except (TypeError, ValueError, OverflowError):  # (UnicodeEncodeError is a ValueError)
+                pass  # a value it does not write: clickhouse-connect encodes these rows, or says what is wrong
         ctx = InsertContext(table, list(columns), types, data=rows)
         chunks = list(self._transform.build_insert(ctx))
         if ctx.insert_exception is not None:
