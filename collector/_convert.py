@@ -498,7 +498,7 @@ def convert(
 
 
 def convert_bytes(
-    data: bytes, limits: Limits | None = None, project: str | None = None, shard: tuple[int, int] | None = None
+    data: bytes | memoryview, limits: Limits | None = None, project: str | None = None, shard: tuple[int, int] | None = None
 ) -> Converted | None:
     """:func:`convert` of the request these bytes parse into, read from the bytes in C
     (``_otlpscan.decode``: no protobuf message, no Python object per field read); None when the

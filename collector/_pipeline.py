@@ -125,15 +125,16 @@ class Pipeline:
             return
         self._take(seq, converted)
 
-    def process_bytes(self, seq: int, data: bytes, project: str | None) -> None:
-        """A logged request as its bytes: read in C when it is an ordinary one, else parsed by protobuf."""
+    def process_bytes(self, seq: int, data: bytes | memoryview, project: str | None) -> None:
+        """A logged request as its bytes (any buffer, not kept past the call): read in C when it is
+        an ordinary one, else parsed by protobuf."""
         try:
             converted = convert_bytes(data, self.limits, project, shard=self.shard)
         except Exception:
             _log.exception("record %d cannot be converted; it stays in the log", seq)
             return
         if converted is None:
-            self.process(seq, parse_request(data), project)
+            self.process(seq, parse_request(bytes(data)), project)
         else:
             self.give_way()
             self._take(seq, converted)

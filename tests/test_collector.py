@@ -517,6 +517,49 @@ def test_a_workers_counts_of_one_series_go_as_their_sum_and_each_histogram_value
     assert there.recv() == ("metrics", [(runs, 1, {"outcome": "accepted", "model": "gpt-4o-mini"})])
 
 
+def test_a_worker_reads_each_request_whole_between_the_pipes_other_messages() -> None:
+    """The worker's records pipe as the collector writes it (a record's header pickled, then its
+    request with ``send_bytes``): every request read back whole, however large (past the reader's
+    first buffer), with the small messages between them still read by ``Connection.recv``; a view
+    kept past the next read is released, not silently overwritten; a pipe that closes mid-request
+    is the end of the pipe."""
+    import os
+    from multiprocessing.connection import Connection
+
+    from runmeter.collector._worker import _RecordReader
+
+    sizes = [0, 1, 1000, 70_000, (1 << 20) + 1, 3 << 20, 17]
+    r, w = os.pipe()
+    reader, sender = Connection(r, writable=False), Connection(w, readable=False)
+    payloads = [bytes([i + 1]) * n for i, n in enumerate(sizes)]
+
+    def send() -> None:
+        for seq, payload in enumerate(payloads):
+            sender.send(("rec", seq, None, 1.0))
+            sender.send_bytes(payload)
+        sender.send(("stop", 5.0))
+        sender.send(("rec", 99, None, 1.0))
+        os.write(w, (1000).to_bytes(4, "big") + b"x" * 10)  # a request cut short: the collector died
+        sender.close()
+
+    threading.Thread(target=send, daemon=True).start()
+    requests = _RecordReader(r)
+    last = None
+    for seq, payload in enumerate(payloads):
+        assert reader.recv() == ("rec", seq, None, 1.0)
+        view = requests.read()
+        if last is not None:
+            with pytest.raises(ValueError):
+                bytes(last)  # the previous request's view: released by this read
+        assert view == payload
+        last = view
+    assert reader.recv() == ("stop", 5.0)
+    assert reader.recv()[0] == "rec"
+    with pytest.raises(EOFError):
+        requests.read()
+    reader.close()
+
+
 def test_fuzzed_requests_never_crash_and_valid_spans_are_kept(tmp_path: Path) -> None:
     rng = random.Random(20261122)
     seed = request_bytes(_run(0xF0) + [make_span("tool x", 9, 1, trace_id=0xF0, attrs={"k": "v" * 40, "n": 3})])
