@@ -121,6 +121,19 @@ class _Worker:
         self.generation = 0
 
 
+def _widen(pipe: int) -> None:
+    """A records pipe of 1 MiB rather than Linux's 64 KiB: a request crosses in one write and one
+    read, not a handful with a wake-up between each (a 160 KB request: ~55 us of the worker's time
+    against 130-165, measured with two processes). Best effort: elsewhere, or past
+    ``/proc/sys/fs/pipe-max-size``, the pipe keeps its size."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe, fcntl.F_SETPIPE_SZ, 1 << 20)
+    except (ImportError, AttributeError, OSError):
+        pass
+
+
 class WorkerPool:
     """Spawns the workers and keeps the books: which worker still owes which log record."""
 
@@ -307,6 +320,7 @@ class WorkerPool:
 
     def _start(self, w: _Worker, replay: list[int]) -> None:
         records_in, records_out = os.pipe()
+        _widen(records_out)
         calls_here, calls_worker = socket.socketpair()
         w.generation += 1
         w.queue = queue.SimpleQueue()
