@@ -313,6 +313,41 @@ def test_a_backlog_goes_in_one_insert_and_a_crash_mid_segment_counts_once(tmp_pa
     assert count(rig, "SELECT count() FROM runmeter_outcomes") == 5 and spool.pending() == []
 
 
+def test_batches_go_in_as_native_blocks_asking_the_column_types_once_per_client(tmp_path: Path) -> None:
+    """insert_batch encodes rows itself (one question about the column types per client, not
+    clickhouse-connect's DESCRIBE before every insert) and inserts Native blocks; a column added
+    since it asked is asked again; a table the store does not have goes to clickhouse-connect's
+    insert, whose error names it."""
+    from runmeter.exporter import OUTCOME_COLUMNS
+    from runmeter.exporter._writer import insert_batch
+
+    store = Store(f"chdb://{tmp_path / 'store'}")
+
+    class Counting:  # the store's client, its calls counted
+        def __init__(self, client: object) -> None:
+            self.client, self.calls = client, []  # type: ignore[var-annotated]
+
+        def __getattr__(self, name: str) -> object:
+            self.calls.append(name)
+            return getattr(self.client, name)
+
+    with store.session() as raw:
+        c = Counting(raw)
+        for i in range(3):
+            insert_batch(c, _outcome_batch(f"r{i}"))
+        assert c.calls.count("query") == 1 and c.calls.count("raw_insert") == 3 and "insert" not in c.calls
+        raw.command("ALTER TABLE runmeter_outcomes ADD COLUMN Note String DEFAULT ''")
+        noted = Batch.of({"runmeter_outcomes": {"columns": [*OUTCOME_COLUMNS, "Note"], "rows": [["r9", "rejected", "", 2, "api", "by hand"]]}})
+        insert_batch(c, noted)
+        assert c.calls.count("query") == 2 and "insert" not in c.calls
+        assert raw.query("SELECT RunId, Note FROM runmeter_outcomes WHERE Note != ''").result_rows == [("r9", "by hand")]
+        assert raw.query("SELECT count() FROM runmeter_outcomes").result_rows[0][0] == 4
+        with pytest.raises(Exception, match="no_such_table"):
+            insert_batch(c, Batch.of({"no_such_table": {"columns": ["x"], "rows": [[1]]}}))
+        assert "insert" in c.calls
+    store.close()
+
+
 def test_a_dead_store_is_said_once_and_does_not_hold_up_exit(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Every retry fails with a new query id: still one warning for the outage, and close() makes one
     more attempt instead of waiting out its deadline; nothing is lost (the batches wait in the spool)."""
