@@ -45,8 +45,10 @@ class CollectorSettings(BaseModel):
     # Workers run at this nice value: acknowledging requests (this process) comes first, and the
     # log holds what processing has not caught up with (it refuses, retryably, when full).
     worker_nice: int = Field(default=10, ge=0, le=19)
-    # How workers encode rows for ClickHouse: clickhouse-connect's compiled codec when installed
-    # (pip install 'clickhouse-connect[rust]'), else its Python one; "rust" insists, "python" never tries.
+    # How workers encode rows for ClickHouse: "auto", runmeter's block writer in C (exporter/_blocks.c)
+    # for its tables' column types, anything else clickhouse-connect's compiled codec when installed
+    # (pip install 'clickhouse-connect[rust]'), else its Python one; "rust" and "python" use that
+    # clickhouse-connect codec for every block ("rust" insists on it).
     native_codec: Literal["auto", "rust", "python"] = "auto"
     # Requests read and checked at once, per protocol: with the size limits, this bounds what intake
     # holds - see docs/collector.md, "Memory". More wait their turn unread: over HTTP each on its

@@ -147,7 +147,16 @@ class _RecordReader:
 
     def read(self) -> memoryview:
         if self._view is not None:
-            self._view.release()  # a caller that kept the last view would find it released, not overwritten
+            try:
+                self._view.release()  # a caller that kept the last view finds it released, not overwritten
+            except BufferError:  # a buffer taken from it is still held: the probe below finds the memory in use
+                pass
+            self._view = None
+            try:  # a view made from it is still read from (the buffer cannot be resized): it keeps that memory
+                self._buffer.append(0)
+                del self._buffer[-1]
+            except BufferError:
+                self._buffer = bytearray(len(self._buffer))
         size_buf = memoryview(bytearray(8))
         self._read_into(size_buf[:4])
         size = struct.unpack("!i", size_buf[:4])[0]

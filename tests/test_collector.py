@@ -521,14 +521,14 @@ def test_a_worker_reads_each_request_whole_between_the_pipes_other_messages() ->
     """The worker's records pipe as the collector writes it (a record's header pickled, then its
     request with ``send_bytes``): every request read back whole, however large (past the reader's
     first buffer), with the small messages between them still read by ``Connection.recv``; a view
-    kept past the next read is released, not silently overwritten; a pipe that closes mid-request
-    is the end of the pipe."""
+    kept past the next read is released, not silently overwritten, and one still read from keeps
+    its memory; a pipe that closes mid-request is the end of the pipe."""
     import os
     from multiprocessing.connection import Connection
 
     from runmeter.collector._worker import _RecordReader
 
-    sizes = [0, 1, 1000, 70_000, (1 << 20) + 1, 3 << 20, 17]
+    sizes = [0, 1, 1000, 70_000, (1 << 20) + 1, 3 << 20, 17, 500]
     r, w = os.pipe()
     reader, sender = Connection(r, writable=False), Connection(w, readable=False)
     payloads = [bytes([i + 1]) * n for i, n in enumerate(sizes)]
@@ -544,15 +544,19 @@ def test_a_worker_reads_each_request_whole_between_the_pipes_other_messages() ->
 
     threading.Thread(target=send, daemon=True).start()
     requests = _RecordReader(r)
-    last = None
+    last = held = None
     for seq, payload in enumerate(payloads):
         assert reader.recv() == ("rec", seq, None, 1.0)
         view = requests.read()
-        if last is not None:
+        if seq == len(payloads) - 1:  # a buffer still taken from the one before: it was not written over
+            assert held is not None and bytes(held) == payloads[-2]
+        elif last is not None:
             with pytest.raises(ValueError):
                 bytes(last)  # the previous request's view: released by this read
         assert view == payload
         last = view
+        if seq == len(payloads) - 2:
+            held = memoryview(view)  # read from past the next read
     assert reader.recv() == ("stop", 5.0)
     assert reader.recv()[0] == "rec"
     with pytest.raises(EOFError):
