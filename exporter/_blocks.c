@@ -320,7 +320,9 @@ static PyObject *native_block(PyObject *self, PyObject *const *args, Py_ssize_t 
             return NULL;
         }
     }
-    /* Hold the rows: a row list edited from another thread cannot free what is being written. */
+    /* Hold the rows, and keep the cyclic GC (run by an allocation, and with it any finalizer's Python
+     * code) from running while their values are read through borrowed references. */
+    int gc_was_enabled = PyGC_Disable();
     PyObject *held = PyList_GetSlice(rows, 0, nrows);
     PyObject **column = PyMem_Malloc((nrows ? nrows : 1) * sizeof(PyObject *));
     buffer b = {NULL, 0, 0};
@@ -349,6 +351,8 @@ done:
     Py_XDECREF(held);
     PyMem_Free(column);
     PyMem_Free(b.data);
+    if (gc_was_enabled)
+        PyGC_Enable();
     return out;
 }
 

@@ -6,8 +6,8 @@ of the bytes, for chDB and a server alike).
 
 Rows of the types runmeter's tables use (String, LowCardinality(String), unsigned integers,
 Int64, DateTime64, Float64, and Arrays and Maps of them) are written by ``_blocks.c``: the bytes
-clickhouse-connect's codec writes for them, in about a tenth of its time (its per-value Python
-objects were ~13 % of a worker's CPU in the 2026-11-27 benchmark). Any other type, any value not
+clickhouse-connect's codec writes for them, in a fifth to a third of its time (its encoding was
+~13 % of a worker's CPU in a profile of the 2026-11-27 benchmark). Any other type, any value not
 of the plain type expected, and any build without the compiled part go to clickhouse-connect:
 its compiled codec (``clickhouse-connect[rust]``) when installed, else its Python codec - the same
 bytes either way.

@@ -74,11 +74,19 @@ def insert_batch(client: Any, batch: Batch) -> None:
             continue
         columns, rows = data["columns"], data["rows"]
         try:
+            encoder = _encoder(client)
+        except Exception:  # the column types cannot be read (a server that keeps system.columns from this user, or is down)
+            encoder = None
+        block = None
+        if encoder is not None:
             try:
-                block = _encoder(client).encode(table, columns, rows)
-            except ValueError:  # not in the client's column types (see NativeEncoder.encode)
-                block = _encoder(client, fresh=True).encode(table, columns, rows)
-        except ValueError:
+                try:
+                    block = encoder.encode(table, columns, rows)
+                except ValueError:  # not in the client's column types (see NativeEncoder.encode)
+                    block = _encoder(client, fresh=True).encode(table, columns, rows)
+            except ValueError:
+                block = None
+        if block is None:  # clickhouse-connect's own insert: it asks the store, and says what it lacks
             client.insert(table, rows, column_names=columns,
                           settings={**_INSERT_SETTINGS, "insert_deduplication_token": f"{batch.token}:{table}"})
             continue

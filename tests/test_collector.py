@@ -6,6 +6,7 @@ import gzip
 import http.client
 import json
 import random
+import sys
 import threading
 import time
 from pathlib import Path
@@ -527,9 +528,15 @@ def test_a_worker_reads_each_request_whole_between_the_pipes_other_messages() ->
     from multiprocessing.connection import Connection
 
     from runmeter.collector._worker import _RecordReader
+    from runmeter.collector._workers import _widen
 
     sizes = [0, 1, 1000, 70_000, (1 << 20) + 1, 3 << 20, 17, 500]
     r, w = os.pipe()
+    _widen(w)  # as the collector makes a worker's records pipe
+    if sys.platform == "linux":
+        import fcntl
+
+        assert fcntl.fcntl(w, fcntl.F_GETPIPE_SZ) == 1 << 20
     reader, sender = Connection(r, writable=False), Connection(w, readable=False)
     payloads = [bytes([i + 1]) * n for i, n in enumerate(sizes)]
 

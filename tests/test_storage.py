@@ -345,6 +345,19 @@ def test_batches_go_in_as_native_blocks_asking_the_column_types_once_per_client(
         with pytest.raises(Exception, match="no_such_table"):
             insert_batch(c, Batch.of({"no_such_table": {"columns": ["x"], "rows": [[1]]}}))
         assert "insert" in c.calls
+
+        class Refusing(Counting):  # a server that keeps system.columns from this user
+            def __getattr__(self, name: str) -> object:
+                if name == "query":
+                    def query(sql: str, *a: object, **k: object) -> object:
+                        if "system.columns" in sql:
+                            raise PermissionError("Not enough privileges")
+                        return raw.query(sql, *a, **k)
+                    return query
+                return super().__getattr__(name)
+
+        insert_batch(Refusing(raw), _outcome_batch("r10"))  # clickhouse-connect's insert, as before
+        assert raw.query("SELECT count() FROM runmeter_outcomes WHERE RunId = 'r10'").result_rows[0][0] == 1
     store.close()
 
 
