@@ -98,13 +98,14 @@ def test_built_wheel_installs_into_a_fresh_venv(tmp_path: Path, root: Path) -> N
     assert "runmeter/conventions/registry/run.yaml" in names
     assert any(n.startswith("runmeter/collector/_otlpscan.") and n.endswith(".so") for n in names)  # the receiver's C check
     assert any(n.startswith("runmeter/exporter/_speedups.") and n.endswith(".so") for n in names)  # the rows' attribute maps
+    assert any(n.startswith("runmeter/exporter/_blocks.") and n.endswith(".so") for n in names)  # the Native block writer
     assert "runmeter/py.typed" in names
     code = (
         "import importlib, pathlib, runmeter\n"
         f"for name in {SUBPACKAGES!r}:\n"
         "    m = importlib.import_module(name)\n"
         f"    assert pathlib.Path(m.__file__).is_relative_to({str(purelib)!r}), m.__file__\n"
-        "import runmeter.collector._otlpscan, runmeter.exporter._speedups\n"
+        "import runmeter.collector._otlpscan, runmeter.exporter._speedups, runmeter.exporter._blocks\n"
         "from runmeter.conventions.generate import load_registry\n"
         "assert load_registry()\n"
         "from runmeter.processor import PriceBook, TokenUsage\n"
