@@ -317,7 +317,7 @@ def test_batches_go_in_as_native_blocks_asking_the_column_types_once_per_client(
     """insert_batch encodes rows itself (one question about the column types per client, not
     clickhouse-connect's DESCRIBE before every insert) and inserts Native blocks; a column added
     since it asked is asked again; a table the store does not have goes to clickhouse-connect's
-    insert, whose error names it."""
+    insert, whose error names it, and so does every table when the column types cannot be read."""
     from runmeter.exporter import OUTCOME_COLUMNS
     from runmeter.exporter._writer import insert_batch
 
@@ -356,7 +356,9 @@ def test_batches_go_in_as_native_blocks_asking_the_column_types_once_per_client(
                     return query
                 return super().__getattr__(name)
 
-        insert_batch(Refusing(raw), _outcome_batch("r10"))  # clickhouse-connect's insert, as before
+        refusing = Refusing(raw)
+        insert_batch(refusing, _outcome_batch("r10"))  # clickhouse-connect's insert, as before
+        assert "insert" in refusing.calls and "raw_insert" not in refusing.calls
         assert raw.query("SELECT count() FROM runmeter_outcomes WHERE RunId = 'r10'").result_rows[0][0] == 1
     store.close()
 
