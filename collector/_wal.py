@@ -101,6 +101,7 @@ class WriteAheadLog:
         self._checkpoint_lock = threading.Lock()
         self._fd: int | None = None
         self._active: _Segment | None = None  # the segment being appended to (none until the first write)
+        self._roll_next = False  # a write failed: the next one starts a new segment
         self.watermark = self._read_checkpoint()
         self.replay: list[WalRecord] = self._recover()
         last = max([s.last for s in self._segments] + [self.watermark])
@@ -155,6 +156,12 @@ class WriteAheadLog:
                 path.unlink()
                 continue
             self._segments.append(_Segment(path, first, last, pos))
+        # A sequence number past the watermark with no record was never acknowledged (a write the
+        # disk refused): released, so the watermark can pass it.
+        expected = self.watermark + 1
+        for r in records:
+            self._released.update(range(expected, r.seq))
+            expected = r.seq + 1
         self._trim()
         return records
 
@@ -210,6 +217,10 @@ class WriteAheadLog:
             except Exception as exc:  # a disk error: every waiting request is refused, none acknowledged
                 with self._lock:
                     self._queued -= sum(len(prefix) + len(p) + _HEADER.size for _, prefix, p, _, _ in batch)
+                    # Refused, never processed: counted as released, so the watermark (and the trim of
+                    # the segments below it) moves past them once the disk takes writes again.
+                    self._released.update(seq for seq, *_ in batch)
+                self._after_failed_write()
                 _log.error("runmeter collector: cannot write the log: %s", exc)
                 for *_, fut in batch:
                     fut.set_exception(LogFull(f"cannot write the log: {exc}"))
@@ -222,9 +233,22 @@ class WriteAheadLog:
                         _log.error("runmeter collector: on_durable failed for record %d: %s", seq, exc)
                 fut.set_result(seq)
 
+    def _after_failed_write(self) -> None:
+        """A write or its sync failed part way: the refused records' bytes may be in the segment, a
+        torn record among them. Cut them off (best effort) and start the next write in a new
+        segment, so no acknowledged record is ever written after them: recovery reads a segment up
+        to the first damage, and would not reach it."""
+        if self._fd is not None and self._active is not None:
+            try:
+                os.ftruncate(self._fd, self._active.size)
+            except OSError:
+                pass  # the next segment starts clean all the same; this one's torn tail is skipped on recovery
+        self._roll_next = True
+
     def _write(self, batch: list[tuple[int, bytes, bytes, Any, Future[int]]]) -> None:
-        if self._active is None or self._active.size >= self.segment_bytes:
+        if self._active is None or self._active.size >= self.segment_bytes or self._roll_next:
             self._roll(batch[0][0])
+            self._roll_next = False
         assert self._fd is not None and self._active is not None
         parts: list[bytes] = []
         sizes: list[int] = []

@@ -190,3 +190,61 @@ def test_a_group_of_records_is_written_whole_through_short_writes(tmp_path: Path
     assert max(calls) == 1024  # that group went out in writev-sized slices
     wal.close()
     assert [r.payload for r in WriteAheadLog(tmp_path).replay] == [bytes([i % 3]) + p for i, p in enumerate(payloads)]
+
+
+_DISK_ERROR_SCRIPT = r"""
+import json, resource, signal, sys
+from runmeter.collector import WriteAheadLog
+from runmeter.collector._wal import LogFull
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of a signal
+wal = WriteAheadLog(sys.argv[1], segment_bytes=4000)
+seqs = [wal.append(bytes([i]) * 1000).result() for i in range(1, 4)]  # 3 records of 1,016 bytes: 3,048
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (3500, hard))  # the disk fills: the 4th record is written in part
+try:
+    wal.append(b"\x04" * 1000).result()
+    refused = True
+except LogFull:
+    refused = True
+else:
+    refused = False
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # room again
+seqs += [wal.append(bytes([i]) * 1000).result() for i in range(5, 11)]
+if sys.argv[2] == "release":  # processed in this process's life: the watermark passes the refused record
+    for seq in seqs:
+        wal.release(seq)
+watermark = wal.watermark
+wal.close()
+print(json.dumps({"refused": refused, "acknowledged": seqs, "watermark": watermark}))
+"""
+
+
+def test_a_write_the_disk_refused_loses_nothing_after_it_and_does_not_hold_the_log_back(tmp_path: Path) -> None:
+    """A write that fails part way (here the file size limit, EFBIG, as a full disk gives ENOSPC)
+    refuses its request. What is acknowledged after it is read back whole after a restart (it
+    is not written behind the torn record, where recovery stops reading a segment), and once
+    those are released the watermark passes the refused record and the segments are deleted."""
+    import json
+    import subprocess
+    import sys
+
+    def run(directory: Path, mode: str) -> dict[str, object]:
+        out = subprocess.run([sys.executable, "-c", _DISK_ERROR_SCRIPT, str(directory), mode], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+        assert result["refused"] is True
+        assert result["acknowledged"] == [1, 2, 3, 5, 6, 7, 8, 9, 10]
+        return result
+
+    assert run(tmp_path / "released", "release")["watermark"] == 10
+    assert len(list((tmp_path / "released").glob("*.wal"))) == 1  # only the one still being appended to
+    acknowledged = run(tmp_path / "kept", "keep")["acknowledged"]
+    wal = WriteAheadLog(tmp_path / "kept", segment_bytes=4000)  # restarted
+    assert [(r.seq, r.payload) for r in wal.replay] == [(seq, bytes([seq]) * 1000) for seq in acknowledged]  # type: ignore[union-attr]
+    assert wal.damaged == 0
+    for seq in acknowledged:  # type: ignore[union-attr]
+        wal.release(seq)
+    assert wal.watermark == 10
+    assert list((tmp_path / "kept").glob("*.wal")) == []  # every segment below it deleted (none written since)
+    wal.close()
