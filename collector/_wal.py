@@ -246,7 +246,7 @@ class WriteAheadLog:
         self._roll_next = True
 
     def _write(self, batch: list[tuple[int, bytes, bytes, Any, Future[int]]]) -> None:
-        if self._active is None or self._active.size >= self.segment_bytes or self._roll_next:
+        if self._fd is None or self._active is None or self._active.size >= self.segment_bytes or self._roll_next:
             self._roll(batch[0][0])
             self._roll_next = False
         assert self._fd is not None and self._active is not None
@@ -272,16 +272,25 @@ class WriteAheadLog:
             self._active.last = batch[-1][0]
 
     def _roll(self, first: int) -> None:
+        """A new active segment. ``_fd`` is the active segment's or None: a roll that fails part way
+        leaves None (the next write rolls again), never a closed descriptor whose number another
+        file may reuse."""
         if self._fd is not None:
             os.close(self._fd)
+            self._fd = None
         path = self.dir / f"{first:020d}{_SUFFIX}"
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        if self._fsync:
-            _fsync_dir(self.dir)
-        seg = _Segment(path, first, first - 1, os.fstat(self._fd).st_size)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            if self._fsync:
+                _fsync_dir(self.dir)
+            seg = _Segment(path, first, first - 1, os.fstat(fd).st_size)
+        except BaseException:
+            os.close(fd)
+            raise
         with self._lock:
             self._segments.append(seg)
             self._active = seg
+        self._fd = fd
 
     def read(self, seq: int) -> bytes:
         """The payload of unreleased record ``seq``, read back from its segment (CRC-checked)."""

@@ -248,3 +248,43 @@ def test_a_write_the_disk_refused_loses_nothing_after_it_and_does_not_hold_the_l
     assert wal.watermark == 10
     assert list((tmp_path / "kept").glob("*.wal")) == []  # every segment below it deleted (none written since)
     wal.close()
+
+
+_NO_FILES_SCRIPT = r"""
+import json, os, resource, sys
+from runmeter.collector import WriteAheadLog
+from runmeter.collector._wal import LogFull
+
+wal = WriteAheadLog(sys.argv[1], segment_bytes=2500)
+seqs = [wal.append(bytes([i]) * 1000).result() for i in range(1, 4)]  # 3,048 bytes: the next record rolls
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) - 1, hard))  # no descriptor to spare
+try:
+    wal.append(b"\\x04" * 1000).result()
+    refused = False
+except LogFull:
+    refused = True
+resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+seqs += [wal.append(bytes([i]) * 1000).result() for i in range(5, 8)]
+wal.close()
+print(json.dumps({"refused": refused, "acknowledged": seqs}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts the process's descriptors in /proc")
+def test_a_segment_the_log_cannot_open_is_refused_and_the_next_write_opens_one(tmp_path: Path) -> None:
+    """Rolling to a new segment when no descriptor is left (EMFILE: a collector out of files) refuses
+    that request; the next write opens its segment and goes on, and everything acknowledged reads
+    back after a restart (the log does not keep a closed descriptor, whose number a socket may reuse)."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _NO_FILES_SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"refused": True, "acknowledged": [1, 2, 3, 5, 6, 7]}
+    wal = WriteAheadLog(tmp_path, segment_bytes=2500)
+    assert [(r.seq, r.payload) for r in wal.replay] == [(seq, bytes([seq]) * 1000) for seq in result["acknowledged"]]
+    assert wal.damaged == 0
+    wal.close()
