@@ -99,6 +99,7 @@ class WriteAheadLog:
         self._closed = False
         self._checkpoint_written = 0.0
         self._checkpoint_lock = threading.Lock()
+        self._checkpoint_failing = False  # said once until a checkpoint is written again
         self._fd: int | None = None
         self._active: _Segment | None = None  # the segment being appended to (none until the first write)
         self._roll_next = False  # a write failed: the next one starts a new segment
@@ -339,20 +340,37 @@ class WriteAheadLog:
             self._trim()
 
     def _trim(self, force: bool = False) -> None:
-        """Delete segments wholly below the watermark; persist the checkpoint (at most 5 per second)."""
+        """Delete segments wholly below the watermark; persist the checkpoint (at most 5 per second).
+
+        Never raises: a checkpoint the disk refuses (full) keeps the segments below it until one is
+        persisted - a restart replays from the last checkpoint written, and the stored-rows lookup
+        keeps what is replayed from being written twice."""
         with self._lock:
             dead = [s for s in self._segments if s.last <= self.watermark and s is not self._active]
-            self._segments = [s for s in self._segments if s not in dead]
             watermark = self.watermark
         now = time.monotonic()
         if dead or force or now - self._checkpoint_written >= 0.2:
             with self._checkpoint_lock:
                 self._checkpoint_written = now
                 tmp = self.dir / (_CHECKPOINT + ".tmp")
-                tmp.write_text(str(watermark))
-                os.replace(tmp, self.dir / _CHECKPOINT)
+                try:
+                    tmp.write_text(str(watermark))
+                    os.replace(tmp, self.dir / _CHECKPOINT)
+                except OSError as exc:
+                    if not self._checkpoint_failing:
+                        _log.error("runmeter collector: cannot write the log's checkpoint (%s); its segments are kept until it can", exc)
+                    self._checkpoint_failing = True
+                    return
+                if self._checkpoint_failing:
+                    _log.info("runmeter collector: the log's checkpoint is written again")
+                self._checkpoint_failing = False
+        with self._lock:
+            self._segments = [s for s in self._segments if s not in dead]
         for s in dead:
-            s.path.unlink(missing_ok=True)
+            try:
+                s.path.unlink(missing_ok=True)
+            except OSError as exc:
+                _log.error("runmeter collector: cannot delete %s (%s)", s.path, exc)
 
     def close(self) -> None:
         """Write what is queued, persist the checkpoint, stop the writer thread."""

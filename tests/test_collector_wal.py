@@ -288,3 +288,42 @@ def test_a_segment_the_log_cannot_open_is_refused_and_the_next_write_opens_one(t
     assert [(r.seq, r.payload) for r in wal.replay] == [(seq, bytes([seq]) * 1000) for seq in result["acknowledged"]]
     assert wal.damaged == 0
     wal.close()
+
+
+_CHECKPOINT_SCRIPT = r"""
+import json, resource, signal, sys
+from pathlib import Path
+from runmeter.collector import WriteAheadLog
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+d = Path(sys.argv[1])
+wal = WriteAheadLog(d, segment_bytes=2500)
+seqs = [wal.append(bytes([i]) * 1000).result() for i in range(1, 8)]  # 7 records in 3 segments
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))  # the disk is full: not even the checkpoint fits
+for seq in seqs[:6]:
+    wal.release(seq)  # must not raise: the caller is a worker's call loop
+full = {"watermark": wal.watermark, "segments": len(list(d.glob("*.wal"))), "checkpoint": (d / "checkpoint").read_text() if (d / "checkpoint").exists() else ""}
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+wal.release(seqs[6])
+room = {"watermark": wal.watermark, "segments": len(list(d.glob("*.wal"))), "checkpoint": (d / "checkpoint").read_text()}
+wal.close()
+print(json.dumps({"full": full, "room": room}))
+"""
+
+
+def test_a_checkpoint_the_disk_refuses_keeps_the_segments_and_raises_nothing(tmp_path: Path) -> None:
+    """Releasing records when the disk refuses even the checkpoint (EFBIG, as ENOSPC) raises nothing
+    into the caller (a worker's call loop, which an OSError would end) and deletes no segment the
+    checkpoint on disk does not cover; once the disk takes writes again, the next release writes it
+    and deletes them."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _CHECKPOINT_SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["full"]["watermark"] == 6 and result["full"]["segments"] == 3 and result["full"]["checkpoint"] in ("", "0")
+    assert result["room"] == {"watermark": 7, "segments": 1, "checkpoint": "7"}
+    assert "cannot write the log's checkpoint" in out.stderr and out.stderr.count("cannot write the log's checkpoint") == 1
