@@ -121,6 +121,10 @@ class _Worker:
         self.generation = 0
 
 
+# The messages a worker sends with _Link.call and waits an answer for (the rest it sends with tell).
+_CALLS = frozenset({"insert", "submit", "query", "flush", "read", "pinning", "append"})
+
+
 def _widen(pipe: int) -> None:
     """A records pipe of 1 MiB rather than Linux's 64 KiB: a request crosses in one write and one
     read, not a handful with a wake-up between each (a 160 KB request: ~55 us of the worker's time
@@ -272,15 +276,16 @@ class WorkerPool:
                         w.stopped = bool(msg[1])
                         w.flush_cond.notify_all()
                     continue
-                reply = self._answer(w, kind, msg[1:])
-                conn.send(("ok", reply))
+                answer: tuple[str, Any] = ("ok", self._answer(w, kind, msg[1:]))
+            except Exception as exc:  # an OSError too (a record that does not read back): the call failed, not the pipe
+                if kind not in _CALLS:  # a message the worker waits no answer for: an answer would be taken for its next call's
+                    _log.error("worker %d: cannot take its %r message: %s", w.index, kind, exc)
+                    continue
+                answer = ("err", str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__)
+            try:
+                conn.send(answer)
             except (EOFError, OSError):
                 break
-            except Exception as exc:
-                try:
-                    conn.send(("err", str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__))
-                except (EOFError, OSError):
-                    break
         if w.generation != generation:
             return
         with w.flush_cond:

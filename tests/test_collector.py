@@ -614,3 +614,44 @@ def test_fuzzed_requests_never_crash_and_valid_spans_are_kept(tmp_path: Path) ->
         assert len(runs) == len(clean_ids)
         assert all(r[:2] == (pytest.approx(mini_cost(3000, 150)), 2) for r in runs.values())
         assert c.server.collector.healthy
+
+
+def test_a_call_that_fails_is_answered_and_the_worker_is_still_served(tmp_path: Path) -> None:
+    """The collector's side of a worker's calls: a call that fails - with an OSError too, a log
+    record whose segment is gone - is answered with the error, and the worker's next call is
+    served (an OSError used to be taken for the connection closing: the worker was no longer
+    served); a message the worker waits no answer for that fails is logged, never answered (the
+    answer would be taken for the worker's next call's)."""
+    import socket
+    from multiprocessing.connection import Connection
+
+    from runmeter.collector import WriteAheadLog
+    from runmeter.collector._worker import WorkerSpec
+    from runmeter.collector._workers import WorkerPool, _Worker
+
+    wal = WriteAheadLog(tmp_path / "wal")
+    seq = wal.append(b"a request").result()
+    for segment in (tmp_path / "wal").glob("*.wal"):
+        segment.unlink()  # the record cannot be read back
+    pool = object.__new__(WorkerPool)  # the books and the call loop only: no worker processes
+    pool.spec, pool.wal, pool.writer, pool.relay = WorkerSpec(count=1, store_url="chdb://x", embedded=True, limits=None), wal, None, None
+    pool._lock, pool._owed, pool._stopping = threading.Lock(), {}, True
+    here, there = socket.socketpair()
+    w = _Worker(0)
+    w.calls, w.generation = Connection(here.detach()), 1
+    worker = Connection(there.detach())
+    serving = threading.Thread(target=pool._serve, args=(w, 1), daemon=True)
+    serving.start()
+
+    worker.send(("read", seq))
+    assert worker.poll(10)
+    status, message = worker.recv()
+    assert status == "err" and "No such file" in message
+    worker.send(("observed", ("m", "gauge", "g", "", ""), 1.0))  # no relay here: it fails, unanswered
+    worker.send(("pinning",))
+    assert worker.poll(10)
+    assert worker.recv() == ("ok", [])  # the answer to this call, not an error for the message before
+    worker.close()
+    serving.join(10)
+    assert not serving.is_alive()
+    wal.close()
