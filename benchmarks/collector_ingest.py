@@ -522,12 +522,10 @@ def _touch_rows(req: ExportTraceServiceRequest) -> list[list[object]]:
 
 
 def table_types(client: Any) -> Any:
-    """The column types of the three tables a worker writes, as ``NativeEncoder`` takes them."""
-    from runmeter.exporter import column_types
+    """The store's column types, as ``NativeEncoder`` takes them."""
+    from runmeter.exporter import COLUMN_TYPES_SQL, column_types
 
-    return column_types(client.query(
-        "SELECT table, name, type FROM system.columns WHERE database = currentDatabase() "
-        "AND table IN ('otel_traces', 'runmeter_calls', 'runmeter_runs')").result_rows)
+    return column_types(client.query(COLUMN_TYPES_SQL).result_rows)
 
 
 def stages(requests: list[bytes], spans_per_request: int) -> dict[str, float]:

@@ -26,10 +26,6 @@ from opentelemetry.metrics import CallbackOptions, NoOpMeter, NoOpMeterProvider
 __all__ = ["GC_THRESHOLDS", "LogClient", "WorkerSpec", "WriterClient", "main", "worker_main"]
 
 _log = logging.getLogger(__name__)
-_TYPES_SQL = (
-    "SELECT table, name, type FROM system.columns "
-    "WHERE database = currentDatabase() AND table IN ('otel_traces', 'runmeter_calls')"
-)
 
 
 @dataclass
@@ -136,6 +132,7 @@ class _RecordReader:
         self._fd = fd
         self._buffer = bytearray(1 << 20)
         self._view: memoryview | None = None
+        self._size = memoryview(bytearray(8))  # a message's size, as multiprocessing frames it
 
     def _read_into(self, view: memoryview) -> None:
         got = 0
@@ -157,12 +154,11 @@ class _RecordReader:
                 del self._buffer[-1]
             except BufferError:
                 self._buffer = bytearray(len(self._buffer))
-        size_buf = memoryview(bytearray(8))
-        self._read_into(size_buf[:4])
-        size = struct.unpack("!i", size_buf[:4])[0]
+        self._read_into(self._size[:4])
+        size = struct.unpack("!i", self._size[:4])[0]
         if size == -1:
-            self._read_into(size_buf)
-            size = struct.unpack("!Q", size_buf)[0]
+            self._read_into(self._size)
+            size = struct.unpack("!Q", self._size)[0]
         if size > len(self._buffer):
             self._buffer = bytearray(size)
         self._view = memoryview(self._buffer)[:size]
@@ -209,10 +205,10 @@ class WriterClient:
         self._direct: Any = None  # a Store of our own, for a ClickHouse server
 
     def _blocks(self, batch: Any) -> dict[str, tuple[list[str], bytes]]:
-        from runmeter.exporter import NativeEncoder, column_types
+        from runmeter.exporter import COLUMN_TYPES_SQL, NativeEncoder, column_types
 
         if self._encoder is None:
-            self._encoder = NativeEncoder(column_types(self._link.call("query", _TYPES_SQL, None)), self._spec.native_codec)
+            self._encoder = NativeEncoder(column_types(self._link.call("query", COLUMN_TYPES_SQL, None)), self._spec.native_codec)
         return {
             table: (data["columns"], self._encoder.encode(table, data["columns"], data["rows"]))
             for table, data in batch.tables.items() if data["rows"]

@@ -22,6 +22,7 @@ from typing import Any
 
 from clickhouse_connect.datatypes.base import ClickHouseType
 from clickhouse_connect.datatypes.registry import get_from_name
+from clickhouse_connect.driver.common import write_leb128
 from clickhouse_connect.driver.insert import InsertContext
 from clickhouse_connect.driver.transform import NativeTransform
 
@@ -30,7 +31,15 @@ try:
 except ImportError:  # built without a C compiler (setup.py): clickhouse-connect's codec for every block
     _blocks = None  # type: ignore[assignment]
 
-__all__ = ["NativeEncoder", "column_types", "native_codec", "without_dataframes"]
+__all__ = ["COLUMN_TYPES_SQL", "NativeEncoder", "UnknownColumns", "column_types", "native_codec", "without_dataframes"]
+
+# The rows column_types reads: every table of the store's database.
+COLUMN_TYPES_SQL = "SELECT table, name, type FROM system.columns WHERE database = currentDatabase()"
+
+
+class UnknownColumns(ValueError):
+    """The encoder's column types lack a table or column the rows have (a schema changed since
+    they were read, or a store that is not up to date)."""
 
 _log = logging.getLogger(__name__)
 
@@ -80,15 +89,6 @@ def column_types(rows: Sequence[tuple[str, str, str]]) -> dict[str, dict[str, st
     return out
 
 
-def _leb128(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | 0x80 if n else byte)
-        if not n:
-            return bytes(out)
-
-
 def _spec(t: ClickHouseType) -> Any:
     """What ``_blocks.native_block`` is told a column holds, or None where it does not write that type."""
     name = type(t).__name__
@@ -120,7 +120,8 @@ def block_columns(columns: Sequence[str], types: Sequence[ClickHouseType]) -> tu
             return None
         head = bytearray()
         for text in (column.encode(), t.insert_name.encode()):
-            head += _leb128(len(text)) + text
+            write_leb128(len(text), head)
+            head += text
         t.write_column_prefix(head)
         out.append((bytes(head), spec))
     return tuple(out)
@@ -147,7 +148,7 @@ class NativeEncoder:
             known = self._types.get(table, {})
             missing = [c for c in columns if c not in known]
             if missing:
-                raise ValueError(f"{table} has no column(s) {', '.join(missing)}: is the store's schema up to date?")
+                raise UnknownColumns(f"{table} has no column(s) {', '.join(missing)}: is the store's schema up to date?")
             types = [get_from_name(known[c]) for c in columns]
             resolved = self._resolved[key] = (types, block_columns(columns, types) if self._compiled else None)
         types, heads = resolved

@@ -25,7 +25,7 @@ from typing import Any
 
 from clickhouse_connect.driver.exceptions import ProgrammingError
 
-from runmeter.exporter._native import NativeEncoder, column_types
+from runmeter.exporter._native import COLUMN_TYPES_SQL, NativeEncoder, UnknownColumns, column_types
 from runmeter.exporter._spool import SEGMENT_SUFFIX, Batch, Spool, SpoolFull
 from runmeter.exporter._store import Store
 from runmeter.core import internal_error
@@ -43,54 +43,52 @@ def _mergeable(a: Batch, b: Batch) -> bool:
     return all(name not in a.tables or a.tables[name]["columns"] == data["columns"] for name, data in b.tables.items())
 
 
-_TYPES_SQL = "SELECT table, name, type FROM system.columns WHERE database = currentDatabase()"
 # A client's tables' column types, read once per client: clickhouse-connect's insert asks the store
 # (DESCRIBE TABLE) before every insert, a query each time (~1-7 ms of chDB's CPU on a busy store).
 _encoders: weakref.WeakKeyDictionary[Any, NativeEncoder] = weakref.WeakKeyDictionary()
 
 
 def _encoder(client: Any, fresh: bool = False) -> NativeEncoder:
-    try:
-        encoder = None if fresh else _encoders.get(client)
-    except TypeError:  # a client that cannot be weakly referenced or hashed: asked each time
-        encoder = None
+    encoder = None if fresh else _encoders.get(client)
     if encoder is None:
-        encoder = NativeEncoder(column_types(client.query(_TYPES_SQL).result_rows))
-        try:
-            _encoders[client] = encoder
-        except TypeError:
-            pass
+        encoder = _encoders[client] = NativeEncoder(column_types(client.query(COLUMN_TYPES_SQL).result_rows))
     return encoder
+
+
+def _block(client: Any, table: str, columns: list[str], rows: list[Any]) -> bytes | None:
+    """The rows as a Native block, or None where clickhouse-connect's own insert is to take them:
+    a table or column the client's column types lack even when read again (a migration since
+    they were read gets them), or column types that cannot be read at all (a server that keeps
+    ``system.columns`` from this user, or is down; a client that cannot be weakly referenced)."""
+    try:
+        encoder = _encoder(client)
+    except Exception:
+        return None
+    try:
+        return encoder.encode(table, columns, rows)
+    except UnknownColumns:
+        pass
+    try:
+        return _encoder(client, fresh=True).encode(table, columns, rows)
+    except UnknownColumns:
+        return None
 
 
 def insert_batch(client: Any, batch: Batch) -> None:
     """The batch's rows, one insert per table with the batch's deduplication token: encoded here
     (``NativeEncoder``: in C for runmeter's tables, ~5x clickhouse-connect's codec on span rows) and
-    inserted as Native blocks. A table or column the client's column types do not have yet (a
-    migration since they were read) reads them again; one still missing goes to clickhouse-connect's
-    insert, which says what the store lacks."""
+    inserted as Native blocks, or by clickhouse-connect's insert where ``_block`` says so (it asks
+    the store, and says what it lacks)."""
     for table, data in batch.tables.items():
         if not data["rows"]:
             continue
         columns, rows = data["columns"], data["rows"]
-        try:
-            encoder = _encoder(client)
-        except Exception:  # the column types cannot be read (a server that keeps system.columns from this user, or is down)
-            encoder = None
-        block = None
-        if encoder is not None:
-            try:
-                try:
-                    block = encoder.encode(table, columns, rows)
-                except ValueError:  # not in the client's column types (see NativeEncoder.encode)
-                    block = _encoder(client, fresh=True).encode(table, columns, rows)
-            except ValueError:
-                block = None
-        if block is None:  # clickhouse-connect's own insert: it asks the store, and says what it lacks
+        block = _block(client, table, columns, rows)
+        if block is None:
             client.insert(table, rows, column_names=columns,
                           settings={**_INSERT_SETTINGS, "insert_deduplication_token": f"{batch.token}:{table}"})
-            continue
-        insert_blocks(client, batch.token, {table: (columns, block)})
+        else:
+            insert_blocks(client, batch.token, {table: (columns, block)})
 
 
 def insert_blocks(client: Any, token: str, blocks: dict[str, tuple[list[str], bytes]]) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import struct
+import subprocess
+import sys
 import threading
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,6 +196,14 @@ def test_a_group_of_records_is_written_whole_through_short_writes(tmp_path: Path
     assert [r.payload for r in WriteAheadLog(tmp_path).replay] == [bytes([i % 3]) + p for i, p in enumerate(payloads)]
 
 
+def _in_a_process(script: str, *args: str) -> tuple[dict[str, Any], str]:
+    """Run ``script`` (it sets a resource limit: in a process of its own); its last line of output
+    read as JSON, and what it logged."""
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1]), out.stderr
+
+
 _DISK_ERROR_SCRIPT = r"""
 import json, resource, signal, sys
 from runmeter.collector import WriteAheadLog
@@ -225,14 +237,8 @@ def test_a_write_the_disk_refused_loses_nothing_after_it_and_does_not_hold_the_l
     refuses its request. What is acknowledged after it is read back whole after a restart (it
     is not written behind the torn record, where recovery stops reading a segment), and once
     those are released the watermark passes the refused record and the segments are deleted."""
-    import json
-    import subprocess
-    import sys
-
-    def run(directory: Path, mode: str) -> dict[str, object]:
-        out = subprocess.run([sys.executable, "-c", _DISK_ERROR_SCRIPT, str(directory), mode], capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr[-2000:]
-        result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    def run(directory: Path, mode: str) -> dict[str, Any]:
+        result, _ = _in_a_process(_DISK_ERROR_SCRIPT, str(directory), mode)
         assert result["refused"] is True
         assert result["acknowledged"] == [1, 2, 3, 5, 6, 7, 8, 9, 10]
         return result
@@ -241,9 +247,9 @@ def test_a_write_the_disk_refused_loses_nothing_after_it_and_does_not_hold_the_l
     assert len(list((tmp_path / "released").glob("*.wal"))) == 1  # only the one still being appended to
     acknowledged = run(tmp_path / "kept", "keep")["acknowledged"]
     wal = WriteAheadLog(tmp_path / "kept", segment_bytes=4000)  # restarted
-    assert [(r.seq, r.payload) for r in wal.replay] == [(seq, bytes([seq]) * 1000) for seq in acknowledged]  # type: ignore[union-attr]
+    assert [(r.seq, r.payload) for r in wal.replay] == [(seq, bytes([seq]) * 1000) for seq in acknowledged]
     assert wal.damaged == 0
-    for seq in acknowledged:  # type: ignore[union-attr]
+    for seq in acknowledged:
         wal.release(seq)
     assert wal.watermark == 10
     assert list((tmp_path / "kept").glob("*.wal")) == []  # every segment below it deleted (none written since)
@@ -276,13 +282,7 @@ def test_a_segment_the_log_cannot_open_is_refused_and_the_next_write_opens_one(t
     """Rolling to a new segment when no descriptor is left (EMFILE: a collector out of files) refuses
     that request; the next write opens its segment and goes on, and everything acknowledged reads
     back after a restart (the log does not keep a closed descriptor, whose number a socket may reuse)."""
-    import json
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", _NO_FILES_SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result, _ = _in_a_process(_NO_FILES_SCRIPT, str(tmp_path))
     assert result == {"refused": True, "acknowledged": [1, 2, 3, 5, 6, 7]}
     wal = WriteAheadLog(tmp_path, segment_bytes=2500)
     assert [(r.seq, r.payload) for r in wal.replay] == [(seq, bytes([seq]) * 1000) for seq in result["acknowledged"]]
@@ -317,13 +317,7 @@ def test_a_checkpoint_the_disk_refuses_keeps_the_segments_and_raises_nothing(tmp
     into the caller (a worker's call loop, which an OSError would end) and deletes no segment the
     checkpoint on disk does not cover; once the disk takes writes again, the next release writes it
     and deletes them."""
-    import json
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", _CHECKPOINT_SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result, logged = _in_a_process(_CHECKPOINT_SCRIPT, str(tmp_path))
     assert result["full"]["watermark"] == 6 and result["full"]["segments"] == 3 and result["full"]["checkpoint"] in ("", "0")
     assert result["room"] == {"watermark": 7, "segments": 1, "checkpoint": "7"}
-    assert "cannot write the log's checkpoint" in out.stderr and out.stderr.count("cannot write the log's checkpoint") == 1
+    assert logged.count("cannot write the log's checkpoint") == 1

@@ -142,12 +142,24 @@ def test_any_rows_of_its_types_are_clickhouse_connects_bytes(rows: list[tuple[ob
     assert ours == reference
 
 
-def test_the_encoder_writes_in_c_what_it_can_and_hands_the_rest_on() -> None:
-    """``auto``: the block writer's bytes; a type it does not write (Nullable): clickhouse-connect's."""
-    rows = [_row(i) for i in range(20)]
-    assert NativeEncoder(_TYPES, "auto").encode("t", _COLUMNS, rows) == _both("t", _COLUMNS, rows)[0]
+def test_the_encoder_writes_in_c_what_it_can_and_hands_the_rest_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auto``: a type the block writer does not write (Nullable) gets clickhouse-connect's bytes;
+    the rest are written in C - still encoded with clickhouse-connect's codecs out of reach, where
+    the same bytes from a fallback would prove nothing."""
+    import runmeter.exporter._native as native
+
     other = [["a", None], ["b", "c"]]
     assert NativeEncoder(_TYPES, "auto").encode("other", ["s", "maybe"], other) == NativeEncoder(_TYPES, "python").encode("other", ["s", "maybe"], other)
+    rows = [_row(i) for i in range(20)]
+    reference = NativeEncoder(_TYPES, "python").encode("t", _COLUMNS, rows)
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise AssertionError("clickhouse-connect's codec was used")
+
+    monkeypatch.setattr(native, "InsertContext", unreachable)
+    assert NativeEncoder(_TYPES, "auto").encode("t", _COLUMNS, rows) == reference
+    with pytest.raises(AssertionError, match="codec was used"):
+        NativeEncoder(_TYPES, "auto").encode("other", ["s", "maybe"], other)
 
 
 def test_every_column_a_worker_writes_is_written_in_c(tmp_path: Path) -> None:
@@ -155,12 +167,12 @@ def test_every_column_a_worker_writes_is_written_in_c(tmp_path: Path) -> None:
     does not would send every block back to clickhouse-connect's codec, at five times the CPU."""
     from clickhouse_connect.datatypes.registry import get_from_name
 
-    from runmeter.exporter import Store, column_types
+    from runmeter.exporter import COLUMN_TYPES_SQL, Store, column_types
     from runmeter.exporter._rows import CALL_COLUMNS, RUN_COLUMNS, TRACE_COLUMNS
 
     store = Store(f"chdb://{tmp_path}/store")
     with store.session() as client:
-        types = column_types(client.query("SELECT table, name, type FROM system.columns WHERE database = currentDatabase()").result_rows)
+        types = column_types(client.query(COLUMN_TYPES_SQL).result_rows)
     store.close()
     for table, columns in (("otel_traces", TRACE_COLUMNS), ("runmeter_calls", CALL_COLUMNS), ("runmeter_runs", RUN_COLUMNS)):
         assert block_columns(columns, [get_from_name(types[table][c]) for c in columns]) is not None, table
