@@ -86,18 +86,52 @@ def insert_batch(client: Any, batch: Batch) -> None:
         block = _block(client, table, columns, rows)
         if block is None:
             client.insert(table, rows, column_names=columns,
-                          settings={**_INSERT_SETTINGS, "insert_deduplication_token": f"{batch.token}:{table}"})
+                          settings={**_INSERT_SETTINGS, **_settings_of(client).get(table, {}), "insert_deduplication_token": f"{batch.token}:{table}"})
         else:
             insert_blocks(client, batch.token, {table: (columns, block)})
+
+
+# otel_traces' bloom filters over the keys and values of its attribute maps serve searches by
+# attribute (Grafana's trace search); built at insert they were two thirds of chDB's CPU on an
+# otel_traces insert (~15 -> ~4.5 us a span row without them). ClickHouse builds them again
+# whenever parts merge, so they are left to the merges: a part not merged yet (the newest spans)
+# is searched without them, with the same results. idx_trace_id (a trace by its id: the trace
+# view, a replay's lookup) is still built at insert. ``exclude_..._on_insert`` is ClickHouse
+# 25.10's; an older server builds all of them at insert, as before (docs/storage.md).
+_AT_MERGE = {"otel_traces": "idx_res_attr_key, idx_res_attr_value, idx_span_attr_key, idx_span_attr_value"}
+_EXCLUDE_ON_INSERT = "exclude_materialize_skip_indexes_on_insert"
+_ON_INSERT_ENV = "RUNMETER_ATTRIBUTE_INDEXES_ON_INSERT"
+_table_settings: weakref.WeakKeyDictionary[Any, dict[str, dict[str, str]]] = weakref.WeakKeyDictionary()
+
+
+def _settings_of(client: Any) -> dict[str, dict[str, str]]:
+    """Each table's own insert settings for this client's server, asked once per client (not kept
+    when the question fails: a store down now is asked again)."""
+    known = _table_settings.get(client)
+    if known is None:
+        on_insert = os.environ.get(_ON_INSERT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+        try:
+            has = not on_insert and bool(
+                client.query("SELECT count() FROM system.settings WHERE name = {n:String}", {"n": _EXCLUDE_ON_INSERT}).result_rows[0][0])
+        except Exception:
+            return {}
+        known = {table: {_EXCLUDE_ON_INSERT: names} for table, names in _AT_MERGE.items()} if has else {}
+        try:
+            _table_settings[client] = known
+        except TypeError:  # a client that cannot be weakly referenced: asked each time
+            pass
+    return known
 
 
 def insert_blocks(client: Any, token: str, blocks: dict[str, tuple[list[str], bytes]]) -> None:
     """Blocks already in Native format (``{table: (columns, bytes)}``), each table once, with
     ``token`` as its deduplication token."""
+    own = _settings_of(client)
     for table, (columns, data) in blocks.items():
         if data:
             client.raw_insert(
-                table, columns, data, fmt="Native", settings={**_INSERT_SETTINGS, "insert_deduplication_token": f"{token}:{table}"}
+                table, columns, data, fmt="Native",
+                settings={**_INSERT_SETTINGS, **own.get(table, {}), "insert_deduplication_token": f"{token}:{table}"},
             )
 
 

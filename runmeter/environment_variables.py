@@ -58,6 +58,10 @@ OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT = "OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT"
 """Unset or ``true``: content events follow the capture mode (``EVENT_ONLY``, ``SPAN_AND_EVENT``);
 ``false`` turns them off (``SPAN_AND_EVENT`` then keeps its span part). Another value warns."""
 
+RUNMETER_ATTRIBUTE_INDEXES_ON_INSERT = "RUNMETER_ATTRIBUTE_INDEXES_ON_INSERT"
+"""``1`` builds ``otel_traces``' bloom-filter indexes over attribute keys and values at every insert; by
+default they are left to ClickHouse's merges, on a server that allows it (docs/storage.md)."""
+
 RUNMETER_SDK_FAST_PATHS = "RUNMETER_SDK_FAST_PATHS"
 """``0`` makes runmeter use only the OpenTelemetry SDK's public API per span, never the fast paths
 that read its internals (``runmeter/processor/_sdk.py``; on by default for the SDK versions they

@@ -335,11 +335,12 @@ def test_batches_go_in_as_native_blocks_asking_the_column_types_once_per_client(
         c = Counting(raw)
         for i in range(3):
             insert_batch(c, _outcome_batch(f"r{i}"))
-        assert c.calls.count("query") == 1 and c.calls.count("raw_insert") == 3 and "insert" not in c.calls
+        # one question about the column types, one about the server's settings (insert_blocks)
+        assert c.calls.count("query") == 2 and c.calls.count("raw_insert") == 3 and "insert" not in c.calls
         raw.command("ALTER TABLE runmeter_outcomes ADD COLUMN Note String DEFAULT ''")
         noted = Batch.of({"runmeter_outcomes": {"columns": [*OUTCOME_COLUMNS, "Note"], "rows": [["r9", "rejected", "", 2, "api", "by hand"]]}})
         insert_batch(c, noted)
-        assert c.calls.count("query") == 2 and "insert" not in c.calls
+        assert c.calls.count("query") == 3 and "insert" not in c.calls
         assert raw.query("SELECT RunId, Note FROM runmeter_outcomes WHERE Note != ''").result_rows == [("r9", "by hand")]
         assert raw.query("SELECT count() FROM runmeter_outcomes").result_rows[0][0] == 4
         with pytest.raises(Exception, match="no_such_table"):
@@ -360,6 +361,92 @@ def test_batches_go_in_as_native_blocks_asking_the_column_types_once_per_client(
         insert_batch(refusing, _outcome_batch("r10"))  # clickhouse-connect's insert, as before
         assert "insert" in refusing.calls and "raw_insert" not in refusing.calls
         assert raw.query("SELECT count() FROM runmeter_outcomes WHERE RunId = 'r10'").result_rows[0][0] == 1
+    store.close()
+
+
+_INDEX_BYTES = ("SELECT name, data_compressed_bytes FROM system.data_skipping_indices "
+                "WHERE database = currentDatabase() AND table = 'otel_traces'")
+_ATTRIBUTE_INDEXES = {"idx_res_attr_key", "idx_res_attr_value", "idx_span_attr_key", "idx_span_attr_value"}
+
+
+def _search(c: object) -> list[str]:
+    """Spans found by the attribute maps, as Grafana's search asks (the bloom filters serve both conditions)."""
+    sql = ("SELECT SpanName FROM otel_traces WHERE has(mapKeys(SpanAttributes), 'gen_ai.request.model') "
+           "AND SpanAttributes['gen_ai.request.model'] = 'gpt-4o' AND ResourceAttributes['service.name'] != '' ORDER BY SpanName")
+    return [r[0] for r in c.query(sql).result_rows]  # type: ignore[attr-defined]
+
+
+def test_attribute_indexes_are_built_by_merges_and_searches_find_the_same_spans(
+    store_rig: StoreRig, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """otel_traces' bloom filters over its attribute maps are left to the merges (an insert built them
+    again and again); idx_trace_id is still built at insert; a search by attribute finds the same
+    spans in a part without them as after the merge that builds them.
+    RUNMETER_ATTRIBUTE_INDEXES_ON_INSERT=1 builds them at insert, as a server without the setting does."""
+    spans = [llm(2, 1, "gpt-4o-mini", 10, 1), llm(3, 1, "gpt-4o", 10, 1), llm(4, 1, "gpt-4o", 20, 2)]
+    exp = exporter_for(store_rig)
+    assert exp.export(spans) is SpanExportResult.SUCCESS
+    exp.force_flush()
+    exp.shutdown()
+    with Store(store_rig.url).session() as c:
+        built = {name: size > 0 for name, size in c.query(_INDEX_BYTES).result_rows}
+        assert built == {"idx_trace_id": True, "idx_duration": True, **dict.fromkeys(_ATTRIBUTE_INDEXES, False)}
+        assert _search(c) == ["chat gpt-4o", "chat gpt-4o"]
+        c.command("OPTIMIZE TABLE otel_traces FINAL")
+        assert all(size > 0 for _, size in c.query(_INDEX_BYTES).result_rows)
+        assert _search(c) == ["chat gpt-4o", "chat gpt-4o"]
+
+        c.command("TRUNCATE TABLE otel_traces")
+    monkeypatch.setenv("RUNMETER_ATTRIBUTE_INDEXES_ON_INSERT", "1")
+    exp = exporter_for(store_rig)  # a new client: the question is asked again
+    assert exp.export([llm(5, 1, "gpt-4o", 10, 1)]) is SpanExportResult.SUCCESS
+    exp.force_flush()
+    exp.shutdown()
+    with Store(store_rig.url).session() as c:
+        assert c.query("SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = 'otel_traces' AND active").result_rows[0][0] == 1
+        assert all(size > 0 for _, size in c.query(_INDEX_BYTES).result_rows)
+
+
+def test_an_insert_asks_the_server_once_whether_it_can_leave_indexes_to_merges(tmp_path: Path) -> None:
+    """The setting that leaves indexes to the merges is ClickHouse 25.10's: sent only to a server that
+    has it (asked once per client), never to one that has not (its insert would fail), and a question
+    that fails is asked again next time (the store may be down) while the insert goes on without it."""
+    from runmeter.exporter import COLUMN_TYPES_SQL
+    from runmeter.exporter._rows import trace_row
+    from runmeter.exporter._writer import insert_blocks
+
+    store = Store(f"chdb://{tmp_path / 'store'}")
+    with store.session() as raw:
+        encoder = NativeEncoder(column_types(raw.query(COLUMN_TYPES_SQL).result_rows))
+
+        class Server:  # the client, answering the settings question as the server in hand would
+            def __init__(self, has: int | None) -> None:
+                self.has, self.asked, self.sent = has, 0, []  # type: ignore[var-annotated]
+
+            def query(self, sql: str, parameters: object = None) -> object:
+                assert "system.settings" in sql
+                self.asked += 1
+                if self.has is None:
+                    raise ConnectionError("the store is down")
+                return raw.query(f"SELECT {self.has}")
+
+            def raw_insert(self, table: str, columns: object, data: bytes, fmt: str, settings: dict[str, object]) -> None:
+                self.sent.append(settings)
+                raw.raw_insert(table, columns, data, fmt=fmt, settings=settings)
+
+        def block(i: int) -> dict[str, tuple[list[str], bytes]]:
+            return {"otel_traces": (list(TRACE_COLUMNS), encoder.encode("otel_traces", TRACE_COLUMNS, [trace_row(llm(i, 1, "gpt-4o", 1, 1))]))}
+
+        new, old, down = Server(1), Server(0), Server(None)
+        for i in range(2):
+            insert_blocks(new, f"n{i}", block(10 + i))
+            insert_blocks(old, f"o{i}", block(20 + i))
+            insert_blocks(down, f"d{i}", block(30 + i))
+        assert (new.asked, old.asked, down.asked) == (1, 1, 2)
+        names = "idx_res_attr_key, idx_res_attr_value, idx_span_attr_key, idx_span_attr_value"
+        assert [s.get("exclude_materialize_skip_indexes_on_insert") for s in new.sent] == [names, names]
+        assert all("exclude_materialize_skip_indexes_on_insert" not in s for s in old.sent + down.sent)
+        assert raw.query("SELECT count() FROM otel_traces").result_rows[0][0] == 6
     store.close()
 
 
