@@ -106,13 +106,15 @@ _table_settings: weakref.WeakKeyDictionary[Any, dict[str, dict[str, str]]] = wea
 
 def _settings_of(client: Any) -> dict[str, dict[str, str]]:
     """Each table's own insert settings for this client's server, asked once per client (not kept
-    when the question fails: a store down now is asked again)."""
+    when the question fails: a store down now is asked again). Only a setting the server has and
+    lets this user change (``readonly``: a settings profile's constraint) is sent: any other would
+    fail every insert."""
     known = _table_settings.get(client)
     if known is None:
         on_insert = os.environ.get(_ON_INSERT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
         try:
             has = not on_insert and bool(
-                client.query("SELECT count() FROM system.settings WHERE name = {n:String}", {"n": _EXCLUDE_ON_INSERT}).result_rows[0][0])
+                client.query("SELECT count() FROM system.settings WHERE name = {n:String} AND readonly = 0", {"n": _EXCLUDE_ON_INSERT}).result_rows[0][0])
         except Exception:
             return {}
         known = {table: {_EXCLUDE_ON_INSERT: names} for table, names in _AT_MERGE.items()} if has else {}

@@ -409,26 +409,29 @@ def test_attribute_indexes_are_built_by_merges_and_searches_find_the_same_spans(
 
 def test_an_insert_asks_the_server_once_whether_it_can_leave_indexes_to_merges(tmp_path: Path) -> None:
     """The setting that leaves indexes to the merges is ClickHouse 25.10's: sent only to a server that
-    has it (asked once per client), never to one that has not (its insert would fail), and a question
-    that fails is asked again next time (the store may be down) while the insert goes on without it."""
+    has it and lets the user change it (asked once per client), never to one that has not, or whose
+    settings profile holds it fixed (its inserts would fail); a question that fails is asked again
+    next time (the store may be down) while the insert goes on without it. The question is the real
+    one, answered by chDB over each server's system.settings as given here."""
     from runmeter.exporter import COLUMN_TYPES_SQL
     from runmeter.exporter._rows import trace_row
     from runmeter.exporter._writer import insert_blocks
 
+    setting = "exclude_materialize_skip_indexes_on_insert"
     store = Store(f"chdb://{tmp_path / 'store'}")
     with store.session() as raw:
         encoder = NativeEncoder(column_types(raw.query(COLUMN_TYPES_SQL).result_rows))
 
-        class Server:  # the client, answering the settings question as the server in hand would
-            def __init__(self, has: int | None) -> None:
-                self.has, self.asked, self.sent = has, 0, []  # type: ignore[var-annotated]
+        class Server:  # the client, with the server's system.settings as given
+            def __init__(self, settings: list[tuple[str, int]] | None) -> None:
+                self.settings, self.asked, self.sent = settings, 0, []  # type: ignore[var-annotated]
 
             def query(self, sql: str, parameters: object = None) -> object:
-                assert "system.settings" in sql
                 self.asked += 1
-                if self.has is None:
+                if self.settings is None:
                     raise ConnectionError("the store is down")
-                return raw.query(f"SELECT {self.has}")
+                rows = ", ".join(f"('{name}', {readonly})" for name, readonly in [("max_threads", 0), *self.settings])
+                return raw.query(sql.replace("system.settings", f"values('name String, readonly UInt8', {rows})"), parameters)
 
             def raw_insert(self, table: str, columns: object, data: bytes, fmt: str, settings: dict[str, object]) -> None:
                 self.sent.append(settings)
@@ -437,16 +440,15 @@ def test_an_insert_asks_the_server_once_whether_it_can_leave_indexes_to_merges(t
         def block(i: int) -> dict[str, tuple[list[str], bytes]]:
             return {"otel_traces": (list(TRACE_COLUMNS), encoder.encode("otel_traces", TRACE_COLUMNS, [trace_row(llm(i, 1, "gpt-4o", 1, 1))]))}
 
-        new, old, down = Server(1), Server(0), Server(None)
+        new, fixed, old, down = Server([(setting, 0)]), Server([(setting, 1)]), Server([]), Server(None)
         for i in range(2):
-            insert_blocks(new, f"n{i}", block(10 + i))
-            insert_blocks(old, f"o{i}", block(20 + i))
-            insert_blocks(down, f"d{i}", block(30 + i))
-        assert (new.asked, old.asked, down.asked) == (1, 1, 2)
+            for n, server in enumerate((new, fixed, old, down)):
+                insert_blocks(server, f"s{n}-{i}", block(10 * n + i))
+        assert (new.asked, fixed.asked, old.asked, down.asked) == (1, 1, 1, 2)
         names = "idx_res_attr_key, idx_res_attr_value, idx_span_attr_key, idx_span_attr_value"
-        assert [s.get("exclude_materialize_skip_indexes_on_insert") for s in new.sent] == [names, names]
-        assert all("exclude_materialize_skip_indexes_on_insert" not in s for s in old.sent + down.sent)
-        assert raw.query("SELECT count() FROM otel_traces").result_rows[0][0] == 6
+        assert [s.get(setting) for s in new.sent] == [names, names]
+        assert all(setting not in s for s in fixed.sent + old.sent + down.sent)
+        assert raw.query("SELECT count() FROM otel_traces").result_rows[0][0] == 8
     store.close()
 
 
