@@ -23,7 +23,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from clickhouse_connect.driver.exceptions import ProgrammingError
+from clickhouse_connect.driver.exceptions import OperationalError, ProgrammingError
 
 from runmeter.exporter._native import COLUMN_TYPES_SQL, NativeEncoder, UnknownColumns, column_types
 from runmeter.exporter._spool import SEGMENT_SUFFIX, Batch, Spool, SpoolFull
@@ -105,8 +105,8 @@ _table_settings: weakref.WeakKeyDictionary[Any, dict[str, dict[str, str]]] = wea
 
 
 def _settings_of(client: Any) -> dict[str, dict[str, str]]:
-    """Each table's own insert settings for this client's server, asked once per client (not kept
-    when the question fails: a store down now is asked again). Only a setting the server has and
+    """Each table's own insert settings for this client's server, asked once per client (a store
+    that cannot be reached is asked again; one that refuses the question is not). Only a setting the server has and
     lets this user change (``readonly``: a settings profile's constraint) is sent: any other would
     fail every insert."""
     known = _table_settings.get(client)
@@ -115,8 +115,10 @@ def _settings_of(client: Any) -> dict[str, dict[str, str]]:
         try:
             has = not on_insert and bool(
                 client.query("SELECT count() FROM system.settings WHERE name = {n:String} AND readonly = 0", {"n": _EXCLUDE_ON_INSERT}).result_rows[0][0])
-        except Exception:
+        except (OSError, OperationalError):  # the store cannot be reached now: asked again at the next insert
             return {}
+        except Exception:  # the server refuses the question (system tables kept from this user): as without the setting
+            has = False
         known = {table: {_EXCLUDE_ON_INSERT: names} for table, names in _AT_MERGE.items()} if has else {}
         try:
             _table_settings[client] = known

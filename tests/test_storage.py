@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 
 from runmeter.exporter import (
@@ -409,9 +410,9 @@ def test_attribute_indexes_are_built_by_merges_and_searches_find_the_same_spans(
 
 def test_an_insert_asks_the_server_once_whether_it_can_leave_indexes_to_merges(tmp_path: Path) -> None:
     """The setting that leaves indexes to the merges is ClickHouse 25.10's: sent only to a server that
-    has it and lets the user change it (asked once per client), never to one that has not, or whose
-    settings profile holds it fixed (its inserts would fail); a question that fails is asked again
-    next time (the store may be down) while the insert goes on without it. The question is the real
+    has it and lets the user change it (asked once per client), never to one that has not, whose
+    settings profile holds it fixed (its inserts would fail) or that refuses the question (asked
+    once); a store that cannot be reached is asked again next time, the insert going on without it. The question is the real
     one, answered by chDB over each server's system.settings as given here."""
     from runmeter.exporter import COLUMN_TYPES_SQL
     from runmeter.exporter._rows import trace_row
@@ -423,13 +424,16 @@ def test_an_insert_asks_the_server_once_whether_it_can_leave_indexes_to_merges(t
         encoder = NativeEncoder(column_types(raw.query(COLUMN_TYPES_SQL).result_rows))
 
         class Server:  # the client, with the server's system.settings as given
-            def __init__(self, settings: list[tuple[str, int]] | None) -> None:
+            def __init__(self, settings: list[tuple[str, int]] | str | None) -> None:
                 self.settings, self.asked, self.sent = settings, 0, []  # type: ignore[var-annotated]
 
             def query(self, sql: str, parameters: object = None) -> object:
                 self.asked += 1
                 if self.settings is None:
                     raise ConnectionError("the store is down")
+                if self.settings == "refused":
+                    raise DatabaseError("Not enough privileges. To execute this query, it's necessary to have the grant SELECT ON system.settings")
+                assert isinstance(self.settings, list)
                 rows = ", ".join(f"('{name}', {readonly})" for name, readonly in [("max_threads", 0), *self.settings])
                 return raw.query(sql.replace("system.settings", f"values('name String, readonly UInt8', {rows})"), parameters)
 
@@ -440,15 +444,15 @@ def test_an_insert_asks_the_server_once_whether_it_can_leave_indexes_to_merges(t
         def block(i: int) -> dict[str, tuple[list[str], bytes]]:
             return {"otel_traces": (list(TRACE_COLUMNS), encoder.encode("otel_traces", TRACE_COLUMNS, [trace_row(llm(i, 1, "gpt-4o", 1, 1))]))}
 
-        new, fixed, old, down = Server([(setting, 0)]), Server([(setting, 1)]), Server([]), Server(None)
+        new, fixed, old, down, refused = Server([(setting, 0)]), Server([(setting, 1)]), Server([]), Server(None), Server("refused")
         for i in range(2):
-            for n, server in enumerate((new, fixed, old, down)):
+            for n, server in enumerate((new, fixed, old, down, refused)):
                 insert_blocks(server, f"s{n}-{i}", block(10 * n + i))
-        assert (new.asked, fixed.asked, old.asked, down.asked) == (1, 1, 1, 2)
+        assert (new.asked, fixed.asked, old.asked, down.asked, refused.asked) == (1, 1, 1, 2, 1)
         names = "idx_res_attr_key, idx_res_attr_value, idx_span_attr_key, idx_span_attr_value"
         assert [s.get(setting) for s in new.sent] == [names, names]
-        assert all(setting not in s for s in fixed.sent + old.sent + down.sent)
-        assert raw.query("SELECT count() FROM otel_traces").result_rows[0][0] == 8
+        assert all(setting not in s for s in fixed.sent + old.sent + down.sent + refused.sent)
+        assert raw.query("SELECT count() FROM otel_traces").result_rows[0][0] == 10
     store.close()
 
 
