@@ -539,11 +539,9 @@ def stages(requests: list[bytes], spans_per_request: int) -> dict[str, float]:
 
     n = len(requests) * spans_per_request
     out: dict[str, float] = {}
-    from runmeter.collector._worker import GC_THRESHOLDS
+    from runmeter.collector._worker import worker_gc
 
-    gc.freeze()  # as a worker runs (collector/_worker.py): fewer, cheaper collections
-    thresholds = gc.get_threshold()
-    gc.set_threshold(*GC_THRESHOLDS)
+    worker_gc()  # as a worker runs (collector/_worker.py): no automatic collections, a full one a minute
 
     def timed(name: str, fn):  # type: ignore[no-untyped-def]
         gc.collect()  # the garbage of one stage is not collected on another's time
@@ -618,7 +616,7 @@ def stages(requests: list[bytes], spans_per_request: int) -> dict[str, float]:
             floor_block = timed("floor: encode those rows", lambda: enc.encode("otel_traces", TRACE_COLUMNS, touched))
             timed("floor: insert them into chDB", lambda: insert_blocks(client, "floor", {"otel_traces": (TRACE_COLUMNS, floor_block)}))
         store.close()
-    gc.set_threshold(*thresholds)
+    gc.enable()
     gc.unfreeze()
     return out
 

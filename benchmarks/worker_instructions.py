@@ -20,7 +20,6 @@ The chDB insert is left out: its work is mostly on chDB's own threads, and a ser
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 import tempfile
 from pathlib import Path
@@ -36,7 +35,7 @@ def child(stage: str, n_requests: int, spans_per_request: int) -> None:
     import collector_ingest
 
     from runmeter.collector._convert import Limits, convert_bytes
-    from runmeter.collector._worker import GC_THRESHOLDS
+    from runmeter.collector._worker import worker_gc
     from runmeter.conventions import load_dialects
     from runmeter.exporter import NativeEncoder, Store
     from runmeter.exporter._rows import CALL_COLUMNS, RUN_COLUMNS, TRACE_COLUMNS, call_row, run_row, trace_row
@@ -49,8 +48,7 @@ def child(stage: str, n_requests: int, spans_per_request: int) -> None:
             types = collector_ingest.table_types(client)
         store.close()
     encoder, prices, dialects = NativeEncoder(types, "auto"), PriceBook(), load_dialects()
-    gc.freeze()  # as a worker runs (collector/_worker.py)
-    gc.set_threshold(*GC_THRESHOLDS)
+    worker_gc()  # as a worker runs (collector/_worker.py): its collections are a full one a minute
 
     class Keep:  # the worker's Tracker, as far as the processor sees it
         def __init__(self) -> None:

@@ -616,6 +616,49 @@ def test_fuzzed_requests_never_crash_and_valid_spans_are_kept(tmp_path: Path) ->
         assert c.server.collector.healthy
 
 
+def test_a_worker_collects_reference_cycles_once_a_period_not_on_every_allocation() -> None:
+    """A worker turns automatic collection off (its held spans were examined again and again for next
+    to no garbage) and collects everything each period instead: a reference cycle is still there
+    before the period is up, gone at the loop's first turn after it, and the next period counts
+    from the end of that collection."""
+    import gc
+    import weakref
+
+    from runmeter.collector._worker import Collections
+
+    class Node:
+        def __init__(self) -> None:
+            self.other: Node | None = None
+
+    now = [100.0]
+
+    def slow(phase: str, info: dict[str, int]) -> None:  # each collection takes 10 s of the clock
+        if phase == "stop":
+            now[0] += 10.0
+
+    was_enabled = gc.isenabled()
+    gc.disable()  # as worker_gc() leaves a worker (here only for this test's cycles)
+    gc.callbacks.append(slow)
+    try:
+        collections = Collections(every_s=60.0, clock=lambda: now[0])
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        gone = weakref.ref(a)
+        del a, b
+        now[0] = 159.9
+        assert not collections.turn() and gone() is not None  # not due: the cycle waits
+        now[0] = 160.0
+        assert collections.turn() and gone() is None  # the collection ends at 170
+        now[0] = 229.0
+        assert not collections.turn()
+        now[0] = 230.0
+        assert collections.turn()
+    finally:
+        gc.callbacks.remove(slow)
+        if was_enabled:
+            gc.enable()
+
+
 def test_a_call_that_fails_is_answered_and_the_worker_is_still_served(tmp_path: Path) -> None:
     """The collector's side of a worker's calls: a call that fails - with an OSError too, a log
     record whose segment is gone - is answered with the error, and the worker's next call is
