@@ -9,6 +9,7 @@ the embedded store and the spool (``WriterClient``), and ``/metrics`` (the relay
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -59,8 +60,6 @@ GC_EVERY_S = 60.0
 def worker_gc() -> None:
     """A worker's garbage collection: what it has imported frozen, automatic collection off (the
     worker's loop runs :class:`Collections`)."""
-    import gc
-
     gc.freeze()
     gc.disable()
 
@@ -78,11 +77,11 @@ class Collections:
         now = self._clock()
         if now < self._next:
             return False
-        import gc
-
         gc.collect()
         self._next = self._clock() + self._every  # from the end: a long collection is not run again at once
         return True
+
+
 _SUMMED = frozenset({"counter", "up_down_counter"})  # instrument kinds whose measurements add up
 
 
