@@ -121,10 +121,6 @@ class _Worker:
         self.generation = 0
 
 
-# The messages a worker sends with _Link.call and waits an answer for (the rest it sends with tell).
-_CALLS = frozenset({"insert", "submit", "query", "flush", "read", "pinning", "append"})
-
-
 def _widen(pipe: int) -> None:
     """A records pipe of 1 MiB rather than Linux's 64 KiB: a request crosses in one write and one
     read, not a handful with a wake-up between each (a 160 KB request: ~55 us of the worker's time
@@ -252,6 +248,7 @@ class WorkerPool:
             except (EOFError, OSError):
                 break
             kind = msg[0]
+            call = False  # a message the worker waits an answer for (_Link.call): the ones _answer takes
             try:
                 if kind == "release":
                     self._released(w.index, msg[1])
@@ -276,9 +273,10 @@ class WorkerPool:
                         w.stopped = bool(msg[1])
                         w.flush_cond.notify_all()
                     continue
+                call = True
                 answer: tuple[str, Any] = ("ok", self._answer(w, kind, msg[1:]))
             except Exception as exc:  # an OSError too (a record that does not read back): the call failed, not the pipe
-                if kind not in _CALLS:  # a message the worker waits no answer for: an answer would be taken for its next call's
+                if not call:  # a message the worker waits no answer for (tell): an answer would be taken for its next call's
                     _log.error("worker %d: cannot take its %r message: %s", w.index, kind, exc)
                     continue
                 answer = ("err", str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__)

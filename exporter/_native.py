@@ -41,6 +41,7 @@ class UnknownColumns(ValueError):
     """The encoder's column types lack a table or column the rows have (a schema changed since
     they were read, or a store that is not up to date)."""
 
+
 _log = logging.getLogger(__name__)
 
 

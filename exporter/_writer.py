@@ -106,10 +106,13 @@ _table_settings: weakref.WeakKeyDictionary[Any, dict[str, dict[str, str]]] = wea
 
 def _settings_of(client: Any) -> dict[str, dict[str, str]]:
     """Each table's own insert settings for this client's server, asked once per client (a store
-    that cannot be reached is asked again; one that refuses the question is not). Only a setting the server has and
-    lets this user change (``readonly``: a settings profile's constraint) is sent: any other would
-    fail every insert."""
-    known = _table_settings.get(client)
+    that cannot be reached is asked again; one that refuses the question is not). Only a setting
+    the server has and lets this user change (``readonly``: a settings profile's constraint) is
+    sent: any other would fail every insert."""
+    try:
+        known = _table_settings.get(client)
+    except TypeError:  # a client that cannot be weakly referenced: asked each time
+        known = None
     if known is None:
         on_insert = os.environ.get(_ON_INSERT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
         try:
@@ -122,7 +125,7 @@ def _settings_of(client: Any) -> dict[str, dict[str, str]]:
         known = {table: {_EXCLUDE_ON_INSERT: names} for table, names in _AT_MERGE.items()} if has else {}
         try:
             _table_settings[client] = known
-        except TypeError:  # a client that cannot be weakly referenced: asked each time
+        except TypeError:
             pass
     return known
 
