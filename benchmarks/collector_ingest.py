@@ -2,11 +2,18 @@
 Python SDK's own OTLP pipeline, and the CPU per span by stage.
 
 * bare decode: ``ExportTraceServiceRequest.ParseFromString`` over the pre-serialized requests;
-* two floors, with the same load generator (another process): a grpcio server that acknowledges
-  at once, and one that parses each request before acknowledging - what a Python receiver can
-  reach here before it checks or logs anything (each the median of three sends of the load);
+* three floors, with the same load generator (another process): a grpcio server that acknowledges
+  at once, one that parses each request before acknowledging - what a Python receiver can reach
+  here before it checks or logs anything - and one that parses it and puts it on disk first
+  (group commit: one ``writev`` and one ``fdatasync`` for the requests waiting, on the file system
+  of the collector's log), the least a durable acknowledgement costs (each the median of three
+  sends of the load);
 * acknowledged: the load generator sends the same requests over OTLP/gRPC to ``runmeter
-  collector`` (a subprocess: received, checked, logged with fsync, acknowledged);
+  collector`` (a subprocess: received, checked, logged with fsync, acknowledged); and once a round
+  with the most workers paused (``SIGSTOP``) while the load is sent - the receiver alone - then let
+  go (everything stored and checked as in the other runs). From the parsing floor to the
+  acknowledged rate is printed in three steps, each measured in the run: making each request
+  durable, the collector's own receiving, sharing the cores with its workers;
 * end-to-end: from the first request until every span is in chDB (``spans.written`` reaches the
   total and ``store.lag`` is 0); then, after a graceful stop, every stored run is checked whole
   and its cost against list prices. The default load (480 requests of 512 spans, ~14 s with one
@@ -45,6 +52,8 @@ from __future__ import annotations
 import argparse
 import gc
 import multiprocessing as mp
+import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -136,16 +145,49 @@ def _load(port: int, requests: list[bytes], threads: int, out: mp.Queue, token: 
         out.put((first, time.perf_counter() - t0, time.process_time() - cpu0))
 
 
-def _floor_server(port: int, parse: bool) -> None:
+def _floor_server(port: int, parse: bool, log_dir: str | None = None) -> None:
     """A gRPC OTLP server that acknowledges at once (``parse``: after parsing the request): the most
-    a Python grpcio receiver can acknowledge here, with the load generator on the same cores."""
+    a Python grpcio receiver can acknowledge here, with the load generator on the same cores.
+
+    ``log_dir``: and after the request is on disk there too - the least a durable acknowledgement
+    costs: one thread appends every request waiting at that moment with one ``writev`` and makes
+    them durable with one ``fdatasync`` (group commit, as the collector's log does), on the same
+    file system as the collector's log (the benchmark's temporary directory)."""
+    import os
+    import threading
+
     import grpc
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+    waiting: list[tuple[bytes, threading.Event]] = []
+    cond = threading.Condition()
+
+    def log_writer(fd: int) -> None:
+        nonlocal waiting
+        while True:
+            with cond:
+                while not waiting:
+                    cond.wait()
+                group, waiting = waiting, []
+            os.writev(fd, [data for data, _ in group])  # a regular file takes it whole (or raises)
+            os.fdatasync(fd)
+            for _, done in group:
+                done.set()
+
+    if log_dir is not None:
+        fd = os.open(os.path.join(log_dir, "floor.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        threading.Thread(target=log_writer, args=(fd,), daemon=True).start()
+
     def export(data: bytes, context: object) -> ExportTraceServiceResponse:
         if parse:
             ExportTraceServiceRequest.FromString(data)
+        if log_dir is not None:
+            done = threading.Event()
+            with cond:
+                waiting.append((data, done))
+                cond.notify()
+            done.wait()
         return ExportTraceServiceResponse()
 
     service = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name
@@ -158,29 +200,31 @@ def _floor_server(port: int, parse: bool) -> None:
     server.wait_for_termination()
 
 
-def floor_rate(requests: list[bytes], spans_per_request: int, threads: int, parse: bool, rounds: int = 3) -> float:
+def floor_rate(requests: list[bytes], spans_per_request: int, threads: int, parse: bool, rounds: int = 3, log: bool = False) -> float:
     """The median of ``rounds`` sends of the load to one floor server (a burst is a second or less:
-    one alone moves ±20 % on this machine)."""
+    one alone moves ±20 % on this machine); ``log``: the floor that also makes each request durable."""
     ctx = mp.get_context("spawn")
     port = free_ports(1)[0]
-    server = ctx.Process(target=_floor_server, args=(port, parse), daemon=True)
-    server.start()
-    try:
-        import grpc
+    with tempfile.TemporaryDirectory() as log_dir:
+        server = ctx.Process(target=_floor_server, args=(port, parse, log_dir if log else None), daemon=True)
+        server.start()
+        try:
+            import grpc
 
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-            grpc.channel_ready_future(ch).result(timeout=30)
-        rates = []
-        for _ in range(rounds):
-            q = ctx.Queue()
-            gen = ctx.Process(target=_load, args=(port, requests, threads, q))
-            gen.start()
-            _, elapsed, _ = q.get(timeout=600)
-            gen.join()
-            rates.append(len(requests) * spans_per_request / elapsed)
-        return statistics.median(rates)
-    finally:
-        server.kill()
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+                grpc.channel_ready_future(ch).result(timeout=30)
+            rates = []
+            for _ in range(rounds):
+                q = ctx.Queue()
+                gen = ctx.Process(target=_load, args=(port, requests, threads, q))
+                gen.start()
+                _, elapsed, _ = q.get(timeout=600)
+                gen.join()
+                rates.append(len(requests) * spans_per_request / elapsed)
+            return statistics.median(rates)
+        finally:
+            server.kill()
+            server.join()
 
 
 def _metrics(admin: int) -> dict[str, float]:
@@ -306,8 +350,6 @@ def main() -> None:
                     help="skip the run with a token bound to a project (the production set-up: ownership looked up per new trace)")
     args = ap.parse_args()
     if args.max_concurrent_requests is not None:  # the collector subprocess reads its settings from the environment too
-        import os
-
         os.environ["RUNMETER_COLLECTOR_MAX_CONCURRENT_REQUESTS"] = str(args.max_concurrent_requests)
     if args.spans % 8:
         ap.error("--spans must be a multiple of 8 (whole runs of 8 spans per request)")
@@ -315,7 +357,7 @@ def main() -> None:
     # Every trace of the load arrives within a second or two: past runs.max_open_runs open at once
     # (10,000 by default, at quiet_s) the oldest would be cut, so a longer run is given room for all
     # of them, as a user sizes the bound for their rate (docs/collector.md, "Memory").
-    __import__("os").environ["RUNMETER_MAX_OPEN_RUNS"] = str(max(10_000, total // 8))
+    os.environ["RUNMETER_MAX_OPEN_RUNS"] = str(max(10_000, total // 8))
     requests = make_requests(args.requests, args.spans)
     decode = bare_decode(requests, args.spans)
     print(f"{total} spans in {args.requests} requests of {args.spans} ({sum(map(len, requests)) / 2**20:.1f} MiB)")
@@ -330,6 +372,9 @@ def main() -> None:
     parsing = floor_rate(requests, args.spans, args.threads, parse=True)
     print(f"floor: grpcio server, no work  {null:12,.0f} spans/s   {null / decode:6.1%} of bare decode")
     print(f"floor: grpcio server, parses   {parsing:12,.0f} spans/s   {parsing / decode:6.1%} of bare decode")
+    durable = floor_rate(requests, args.spans, args.threads, parse=True, log=True)
+    print(f"floor: parses, logs (fsync)    {durable:12,.0f} spans/s   {durable / parsing:6.1%} of the parsing floor "
+          "(each request on disk before its answer: group commit, one writev and one fdatasync)")
 
     stage_cpu = stages(requests[: max(1, 20480 // args.spans)], args.spans)
     print("CPU per span by stage, in one process (us):")
@@ -343,17 +388,20 @@ def main() -> None:
           f"{'the floor alone is past it' if floor > 35 else 'under it'}); runmeter adds {path - floor:.1f} "
           "(check, log, its dialects, prices, runs and calls rows)")
     scan, log = stage_cpu["check in C, on bytes (receiver)"], stage_cpu["log: append + fsync (receiver)"]
-    checks = scan + log
 
     counts = [int(w) for w in args.workers.split(",")]
     # Each worker count runs args.rounds times, the counts taking turns, so the machine's drift
     # falls on all alike; the figures below are the rounds' medians (the SDK pipeline is measured
     # once, in the first round of the most workers).
     rounds: dict[int, list[dict[str, float]]] = {w: [] for w in counts}
+    paused_rounds: list[dict[str, float]] = []  # the most workers, paused while the load is sent: the receiver alone
     for i in range(args.rounds):
         for workers in counts:
             rounds[workers].append(run_collector(requests, args, workers, sdk=i == 0 and workers == max(counts)))
+        if max(counts):
+            paused_rounds.append(run_collector(requests, args, max(counts), sdk=False, paused=True))
     results = {w: _median_of(rs) for w, rs in rounds.items()}
+    paused = _median_of(paused_rounds) if paused_rounds else None
     most = max(results)
     # The production set-up: a token bound to a project. The receiver then parses each request
     # and reads who owns each trace (one store lookup per new trace, for the requests waiting).
@@ -362,20 +410,28 @@ def main() -> None:
     for workers, r in results.items():
         print(f"--- {workers} worker process(es)")
         print(f"collector acknowledged         {r['acked']:12,.0f} spans/s   {r['acked'] / parsing:6.1%} of the parsing floor (target >= 80 %)")
-        added = 1e6 / r["acked"] - 1e6 / parsing
+        if paused is not None and workers:
+            # From the parsing floor to this figure in three steps, each measured in this run: making
+            # each request durable (the floor that logs), the collector's own receiving (its workers
+            # paused: the cores are the receiver's and the load generator's), then sharing the cores
+            # with its workers. The largest step is what stops the target.
+            steps = {
+                "each request made durable (the floor that parses and logs)": 1 - durable / parsing,
+                f"the collector's own receiving (check, log, handler; its {most} worker(s) paused: {paused['acked'] / parsing:.1%})":
+                    (durable - paused["acked"]) / parsing,
+                "the cores shared with its workers": (paused["acked"] - r["acked"]) / parsing,
+            }
+            print("  from the parsing floor, in points of it: " + "; ".join(f"{name} {-v * 100:+.1f}" for name, v in steps.items()))
+            print(f"  the largest step: {max(steps, key=steps.__getitem__)}")
         per_span, parse = 1e6 / parsing, stage_cpu["parse (protobuf; the floor's)"]
-        swap = checks - parse  # the receiver checks and logs the bytes where the floor parses them
-        print(f"  what acknowledging adds to the parsing floor: {added:.1f} us per span of wall time: the check and the log in place "
-              f"of the parse {swap:+.1f} (CPU, by stage), the rest {added - swap:.1f} (the handler's Python, futures, counters, "
-              "waiting on the log's fsync, the workers' share of the cores)")
         # The receiver does not parse (the workers do): its check reads the bytes in C instead.
         ceiling = per_span / (per_span - parse + scan + log)
         if ceiling < 1:
             print(f"  ceiling: the check in C ({scan:.1f}) and the log ({log:.1f}) in place of the floor's parse ({parse:.1f}) "
                   f"in its {per_span:.1f} per span allow at most {ceiling:.0%} of the parsing floor")
         else:
-            print(f"  no ceiling from the stages: the check in C ({scan:.1f}) and the log ({log:.1f}) cost less than the floor's "
-                  f"parse ({parse:.1f}) they replace; what stands between is the rest above")
+            print(f"  no ceiling from the stages: the check in C ({scan:.1f}) and the log ({log:.1f}) cost less CPU than the floor's "
+                  f"parse ({parse:.1f}) they replace")
         line = f"collector end-to-end into chDB {r['e2e']:12,.0f} spans/s"
         if one and workers != 1:
             # Paired by round (run one after the other): the median of the rounds' ratios.
@@ -395,6 +451,11 @@ def main() -> None:
         if "sdk" in r:
             print(f"Python SDK OTLP pipeline       {r['sdk']:12,.0f} spans/s   (dropped {r['sdk_dropped']} of 40000 at its default queue)")
             print(f"end-to-end with {workers} workers: {r['e2e'] / r['sdk']:.1f}x the SDK pipeline (target >= 3x)")
+    if paused is not None:
+        missing = "none missing" if not paused["missing"] else f"{paused['missing']:.0f} MISSING"
+        print(f"--- {most} worker process(es) paused while the load is sent, then let go: acknowledged {paused['acked']:,.0f} spans/s "
+              f"({paused['acked'] / parsing:.1%} of the parsing floor); stored {paused['stored']:.0f} of {paused['expected_stored']:.0f} "
+              f"({missing} over {len(paused_rounds)} round(s)), runs {'correct' if paused['ok'] else 'WRONG'} in every round")
     if bound is not None:
         print(f"--- {most} worker process(es), the load sent with a token bound to a project (ownership looked up)")
         print(f"collector acknowledged         {bound['acked']:12,.0f} spans/s   {bound['acked'] / parsing:6.1%} of the parsing floor, "
@@ -406,7 +467,7 @@ def main() -> None:
         print(f"stored: {bound['stored']} of {bound['expected_stored']} acknowledged spans "
               f"({'none missing' if bound['stored'] == bound['expected_stored'] else 'MISSING'}); runs: {bound['whole']} whole of "
               f"{bound['runs_expected']}, {'correct' if bound['ok'] else 'WRONG'}")
-    cores = len(__import__("os").sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0))
     if one and 2 in results and one["worker_cpu_us"]:
         # What the cores allow, from the one-worker run's CPU per span: each worker is at most one
         # core, and all of it (collector, workers, the load generator) shares the cores.
@@ -433,7 +494,12 @@ def _median_of(rounds: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def run_collector(requests: list[bytes], args: argparse.Namespace, workers: int, sdk: bool, project: str | None = None) -> dict[str, float]:
+def run_collector(
+    requests: list[bytes], args: argparse.Namespace, workers: int, sdk: bool, project: str | None = None, paused: bool = False,
+) -> dict[str, float]:
+    """One run of the collector under the load. ``paused``: its workers are stopped (``SIGSTOP``) while
+    the load is sent and go on after it - the receiver alone, acknowledging with the cores to itself
+    and the load generator (the records wait in the log and the pipes, and are all processed after)."""
     total = args.requests * args.spans
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as d:
@@ -446,11 +512,19 @@ def run_collector(requests: list[bytes], args: argparse.Namespace, workers: int,
             cpu0, worker_cpu0, threads0 = cpu_seconds(pids), cpu_seconds(workers_pids), thread_cpu(pids)
             ctx = mp.get_context("spawn")
             q = ctx.Queue()
+            if paused:
+                for pid in workers_pids:
+                    os.kill(pid, signal.SIGSTOP)
             gen = ctx.Process(target=_load, args=(ports["grpc"], requests, args.threads, q, _TOKEN if project else None))
             gen.start()
             # From its first request: the load generator's own start (a fresh interpreter, grpc
             # imported, the requests unpickled: most of a second) is not the collector's time.
-            t_start, acked_elapsed, gen_cpu = q.get(timeout=600)
+            try:
+                t_start, acked_elapsed, gen_cpu = q.get(timeout=600)
+            finally:
+                if paused:
+                    for pid in workers_pids:
+                        os.kill(pid, signal.SIGCONT)
             gen.join()
             while True:
                 m = _metrics(ports["admin"])
