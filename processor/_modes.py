@@ -68,6 +68,7 @@ class Trace:
     due: float | None = None
     late: bool = False  # remote: the trace's run was already written here; these spans came after
     plain: bool = True  # no GenAI span (LLM call, tool call, agent, run root) seen in it yet
+    opened: int = 0  # the processor's count of traces opened when this one was: the order a full sweep meets them
 
 
 def copy_adding(span: ReadableSpan, added: dict[str, Any], owned: bool = False) -> ReadableSpan:

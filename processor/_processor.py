@@ -137,6 +137,10 @@ class RunProcessor(SpanProcessor):
         # Remote: open traces with no GenAI span yet, oldest first - evicted before any run is cut
         # (a collector also fed a service's other traces holds them too, and most never have one).
         self._plain: OrderedDict[int, None] = OrderedDict()
+        # Remote: open traces by their last span's arrival, quietest first - a sweep looks at those
+        # quiet long enough to be due, not at every open trace (a collector holds tens of thousands).
+        self._quiet: OrderedDict[int, None] = OrderedDict()
+        self._opened = 0  # traces opened so far
         self._modes: LocalMode | RemoteMode = LocalMode(self) if mode == "local" else RemoteMode(self, owns_spans)
         self._shutdown = False
         self._metrics = ProcessorMetrics(meter_provider, self._open_count, self._oldest_age, metric_labels)
@@ -169,6 +173,7 @@ class RunProcessor(SpanProcessor):
         self._stop, self._wake = threading.Event(), threading.Event()
         self._traces = OrderedDict()
         self._plain = OrderedDict()
+        self._quiet = OrderedDict()
         self._pending = []
         self._live = {}
         self._forked_child = True
@@ -292,6 +297,8 @@ class RunProcessor(SpanProcessor):
             self._plain.pop(facts.trace_id, None)
         trace.facts[facts.span_id] = facts
         trace.last_seen = now
+        if mode.name == "remote":
+            self._quiet.move_to_end(facts.trace_id)
         if facts.parent_id is None or (span.parent is not None and span.parent.is_remote):
             trace.root_seen = True
         mode.buffer(trace, span, facts, added, now)
@@ -312,8 +319,11 @@ class RunProcessor(SpanProcessor):
                     self._said_open_runs = True
                     self._say_open_runs()
             trace = self._traces[trace_id] = self._modes.new_trace(trace_id, self._clock())
+            self._opened += 1
+            trace.opened = self._opened
             if self._modes.name == "remote":
                 self._plain[trace_id] = None
+                self._quiet[trace_id] = None
         return trace
 
     def _say_open_runs(self) -> None:
@@ -336,6 +346,7 @@ class RunProcessor(SpanProcessor):
         if trace is None:
             return
         self._plain.pop(trace_id, None)
+        self._quiet.pop(trace_id, None)
         self._modes.evicted(trace_id, trace, incomplete)
         self._pending.append((trace_id, trace, incomplete))
 
@@ -350,7 +361,7 @@ class RunProcessor(SpanProcessor):
         """
         now = self._clock()
         with self._lock:
-            for trace_id, trace in list(self._traces.items()):
+            for trace_id, trace in self._due_candidates(now, force or final):
                 if now - trace.first_seen >= self.limits.max_run_age_s:
                     self._evict(trace_id, incomplete=True)
                     continue
@@ -358,6 +369,29 @@ class RunProcessor(SpanProcessor):
                 if incomplete is not None:
                     self._evict(trace_id, incomplete=incomplete)
         return self._drain()
+
+    def _due_candidates(self, now: float, every: bool) -> list[tuple[int, Trace]]:
+        """The open traces a sweep must look at (lock held), in the order they were opened.
+
+        Remote, neither forced nor final: only those past ``max_run_age_s`` (the oldest opened, at
+        the front of ``_traces``) and those quiet for the shorter of ``quiet_s`` and
+        ``rootless_quiet_s`` (the front of ``_quiet``): no other can be due (``RemoteMode.complete``),
+        and each walk stops at the first trace that is not. Otherwise every open trace."""
+        if every or self._modes.name != "remote":
+            return list(self._traces.items())
+        traces, lim = self._traces, self.limits
+        found: dict[int, Trace] = {}
+        for trace_id, trace in traces.items():
+            if now - trace.first_seen < lim.max_run_age_s:
+                break  # opened later, and the clock never goes back: younger still
+            found[trace_id] = trace
+        quiet_enough = min(lim.quiet_s, lim.rootless_quiet_s)
+        for trace_id in self._quiet:
+            trace = traces[trace_id]
+            if now - trace.last_seen < quiet_enough:
+                break  # a span arrived later for each trace after it
+            found[trace_id] = trace
+        return sorted(found.items(), key=lambda item: item[1].opened)
 
     def _drain(self) -> int:
         """Assemble the evicted traces; their runs go to the sink in one call, then (remote) their spans downstream."""

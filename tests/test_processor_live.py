@@ -326,6 +326,63 @@ def test_remote_trace_whose_root_never_arrives_completes_after_rootless_quiet() 
     proc.shutdown()
 
 
+_QUIET, _ROOTLESS_QUIET, _MAX_AGE = 30.0, 120.0, 600.0
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["span", "root", "sweep"]), st.integers(0, 5), st.sampled_from([0, 1, 5, 29, 31, 60, 119, 121, 700])),
+                max_size=60))
+def test_a_remote_sweep_completes_exactly_the_traces_due_in_the_order_they_opened(steps: list[tuple[str, int, int]]) -> None:
+    """A sweep looks only at the traces that can be due (the quietest and the oldest, not every open
+    one): what it completes, and in what order, is what the rule says of every open trace - checked
+    against the rule written out here (quiet_s after the last span with the root in, rootless_quiet_s
+    without it, quiet_s for spans after their run was written, max_run_age_s from the first span;
+    a trace cut incomplete takes no more spans)."""
+    clock = Clock()
+    sink = InMemoryRunSink()
+    proc = RunProcessor(sink=sink, mode="remote", background=False, clock=clock,
+                        limits=RunLimits(quiet_s=_QUIET, rootless_quiet_s=_ROOTLESS_QUIET, max_run_age_s=_MAX_AGE))
+    opened: dict[int, dict[str, Any]] = {}  # the rule's view: open traces in the order they opened
+    written_whole: set[int] = set()
+    cut: set[int] = set()
+    roots_sent: set[int] = set()
+    expected: list[tuple[str, bool]] = []
+    span_ids = iter(range(10_000, 100_000))
+    for kind, k, dt in steps:
+        clock.t += dt
+        now, trace_id = clock.t, 0x100 + k
+        if kind == "sweep":
+            for tid, t in list(opened.items()):
+                if now - t["first"] >= _MAX_AGE:
+                    incomplete = True
+                else:
+                    idle = now - t["last"]
+                    rootless = not t["root"] and idle >= (_QUIET if t["late"] else _ROOTLESS_QUIET)
+                    if not (rootless or (t["root"] and idle >= _QUIET)):
+                        continue
+                    incomplete = rootless
+                del opened[tid]
+                expected.append((f"{tid:032x}", incomplete))
+                (cut if incomplete else written_whole).add(tid)
+            proc.sweep()
+            got = list(dict.fromkeys((r.trace_id, r.incomplete) for r in sink.runs))  # a trace's records, once
+            assert got == expected
+            assert proc.open_traces == len(opened)
+            continue
+        root_id = trace_id * 1000 + 1
+        is_root = kind == "root" and trace_id not in roots_sent
+        span = llm(root_id if is_root else next(span_ids), None if is_root else root_id, "gpt-4o-mini", 10, 1, trace_id=trace_id)
+        proc.on_end(span)
+        if trace_id in cut:
+            continue  # forwarded at once under the cut run's id: held nowhere
+        if is_root:
+            roots_sent.add(trace_id)
+        t = opened.setdefault(trace_id, {"first": now, "last": now, "root": False, "late": trace_id in written_whole})
+        t["last"] = now
+        t["root"] = t["root"] or is_root
+    proc.shutdown()
+
+
 def test_a_span_that_never_ends_does_not_leak(rig: Any) -> None:
     leaked = rig.tracer.start_span("never ended")  # a program bug: no end()
     chat(rig.tracer, 100, 10)  # another trace, which completes as usual
