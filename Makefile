@@ -137,6 +137,7 @@ bench: $(BENCH)/.installed-stamp $(FW)/.installed-stamp $(VALGRIND)
 	$(BENCH)/bin/python benchmarks/instrumentation_overhead.py
 	$(BENCH)/bin/python benchmarks/export_throughput.py
 	$(BENCH)/bin/python benchmarks/worker_instructions.py
+	$(BENCH)/bin/python benchmarks/sweep_open_traces.py
 	$(BENCH)/bin/python benchmarks/collector_ingest.py
 
 generate: $(STAMP)
