@@ -479,6 +479,14 @@ def main() -> None:
         print(f"ceiling for two workers on {cores} cores at the one-worker run's CPU per span (worker {one['worker_cpu_us']:.0f} us, "
               f"collector {one['cpu_us'] - one['worker_cpu_us']:.0f}, load generator {one['gen_cpu_us']:.1f}): "
               f"{most:,.0f} spans/s = {most / one['e2e']:.2f}x one worker")
+        # And at the two-worker run's own CPU per span, which is higher: the store gets twice the
+        # parts a second and merges them within the run.
+        two = results[2]
+        own = cores / (two["cpu_us"] + two["gen_cpu_us"]) * 1e6
+        verdict = (" - below 1.7x: the CPU per span of the two-worker run stops the target" if own < 1.7 * one["e2e"]
+                   else f"; measured {two['e2e'] / one['e2e']:.2f}x")
+        print(f"  at the two-worker run's own CPU per span ({two['cpu_us']:.0f} us, load generator {two['gen_cpu_us']:.1f}): "
+              f"{own:,.0f} spans/s = {own / one['e2e']:.2f}x one worker{verdict}")
     last = results[max(results)]
     if "sdk" in last:
         most = cores / (last["cpu_us"] + last["gen_cpu_us"]) * 1e6
