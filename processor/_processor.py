@@ -41,7 +41,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -361,17 +361,21 @@ class RunProcessor(SpanProcessor):
         """
         now = self._clock()
         with self._lock:
+            due: list[tuple[int, int, bool]] = []
             for trace_id, trace in self._due_candidates(now, force or final):
                 if now - trace.first_seen >= self.limits.max_run_age_s:
-                    self._evict(trace_id, incomplete=True)
+                    due.append((trace.opened, trace_id, True))
                     continue
                 incomplete = self._modes.complete(trace, now, force, final)
                 if incomplete is not None:
-                    self._evict(trace_id, incomplete=incomplete)
+                    due.append((trace.opened, trace_id, incomplete))
+            due.sort()  # in the order they were opened, however they were found
+            for _, trace_id, incomplete in due:
+                self._evict(trace_id, incomplete=incomplete)
         return self._drain()
 
-    def _due_candidates(self, now: float, every: bool) -> list[tuple[int, Trace]]:
-        """The open traces a sweep must look at (lock held), in the order they were opened.
+    def _due_candidates(self, now: float, every: bool) -> Iterable[tuple[int, Trace]]:
+        """The open traces a sweep must look at (lock held).
 
         Remote, neither forced nor final: only those past ``max_run_age_s`` (the oldest opened, at
         the front of ``_traces``) and those quiet for the shorter of ``quiet_s`` and
@@ -391,7 +395,7 @@ class RunProcessor(SpanProcessor):
             if now - trace.last_seen < quiet_enough:
                 break  # a span arrived later for each trace after it
             found[trace_id] = trace
-        return sorted(found.items(), key=lambda item: item[1].opened)
+        return found.items()
 
     def _drain(self) -> int:
         """Assemble the evicted traces; their runs go to the sink in one call, then (remote) their spans downstream."""
