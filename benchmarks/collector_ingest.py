@@ -153,7 +153,6 @@ def _floor_server(port: int, parse: bool, log_dir: str | None = None) -> None:
     costs: one thread appends every request waiting at that moment with one ``writev`` and makes
     them durable with one ``fdatasync`` (group commit, as the collector's log does), on the same
     file system as the collector's log (the benchmark's temporary directory)."""
-    import os
     import threading
 
     import grpc
