@@ -8,9 +8,11 @@ run's. Tokens bound to no project (operators) write anything, and their spans st
 traces and runs owned, by the project the spans name.
 
 Ownership is learned from what this collector accepts (a bounded map, newest kept) and, for a
-trace or run it has not seen, read from the store once (``runmeter_calls`` by trace id,
-``runmeter_runs`` by run id), then remembered. A trace whose first spans are still in a log not
-yet written when the collector restarts is the one gap: its owner is learned when they are.
+trace or run it has not seen, read from the store once (``runmeter_trace_owners`` by trace id,
+``runmeter_runs`` by run id), then remembered. With an embedded store, which no other process can
+write while the collector has it open, :class:`StoreIds` tells the ids the store cannot hold: those
+need no lookup (most new traces). What the log holds at a start, not yet written, is learned from
+the log before any request is taken (:meth:`Ownership.learn`).
 """
 
 from __future__ import annotations
@@ -18,14 +20,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+try:
+    from rbloom import Bloom
+except ImportError:  # the collector extra not installed: every id not seen here is looked up
+    Bloom = None  # type: ignore[assignment,misc]
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from runmeter.conventions import attributes as A
 
-__all__ = ["Lookup", "Ownership", "Span", "remove", "spans_of"]
+__all__ = ["Lookup", "Ownership", "Span", "StoreIds", "remove", "spans_of"]
 
 _log = logging.getLogger(__name__)
 
@@ -136,12 +143,84 @@ class _GroupLookup:
         return rnd.found
 
 
+# What StoreIds is sized for: 12 MB, a false "may hold" for 1 % of new ids with this many in it;
+# with twice as many, 16 %, each a lookup as every new id was without the filter.
+_STORE_IDS = 10_000_000
+_FALSE_RATE = 0.01
+
+
+class StoreIds:
+    """The trace and run ids an embedded store may hold: an id it cannot hold needs no lookup.
+
+    chDB opens a store for one process at a time, so while the collector has it open every id in
+    it was there when the filter was filled (``pages``: the trace ids of ``runmeter_trace_owners``
+    and the run ids of ``runmeter_runs``, scanned once on a thread of its own) or was accepted
+    here since (:meth:`add`, which :class:`Ownership` calls before the request is logged, so before
+    anything of it can be stored). A Bloom filter (rbloom): never a false "cannot hold"; a false
+    "may hold" (1 % with ``size`` ids in it, more past that) costs the lookup every new id cost
+    without it. Until the scan has ended every id may be held. A store with other writers (a
+    ClickHouse server: other replicas, agents writing to it directly) gets no filter.
+    """
+
+    def __init__(self, pages: Callable[[], Iterator[list[str]]], size: int = _STORE_IDS) -> None:
+        assert Bloom is not None, "StoreIds needs rbloom (the collector extra)"
+        self._pages = pages
+        self._bloom = Bloom(size, _FALSE_RATE)
+        self._lock = threading.Lock()
+        self._filled = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fill, name="runmeter-store-ids", daemon=True)
+
+    def start(self) -> None:
+        """Scan the store's ids (after :meth:`add` has been given what the log holds unwritten)."""
+        self._thread.start()
+
+    @property
+    def filled(self) -> bool:
+        return self._filled
+
+    def add(self, ids: list[str]) -> None:
+        if ids:
+            with self._lock:
+                self._bloom.update(ids)
+
+    def may_hold(self, ids: list[str]) -> list[str]:
+        """Those of ``ids`` the store may hold (all of them until the scan has ended)."""
+        if not self._filled:
+            return ids
+        with self._lock:
+            bloom = self._bloom
+            return [i for i in ids if i in bloom]
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _fill(self) -> None:
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                for page in self._pages():
+                    self.add(page)
+                    if self._stop.is_set():
+                        return
+            except Exception as exc:  # noqa: BLE001 - not reachable yet: ids are looked up meanwhile, as without a filter
+                _log.warning("cannot read the ids the store holds yet (%s); retrying in %.1fs", exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            self._filled = True
+            return
+
+
 class Ownership:
-    def __init__(self, lookup: Lookup | None, max_entries: int = 200_000, gather_s: float = _GATHER_S) -> None:
+    def __init__(
+        self, lookup: Lookup | None, max_entries: int = 200_000, gather_s: float = _GATHER_S, store_ids: StoreIds | None = None,
+    ) -> None:
         self._lookup = _GroupLookup(lookup, gather_s) if lookup is not None else None
         self._traces = _Bounded(max_entries)
         self._runs = _Bounded(max_entries)
         self._lock = threading.Lock()
+        self.store_ids = store_ids  # ids the store cannot hold are not looked up
 
     @property
     def lookups(self) -> int:
@@ -155,6 +234,10 @@ class Ownership:
         foreign = self.decide(spans_of(req, project), project)
         remove(req, foreign)
         return len(foreign)
+
+    def learn(self, spans: list[Span]) -> None:
+        """Owners from spans already accepted (what the log holds at a start, not yet written)."""
+        self.decide(spans, None)
 
     def decide(self, spans: list[Span], project: str | None) -> list[tuple[int, int, int]]:
         """The positions of the spans ``project``'s token may not write, of these (as :meth:`admit`
@@ -170,9 +253,13 @@ class Ownership:
             unknown_runs = sorted({r for _, _, r, _ in spans if r and r not in self._runs})
         stored_traces: dict[str, str] = {}
         stored_runs: dict[str, str] = {}
+        ids = self.store_ids
+        if project is not None and ids is not None and (unknown_traces or unknown_runs):
+            unknown_traces, unknown_runs = _may_hold(ids, unknown_traces, unknown_runs)
         if project is not None and self._lookup is not None and (unknown_traces or unknown_runs):
             stored_traces, stored_runs = self._lookup(unknown_traces, unknown_runs)
         foreign: list[tuple[int, int, int]] = []
+        new_ids: list[str] = []  # learned here first: from now on the store may hold them
         with self._lock:
             for trace, owner_ in stored_traces.items():
                 self._traces.setdefault(trace, owner_)
@@ -186,9 +273,21 @@ class Ownership:
                     continue
                 if owner is None:
                     self._traces.put(t, writes)
+                    new_ids.append(t)
                 if r and run_owner is None:
                     self._runs.put(r, writes)
+                    new_ids.append(r)
+            if ids is not None:  # before the request is logged, so before any of it can be stored
+                ids.add(new_ids)
         return foreign
+
+
+def _may_hold(ids: StoreIds, traces: list[str], runs: list[str]) -> tuple[list[str], list[str]]:
+    """The traces and runs of these the store may hold. A run id runmeter made names its trace: its
+    record is written from that trace's spans, so it may be held when the trace may be."""
+    named = {r: r[:32] for r in runs if _is_generated(r)}
+    held = set(ids.may_hold(traces + runs + list(named.values())))
+    return [t for t in traces if t in held], [r for r in runs if r in held or named.get(r) in held]
 
 
 def spans_of(req: ExportTraceServiceRequest, project: str | None) -> list[Span]:

@@ -102,8 +102,10 @@ class CollectorServer:
             raise ValueError("tls_client_ca (mTLS) needs tls_cert and tls_key too")
         ssl_context = server_ssl_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca) if settings.tls_cert else None
         self.meter_provider, registry = _meter_provider()
-        self.collector = Collector(settings, writer, prices=prices, run_limits=run_limits, meter_provider=self.meter_provider)
-        self.collector.track_ownership = auth is not None and auth.binds_projects
+        self.collector = Collector(
+            settings, writer, prices=prices, run_limits=run_limits, meter_provider=self.meter_provider,
+            track_ownership=auth is not None and auth.binds_projects,
+        )
         try:
             self._grpc, grpc_port = grpc_server(self.collector, auth)
             self._http = HttpServers(

@@ -38,6 +38,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -49,9 +50,9 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 
 from runmeter.collector._convert import Converted, Limits, check, check_bytes, owners_bytes, parse_request
 from runmeter.collector._options import CollectorSettings
-from runmeter.collector._ownership import Ownership, remove
+from runmeter.collector._ownership import Bloom, Ownership, StoreIds, remove, spans_of
 from runmeter.collector._pipeline import Pipeline, decode, record_prefix
-from runmeter.collector._wal import LogFull, WriteAheadLog
+from runmeter.collector._wal import LogFull, WalRecord, WriteAheadLog
 from runmeter.collector._workers import WorkerPool, WorkerSpec, _Relay
 from runmeter.conventions import attributes as A
 from runmeter.exporter import Writer
@@ -76,6 +77,7 @@ class Refused(Exception):
 
 
 _HELD_BYTES = 32 << 20  # parsed requests kept in memory for processing (by their size on the wire)
+_ID_PAGE = 200_000  # ids read from the store at a time for ownership's filter (~10 MB of rows)
 
 
 def _libc() -> Any:
@@ -133,15 +135,18 @@ class Collector:
         prices: PriceBook | None = None,
         run_limits: RunLimits | None = None,
         meter_provider: MeterProvider | None = None,
+        track_ownership: bool = False,
     ) -> None:
         self.settings = settings
         self.writer = writer
-        # Set by the server when a token is bound to a project: then no such token may join or name
-        # another project's traces and runs (see _ownership).
-        self.track_ownership = False
+        # When a token is bound to a project: then no such token may join or name another project's
+        # traces and runs (see _ownership).
+        self.track_ownership = track_ownership
         self._held_lock = threading.Lock()
         self._held_bytes = 0  # wire size of the parsed requests waiting in the processing queue
-        self.ownership = Ownership(self._stored_owners)
+        # An embedded store has no other writer while it is open here: the ids it cannot hold need no lookup.
+        store_ids = StoreIds(self._stored_ids) if track_ownership and writer.store.embedded and Bloom is not None else None
+        self.ownership = Ownership(self._stored_owners, store_ids=store_ids)
         self.limits = Limits(settings.max_attributes_per_span, settings.max_attribute_value_length)
         meter = (meter_provider or metrics.get_meter_provider()).get_meter(__package__ or __name__)
         self.metrics = _Metrics(
@@ -163,6 +168,10 @@ class Collector:
         self.wal = WriteAheadLog(
             settings.wal_dir, max_bytes=settings.wal_max_bytes, segment_bytes=settings.wal_segment_bytes, on_durable=self._durable
         )
+        if track_ownership:  # before any request is taken and before the log's records are handed on
+            self._learn_owners(self.wal.replay)
+            if store_ids is not None:
+                store_ids.start()
         self.workers = settings.worker_count()
         self.pipeline: Pipeline | None = None
         self.pool: WorkerPool | None = None
@@ -326,6 +335,33 @@ class Collector:
                 runs[r] = p
         return traces, runs
 
+    def _stored_ids(self) -> Iterator[list[str]]:
+        """The trace and run ids the store's owners come from (``_stored_owners`` asks these tables),
+        in pages, each a primary-key range after the last."""
+        for sql in (
+            "SELECT TraceId FROM runmeter_trace_owners WHERE TraceId > {after:String} ORDER BY TraceId LIMIT {n:UInt32}",
+            "SELECT RunId FROM runmeter_runs WHERE RunId > {after:String} ORDER BY RunId LIMIT {n:UInt32}",
+        ):
+            after = ""
+            while True:
+                page = [row[0] for row in self.writer.query(sql, {"after": after, "n": _ID_PAGE})]
+                if not page:
+                    break
+                yield page
+                after = page[-1]
+
+    def _learn_owners(self, records: list[WalRecord]) -> None:
+        """The owners of what the log holds at a start, not yet written: the store does not know them
+        yet, and the requests that made them were admitted before they were logged."""
+        for r in records:
+            try:
+                project, data = decode(r.payload)
+                checked = owners_bytes(data, project, self.limits)
+                owners = checked.owners if checked is not None else None
+                self.ownership.learn(owners if owners is not None else spans_of(parse_request(data), project))
+            except Exception as exc:  # noqa: BLE001 - unreadable: replay says so too
+                _log.warning("cannot read the owners of log record %d (%s)", r.seq, exc)
+
     def refuse(self, reason: str) -> None:
         self.metrics.refused.add(1, {ERROR_TYPE: reason})
 
@@ -461,6 +497,8 @@ class Collector:
         timeout_s = self.settings.drain_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout_s
         self.draining = True
+        if self.ownership.store_ids is not None:
+            self.ownership.store_ids.close()
         self.wal.close()  # writes what is queued; durable records reach the processing queue (or the workers)
         self._queue.put(None)
         self._stopping.set()

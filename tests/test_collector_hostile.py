@@ -251,6 +251,150 @@ def test_traces_a_store_held_before_its_owners_table_are_owned_too(tmp_path: Pat
         assert c.server.collector.ownership.lookups >= 1
 
 
+def _filled(c) -> None:  # type: ignore[no-untyped-def]
+    ids = c.server.collector.ownership.store_ids
+    assert ids is not None, "an embedded store with tokens bound to projects has a filter of the ids it holds"
+    deadline = time.monotonic() + 30
+    while not ids.filled:
+        assert time.monotonic() < deadline, "the store's ids were not read within 30 s"
+        time.sleep(0.02)
+
+
+def test_an_embedded_store_is_asked_only_about_ids_it_may_hold(tmp_path: Path) -> None:
+    """chDB opens a store for one process at a time, so the collector knows every id it can hold:
+    new traces need no lookup, and what the store held before the start still does - and is still
+    refused to another project (a trace, and a run named by the id runmeter made from it)."""
+    from runmeter.processor import run_id_for
+
+    beta_trace, named_trace = 0xC5, 0xC6
+    beta_run = run_id_for(beta_trace, 1)
+    tokens = _two_projects(tmp_path)
+    beta_spans = [run_root("beta-run", 1, trace_id=beta_trace, end_ms=100), llm(2, 1, "gpt-4o-mini", 1000, 100, trace_id=beta_trace, start_ms=10)]
+    named = [run_root("named", 1, trace_id=named_trace, end_ms=100, attrs={"runmeter.run.id": "beta-nightly-7"})]  # a run id of beta's own
+    with running(tmp_path, tokens_file=str(tokens)) as c:
+        _filled(c)
+        assert post(c.http, request_bytes(beta_spans), BETA)[0] == 200
+        assert post(c.http, request_bytes(named), BETA)[0] == 200
+        for t in range(0xA000, 0xA020):  # new traces, each its own request
+            assert post(c.http, request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=t)]), ALPHA)[0] == 200
+        assert c.server.collector.ownership.lookups == 0
+        assert c.rows("SELECT count() FROM runmeter_calls WHERE Project = 'alpha'") == [(32,)]
+        assert c.rows("SELECT Project FROM runmeter_runs_current WHERE RunId = 'beta-nightly-7'") == [("beta",)]
+    with running(tmp_path, tokens_file=str(tokens)) as c:  # nothing in memory: beta's ids come from the store
+        _filled(c)
+        name_it = run_root("mine", 1, trace_id=0xA0C6, end_ms=100, attrs={"runmeter.run.id": "beta-nightly-7"})
+        for attack in [*_attacks(beta_trace, beta_run), request_bytes([name_it])]:
+            status, raw, _ = post(c.http, attack, ALPHA)
+            rejected, message = _partial(raw)
+            assert status == 200 and rejected >= 1 and "another project" in message
+        asked = c.server.collector.ownership.lookups
+        assert asked >= 1
+        assert post(c.http, request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=0xA100)]), ALPHA)[0] == 200
+        assert c.server.collector.ownership.lookups == asked  # a new trace: not asked
+        _beta_unchanged(c, beta_trace, beta_run)
+
+
+def test_a_trace_still_in_the_log_at_a_restart_belongs_to_its_writer(tmp_path: Path) -> None:
+    """ClickHouse is down: beta's acknowledged run waits in the log across a restart. The store
+    cannot say whose it is, the log can: another project's token is refused, before and after the
+    run reaches the store."""
+    from runmeter.collector import CollectorServer
+    from runmeter.exporter import open_writer
+    from runmeter.processor import RunLimits, run_id_for
+    from tests.chhttp import ClickHouseHTTP
+    from tests.collector_rig import settings
+
+    beta_trace = 0xC9
+    beta_run = run_id_for(beta_trace, 1)
+    tokens = str(_two_projects(tmp_path))
+    beta_spans = [run_root("beta-run", 1, trace_id=beta_trace, end_ms=100), llm(2, 1, "gpt-4o-mini", 1000, 100, trace_id=beta_trace, start_ms=10)]
+    ch = ClickHouseHTTP(str(tmp_path / "engine")).up()
+    try:
+        with running(tmp_path, store_url=ch.url, tokens_file=tokens) as c:
+            c.rows("SELECT 1")  # migrated while it is up
+            ch.down()
+            assert post(c.http, request_bytes(beta_spans), BETA)[0] == 200
+            c.server.stop(1)  # ClickHouse still down: beta's record stays in the log
+            assert c.server.collector.wal.pending >= 1
+        server = CollectorServer(settings(tmp_path, tokens_file=tokens), open_writer(ch.url, tmp_path / "spool2"),
+                                 run_limits=RunLimits(quiet_s=0.2, rootless_quiet_s=600))
+        try:
+            http = f"http://127.0.0.1:{server.ports['http']}/v1/traces"
+            for attack in _attacks(beta_trace, beta_run):  # the store is down: only the log knows
+                status, raw, _ = post(http, attack, ALPHA)
+                assert status == 200 and _partial(raw)[0] >= 1
+            ch.up()
+            assert server.collector.replayed.wait(60)
+            assert server.collector.flush(30)
+            from tests.collector_rig import Running
+
+            _beta_unchanged(Running(server, server.collector.writer), beta_trace, beta_run)
+        finally:
+            server.stop(20)
+    finally:
+        ch.close()
+
+
+def test_the_filter_of_stored_ids_never_drops_one_it_was_given() -> None:
+    """Whatever the store held and whatever was accepted since, an id among them is always one the
+    store may hold; before its scan has ended, every id is; new ids mostly are not (1 % false)."""
+    import random
+
+    from runmeter.collector import StoreIds
+
+    rng = random.Random(7)
+    stored = [f"{rng.getrandbits(128):032x}" for _ in range(5_000)]
+    gate = __import__("threading").Event()
+
+    def pages():  # type: ignore[no-untyped-def]
+        assert gate.wait(10)
+        for i in range(0, len(stored), 1_000):
+            yield stored[i:i + 1_000]
+
+    ids = StoreIds(pages, size=20_000)
+    ids.start()
+    fresh = [f"{rng.getrandbits(128):032x}" for _ in range(2_000)]
+    assert ids.may_hold(fresh) == fresh  # not filled yet: all may be held
+    added = fresh[:500]
+    ids.add(added)
+    gate.set()
+    deadline = time.monotonic() + 10
+    while not ids.filled:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert ids.may_hold(stored) == stored and ids.may_hold(added) == added
+    others = fresh[500:]
+    assert len(ids.may_hold(others)) <= 45  # 1,500 new ids at 1 %: 15 expected; 45 is ~7 sigma
+    ids.close()
+
+
+def test_an_id_accepted_here_is_one_the_store_may_hold_once_memory_forgets_it() -> None:
+    """Beta's trace is accepted, then pushed out of the bounded memory of owners before it reaches
+    the store; once it is there, alpha's span on it must still be looked up (and refused): the
+    filter learned the id when it was accepted, not from the scan made before."""
+    from runmeter.collector import Ownership, StoreIds
+
+    written: dict[str, str] = {}  # the store: what has been written, by trace id
+
+    def store(traces: list[str], runs: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+        return {t: written[t] for t in traces if t in written}, {}
+
+    ids = StoreIds(lambda: iter([]), size=1_000)  # an empty store at the start
+    ids.start()
+    deadline = time.monotonic() + 10
+    while not ids.filled:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    ownership = Ownership(store, max_entries=1, store_ids=ids)
+    assert ownership.admit(_one_call_request(0xB1), "beta") == 0
+    assert ownership.admit(_one_call_request(0xB2), "beta") == 0  # 0xB1 leaves the memory of owners
+    written[f"{0xB1:032x}"] = "beta"  # and reaches the store
+    asked = ownership.lookups
+    assert ownership.admit(_one_call_request(0xB1), "alpha") == 1
+    assert ownership.lookups == asked + 1
+    assert ownership.admit(_one_call_request(0xB3), "alpha") == 0 and ownership.lookups == asked + 1  # new: not asked
+
+
 def _one_call_request(trace_id: int) -> ExportTraceServiceRequest:
     return ExportTraceServiceRequest.FromString(request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=trace_id)]))
 
