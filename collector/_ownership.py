@@ -23,14 +23,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from runmeter.conventions import attributes as A
+
 try:
     from rbloom import Bloom
 except ImportError:  # the collector extra not installed: every id not seen here is looked up
     Bloom = None  # type: ignore[assignment,misc]
-
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-from runmeter.conventions import attributes as A
 
 __all__ = ["Lookup", "Ownership", "Span", "StoreIds", "remove", "spans_of"]
 
