@@ -17,6 +17,7 @@ the log before any request is taken (:meth:`Ownership.learn`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import OrderedDict
@@ -60,6 +61,18 @@ _HEX = frozenset("0123456789abcdef")
 
 def _is_generated(run_id: str) -> bool:
     return len(run_id) == 49 and run_id[32] == "-" and _HEX.issuperset(run_id[:32]) and _HEX.issuperset(run_id[33:])
+
+
+# Run ids longer than this are kept in memory by their digest: a client may send ids of up to
+# 65,536 characters, and 200,000 of those would be 13 GB.
+_LONG_ID = 128
+
+
+def _held(run_id: str) -> str:
+    """How a run id is kept in the map of owners: as it is, or past ``_LONG_ID`` characters by its digest."""
+    if len(run_id) <= _LONG_ID:
+        return run_id
+    return "\0" + hashlib.blake2b(run_id.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 class _Bounded(OrderedDict[str, str]):
@@ -250,7 +263,7 @@ class Ownership:
             # owner owns the run, whether or not a span ever carried the id.
             named_traces = {r[:32] for _, _, r, _ in spans if r and _is_generated(r)}
             unknown_traces = sorted({t for _, t, _, _ in spans if t not in self._traces} | {t for t in named_traces if t not in self._traces})
-            unknown_runs = sorted({r for _, _, r, _ in spans if r and r not in self._runs})
+            unknown_runs = sorted({r for _, _, r, _ in spans if r and _held(r) not in self._runs})
         stored_traces: dict[str, str] = {}
         stored_runs: dict[str, str] = {}
         ids = self.store_ids
@@ -264,10 +277,10 @@ class Ownership:
             for trace, owner_ in stored_traces.items():
                 self._traces.setdefault(trace, owner_)
             for run, owner_ in stored_runs.items():
-                self._runs.setdefault(run, owner_)
+                self._runs.setdefault(_held(run), owner_)
             for at, t, r, writes in spans:
                 owner = self._traces.get(t)
-                run_owner = (self._runs.get(r) or (self._traces.get(r[:32]) if _is_generated(r) else None)) if r else None
+                run_owner = (self._runs.get(_held(r)) or (self._traces.get(r[:32]) if _is_generated(r) else None)) if r else None
                 if project is not None and ((owner is not None and owner != project) or (run_owner is not None and run_owner != project)):
                     foreign.append(at)
                     continue
@@ -275,7 +288,7 @@ class Ownership:
                     self._traces.put(t, writes)
                     new_ids.append(t)
                 if r and run_owner is None:
-                    self._runs.put(r, writes)
+                    self._runs.put(_held(r), writes)
                     new_ids.append(r)
             if ids is not None:  # before the request is logged, so before any of it can be stored
                 ids.add(new_ids)

@@ -395,6 +395,34 @@ def test_an_id_accepted_here_is_one_the_store_may_hold_once_memory_forgets_it() 
     assert ownership.admit(_one_call_request(0xB3), "alpha") == 0 and ownership.lookups == asked + 1  # new: not asked
 
 
+def test_long_run_ids_do_not_grow_the_memory_of_owners() -> None:
+    """A client may name runs with ids of up to 65,536 characters, each a new one: what ownership
+    keeps of them stays small (200,000 such ids kept whole would be 13 GB), and a long id is still
+    its run's - another project cannot name it."""
+    import tracemalloc
+
+    from runmeter.collector import Ownership
+
+    def request(i: int, run_id: str) -> ExportTraceServiceRequest:
+        return ExportTraceServiceRequest.FromString(
+            request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=0x7000 + i, extra={"runmeter.run.id": run_id})]))
+
+    ownership = Ownership(None)
+    ids = [f"{i:08d}" + "r" * 60_000 for i in range(200)]
+    requests = [request(i, run_id) for i, run_id in enumerate(ids)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for req in requests:
+            assert ownership.admit(req, "beta") == 0
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 1_000_000, f"{grown:,} bytes kept for 200 run ids"  # whole, they would be 12 MB
+    assert ownership.admit(request(999, ids[7]), "alpha") == 1  # beta's run, by its long id
+    assert ownership.admit(request(998, ids[7][:-1] + "s"), "alpha") == 0  # another id: alpha's own
+
+
 def _one_call_request(trace_id: int) -> ExportTraceServiceRequest:
     return ExportTraceServiceRequest.FromString(request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=trace_id)]))
 
