@@ -389,23 +389,17 @@ def check_bytes(data: bytes, limits: Limits | None = None) -> Converted | None:
 
 def owners_bytes(data: bytes, project: str | None, limits: Limits | None = None) -> Converted | None:
     """:func:`check` (with ``project``) of the request these bytes parse into, with what ownership
-    reads of each span (``Converted.owners``, for ``Ownership.decide``), both read from the bytes
-    in C; None when the request is not an ordinary one, when a span claims a project other than
-    ``project`` (the check's rejection is protobuf's and Python's to count), or when the two Python
-    readers of a claim or run id could differ (``_otlpscan.owners``): then parse and check it."""
+    reads of each span (``Converted.owners``, for ``Ownership.decide``: what ``spans_of`` reads of
+    the parsed request), both read from the bytes in C; None when the request is not an ordinary
+    one, when a span claims a project other than ``project`` (the check's rejection is protobuf's
+    and Python's to count), or when the two Python readers of a claim or run id could differ
+    (``_otlpscan.owners``): then parse and check it."""
     checked = check_bytes(data, limits)
     if checked is None or _owners is None:
         return None
-    read = _owners(data, A.RUNMETER_RUN_PROJECT, A.RUNMETER_RUN_ID)
-    if read is None:
+    spans = _owners(data, A.RUNMETER_RUN_PROJECT, A.RUNMETER_RUN_ID, project, True)  # check_bytes walked it
+    if spans is None:
         return None
-    spans: list[OwnedSpan] = []
-    for i, j, k, trace, run, claim, resource_claim in read:
-        claimed = claim or resource_claim
-        if project is not None and claimed and claimed != project:
-            return None
-        if trace is not None:
-            spans.append(((i, j, k), trace, run, project or claimed or ""))
     checked.owners = spans
     return checked
 

@@ -1130,17 +1130,22 @@ static PyObject *spans(PyObject *self, PyObject *args)
 
 /* --- owners: what ownership reads of each span, on the wire -----------------------------------
  *
- * owners(data, project_key, run_key) -> [(i, j, k, trace id hex | None, run id | None,
- *                                         span's project | None, resource's project | None)] | None
+ * owners(data, project_key, run_key, token_project, walked=False)
+ *     -> [((i, j, k), trace id hex, run id | None, the project it writes)] | None
  *
- * What collector/_ownership.Ownership.admit and _convert.check read of a parsed request to judge
- * ownership, read from the bytes: per span its position (resource, scope, span index), its trace
- * id in hex when it is 16 bytes (None otherwise), and the first value of each of the two keys in
- * its attributes (the project also in its resource's) as text - a string as it is ("" as None),
- * an int or a double as str() writes it, a bool as "True"/"False". None whenever the two readers
- * could differ or the walk is not sure: a value of one of the keys that is an array, a key-value
- * list, bytes or nothing, or a string past 65536 characters (check cuts there); protobuf then
- * parses the request and Python reads it. tests/test_otlpscan.py holds it to the Python reading.
+ * What collector/_ownership.Ownership.decide reads of each span sent with token_project's token
+ * (str, or None for a token bound to no project), as _ownership.spans_of reads it of the parsed
+ * request: its position (resource, scope, span index), its trace id in hex (a span whose trace
+ * id is not 16 bytes is left out: the check refuses it), its run id, and the project it writes -
+ * the token's, else the first value of project_key in its attributes, else in its resource's,
+ * else "". A value is read as text: a string as it is ("" as none), an int or a double as str()
+ * writes it, a bool as "True"/"False". None when a span claims a project other than the token's
+ * (the check's rejection is protobuf's and Python's to count), and whenever the two readers could
+ * differ or the walk is not sure: a value of one of the keys that is an array, a key-value list,
+ * bytes or nothing, or a string past 65536 characters (check cuts there); protobuf then parses
+ * the request and Python reads it. walked: the request passed scan()'s walk already (the same
+ * walk: skipped). Spans of one trace share one trace id string. tests/test_otlpscan.py holds it
+ * to the Python reading.
  */
 
 #define CLAIM_MAX 65536
@@ -1254,23 +1259,37 @@ static PyObject *owners(PyObject *self, PyObject *args)
 {
     Py_buffer data;
     owner_keys keys = {0};
+    PyObject *token;
+    int walked = 0;
     scan_state st;
-    if (!PyArg_ParseTuple(args, "y*s#s#", &data, &keys.project, &keys.project_len, &keys.run, &keys.run_len))
+    if (!PyArg_ParseTuple(args, "y*s#s#O|p", &data, &keys.project, &keys.project_len, &keys.run, &keys.run_len, &token, &walked))
         return NULL;
-    memset(&st, 0, sizeof st);
-    cursor c = {(const uint8_t *)data.buf, (const uint8_t *)data.buf + data.len};
-    int r;
-    Py_BEGIN_ALLOW_THREADS
-    r = walk(&c, &REQUEST, 0, NULL, &st);
-    Py_END_ALLOW_THREADS
-    if (r < 0) {
+    if (token != Py_None && !PyUnicode_Check(token)) {
         PyBuffer_Release(&data);
-        Py_RETURN_NONE;
+        PyErr_SetString(PyExc_TypeError, "token_project must be a str or None");
+        return NULL;
     }
-    c.p = (const uint8_t *)data.buf;
-    PyObject *out = PyList_New(0), *resource_project = NULL;
+    cursor c = {(const uint8_t *)data.buf, (const uint8_t *)data.buf + data.len};
+    if (!walked) {
+        int r;
+        memset(&st, 0, sizeof st);
+        Py_BEGIN_ALLOW_THREADS
+        r = walk(&c, &REQUEST, 0, NULL, &st);
+        Py_END_ALLOW_THREADS
+        if (r < 0) {
+            PyBuffer_Release(&data);
+            Py_RETURN_NONE;
+        }
+        c.p = (const uint8_t *)data.buf;
+    }
+    /* What a span writes when it claims nothing (or the token's own project). */
+    PyObject *empty = PyUnicode_FromStringAndSize("", 0);
+    PyObject *out = PyList_New(0), *resource_project = NULL, *last_trace = NULL;
+    const uint8_t *last_id = NULL;
     cursor rs, ss, span;
     int more;
+    if (empty == NULL)
+        goto fail;
     for (Py_ssize_t i = 0; out != NULL && (more = next_message(&c, 1, &rs)) != 0; i++) {
         PyObject *ignored = NULL;
         Py_CLEAR(resource_project);
@@ -1283,16 +1302,57 @@ static PyObject *owners(PyObject *self, PyObject *args)
             for (Py_ssize_t k = 0; (more = next_message(&ss, 2, &span)) != 0; k++) {
                 PyObject *project = NULL, *run = NULL, *trace = NULL;
                 cursor id = one(span, 1);
-                if (more < 0 || owner_attributes(span, 9, &keys, &project, &run) < 0
-                    || (id.end - id.p == 16 && (trace = hex(id, 16)) == NULL)) {
+                if (more < 0 || owner_attributes(span, 9, &keys, &project, &run) < 0) {
                     Py_XDECREF(project);
                     Py_XDECREF(run);
                     goto fail;
                 }
-                PyObject *item = Py_BuildValue("(nnnNNNO)", i, j, k, trace ? trace : Py_NewRef(Py_None),
-                                               run ? run : Py_NewRef(Py_None), project ? project : Py_NewRef(Py_None),
-                                               resource_project ? resource_project : Py_None);
-                if (item == NULL || PyList_Append(out, item) < 0) {
+                PyObject *claimed = project != NULL && project != Py_None ? project
+                                  : resource_project != NULL && resource_project != Py_None ? resource_project : NULL;
+                if (token != Py_None && claimed != NULL) {
+                    int same = PyUnicode_Compare(claimed, token);
+                    if (same != 0) { /* another project claimed (or an error): Python decides */
+                        Py_XDECREF(project);
+                        Py_XDECREF(run);
+                        if (same == -1 && PyErr_Occurred())
+                            goto fail;
+                        keys.odd = 1;
+                        goto fail;
+                    }
+                }
+                if (id.end - id.p != 16) { /* refused by the check: not read for ownership */
+                    Py_XDECREF(project);
+                    Py_XDECREF(run);
+                    continue;
+                }
+                if (last_id != NULL && memcmp(last_id, id.p, 16) == 0)
+                    trace = Py_NewRef(last_trace);
+                else if ((trace = hex(id, 16)) != NULL) {
+                    Py_XSETREF(last_trace, Py_NewRef(trace));
+                    last_id = id.p;
+                } else {
+                    Py_XDECREF(project);
+                    Py_XDECREF(run);
+                    goto fail;
+                }
+                PyObject *writes = token != Py_None && PyUnicode_GET_LENGTH(token) > 0 ? token : claimed != NULL ? claimed : empty;
+                if (run == NULL)
+                    run = Py_NewRef(Py_None);
+                PyObject *item = PyTuple_New(4), *at = Py_BuildValue("(nnn)", i, j, k);
+                if (item == NULL || at == NULL) {
+                    Py_XDECREF(item);
+                    Py_XDECREF(at);
+                    Py_DECREF(trace);
+                    Py_DECREF(run);
+                    Py_XDECREF(project);
+                    goto fail;
+                }
+                PyTuple_SET_ITEM(item, 0, at);
+                PyTuple_SET_ITEM(item, 1, trace);
+                PyTuple_SET_ITEM(item, 2, run);
+                PyTuple_SET_ITEM(item, 3, Py_NewRef(writes));
+                Py_XDECREF(project);
+                if (PyList_Append(out, item) < 0) {
                     Py_XDECREF(item);
                     goto fail;
                 }
@@ -1301,10 +1361,14 @@ static PyObject *owners(PyObject *self, PyObject *args)
         }
     }
     Py_XDECREF(resource_project);
+    Py_XDECREF(last_trace);
+    Py_DECREF(empty);
     PyBuffer_Release(&data);
     return out;
 fail:
     Py_XDECREF(resource_project);
+    Py_XDECREF(last_trace);
+    Py_XDECREF(empty);
     Py_XDECREF(out);
     PyBuffer_Release(&data);
     if (keys.odd || !PyErr_Occurred()) {
@@ -1359,8 +1423,8 @@ static PyMethodDef methods[] = {
      "decode(data, oldest_ns, max_attributes, max_value_length, max_events, max_links, max_array_items, shard_index, "
      "shard_count) -> ([(resource attributes, schema url, [(scope name, version, schema url, [span])])], dropped) | None"},
     {"owners", owners, METH_VARARGS,
-     "owners(data, project_key, run_key) -> [(resource, scope, span index, trace id hex, run id, project, resource's "
-     "project)] | None"},
+     "owners(data, project_key, run_key, token_project, walked=False) -> [((resource, scope, span index), trace id hex, run id, "
+     "the project it writes)] | None"},
     {"span_rules", span_rules, METH_VARARGS,
      "span_rules(ReadableSpan, SpanContext, kinds, statuses, sampled, default_state, has_is_remote, is_remote)"},
     {"spans", spans, METH_VARARGS,
