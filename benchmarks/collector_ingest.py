@@ -466,6 +466,10 @@ def main() -> None:
         print(f"collector CPU per span         {bound['cpu_us']:12.1f} us      of which the collector's Python "
               f"{bound.get('collector python', 0.0):.1f} (check and ownership read on the wire, store lookups; "
               f"{results[most].get('collector python', 0.0):.1f} without the token)")
+        without = results[most]
+        split = sorted({k for r in (bound, without) for k, v in r.items() if k.startswith(("collector ", "workers ")) and v >= 0.05},
+                       key=lambda k: -bound.get(k, 0.0))
+        print("  by thread, with / without the token: " + ", ".join(f"{k} {bound.get(k, 0.0):.1f} / {without.get(k, 0.0):.1f}" for k in split))
         print(f"stored: {bound['stored']} of {bound['expected_stored']} acknowledged spans "
               f"({'none missing' if bound['stored'] == bound['expected_stored'] else 'MISSING'}); runs: {bound['whole']} whole of "
               f"{bound['runs_expected']}, {'correct' if bound['ok'] else 'WRONG'}")
