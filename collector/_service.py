@@ -157,6 +157,10 @@ class Collector:
             duplicate=meter.create_counter(A.RUNMETER_COLLECTOR_SPANS_DUPLICATE_METRIC, A.RUNMETER_COLLECTOR_SPANS_DUPLICATE_UNIT),
             refused=meter.create_counter(A.RUNMETER_COLLECTOR_REQUESTS_REFUSED_METRIC, A.RUNMETER_COLLECTOR_REQUESTS_REFUSED_UNIT),
         )
+        meter.create_observable_counter(
+            A.RUNMETER_COLLECTOR_OWNER_LOOKUPS_METRIC, [lambda _: [metrics.Observation(self.ownership.lookups)]],
+            A.RUNMETER_COLLECTOR_OWNER_LOOKUPS_UNIT,
+        )
         meter.create_observable_gauge(
             A.RUNMETER_COLLECTOR_LOG_SIZE_METRIC, [lambda _: [metrics.Observation(self.wal.size)]], A.RUNMETER_COLLECTOR_LOG_SIZE_UNIT
         )

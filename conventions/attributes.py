@@ -301,6 +301,10 @@ RUNMETER_COLLECTOR_REQUESTS_REFUSED_METRIC: Final = 'runmeter.collector.requests
 """Requests refused as a whole, by reason (`error.type`) - retryable (log full, draining) or not (unauthenticated, malformed, too large). (counter, {request})"""
 RUNMETER_COLLECTOR_REQUESTS_REFUSED_UNIT: Final = '{request}'
 
+RUNMETER_COLLECTOR_OWNER_LOOKUPS_METRIC: Final = 'runmeter.collector.owner.lookups'
+"""Store lookups made to learn who owns traces and runs this collector has not seen (with tokens bound to projects; each for all the requests waiting at its turn). With the embedded store, ids it cannot hold are not looked up. (counter, {lookup})"""
+RUNMETER_COLLECTOR_OWNER_LOOKUPS_UNIT: Final = '{lookup}'
+
 RUNMETER_COLLECTOR_LOG_SIZE_METRIC: Final = 'runmeter.collector.log.size'
 """Bytes held by the collector's write-ahead log on disk. (gauge, By)"""
 RUNMETER_COLLECTOR_LOG_SIZE_UNIT: Final = 'By'

@@ -260,6 +260,14 @@ def _filled(c) -> None:  # type: ignore[no-untyped-def]
         time.sleep(0.02)
 
 
+def _lookups_metric(c) -> float:  # type: ignore[no-untyped-def]
+    import urllib.request
+
+    with urllib.request.urlopen(c.admin + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("runmeter_collector_owner_lookups_total"))
+
+
 def test_an_embedded_store_is_asked_only_about_ids_it_may_hold(tmp_path: Path) -> None:
     """chDB opens a store for one process at a time, so the collector knows every id it can hold:
     new traces need no lookup, and what the store held before the start still does - and is still
@@ -277,7 +285,7 @@ def test_an_embedded_store_is_asked_only_about_ids_it_may_hold(tmp_path: Path) -
         assert post(c.http, request_bytes(named), BETA)[0] == 200
         for t in range(0xA000, 0xA020):  # new traces, each its own request
             assert post(c.http, request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=t)]), ALPHA)[0] == 200
-        assert c.server.collector.ownership.lookups == 0
+        assert c.server.collector.ownership.lookups == 0 and _lookups_metric(c) == 0
         assert c.rows("SELECT count() FROM runmeter_calls WHERE Project = 'alpha'") == [(32,)]
         assert c.rows("SELECT Project FROM runmeter_runs_current WHERE RunId = 'beta-nightly-7'") == [("beta",)]
     with running(tmp_path, tokens_file=str(tokens)) as c:  # nothing in memory: beta's ids come from the store
@@ -288,7 +296,7 @@ def test_an_embedded_store_is_asked_only_about_ids_it_may_hold(tmp_path: Path) -
             rejected, message = _partial(raw)
             assert status == 200 and rejected >= 1 and "another project" in message
         asked = c.server.collector.ownership.lookups
-        assert asked >= 1
+        assert asked >= 1 and _lookups_metric(c) == asked
         assert post(c.http, request_bytes([llm(1, None, "gpt-4o-mini", 10, 1, trace_id=0xA100)]), ALPHA)[0] == 200
         assert c.server.collector.ownership.lookups == asked  # a new trace: not asked
         _beta_unchanged(c, beta_trace, beta_run)
