@@ -271,7 +271,8 @@ def _lookups_metric(c) -> float:  # type: ignore[no-untyped-def]
 def test_an_embedded_store_is_asked_only_about_ids_it_may_hold(tmp_path: Path) -> None:
     """chDB opens a store for one process at a time, so the collector knows every id it can hold:
     new traces need no lookup, and what the store held before the start still does - and is still
-    refused to another project (a trace, and a run named by the id runmeter made from it)."""
+    refused to another project (a trace, a run named by the id runmeter made from it, and a run
+    named by an id of beta's own)."""
     from runmeter.processor import run_id_for
 
     beta_trace, named_trace = 0xC5, 0xC6
