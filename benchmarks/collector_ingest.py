@@ -459,10 +459,12 @@ def main() -> None:
               f"({paused['acked'] / parsing:.1%} of the parsing floor); stored {paused['stored']:.0f} of {paused['expected_stored']:.0f} "
               f"({missing} over {len(paused_rounds)} round(s)), runs {'correct' if paused['ok'] else 'WRONG'} in every round")
     if bound is not None:
-        print(f"--- {most} worker process(es), the load sent with a token bound to a project (ownership looked up)")
+        print(f"--- {most} worker process(es), the load sent with a token bound to a project (ownership judged; every span stamped with the project)")
         print(f"collector acknowledged         {bound['acked']:12,.0f} spans/s   {bound['acked'] / parsing:6.1%} of the parsing floor, "
               f"{bound['acked'] / results[most]['acked']:.2f}x the same without the token")
         print(f"collector end-to-end into chDB {bound['e2e']:12,.0f} spans/s   {bound['e2e'] / results[most]['e2e']:.2f}x the same without the token")
+        print(f"ownership's store lookups      {bound['lookups']:12,.0f}           for {bound['runs_expected']:,} new traces "
+              "(the embedded store's ids are in a filter: a trace it cannot hold is not looked up)")
         print(f"collector CPU per span         {bound['cpu_us']:12.1f} us      of which the collector's Python "
               f"{bound.get('collector python', 0.0):.1f} (check and ownership read on the wire, store lookups; "
               f"{results[most].get('collector python', 0.0):.1f} without the token)")
@@ -546,6 +548,7 @@ def run_collector(
                     break
                 time.sleep(0.2)  # rendering /metrics costs the collector CPU too: not too often
             e2e_elapsed = time.time() - t_start
+            out["lookups"] = m.get("runmeter_collector_owner_lookups_total", 0.0)
             out["cpu_us"] = (cpu_seconds(pids) - cpu0) / total * 1e6
             out["worker_cpu_us"] = (cpu_seconds(workers_pids) - worker_cpu0) / total * 1e6
             out["gen_cpu_us"] = gen_cpu / total * 1e6
