@@ -397,7 +397,7 @@ def owners_bytes(data: bytes, project: str | None, limits: Limits | None = None)
     checked = check_bytes(data, limits)
     if checked is None or _owners is None:
         return None
-    spans = _owners(data, A.RUNMETER_RUN_PROJECT, A.RUNMETER_RUN_ID, project, True)  # check_bytes walked it
+    spans = _owners(data, A.RUNMETER_RUN_PROJECT, A.RUNMETER_RUN_ID, project)  # on bytes check_bytes accepted
     if spans is None:
         return None
     checked.owners = spans

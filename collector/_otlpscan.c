@@ -1130,7 +1130,7 @@ static PyObject *spans(PyObject *self, PyObject *args)
 
 /* --- owners: what ownership reads of each span, on the wire -----------------------------------
  *
- * owners(data, project_key, run_key, token_project, walked=False)
+ * owners(data, project_key, run_key, token_project)
  *     -> [((i, j, k), trace id hex, run id | None, the project it writes)] | None
  *
  * What collector/_ownership.Ownership.decide reads of each span sent with token_project's token
@@ -1143,9 +1143,9 @@ static PyObject *spans(PyObject *self, PyObject *args)
  * (the check's rejection is protobuf's and Python's to count), and whenever the two readers could
  * differ or the walk is not sure: a value of one of the keys that is an array, a key-value list,
  * bytes or nothing, or a string past 65536 characters (check cuts there); protobuf then parses
- * the request and Python reads it. walked: the request passed scan()'s walk already (the same
- * walk: skipped). Spans of one trace share one trace id string. tests/test_otlpscan.py holds it
- * to the Python reading.
+ * the request and Python reads it. For bytes scan() accepted (its walk is not made again: a
+ * request it was not sure of may read differently here). Spans of one trace share one trace id
+ * string. tests/test_otlpscan.py holds it to the Python reading.
  */
 
 #define CLAIM_MAX 65536
@@ -1260,9 +1260,7 @@ static PyObject *owners(PyObject *self, PyObject *args)
     Py_buffer data;
     owner_keys keys = {0};
     PyObject *token;
-    int walked = 0;
-    scan_state st;
-    if (!PyArg_ParseTuple(args, "y*s#s#O|p", &data, &keys.project, &keys.project_len, &keys.run, &keys.run_len, &token, &walked))
+    if (!PyArg_ParseTuple(args, "y*s#s#O", &data, &keys.project, &keys.project_len, &keys.run, &keys.run_len, &token))
         return NULL;
     if (token != Py_None && !PyUnicode_Check(token)) {
         PyBuffer_Release(&data);
@@ -1270,18 +1268,6 @@ static PyObject *owners(PyObject *self, PyObject *args)
         return NULL;
     }
     cursor c = {(const uint8_t *)data.buf, (const uint8_t *)data.buf + data.len};
-    if (!walked) {
-        int r;
-        memset(&st, 0, sizeof st);
-        Py_BEGIN_ALLOW_THREADS
-        r = walk(&c, &REQUEST, 0, NULL, &st);
-        Py_END_ALLOW_THREADS
-        if (r < 0) {
-            PyBuffer_Release(&data);
-            Py_RETURN_NONE;
-        }
-        c.p = (const uint8_t *)data.buf;
-    }
     /* What a span writes when it claims nothing (or the token's own project). */
     PyObject *empty = PyUnicode_FromStringAndSize("", 0);
     PyObject *out = PyList_New(0), *resource_project = NULL, *last_trace = NULL;
@@ -1423,7 +1409,7 @@ static PyMethodDef methods[] = {
      "decode(data, oldest_ns, max_attributes, max_value_length, max_events, max_links, max_array_items, shard_index, "
      "shard_count) -> ([(resource attributes, schema url, [(scope name, version, schema url, [span])])], dropped) | None"},
     {"owners", owners, METH_VARARGS,
-     "owners(data, project_key, run_key, token_project, walked=False) -> [((resource, scope, span index), trace id hex, run id, "
+     "owners(data, project_key, run_key, token_project) -> [((resource, scope, span index), trace id hex, run id, "
      "the project it writes)] | None"},
     {"span_rules", span_rules, METH_VARARGS,
      "span_rules(ReadableSpan, SpanContext, kinds, statuses, sampled, default_state, has_is_remote, is_remote)"},

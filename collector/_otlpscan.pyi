@@ -13,5 +13,5 @@ def spans(
     items: list[Any], resource: Any, scope: Any, out: list[Any], fallback: Any, project: str | None, project_key: str, /,
 ) -> list[str]: ...
 def owners(
-    data: bytes, project_key: str, run_key: str, token_project: str | None, walked: bool = ..., /,
+    data: bytes, project_key: str, run_key: str, token_project: str | None, /,
 ) -> list[tuple[tuple[int, int, int], str, str | None, str]] | None: ...
