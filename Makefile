@@ -138,6 +138,7 @@ bench: $(BENCH)/.installed-stamp $(FW)/.installed-stamp $(VALGRIND)
 	$(BENCH)/bin/python benchmarks/export_throughput.py
 	$(BENCH)/bin/python benchmarks/worker_instructions.py
 	$(BENCH)/bin/python benchmarks/sweep_open_traces.py
+	$(BENCH)/bin/python benchmarks/store_parts.py
 	$(BENCH)/bin/python benchmarks/collector_ingest.py
 
 generate: $(STAMP)

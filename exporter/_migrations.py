@@ -12,7 +12,9 @@ single node or for a cluster:
   on one shard);
 * ``{{dedup_setting}}`` — the table setting that makes ``insert_deduplication_token``
   work (``non_replicated_deduplication_window`` on a single node);
-* ``{{traces_ttl_days}}``, ``{{calls_ttl_days}}`` — retention.
+* ``{{traces_ttl_days}}``, ``{{calls_ttl_days}}`` — retention;
+* ``{{embedded:STATEMENT}}`` — ``STATEMENT`` on an embedded store (chDB, runmeter's own
+  directory), nothing on a server (whose tables may be shared with other writers).
 
 Only trusted values fill the slots: a cluster name must be a plain identifier.
 """
@@ -39,6 +41,7 @@ class SchemaOptions:
     traces_ttl_days: int = 180
     calls_ttl_days: int = 400
     dedup_window: int = 1000
+    embedded: bool = False  # the store is chDB in a directory of runmeter's (set by Store)
 
     def __post_init__(self) -> None:
         if self.cluster is not None and not _IDENT.match(self.cluster):
@@ -100,6 +103,8 @@ def render(text: str, opts: SchemaOptions) -> list[str]:
         if kind == "dedup_setting":
             key = "replicated_deduplication_window" if opts.cluster else "non_replicated_deduplication_window"
             return f"{key} = {opts.dedup_window}"
+        if kind == "embedded":
+            return arg if opts.embedded else ""
         if kind == "traces_ttl_days":
             return str(opts.traces_ttl_days)
         if kind == "calls_ttl_days":

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -300,7 +300,7 @@ class Store:
 
     def _migrate(self, client: Any) -> None:
         if not self._migrated:
-            apply_migrations(client, self.schema)
+            apply_migrations(client, replace(self.schema, embedded=self.embedded))
             self._migrated = True
 
     def close(self) -> None:

@@ -227,6 +227,30 @@ def test_migration_from_the_previous_schema_version(tmp_path: Path) -> None:
         assert c.query("SELECT Outcome FROM runmeter_run_outcome WHERE RunId = 'old-run'").result_rows == [("accepted",)]
 
 
+def test_the_embedded_store_writes_compact_parts_and_a_server_keeps_its_tables(store_rig: StoreRig) -> None:
+    """A part past ClickHouse's 10 MiB default (uncompressed) is Wide - a file or two per column.
+    The embedded store's tables keep parts up to 256 MiB Compact (one data file); a server's
+    tables, which other writers may share, are left as they are."""
+    rows = 150_000  # ~24 MB uncompressed: past the default, under 256 MiB
+    inserts = {
+        "otel_traces": "(Timestamp, TraceId, SpanId, StatusMessage) SELECT now64(9), hex(number), hex(number), repeat('x', 100)",
+        "runmeter_calls": "(Timestamp, TraceId, SpanId, RunId, ArgsHash) SELECT now64(9), hex(number), hex(number), 'r', repeat('x', 100)",
+        "runmeter_runs": "(RunId, TraceId, OutcomeReason, Version) SELECT hex(number), hex(number), repeat('x', 100), 1",
+    }
+    with Store(store_rig.url).session() as c:
+        for table, select in inserts.items():
+            c.command(f"INSERT INTO {table} {select} FROM numbers({rows})")
+        parts = c.query(
+            "SELECT table, part_type, sum(rows), sum(data_uncompressed_bytes) FROM system.parts "
+            "WHERE database = currentDatabase() AND active AND table IN {t:Array(String)} GROUP BY table, part_type ORDER BY table",
+            {"t": list(inserts)},
+        ).result_rows
+    assert [(table, n) for table, _, n, _ in parts] == [(table, rows) for table in sorted(inserts)]
+    assert all(10 * 2**20 < size < 256 * 2**20 for *_, size in parts), parts
+    expected = "Compact" if store_rig.kind == "chdb" else "Wide"
+    assert [part_type for _, part_type, _, _ in parts] == [expected] * 3
+
+
 def test_cluster_ddl_parses_and_is_replicated_and_distributed(tmp_path: Path) -> None:
     import chdb
 
