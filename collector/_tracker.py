@@ -26,6 +26,8 @@ __all__ = ["Key", "Tracker"]
 _log = logging.getLogger(__name__)
 Key = tuple[int, int]  # (trace id, span id)
 _Key = Key
+_SPAN_BITS = 64  # a span's key here: its trace id and span id in one int (trace_id << 64 | span_id)
+_SPAN_MASK = (1 << _SPAN_BITS) - 1
 
 
 class Tracker(SpanProcessor):
@@ -50,7 +52,8 @@ class Tracker(SpanProcessor):
         self._batch_size = batch_size
         self._interval = interval_s
         self._lock = threading.Lock()
-        self._keys: dict[_Key, int | list[int]] = {}  # span -> the log record(s) it came in
+        # span (its ids in one int: no tuple made and hashed a span) -> the log record(s) it came in
+        self._keys: dict[int, int | list[int]] = {}
         self._left: dict[int, int] = {}  # log record -> spans not yet written
         self._recent: deque[int] = deque()  # the spans written last, oldest first (~90 bytes each)
         self._recent_set: set[int] = set()
@@ -77,11 +80,10 @@ class Tracker(SpanProcessor):
             keys, recent_set = self._keys, self._recent_set
             for s in spans:
                 ctx = s.context
-                trace_id, span_id = ctx.trace_id, ctx.span_id
-                if (trace_id << 64 | span_id) in recent_set:
+                key = ctx.trace_id << _SPAN_BITS | ctx.span_id
+                if key in recent_set:
                     dup += 1
                     continue
-                key = (trace_id, span_id)
                 prev = keys.get(key)
                 if prev is None:
                     keys[key] = seq
@@ -93,7 +95,7 @@ class Tracker(SpanProcessor):
                     if isinstance(prev, list):
                         prev.append(seq)
                     else:
-                        self._keys[key] = [prev, seq]
+                        keys[key] = [prev, seq]
                 waiting += 1
             if waiting:
                 self._left[seq] = waiting
@@ -159,17 +161,15 @@ class Tracker(SpanProcessor):
             keys, recent, recent_set = self._keys, self._recent, self._recent_set
             for s in batch:
                 ctx = s.context
-                trace_id, span_id = ctx.trace_id, ctx.span_id
-                key = (trace_id, span_id)
+                key = ctx.trace_id << _SPAN_BITS | ctx.span_id
                 if stored is not None:
-                    stored.discard(key)
+                    stored.discard((ctx.trace_id, ctx.span_id))
                 seqs = keys.pop(key, None)
                 if seqs is None:
                     continue
-                # A written span (its ids in one int) is kept among the last `recent` ones, to recognise a late retry.
-                packed = trace_id << 64 | span_id
-                recent.append(packed)
-                recent_set.add(packed)
+                # A written span is kept among the last `recent` ones, to recognise a late retry.
+                recent.append(key)
+                recent_set.add(key)
                 if isinstance(seqs, int):
                     written[seqs] = written.get(seqs, 0) + 1
                 else:
@@ -196,7 +196,7 @@ class Tracker(SpanProcessor):
                 for key, held in self._keys.items():
                     for seq in held if isinstance(held, list) else (held,):
                         if seq in out:
-                            out[seq].add(key)
+                            out[seq].add((key >> _SPAN_BITS, key & _SPAN_MASK))
         return out
 
     def carry(self, old: int, new: int, keys: set[_Key]) -> None:
@@ -205,7 +205,8 @@ class Tracker(SpanProcessor):
         moved = 0
         release_old = False
         with self._lock:
-            for key in keys:
+            for trace_id, span_id in keys:
+                key = trace_id << _SPAN_BITS | span_id
                 held = self._keys.get(key)
                 if held == old:
                     self._keys[key] = new
