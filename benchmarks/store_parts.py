@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="where the stores go (default: the temp directory)")
     args = ap.parse_args()
 
+    from runmeter.conventions import genai as G
     from runmeter.exporter import NativeEncoder, Store, insert_blocks
 
     spans, rows = table_rows(collector_ingest.make_requests(args.requests, 512))
@@ -143,7 +144,7 @@ def main() -> None:
         queries = {
             "spans by name": "SELECT SpanName, count(), avg(Duration) FROM otel_traces GROUP BY SpanName",
             "a trace by its id": f"SELECT * FROM otel_traces WHERE TraceId = '{trace_id}'",
-            "input tokens by service": "SELECT ServiceName, sum(toUInt64OrZero(SpanAttributes['gen_ai.usage.input_tokens'])) "
+            "input tokens by service": f"SELECT ServiceName, sum(toUInt64OrZero(SpanAttributes['{G.GEN_AI_USAGE_INPUT_TOKENS}'])) "
                                        "FROM otel_traces GROUP BY ServiceName",
             "cost by model": "SELECT Model, sum(CostUsd) FROM runmeter_calls GROUP BY Model",
         }
