@@ -21,7 +21,7 @@ from runmeter.conventions import MAX_CALL_USD, DialectMap, GenAIFields
 from runmeter.conventions import attributes as A
 from runmeter.processor._budget import Breach, Budget
 from runmeter.processor._live import INSTRUMENTATION_SCOPE
-from runmeter.processor._sdk import attributes_of, known_facts, remember_facts, stamp
+from runmeter.processor._sdk import attributes_of, known_facts, remember_facts, span_fields, stamp
 from runmeter.core import IdentityCache, bad_value
 from runmeter.processor.pricing import UNPRICED_INVALID_USAGE, UNPRICED_NO_PRICE, UNPRICED_NO_USAGE, PriceBook, TokenUsage
 
@@ -194,15 +194,20 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
         dialects.read_also(_RUNMETER_STRINGS)
         dialects._reads_runmeter = True  # type: ignore[attr-defined]
     attrs = attributes_of(span)
-    ctx = span.context
-    parent = span.parent
+    own = span_fields(span)
+    if own is not None:  # the SDK's own ReadableSpan (the collector's): its fields, not a property call each
+        ctx, parent, name, start_time, end_time = own["_context"], own["_parent"], own["_name"], own["_start_time"], own["_end_time"]
+        status, resource, events, scope = own["_status"], own["_resource"], own["_events"], own["_instrumentation_scope"]
+    else:
+        ctx, parent, name, start_time, end_time = span.context, span.parent, span.name, span.start_time, span.end_time
+        status, resource, events, scope = span.status, span.resource, span.events, span.instrumentation_scope
     fields = dialects.read(attrs)
     op = fields.operation
-    if op is None and span.name.startswith(_TOOL_SPAN_PREFIX) and not fields.has_tokens:
+    if op is None and name.startswith(_TOOL_SPAN_PREFIX) and not fields.has_tokens:
         op = fields.operation = "execute_tool"  # util-genai's tool spans name the operation only here
     if fields.is_llm_call:
         kind = KIND_LLM
-    elif op == "execute_tool" and span.name.startswith(dialects.handoff_span_prefixes):
+    elif op == "execute_tool" and name.startswith(dialects.handoff_span_prefixes):
         kind = KIND_OTHER  # an agent handing over to another agent, not a tool call
     elif op == "execute_tool":
         kind = KIND_TOOL
@@ -210,16 +215,16 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
         kind = KIND_AGENT
     else:
         kind = KIND_OTHER
-    start = span.start_time or 0
+    start = start_time or 0
     facts = SpanFacts(
         ctx.trace_id if ctx is not None else 0,
         ctx.span_id if ctx is not None else 0,
         parent.span_id if parent is not None else None,
-        span.name,
+        name,
         start,
-        span.end_time or start,
-        span.status.status_code is StatusCode.ERROR,
-        _service_of(span.resource),
+        end_time or start,
+        status.status_code is StatusCode.ERROR,
+        _service_of(resource),
         kind,
         op,
         fields.provider,
@@ -246,9 +251,9 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
     if facts.explicit_root or kind == KIND_AGENT:
         # Budgets and their breaches are recorded on the run's root span.
         facts.budget = Budget.from_attributes(attrs)
-    if facts.budget is not None and span.events:
+    if facts.budget is not None and events:
         breaches = []
-        for ev in span.events:
+        for ev in events:
             if ev.name == A.RUNMETER_BUDGET_EXCEEDED_EVENT and ev.attributes:
                 b = Breach.from_attributes(ev.attributes)
                 if b is not None:
@@ -259,10 +264,8 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
     if kind == KIND_TOOL and attrs.get(A.RUNMETER_TOOL_INFERRED) is True:
         facts.inferred = True
     if kind == KIND_TOOL and facts.tool_name is None:
-        name = span.name
         facts.tool_name = name[len(_TOOL_SPAN_PREFIX):] or name if name.startswith(_TOOL_SPAN_PREFIX) else name
 
-    scope = span.instrumentation_scope
     if scope is not None and scope.name == INSTRUMENTATION_SCOPE:
         facts.ours = True
     added: dict[str, Any] = {}
@@ -276,7 +279,7 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
         return facts, added  # counted in another span: no cost of its own
     if fields.invalid_usage is not None:
         # Priced from the counts that are left, the call would look cheaper than it was.
-        bad_value("span usage", f"a token count that is not a count ({fields.invalid_usage}) on {span.name!r}")
+        bad_value("span usage", f"a token count that is not a count ({fields.invalid_usage}) on {name!r}")
         facts.usage = None
         if attrs.get(A.RUNMETER_COST_UNPRICED) is not True:
             added[A.RUNMETER_COST_UNPRICED] = True

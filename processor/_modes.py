@@ -62,7 +62,7 @@ class Trace:
     first_seen: float
     last_seen: float
     facts: dict[int, SpanFacts] = field(default_factory=dict)
-    held: list[tuple[ReadableSpan, dict[str, Any]]] = field(default_factory=list)
+    held: list[tuple[ReadableSpan, dict[str, Any], SpanFacts]] = field(default_factory=list)  # remote: each span, what it gets, its facts
     open: set[int] = field(default_factory=set)  # spans started here and not ended yet (local mode)
     root_seen: bool = False
     due: float | None = None
@@ -335,7 +335,7 @@ class RemoteMode:
         pass
 
     def buffer(self, trace: Trace, span: ReadableSpan, facts: SpanFacts, added: dict[str, Any], now: float) -> None:
-        trace.held.append((span, added))
+        trace.held.append((span, added, facts))
 
     def forward(self, span: ReadableSpan, facts: SpanFacts, added: dict[str, Any]) -> ReadableSpan | None:
         return None  # held for assembly
@@ -375,22 +375,20 @@ class RemoteMode:
         roots = {r.run_id for r in assembly.records} if assembly is not None else set()
         implicit_runs = {run_of.get(r) for r in implicit}
         out_spans: list[ReadableSpan] = []
-        for span, added in trace.held:
+        for span, added, facts in trace.held:
             out: ReadableSpan = span
             try:
-                sid = span.context.span_id if span.context is not None else 0
+                sid = facts.span_id
                 run_id = run_of.get(sid)
-                facts = trace.facts.get(sid)
-                if run_id is not None and run_id in roots and not (facts.run_id if facts is not None else None):
+                if run_id is not None and run_id in roots and not facts.run_id:
                     added[A.RUNMETER_RUN_ID] = run_id
                     if run_id in implicit_runs:
                         added[A.RUNMETER_RUN_IMPLICIT] = True
-                if sid in duplicates and facts is not None:
+                if sid in duplicates:
                     mark_duplicate(facts, added)  # an inferred tool call too: every acknowledged span is stored
                 out = copy_adding(span, added, self.owned) if added else span
-                if facts is not None:  # the exporter reads them instead of reading the span again
-                    facts.run_id = added.get(A.RUNMETER_RUN_ID, facts.run_id)
-                    remember(out, facts)
+                facts.run_id = added.get(A.RUNMETER_RUN_ID, facts.run_id)
+                remember(out, facts)  # the exporter reads them instead of reading the span again
             except Exception as exc:
                 internal_error("forward", exc)
                 out = span
