@@ -507,7 +507,7 @@ def main() -> None:
               f"({missing} over {len(paused_rounds[workers])} round(s)), runs {'correct' if p['ok'] else 'WRONG'} in every round")
     if bound is not None:
         print(f"--- {most} worker process(es), the load sent with a token bound to a project (ownership judged; every span stamped with the project)")
-        print(f"collector acknowledged         {bound['acked']:12,.0f} spans/s   {bound['acked'] / parsing:6.1%} of the parsing floor, "
+        print(f"collector acknowledged         {bound['acked']:12,.0f} spans/s   {bound['acked'] / statistics.median(floor_parsing):6.1%} of the parsing floor, "
               f"{bound['acked'] / results[most]['acked']:.2f}x the same without the token")
         print(f"collector end-to-end into chDB {bound['e2e']:12,.0f} spans/s   {bound['e2e'] / results[most]['e2e']:.2f}x the same without the token")
         print(f"ownership's store lookups      {bound['lookups']:12,.0f}           for {bound['runs_expected']:,} new traces "

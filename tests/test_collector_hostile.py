@@ -261,11 +261,8 @@ def _filled(c) -> None:  # type: ignore[no-untyped-def]
 
 
 def _lookups_metric(c) -> float:  # type: ignore[no-untyped-def]
-    import urllib.request
-
-    with urllib.request.urlopen(c.admin + "/metrics", timeout=10) as r:
-        text = r.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("runmeter_collector_owner_lookups_total"))
+    lines = _scrape(c).decode().splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("runmeter_collector_owner_lookups_total"))
 
 
 def test_an_embedded_store_is_asked_only_about_ids_it_may_hold(tmp_path: Path) -> None:
