@@ -50,6 +50,10 @@ class CollectorSettings(BaseModel):
     # (pip install 'clickhouse-connect[rust]'), else its Python one; "rust" and "python" use that
     # clickhouse-connect codec for every block ("rust" insists on it).
     native_codec: Literal["auto", "rust", "python"] = "auto"
+    # Spans and run records go to ClickHouse in batches of about this many seconds (32,768 spans at
+    # most per worker): about one insert a second, as ClickHouse asks. Once the input pauses
+    # (processing caught up, no request for half a second) what waits goes at once.
+    insert_interval_s: float = Field(default=1.0, gt=0, le=60)
     # Requests read and checked at once, per protocol: with the size limits, this bounds what intake
     # holds - see docs/collector.md, "Memory". More wait their turn unread: over HTTP each on its
     # connection; over gRPC up to max_queued_requests of them, and past that a client is told

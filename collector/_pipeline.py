@@ -21,9 +21,13 @@ from runmeter.collector._tracker import Key, Tracker
 from runmeter.exporter import ClickHouseSpanExporter, StoredRows
 from runmeter.processor import PriceBook, RunLimits, RunProcessor
 
-__all__ = ["Pipeline", "decode", "encode", "only", "record_prefix", "shard_of"]
+__all__ = ["LULL_S", "Pipeline", "decode", "encode", "only", "record_prefix", "shard_of"]
 
 _log = logging.getLogger(__name__)
+
+# Processing has caught up and no record came for this long: the input has paused (after a burst,
+# between a quiet agent's traces). What is waiting then goes at once, not at the next batch.
+LULL_S = 0.5
 
 
 def shard_of(trace_id: bytes, shards: int) -> int:
@@ -82,22 +86,42 @@ class Pipeline:
         metric_labels: list[str] | None = None,
         give_way: Callable[[], None] = lambda: None,
         shard: tuple[int, int] | None = None,
+        interval_s: float = 1.0,
     ) -> None:
         self.writer = writer
         self.wal = wal
         self.limits = limits
         self.shard = shard
         self.give_way = give_way
-        self.arrived: float | None = None  # when the request being processed arrived (None: idle)
+        self._arrived: float | None = None  # when the request being processed arrived (None: idle)
+        self._taken = 0.0  # when processing last took a request or caught up (time.monotonic)
         self._clock_floor = 0.0
+        # Run records go to the writer's spool: in a lull, without its linger (Writer.lull).
+        writer.lull = self.lull
         # Spans go straight into ClickHouse: the log keeps them durable until the insert succeeds
         # (no second copy in the spool). Run records, written once per run, go through the spool.
         self.exporter = ClickHouseSpanExporter(writer=writer, prices=prices, spool=False)
-        self.tracker = Tracker(self.exporter, wal, written, give_way=give_way, duplicate=duplicate)
+        self.tracker = Tracker(self.exporter, wal, written, interval_s=interval_s, give_way=give_way, duplicate=duplicate, lull=self.lull)
         self.processor = RunProcessor(
             self.tracker, sink=self.exporter.run_sink, prices=prices, limits=run_limits, mode="remote",
             meter_provider=meter_provider, clock=self.arrival_clock, metric_labels=metric_labels or [], owns_spans=True,
         )
+
+    @property
+    def arrived(self) -> float | None:
+        return self._arrived
+
+    @arrived.setter
+    def arrived(self, when: float | None) -> None:
+        """Set by whoever hands requests over: each one's arrival time as it is processed, None
+        once processing has caught up."""
+        self._taken = time.monotonic()
+        self._arrived = when
+
+    def lull(self) -> bool:
+        """Processing caught up ``LULL_S`` ago and no request came since: nothing more is coming to
+        join a batch, so the Tracker and the writer need not wait for one."""
+        return self._arrived is None and time.monotonic() - self._taken >= LULL_S
 
     def arrival_clock(self) -> float:
         """The RunProcessor's clock: when the spans being processed *arrived* (real time when idle).
@@ -109,7 +133,7 @@ class Pipeline:
         Never goes backwards. (``time.monotonic`` is one clock for every process of the host,
         so a worker reads the arrival times the receiving process took.)
         """
-        arrived = self.arrived
+        arrived = self._arrived
         now = time.monotonic() if arrived is None else arrived
         if now < self._clock_floor:
             return self._clock_floor

@@ -189,6 +189,7 @@ class Collector:
                 embedded=writer.store.embedded, limits=self.limits, prices=prices, run_limits=per_worker,
                 metric_labels=list(settings.metrics_run_labels), native_codec=settings.native_codec, log_format=settings.log_format,
                 log_level=logging.getLogger().getEffectiveLevel(), nice=settings.worker_nice,
+                insert_interval_s=settings.insert_interval_s,
             )
             relay = _Relay(meter_provider, {
                 (__package__ or __name__, A.RUNMETER_COLLECTOR_SPANS_WRITTEN_METRIC): self.metrics.written,
@@ -199,7 +200,7 @@ class Collector:
             self.pipeline = Pipeline(
                 writer, self.wal, limits=self.limits, written=self.metrics.written, duplicate=self.metrics.duplicate,
                 prices=prices, run_limits=run_limits, meter_provider=meter_provider, metric_labels=list(settings.metrics_run_labels),
-                give_way=self.give_way,
+                give_way=self.give_way, interval_s=settings.insert_interval_s,
             )
         self.draining = False
         self._stopping = threading.Event()  # shutdown(): the supervising thread ends

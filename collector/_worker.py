@@ -45,6 +45,7 @@ class WorkerSpec:
     log_format: str = "json"
     log_level: int = logging.INFO
     nice: int = 0  # the workers' nice value, absolute (WorkerPool: its process's own plus worker_nice)
+    insert_interval_s: float = 1.0
 
 
 # A worker holds each span until its run is written (quiet_s after it arrived, or until processing
@@ -234,6 +235,7 @@ class WriterClient:
         self.store = _StoreName(spec.store_url)
         self._encoder: Any = None
         self._direct: Any = None  # a Store of our own, for a ClickHouse server
+        self.lull: Callable[[], bool] = lambda: False  # the pipeline's (Pipeline.lull)
 
     def _blocks(self, batch: Any) -> dict[str, tuple[list[str], bytes]]:
         from runmeter.exporter import COLUMN_TYPES_SQL, NativeEncoder, column_types
@@ -259,7 +261,8 @@ class WriterClient:
             insert_blocks(client, batch.token, blocks)
 
     def submit(self, batch: Any, *, drain: bool = True) -> bool:
-        return bool(self._link.call("submit", batch))
+        """Into the collector's spool; in a lull its writer inserts them without its linger."""
+        return bool(self._link.call("submit", batch, self.lull()))
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self._link.call("query", sql, parameters)]
@@ -367,23 +370,29 @@ def worker_main(index: int, spec: WorkerSpec, records: Connection, calls: Connec
         written=collector_meter.create_counter(A.RUNMETER_COLLECTOR_SPANS_WRITTEN_METRIC, A.RUNMETER_COLLECTOR_SPANS_WRITTEN_UNIT),
         duplicate=collector_meter.create_counter(A.RUNMETER_COLLECTOR_SPANS_DUPLICATE_METRIC, A.RUNMETER_COLLECTOR_SPANS_DUPLICATE_UNIT),
         prices=spec.prices, run_limits=spec.run_limits, meter_provider=meters, metric_labels=spec.metric_labels,
-        shard=(index, spec.count),
+        shard=(index, spec.count), interval_s=spec.insert_interval_s,
     )
     link.tell("ready", os.getpid())
     requests = _RecordReader(records.fileno())
     collections = Collections()
     carried = time.monotonic()
     draining = False
+    lulled = False  # the collector was told this pause of the input began
     while True:
         try:
-            ready = records.poll(0.5)
+            ready = records.poll(0.25)
             msg = records.recv() if ready else None
             data = requests.read() if msg is not None and msg[0] == "rec" else b""  # a record's request follows it
         except (EOFError, OSError):  # the collector's process is gone: what it logged is replayed at its next start
             os._exit(0)
-        if msg is not None:
+        if msg is None:
+            if not lulled and pipeline.lull():  # the collector's writer need not linger for more run records
+                lulled = True
+                link.tell("lull")
+        else:
             kind = msg[0]
             if kind == "rec":
+                lulled = False
                 _, seq, project, arrived = msg
                 pipeline.arrived = arrived
                 try:

@@ -263,6 +263,9 @@ class WorkerPool:
                 if kind == "ready":
                     w.ready.set()
                     continue
+                if kind == "lull":  # the worker's input paused: its run records need not wait for more
+                    self.writer.hurry()
+                    continue
                 if kind == "flushed":
                     with w.flush_cond:
                         w.flushed[msg[1]] = msg[2]
@@ -301,8 +304,8 @@ class WorkerPool:
             token, blocks = args
             self.writer.insert_encoded(token, blocks)
             return None
-        if kind == "submit":
-            return self.writer.submit(args[0])
+        if kind == "submit":  # with whether the worker's input has paused: then without the writer's linger
+            return self.writer.submit(args[0], hurry=bool(args[1]) if len(args) > 1 else None)
         if kind == "query":
             return self.writer.query(args[0], args[1])
         if kind == "flush":

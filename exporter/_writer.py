@@ -20,6 +20,7 @@ import random
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,7 @@ def insert_blocks(client: Any, token: str, blocks: dict[str, tuple[list[str], by
 
 
 _MIN_HOLD_S = 0.5
+_LOOK_S = 0.25  # while lingering, how often the writer asks ``lull``
 _HANDOVER_S = 1.0
 
 
@@ -188,6 +190,10 @@ class Writer:
         # follow go in the same insert: ClickHouse (chDB most of all) pays a fixed cost per insert.
         self.linger_s = linger_s
         self._submitted = threading.Event()
+        # The linger ends early once nothing more is coming to join the insert (a collector's input
+        # has paused, after a burst): ``hurry()``, a batch submitted with hurry, or ``lull()``.
+        self.lull: Callable[[], bool] | None = None
+        self._hurry = threading.Event()
         # An embedded store's session (and its lock) is kept across inserts - opening chDB costs
         # 50-100 ms - and given up once it has been idle for hold_s, or as soon as another session
         # waits for the store (Store.contended), or after max_hold_s in any case (another agent's
@@ -240,8 +246,9 @@ class Writer:
         self._mine = {}
         self.store.forget_after_fork()
 
-    def submit(self, batch: Batch, *, drain: bool = True) -> bool:
-        """Spool the batch (acknowledged once this returns True); False when the spool is full."""
+    def submit(self, batch: Batch, *, drain: bool = True, hurry: bool | None = None) -> bool:
+        """Spool the batch (acknowledged once this returns True); False when the spool is full.
+        ``hurry``: insert it without waiting ``linger_s`` for more (None: ask ``lull``)."""
         try:
             path = self.spool.write(batch)
         except SpoolFull as exc:
@@ -255,6 +262,8 @@ class Writer:
         if len(self._mine) < 1024:
             self._mine[path.name] = batch  # this process's batches are not parsed back from disk
         if drain and not self._forked:
+            if hurry if hurry is not None else (self.lull is not None and self.lull()):
+                self._hurry.set()
             self._submitted.set()
             if self.store.embedded:
                 self._wake.set()  # the background thread takes the store's lock, not the exporter thread
@@ -452,6 +461,19 @@ class Writer:
             finally:
                 self._drain_lock.release()
 
+    def hurry(self) -> None:
+        """Cut the linger under way short: nothing more is coming to join the insert."""
+        self._hurry.set()
+
+    def _linger(self) -> None:
+        """Let the next batches join this insert: ``linger_s``, cut short by :meth:`hurry` (a
+        hurried batch, close) or once ``lull`` says the input has paused."""
+        end = time.monotonic() + self.linger_s
+        while not self._hurry.wait(min(_LOOK_S, max(0.0, end - time.monotonic()))) and time.monotonic() < end:
+            if self.lull is not None and self.lull():
+                break
+        self._hurry.clear()
+
     def _loop(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():
@@ -459,7 +481,7 @@ class Writer:
             self._wake.clear()
             if self._submitted.is_set() and self.linger_s > 0:
                 self._submitted.clear()
-                self._stop.wait(self.linger_s)  # let the next batches join this insert
+                self._linger()
             if self._stop.is_set():
                 break
             try:
@@ -560,6 +582,7 @@ class Writer:
 
     def close(self, timeout_s: float = 10.0) -> bool:
         self._stop.set()
+        self._hurry.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout_s)

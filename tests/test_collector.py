@@ -301,6 +301,34 @@ def test_a_retried_request_is_stored_once(tmp_path: Path, workers: int) -> None:
         assert c.server.collector.wal.pending == 0
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_runs_wait_for_the_next_batch_while_requests_keep_coming_and_go_at_once_when_they_stop(tmp_path: Path, workers: int) -> None:
+    """Spans and run records go to ClickHouse in batches of ``insert_interval_s`` (about one insert
+    a second); a batch is not worth waiting for once the input has paused. With a minute's
+    interval: while a request comes every 50 ms nothing is written, though each run is quiet
+    (complete) 0.2 s after its request; once they stop, every run and span is written within
+    seconds - no flush asked. In the collector's process and in a worker process."""
+    ids = list(range(0xE100, 0xE100 + 30))
+    with running(tmp_path, workers=workers, insert_interval_s=60.0) as c:
+        c.writer.linger_s = 60.0  # the CLI sets the writer's linger to insert_interval_s too
+
+        def stored() -> tuple[int, int]:
+            where = f"TraceId IN ({', '.join(repr(f'{t:032x}') for t in ids)})"
+            spans = c.writer.query(f"SELECT count() FROM otel_traces WHERE {where}")[0][0]
+            return spans, c.writer.query(f"SELECT count() FROM runmeter_runs WHERE {where}")[0][0]
+
+        for t in ids:
+            assert post(c.http, request_bytes(_run(t)))[0] == 200
+            time.sleep(0.05)
+        assert stored() == (0, 0)  # the first runs completed 1.5 s ago: they wait for the batch
+        deadline = time.monotonic() + 20
+        while stored() != (3 * len(ids), len(ids)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert stored() == (3 * len(ids), len(ids))
+        runs = _runs(c, ids)
+        assert len(runs) == len(ids) and all(cost == pytest.approx(mini_cost(3000, 150), rel=1e-9) for cost, _, _ in runs.values())
+
+
 def _with_new_trace(body: bytes, trace_id: int) -> bytes:
     req = ExportTraceServiceRequest.FromString(body)
     for s in req.resource_spans[0].scope_spans[0].spans:

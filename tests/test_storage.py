@@ -308,6 +308,37 @@ def _outcome_batch(run_id: str) -> Batch:
     return Batch.of({"runmeter_outcomes": {"columns": OUTCOME_COLUMNS, "rows": [row]}})
 
 
+def test_a_hurried_batch_goes_without_the_linger_and_takes_the_lingering_ones_along(tmp_path: Path) -> None:
+    """The writer waits ``linger_s`` after a batch for more to join its insert; a batch submitted
+    with ``hurry`` (or while ``lull`` says the input has paused: a collector after a burst) cuts
+    that wait short, and what was waiting goes in with it."""
+    writer = Writer(Store(f"chdb://{tmp_path / 'store'}"), Spool(tmp_path / "spool"), linger_s=60.0)
+
+    def inserted(rows: int) -> bool:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if not writer.spool.pending() and writer.query("SELECT count() FROM runmeter_outcomes") == [(rows,)]:
+                return True
+            time.sleep(0.1)
+        return False
+
+    try:
+        writer.submit(_outcome_batch("r1"))
+        time.sleep(1.5)
+        assert len(writer.spool.pending()) == 1  # lingering: a minute, unless something hurries it
+        writer.submit(_outcome_batch("r2"), hurry=True)
+        assert inserted(2)
+        writer.lull = lambda: True  # the input has paused: every batch hurries
+        writer.submit(_outcome_batch("r3"))
+        assert inserted(3)
+        writer.lull = lambda: False
+        writer.submit(_outcome_batch("r4"))
+        time.sleep(1.5)
+        assert len(writer.spool.pending()) == 1  # busy input: the linger again
+    finally:
+        writer.close(timeout_s=5)
+
+
 def test_a_backlog_goes_in_one_insert_and_a_crash_mid_segment_counts_once(tmp_path: Path) -> None:
     rig = StoreRig("chdb", f"chdb://{tmp_path / 'store'}", tmp_path / "spool")
     spool = Spool(rig.spool)
