@@ -32,8 +32,9 @@ Wire: each worker is ``python -m runmeter.collector._worker`` (``_worker.py``) (
 the host program's ``__main__`` is imported again, as ``multiprocessing``'s spawn would), with
 ``multiprocessing.connection`` framing over a pipe and a socket pair it inherits. Records go down
 the pipe (each a small message, then the request's bytes as a message of their own); a worker's
-calls (insert, submit, query, read, append, release, metrics) come up the socket, answered in
-order by one thread per worker (an insert's Native blocks follow it, a message each).
+calls (insert, submit, query, read, append, release, metrics; lull when its input has paused) come
+up the socket, answered in order by one thread per worker (an insert's Native blocks follow it, a
+message each).
 """
 
 from __future__ import annotations
