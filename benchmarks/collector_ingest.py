@@ -57,6 +57,7 @@ import argparse
 import gc
 import multiprocessing as mp
 import os
+import re
 import signal
 import statistics
 import sys
@@ -290,11 +291,15 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def thread_cpu(pids: list[int]) -> dict[tuple[int, str], float]:
-    """User + system CPU so far of each process's threads, summed by (pid, kind): ``python`` for
-    the interpreter's threads (they keep the process's name), ``merges`` for chDB's background
-    merges, ``store`` for chDB's other threads (the inserts' pipelines, MergeMutate aside), and
-    ``grpc`` for gRPC's own. Threads that ended in between are not in it (``cpu_seconds`` has them)."""
+def thread_cpu(pids: list[int], by_name: bool = False) -> dict[tuple[int, str], float]:
+    """User + system CPU so far of each process's threads, summed by (pid, kind): ``inserts`` for
+    the interpreter's threads that insert into chDB (the workers' blocks, the writer's run records:
+    chDB runs an insert's pipeline on the calling thread; the workers' relayed metrics are recorded
+    there too), ``python`` for its other threads (the main one keeps the process's name, runmeter's
+    are named ``runmeter-...`` or ``rm-...``: ``runmeter.core.Thread``), ``merges`` for chDB's
+    background merges, ``store`` for chDB's other threads, and ``grpc`` for gRPC's own. ``by_name``: the interpreter's threads by their name instead (a
+    worker's number and a pool thread's taken out). Threads that ended in between are not in it
+    (``cpu_seconds`` has them)."""
     import os
 
     tick = os.sysconf("SC_CLK_TCK")
@@ -312,8 +317,17 @@ def thread_cpu(pids: list[int]) -> dict[tuple[int, str], float]:
                 continue  # the thread ended
             name = stat[stat.index("(") + 1:stat.rindex(")")]
             fields = stat.rpartition(")")[2].split()
-            kind = ("python" if name == main else "merges" if name.startswith("MergeMutate")
-                    else "grpc" if name.startswith(("event_engine", "grpc", "default-executo", "resolver")) else "store")
+            ours = name == main or name.startswith(("runmeter-", "rm-"))
+            if by_name:
+                if not ours:
+                    continue
+                kind = "main" if name == main else re.sub(r"[-_]?\d+", "", name.replace("runmeter-", "").replace("rm-", ""))
+            else:
+                # The threads that insert into chDB (the workers' blocks, the writer's run records):
+                # chDB runs an insert's pipeline on the calling thread (and renames it meanwhile).
+                inserts = ours and ("-cal" in name or name == "runmeter-writer")
+                kind = ("inserts" if inserts else "python" if ours else "merges" if name.startswith("MergeMutate")
+                        else "grpc" if name.startswith(("event_engine", "grpc", "default-executo", "resolver")) else "store")
             out[(pid, kind)] = out.get((pid, kind), 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
 
@@ -490,9 +504,12 @@ def main() -> None:
         print(line)
         print(f"collector CPU per span         {r['cpu_us']:12.1f} us      (collector process + workers; target <= 35)")
         split = {k: v for k, v in r.items() if k.startswith(("collector ", "workers ")) and v >= 0.05}
-        store = sum(v for k, v in split.items() if k.endswith((" store", " merges")))
+        store = sum(v for k, v in split.items() if k.endswith((" store", " merges", " inserts")))
         print("  by thread: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(split.items(), key=lambda kv: -kv[1]))
-              + f"; chDB's own threads {store:.1f} of it (the store's work: inserting and merging the three tables' rows)")
+              + f"; the store's work {store:.1f} of it (chDB's threads and the inserting ones, on which chDB runs an insert's "
+              "pipeline and the workers' relayed metrics are recorded: inserting and merging the three tables' rows)")
+        named = {k.removeprefix("thread: "): v for k, v in r.items() if k.startswith("thread: ") and v >= 0.05}
+        print("  the interpreters' threads by name: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(named.items(), key=lambda kv: -kv[1])))
         missing = f"{r['missing']:.0f} MISSING" if r["missing"] else "none missing"
         print(f"stored: {r['stored']:.0f} of {r['expected_stored']:.0f} acknowledged spans of the load (median; {missing} over "
               f"{len(rounds[workers])} round(s), the SDK pipeline's spans - sent once, after a round's load - counted too)")
@@ -578,6 +595,7 @@ def run_collector(
             workers_pids = proc.worker_pids()
             pids = [proc.proc.pid, *workers_pids]
             cpu0, worker_cpu0, threads0 = cpu_seconds(pids), cpu_seconds(workers_pids), thread_cpu(pids)
+            names0 = thread_cpu(pids, by_name=True)
             ctx = mp.get_context("spawn")
             q = ctx.Queue()
             if paused:
@@ -610,6 +628,9 @@ def run_collector(
             for (pid, kind), seconds in thread_cpu(pids).items():
                 key = f"{'collector' if pid == proc.proc.pid else 'workers'} {kind}"
                 out[key] = out.get(key, 0.0) + (seconds - threads0.get((pid, kind), 0.0)) / total * 1e6
+            for (pid, name), seconds in thread_cpu(pids, by_name=True).items():
+                key = f"thread: {'collector' if pid == proc.proc.pid else 'workers'} {name}"
+                out[key] = out.get(key, 0.0) + (seconds - names0.get((pid, name), 0.0)) / total * 1e6
             sdk_spans = 0
             if sdk:
                 out["sdk"], dropped = sdk_pipeline(ports["grpc"], 40_000)

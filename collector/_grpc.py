@@ -24,6 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from runmeter.collector._auth import TokenAuth, Unauthenticated
 from runmeter.collector._convert import MalformedRequest, read_request
 from runmeter.collector._service import Collector, Refused
+from runmeter.core import name_pool_thread
 
 __all__ = ["grpc_server"]
 
@@ -87,7 +88,7 @@ def grpc_server(collector: Collector, auth: TokenAuth | None) -> tuple[grpc.Serv
     # queue unread (a refusal would cost the client its retry delay, a second or more), and past
     # max_queued_requests waiting it is told RESOURCE_EXHAUSTED, which OTLP clients retry.
     server = grpc.server(
-        ThreadPoolExecutor(max_workers=s.max_concurrent_requests, thread_name_prefix="runmeter-grpc"),
+        ThreadPoolExecutor(max_workers=s.max_concurrent_requests, thread_name_prefix="runmeter-grpc", initializer=name_pool_thread),
         handlers=[handler],
         maximum_concurrent_rpcs=s.max_concurrent_requests + s.max_queued_requests,
         options=[

@@ -28,6 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from runmeter.collector._auth import TokenAuth, Unauthenticated
 from runmeter.collector._convert import MalformedRequest, parse_json_request, read_request
 from runmeter.collector._service import Collector, Refused
+from runmeter.core import Thread
 
 __all__ = ["HttpServers"]
 
@@ -225,7 +226,7 @@ class HttpServers:
         self.ports: list[int] = []
         started = threading.Event()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(started,), name="runmeter-http", daemon=True)
+        self._thread = Thread(target=self._run, args=(started,), name="runmeter-http", daemon=True)
         self._thread.start()
         started.wait()
         if self._error is not None:

@@ -27,6 +27,7 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from runmeter.conventions import attributes as A
+from runmeter.core import Thread
 
 try:
     from rbloom import Bloom
@@ -182,7 +183,7 @@ class StoreIds:
         self._lock = threading.Lock()
         self._filled = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._fill, name="runmeter-store-ids", daemon=True)
+        self._thread = Thread(target=self._fill, name="runmeter-store-ids", daemon=True)
 
     def start(self) -> None:
         """Scan the store's ids (after :meth:`add` has been given what the log holds unwritten)."""

@@ -55,6 +55,7 @@ from runmeter.collector._pipeline import Pipeline, decode, record_prefix
 from runmeter.collector._wal import LogFull, WalRecord, WriteAheadLog
 from runmeter.collector._workers import WorkerPool, WorkerSpec, _Relay
 from runmeter.conventions import attributes as A
+from runmeter.core import Thread
 from runmeter.exporter import Writer
 from runmeter.processor import PriceBook, RunLimits
 
@@ -209,7 +210,7 @@ class Collector:
         self._full_at = -1e9  # when the log last refused a request
         self._enqueued = self._processed = 0  # live records handed to / done by the processing thread
         self.replayed = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="runmeter-collector-process", daemon=True)
+        self._worker = Thread(target=self._work, name="runmeter-collector-process", daemon=True)
         self._worker.start()
 
     # --- intake (receiver threads) ----------------------------------------------------------

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from runmeter.collector._wal import WriteAheadLog
+from runmeter.core import Thread, restore_thread_name
 from runmeter.exporter import ClickHouseSpanExporter, StoredRows
 
 __all__ = ["Key", "Tracker"]
@@ -84,7 +85,7 @@ class Tracker(SpanProcessor):
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._export_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="runmeter-collector-export", daemon=True)
+        self._thread = Thread(target=self._loop, name="runmeter-collector-export", daemon=True)
         self._thread.start()
 
     def expect(self, seq: int, spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
@@ -148,6 +149,7 @@ class Tracker(SpanProcessor):
                 self._settle()
             self._give_way()
             self.flush_once(deadline=None)
+            restore_thread_name()  # an insert into chDB (one process, no workers) names this thread for its own stages
             self._last = time.monotonic()
 
     def _settle(self) -> None:

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runmeter.core import Thread
+
 try:  # zlib-ng's: the same CRC-32 as zlib's, on the CPU's carry-less multiply (12x faster here on a request)
     from zlib_ng.zlib_ng import crc32
 except ImportError:  # the collector extra is not installed
@@ -107,7 +109,7 @@ class WriteAheadLog:
         self.replay: list[WalRecord] = self._recover()
         last = max([s.last for s in self._segments] + [self.watermark])
         self._next_seq = last + 1
-        self._thread = threading.Thread(target=self._run, name="runmeter-wal", daemon=True)
+        self._thread = Thread(target=self._run, name="runmeter-wal", daemon=True)
         self._thread.start()
 
     # --- recovery --------------------------------------------------------------------------

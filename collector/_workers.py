@@ -58,6 +58,7 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from runmeter.collector import _worker
 from runmeter.collector._pipeline import decode
 from runmeter.collector._worker import WorkerSpec
+from runmeter.core import Thread, restore_thread_name
 
 __all__ = ["WorkerPool", "WorkerSpec"]
 
@@ -278,7 +279,10 @@ class WorkerPool:
                         w.flush_cond.notify_all()
                     continue
                 call = True
-                answer: tuple[str, Any] = ("ok", self._answer(w, kind, msg[1:]))
+                try:
+                    answer: tuple[str, Any] = ("ok", self._answer(w, kind, msg[1:]))
+                finally:
+                    restore_thread_name()  # an insert into chDB names this thread for its own stages
             except Exception as exc:  # an OSError too (a record that does not read back): the call failed, not the pipe
                 if not call:  # a message the worker waits no answer for (tell): an answer would be taken for its next call's
                     _log.error("worker %d: cannot take its %r message: %s", w.index, kind, exc)
@@ -352,8 +356,8 @@ class WorkerPool:
         w.records.send(self.spec)
         w.started = time.monotonic()
         w.serving = True
-        threading.Thread(target=self._serve, args=(w, w.generation), name=f"runmeter-worker-{w.index}-calls", daemon=True).start()
-        threading.Thread(target=self._send_loop, args=(w, w.generation), name=f"runmeter-worker-{w.index}-records", daemon=True).start()
+        Thread(target=self._serve, args=(w, w.generation), name=f"runmeter-worker-{w.index}-calls", daemon=True).start()
+        Thread(target=self._send_loop, args=(w, w.generation), name=f"runmeter-worker-{w.index}-records", daemon=True).start()
 
     def _restart(self, w: _Worker) -> None:
         if time.monotonic() - w.started > 60:

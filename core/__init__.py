@@ -6,7 +6,8 @@
 - :func:`load_settings`: the settings, from the loader the facade registers;
 - :func:`redact`: key-shaped strings out of free text before it is stored;
 - :func:`renew_locks_after_fork`: locks a forked child gets back unlocked;
-- :func:`quick_init`: a frozen dataclass whose instances cost half as much to make (the hot path's).
+- :func:`quick_init`: a frozen dataclass whose instances cost half as much to make (the hot path's);
+- :class:`Thread`: a thread whose name ``top -H``, ``perf`` and ``py-spy`` show too.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from runmeter.core._frozen import quick_init
 from runmeter.core._redact import REDACTED, redact
 from runmeter.core._selfcheck import bad_value, bad_value_counts, internal_error, internal_error_counts, report_config_error, warn_once
 from runmeter.core._settings import VERSION, load_settings, register_settings_loader
+from runmeter.core._threads import Thread, name_pool_thread, name_this_thread, native_name, restore_thread_name
 
 __all__ = [
     "CONFIG_FILENAME",
     "VERSION",
     "REDACTED",
     "ConfigError",
+    "Thread",
     "IdentityCache",
     "bad_value",
     "bad_value_counts",
@@ -31,9 +34,13 @@ __all__ = [
     "internal_error_counts",
     "line_of",
     "load_settings",
+    "name_pool_thread",
+    "name_this_thread",
+    "native_name",
     "quick_init",
     "read_toml",
     "renew_locks_after_fork",
+    "restore_thread_name",
     "redact",
     "register_settings_loader",
     "report_config_error",

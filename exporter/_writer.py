@@ -29,7 +29,7 @@ from clickhouse_connect.driver.exceptions import OperationalError, ProgrammingEr
 from runmeter.exporter._native import COLUMN_TYPES_SQL, NativeEncoder, UnknownColumns, column_types
 from runmeter.exporter._spool import SEGMENT_SUFFIX, Batch, Spool, SpoolFull
 from runmeter.exporter._store import Store
-from runmeter.core import internal_error
+from runmeter.core import Thread, internal_error, restore_thread_name
 
 __all__ = ["Writer"]
 
@@ -221,7 +221,7 @@ class Writer:
         self._refusing = False  # the spool refuses batches (full): said once until it takes one again
         self._down = False  # the store cannot be written: said once until a write succeeds
         if background:
-            self._thread = threading.Thread(target=self._loop, name="runmeter-writer", daemon=True)
+            self._thread = Thread(target=self._loop, name="runmeter-writer", daemon=True)
             self._thread.start()
         _writers.add(self)
 
@@ -487,6 +487,7 @@ class Writer:
             try:
                 before = self.failures
                 self.drain(wait=False)
+                restore_thread_name()  # chDB names the thread that inserts for its own stages
                 held = self._held
                 if held is not None:
                     now = time.monotonic()

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
-from runmeter.core import renew_locks_after_fork
+from runmeter.core import Thread, renew_locks_after_fork
 from runmeter.processor._budget import Breach, BudgetExceeded
 from runmeter.processor._live import alert
 
@@ -178,7 +178,7 @@ class SpendLimits:
         self._first = threading.Event()  # the first read was tried
         self._thread: threading.Thread | None = None
         if background and self.limits:
-            self._thread = threading.Thread(target=self._loop, name="runmeter-spend-limits", daemon=True)
+            self._thread = Thread(target=self._loop, name="runmeter-spend-limits", daemon=True)
             self._thread.start()
 
     # --- the stored figure -------------------------------------------------------------------

@@ -51,7 +51,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from runmeter.conventions import DialectMap, check_outcome, load_dialects
 from runmeter.conventions import attributes as A
-from runmeter.core import internal_error
+from runmeter.core import Thread, internal_error
 from runmeter.processor._assembly import assemble
 from runmeter.processor._facts import KIND_OTHER, SpanFacts, read_span
 from runmeter.processor._metrics import ProcessorMetrics
@@ -161,7 +161,7 @@ class RunProcessor(SpanProcessor):
 
     def _start_thread(self) -> None:
         interval = min(max(min(self.limits.grace_s, self.limits.quiet_s) / 2, 0.05), 1.0)
-        self._thread = threading.Thread(target=self._loop, args=(interval,), name="runmeter-runs", daemon=True)
+        self._thread = Thread(target=self._loop, args=(interval,), name="runmeter-runs", daemon=True)
         self._thread.start()
 
     def _after_fork_in_child(self) -> None:

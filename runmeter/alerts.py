@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from runmeter.core import Thread
 from runmeter.processor import Breach, LiveRun, LoopSignal, RunRecord, RunSink, SpendUsage, set_alert_hook
 
 __all__ = ["Alert", "AlertRule", "AlertSettings", "Destination", "LiveAlerts", "Sender", "period_alerts", "payload"]
@@ -159,7 +160,7 @@ class Sender:
         self.failed: list[tuple[str, Alert, str]] = []
         self._idle = threading.Event()
         self._idle.set()
-        self._thread = threading.Thread(target=self._loop, name="runmeter-alerts", daemon=True)
+        self._thread = Thread(target=self._loop, name="runmeter-alerts", daemon=True)
         self._thread.start()
 
     def send(self, alert: Alert) -> bool:

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from runmeter import views
 from runmeter.config import Settings
+from runmeter.core import name_pool_thread
 from runmeter.reports import (
     OUTCOMES, RUN_SORTS, Filters, QueryError, parse_since, plain, project_spend, resolve_run, run_detail, run_query,
     short_ids, spend_series,
@@ -46,7 +47,7 @@ class UI:
         self.writer = writer
         self.settings = settings
         self.poll_s = poll_s
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="runmeter-ui")
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="runmeter-ui", initializer=name_pool_thread)
         self._drained = 0.0
         self._drain_lock = threading.Lock()
 

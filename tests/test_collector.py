@@ -329,6 +329,30 @@ def test_runs_wait_for_the_next_batch_while_requests_keep_coming_and_go_at_once_
         assert len(runs) == len(ids) and all(cost == pytest.approx(mini_cost(3000, 150), rel=1e-9) for cost, _, _ in runs.values())
 
 
+def test_runmeters_threads_carry_their_names_where_top_and_perf_read_them(tmp_path: Path) -> None:
+    """``top -H``, ``ps -L``, ``perf`` and ``py-spy`` read a thread's name from the kernel, which
+    Python (before 3.14) leaves as the program's: runmeter's threads give theirs there too, in the
+    collector's process and in its workers (15 bytes: a longer ``runmeter-x`` shows as ``rm-x``)."""
+    import os
+
+    def names(pid: int) -> set[str]:
+        out = set()
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                out.add(Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip())
+            except OSError:
+                pass  # the thread ended
+        return out
+
+    with running(tmp_path, workers=1) as c:
+        assert _grpc_call(c.grpc, request_bytes(_run(0xE9)))[0] == grpc.StatusCode.OK  # a gRPC thread starts for it
+        assert c.rows(f"SELECT count() FROM otel_traces WHERE TraceId = '{0xE9:032x}'") == [(3,)]
+        assert {"runmeter-wal", "runmeter-writer", "runmeter-http", "runmeter-grpc_0", "rm-collector-pr",
+                "rm-worker-0-cal", "rm-worker-0-rec"} <= names(os.getpid())
+        assert c.server.collector.pool is not None
+        assert {"runmeter-runs", "rm-collector-ex"} <= names(c.server.collector.pool.workers[0].process.pid)
+
+
 def _with_new_trace(body: bytes, trace_id: int) -> bytes:
     req = ExportTraceServiceRequest.FromString(body)
     for s in req.resource_spans[0].scope_spans[0].spans:
