@@ -31,13 +31,13 @@ def native_name(name: str) -> str:
 def name_this_thread(name: str) -> None:
     """Give the calling thread ``name`` in the kernel (Linux; elsewhere nothing). Never raises."""
     global _prctl
-    if not sys.platform.startswith("linux"):
+    if _prctl is False or not sys.platform.startswith("linux"):
         return
     try:
         if _prctl is None:
             _prctl = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).prctl
         _prctl(_PR_SET_NAME, native_name(name).encode(), 0, 0, 0)
-    except (OSError, AttributeError, ValueError):
+    except (OSError, AttributeError, ValueError, TypeError):
         _prctl = False  # no prctl here: not asked again
 
 
@@ -45,8 +45,7 @@ class Thread(threading.Thread):
     """A :class:`threading.Thread` that takes its name in the kernel too when it starts."""
 
     def run(self) -> None:
-        if _prctl is not False:
-            name_this_thread(self.name)
+        name_this_thread(self.name)
         super().run()
 
 
@@ -59,5 +58,5 @@ def restore_thread_name() -> None:
     """A :class:`Thread`'s name back in the kernel, after code that renamed it: chDB runs part of a
     query on the calling thread and names it for its own stages (ClickHouse's ``setThreadName``)."""
     t = threading.current_thread()
-    if isinstance(t, Thread) and _prctl is not False:
+    if isinstance(t, Thread):
         name_this_thread(t.name)

@@ -353,6 +353,28 @@ def test_runmeters_threads_carry_their_names_where_top_and_perf_read_them(tmp_pa
         assert {"runmeter-runs", "rm-collector-ex"} <= names(c.server.collector.pool.workers[0].process.pid)
 
 
+def test_threads_run_where_the_kernel_cannot_be_told_their_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where libc has no prctl (or cannot be loaded), a runmeter thread and a named pool still run
+    their work: naming is best effort and never raises into the program."""
+    import ctypes
+    from concurrent.futures import ThreadPoolExecutor
+
+    from runmeter.core import Thread, _threads, name_pool_thread, restore_thread_name
+
+    def no_libc(*args: object, **kwargs: object) -> object:
+        raise OSError("no libc here")
+
+    monkeypatch.setattr(_threads, "_prctl", None)  # not looked up yet
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    done: list[str] = []
+    t = Thread(target=lambda: (restore_thread_name(), done.append("thread")), name="runmeter-test")
+    t.start()
+    t.join(10)
+    with ThreadPoolExecutor(1, initializer=name_pool_thread) as pool:
+        done.append(pool.submit(lambda: "pool").result(10))
+    assert done == ["thread", "pool"]
+
+
 def _with_new_trace(body: bytes, trace_id: int) -> bytes:
     req = ExportTraceServiceRequest.FromString(body)
     for s in req.resource_spans[0].scope_spans[0].spans:
