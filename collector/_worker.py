@@ -277,9 +277,9 @@ class WriterClient:
 
 
 class _Instrument:
-    def __init__(self, link: _Link, meter: str, kind: str, name: str, unit: str, description: str) -> None:
+    def __init__(self, link: _Link, meter: str, kind: str, name: str, unit: str, description: str, *advice: Any) -> None:
         self._link = link
-        self._key = (meter, kind, name, unit, description)
+        self._key = (meter, kind, name, unit, description, *advice)  # a histogram's: its bucket bounds
 
     def add(self, amount: float, attributes: Any = None, context: Any = None) -> None:
         self._link.measure(self._key, amount, dict(attributes or {}))
@@ -301,8 +301,11 @@ class _RelayMeter(NoOpMeter):
     def create_up_down_counter(self, name: str, unit: str = "", description: str = "") -> Any:
         return _Instrument(self._link, self.name, "up_down_counter", name, unit, description)
 
-    def create_histogram(self, name: str, unit: str = "", description: str = "", **kw: Any) -> Any:
-        return _Instrument(self._link, self.name, "histogram", name, unit, description)
+    def create_histogram(
+        self, name: str, unit: str = "", description: str = "", *, explicit_bucket_boundaries_advisory: Sequence[float] | None = None,
+    ) -> Any:
+        bounds = tuple(explicit_bucket_boundaries_advisory) if explicit_bucket_boundaries_advisory is not None else None
+        return _Instrument(self._link, self.name, "histogram", name, unit, description, bounds)
 
     def create_observable_gauge(self, name: str, callbacks: Any = None, unit: str = "", description: str = "") -> Any:
         self._observed.append(((self.name, "gauge", name, unit, description), list(callbacks or [])))

@@ -73,17 +73,23 @@ class _Relay:
         self._observed: dict[tuple[Any, ...], dict[int, float]] = {}
         self._lock = threading.Lock()
 
-    def record(self, key: tuple[str, str, str, str, str], amount: float, attributes: dict[str, Any]) -> None:
-        meter, kind, name, unit, description = key
+    def record(self, key: tuple[Any, ...], amount: float, attributes: dict[str, Any]) -> None:
+        """``key``: the instrument's meter, kind, name, unit and description; a histogram's bucket
+        bounds (or None) follow."""
+        meter, kind, name, unit, description, *advice = key
         inst: Any = self._instruments.get((meter, name))
         if inst is None:
             with self._lock:
                 inst = self._instruments.get((meter, name))
                 if inst is None:
                     m = self._provider.get_meter(meter)
-                    create = {"counter": m.create_counter, "up_down_counter": m.create_up_down_counter,
-                              "histogram": m.create_histogram}[kind]
-                    inst = self._instruments[(meter, name)] = create(name, unit=unit, description=description)
+                    if kind == "histogram":
+                        bounds = advice[0] if advice else None
+                        inst = m.create_histogram(name, unit=unit, description=description, explicit_bucket_boundaries_advisory=bounds)
+                    else:
+                        create = m.create_counter if kind == "counter" else m.create_up_down_counter
+                        inst = create(name, unit=unit, description=description)
+                    self._instruments[(meter, name)] = inst
         (inst.record if kind == "histogram" else inst.add)(amount, attributes)
 
     def observed(self, worker: int, key: tuple[str, str, str, str, str], value: float) -> None:

@@ -242,7 +242,7 @@ RUNMETER_CLIENT_COST_METRIC: Final = 'runmeter.client.cost'
 RUNMETER_CLIENT_COST_UNIT: Final = 'USD'
 
 RUNMETER_RUN_COST_METRIC: Final = 'runmeter.run.cost'
-"""Cost of finished runs. (histogram, USD)"""
+"""Cost of finished runs (bucket bounds from $0.0001 to $1,000, each at most 2.5x the one before). (histogram, USD)"""
 RUNMETER_RUN_COST_UNIT: Final = 'USD'
 
 RUNMETER_RUNS_METRIC: Final = 'runmeter.runs'
@@ -270,7 +270,7 @@ RUNMETER_RUNS_OPEN_METRIC: Final = 'runmeter.runs.open'
 RUNMETER_RUNS_OPEN_UNIT: Final = '{run}'
 
 RUNMETER_RUN_DURATION_METRIC: Final = 'runmeter.run.duration'
-"""Wall-clock duration of finished runs, for long-run alerts. (histogram, s)"""
+"""Wall-clock duration of finished runs, for long-run alerts (bucket bounds from 0.5 s to a day). (histogram, s)"""
 RUNMETER_RUN_DURATION_UNIT: Final = 's'
 
 RUNMETER_RUNS_OLDEST_OPEN_AGE_METRIC: Final = 'runmeter.runs.oldest_open_age'

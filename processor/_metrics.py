@@ -15,6 +15,11 @@ __all__ = ["RUN_LABELS", "ProcessorMetrics"]
 _OUTCOME_UNKNOWN = "unknown"
 # The run metrics' optional labels, by the name settings use.
 RUN_LABELS = {"owner": A.RUNMETER_RUN_OWNER, "project": A.RUNMETER_RUN_PROJECT, "name": A.RUNMETER_RUN_NAME}
+# Bucket bounds a run's cost and duration are told apart by (each at most ~2.5x the one before).
+# The SDK's default bounds (0, 5, 10, 25 ... 10,000) are for milliseconds: every run under five
+# dollars would share one bucket, and a p95 of run cost from them says nothing.
+COST_BUCKETS_USD = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000)
+DURATION_BUCKETS_S = (0.5, 1, 2.5, 5, 10, 25, 60, 120, 300, 600, 1200, 2400, 3600, 7200, 14400, 28800, 43200, 86400)
 
 
 class ProcessorMetrics:
@@ -33,9 +38,13 @@ class ProcessorMetrics:
             raise ValueError(f"run metric labels must be among {sorted(RUN_LABELS)}, not {sorted(unknown)}")
         self._labels = {RUN_LABELS[k] for k in run_labels}
         meter = get_meter(__name__, meter_provider=meter_provider)
-        self.run_cost = meter.create_histogram(A.RUNMETER_RUN_COST_METRIC, unit=A.RUNMETER_RUN_COST_UNIT, description="Cost of finished runs")
+        self.run_cost = meter.create_histogram(
+            A.RUNMETER_RUN_COST_METRIC, unit=A.RUNMETER_RUN_COST_UNIT, description="Cost of finished runs",
+            explicit_bucket_boundaries_advisory=COST_BUCKETS_USD,
+        )
         self.run_duration = meter.create_histogram(
-            A.RUNMETER_RUN_DURATION_METRIC, unit=A.RUNMETER_RUN_DURATION_UNIT, description="Wall-clock duration of finished runs"
+            A.RUNMETER_RUN_DURATION_METRIC, unit=A.RUNMETER_RUN_DURATION_UNIT, description="Wall-clock duration of finished runs",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
         )
         self.runs = meter.create_counter(A.RUNMETER_RUNS_METRIC, unit=A.RUNMETER_RUNS_UNIT, description="Finished runs by outcome")
         self.loop_signals = meter.create_counter(

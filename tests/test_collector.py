@@ -9,6 +9,7 @@ import random
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -551,12 +552,23 @@ def test_run_metrics_made_in_workers_all_reach_the_collectors_metrics(tmp_path: 
         assert post(c.http, request_bytes(spans))[0] == 200
         assert c.rows("SELECT count() FROM runmeter_runs FINAL") == [(n,)]
         m = _metrics(c.admin)
+        with urllib.request.urlopen(c.admin + "/metrics", timeout=10) as r:
+            text = r.read().decode()
     runs = sum(v for k, v in m.items() if k.startswith("runmeter_runs_total{"))
     cost = sum(v for k, v in m.items() if k.startswith("runmeter_run_cost") and "_sum{" in k)
     durations = sum(v for k, v in m.items() if k.startswith("runmeter_run_duration") and "_count{" in k)
     assert runs == n
     assert durations == n
     assert cost == pytest.approx(n * mini_cost(1000, 100), rel=1e-9)
+    # The histogram keeps the bucket bounds the worker's instrument asked for: every run ($0.00021)
+    # is counted by a bound within 3x of its cost, not only by the SDK's default first one (5).
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("runmeter_run_cost") and "_bucket{" in line:
+            bound = line.partition('le="')[2].partition('"')[0]
+            buckets[float(bound)] = buckets.get(float(bound), 0.0) + float(line.rpartition(" ")[2])
+    first_full = min(b for b, count in buckets.items() if count == n)
+    assert mini_cost(1000, 100) <= first_full <= 3 * mini_cost(1000, 100)
 
 
 def test_a_workers_counts_of_one_series_go_as_their_sum_and_each_histogram_value_as_it_is() -> None:

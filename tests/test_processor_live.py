@@ -146,6 +146,30 @@ def test_loop_signal_is_an_event_on_the_run_root_once(rig: Any) -> None:
     runs_points = list(names["runmeter.runs"].data.data_points)
     assert runs_points[0].attributes["runmeter.run.outcome"] == "unknown"
 
+def test_run_cost_buckets_tell_a_tenth_of_a_cent_from_a_cent_from_a_dime(rig: Any) -> None:
+    """Runs of $0.00021, $0.0021, $0.021 and $0.21 (gpt-4o-mini at $0.15 / $0.60 per million)
+    each land in a bucket of their own whose bound is within 3x of the cost, so a quantile of run
+    cost from the histogram means something; run durations are bucketed from a second to a day."""
+    for k, (inp, out) in enumerate([(1_000, 100), (10_000, 1_000), (100_000, 10_000), (1_000_000, 100_000)]):
+        root, _, token = start_run(rig.tracer, "sized", f"run-{k}")
+        chat(rig.tracer, inp, out)
+        otel_context.detach(token)
+        root.end()
+    rig.proc.force_flush()
+    assert sorted(float(r.cost_usd) for r in rig.sink.runs) == pytest.approx([0.00021, 0.0021, 0.021, 0.21])
+    metrics = rig.reader.get_metrics_data()
+    names = {m.name: m for rm in metrics.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    (cost,) = names["runmeter.run.cost"].data.data_points
+    bounds = list(cost.explicit_bounds)
+    filled = [i for i, n in enumerate(cost.bucket_counts) if n]
+    assert [cost.bucket_counts[i] for i in filled] == [1, 1, 1, 1]  # four runs, four buckets
+    for usd, i in zip([0.00021, 0.0021, 0.021, 0.21], filled):
+        assert i < len(bounds) and usd <= bounds[i] <= 3 * usd
+    (duration,) = names["runmeter.run.duration"].data.data_points
+    seconds = list(duration.explicit_bounds)
+    assert seconds[0] <= 1 and seconds[-1] >= 86_400
+    assert all(b / a <= 3 for a, b in zip(seconds, seconds[1:]))
+
 
 def test_sdk_span_under_instrumentation_span_is_flagged_duplicate_live(rig: Any) -> None:
     root, live, token = start_run(rig.tracer, "dup", "run-dup")
