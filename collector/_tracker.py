@@ -9,6 +9,7 @@ it lost costs nothing twice).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -22,7 +23,7 @@ from runmeter.collector._wal import WriteAheadLog
 from runmeter.core import Thread, restore_thread_name
 from runmeter.exporter import ClickHouseSpanExporter, StoredRows
 
-__all__ = ["Key", "Tracker"]
+__all__ = ["Key", "Tracker", "next_tick"]
 
 _log = logging.getLogger(__name__)
 Key = tuple[int, int]  # (trace id, span id)
@@ -33,11 +34,19 @@ _LOOK_S = 0.25  # how often the export thread looks for a lull in the input
 _SETTLE_S = 0.05  # in a lull, what waits goes once no span came for this long
 
 
+def next_tick(now: float, interval: float) -> float:
+    """When the next batch is due after ``now`` (wall-clock seconds): a multiple of ``interval``, at
+    least half an interval away. Every worker's Tracker keeps the same grid, so their batches reach
+    the collector together and go in as one insert a table (``_workers._GroupedInserts``)."""
+    return (math.floor((now + interval / 2) / interval) + 1) * interval
+
+
 class Tracker(SpanProcessor):
     """Downstream of the RunProcessor: exports spans in batches and releases their log records.
 
-    A batch goes when ``batch_size`` spans wait or ``interval_s`` after the last one went (and at a
-    flush): about one insert a second, as ClickHouse asks. Each insert has a fixed cost (an
+    A batch goes when ``batch_size`` spans wait or at the next tick of ``interval_s`` on the wall
+    clock (at least half an interval after the last; and at a flush): about one insert a second,
+    as ClickHouse asks, and the workers' at the same moments, inserted together. Each insert has a fixed cost (an
     embedded store's ~12 files a part per table and view; tens of ms on the disk measured), and at
     4,096 spans or 0.2 s the workers' runs forwarded after each sweep went in as many small
     inserts: in ``collector_ingest.py``, three alternating pairs of runs, 32,768 / 1 s (with the
@@ -71,7 +80,6 @@ class Tracker(SpanProcessor):
         self._batch_size = batch_size
         self._interval = interval_s
         self._lull = lull
-        self._last = time.monotonic()  # when the last batch went (or the thread started)
         self._lock = threading.Lock()
         # span (its ids in one int: no tuple made and hashed a span) -> the log record(s) it came in
         self._keys: dict[int, int | list[int]] = {}
@@ -140,17 +148,24 @@ class Tracker(SpanProcessor):
             self._wake.set()
 
     def _loop(self) -> None:
+        due = self._next_tick()
         while not self._stop.is_set():
-            full = self._wake.wait(min(self._interval, _LOOK_S))
+            now = time.time()
+            if due - now > self._interval:  # the wall clock went back
+                due = self._next_tick()
+            full = self._wake.wait(max(0.0, min(due - now, _LOOK_S)))
             self._wake.clear()
-            if not full and time.monotonic() - self._last < self._interval:
+            if not full and time.time() < due:
                 if not self._buf or not self._lull():
                     continue
                 self._settle()
             self._give_way()
             self.flush_once(deadline=None)
             restore_thread_name()  # an insert into chDB (one process, no workers) names this thread for its own stages
-            self._last = time.monotonic()
+            due = self._next_tick()
+
+    def _next_tick(self) -> float:
+        return next_tick(time.time(), self._interval)
 
     def _settle(self) -> None:
         """Wait while spans keep coming (a sweep forwarding its runs), at most the interval."""

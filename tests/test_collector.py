@@ -784,3 +784,107 @@ def test_a_call_that_fails_is_answered_and_the_worker_is_still_served(tmp_path: 
     serving.join(10)
     assert not serving.is_alive()
     wal.close()
+
+
+def _worker_blocks(writer: object, traces: range) -> dict[str, tuple[list[str], bytes]]:
+    """What a worker sends for an insert: the otel_traces and runmeter_calls rows of one LLM span
+    a trace, as Native blocks."""
+    from runmeter.conventions import load_dialects
+    from runmeter.exporter import COLUMN_TYPES_SQL, NativeEncoder, column_types
+    from runmeter.exporter._rows import CALL_COLUMNS, TRACE_COLUMNS, call_row, trace_row
+    from runmeter.processor import PriceBook
+
+    encoder = NativeEncoder(column_types(writer.query(COLUMN_TYPES_SQL)))  # type: ignore[attr-defined]
+    spans = [llm(1, None, "gpt-4o-mini", 1000, 100, trace_id=t) for t in traces]
+    calls = [call_row(s, load_dialects(), PriceBook()) for s in spans]
+    return {
+        "otel_traces": (list(TRACE_COLUMNS), encoder.encode("otel_traces", TRACE_COLUMNS, [trace_row(s) for s in spans])),
+        "runmeter_calls": (list(CALL_COLUMNS), encoder.encode("runmeter_calls", CALL_COLUMNS, calls)),
+    }
+
+
+_PARTS = "SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = {t:String} AND active"
+
+
+def test_the_workers_inserts_that_come_together_go_in_as_one_part_a_table(tmp_path: Path) -> None:
+    """Two workers' blocks flushed at one tick: one insert, so one part, of each table (the store
+    would merge two); each worker's rows stored once. Taken one by one, the same inserts make two."""
+    from runmeter.collector._workers import _GroupedInserts
+    from runmeter.exporter import open_writer
+
+    writer = open_writer(f"chdb://{tmp_path / 'store'}", tmp_path / "spool")
+    try:
+        a, b = _worker_blocks(writer, range(0x100, 0x140)), _worker_blocks(writer, range(0x200, 0x230))
+        grouped = _GroupedInserts(writer, expected=lambda: 2, wait_s=5.0)
+        threads = [threading.Thread(target=grouped.insert, args=(token, blocks)) for token, blocks in (("a", a), ("b", b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        rows = writer.query("SELECT count(), uniqExact(TraceId) FROM otel_traces")
+        calls = writer.query("SELECT count() FROM runmeter_calls")
+        parts = [writer.query(_PARTS, {"t": t})[0][0] for t in ("otel_traces", "runmeter_calls")]
+        assert rows == [(0x40 + 0x30, 0x40 + 0x30)] and calls == [(0x40 + 0x30,)]
+        assert parts == [1, 1]
+        for token, blocks in (("c", _worker_blocks(writer, range(0x300, 0x310))), ("d", _worker_blocks(writer, range(0x400, 0x410)))):
+            writer.insert_encoded(token, blocks)  # one by one, as before
+        assert [writer.query(_PARTS, {"t": t})[0][0] for t in ("otel_traces", "runmeter_calls")] == [3, 3]
+    finally:
+        writer.close()
+
+
+def test_a_group_insert_that_fails_part_way_is_retried_by_each_worker_without_storing_anything_twice(tmp_path: Path) -> None:
+    """Worker B's runmeter_calls block is not a Native block: the group's otel_traces insert is
+    stored (both workers' rows), its runmeter_calls insert fails for both. Each worker then retries
+    its same blocks under its token alone: A's calls go in, otel_traces is not stored again (its
+    rows went in under the group's token, which a retry's would not match); A again stores nothing."""
+    from runmeter.collector._workers import _GroupedInserts
+    from runmeter.exporter import open_writer
+
+    writer = open_writer(f"chdb://{tmp_path / 'store'}", tmp_path / "spool")
+    try:
+        a, b = _worker_blocks(writer, range(0x100, 0x140)), _worker_blocks(writer, range(0x200, 0x230))
+        b["runmeter_calls"] = (b["runmeter_calls"][0], b"\x05not a native block")
+        grouped = _GroupedInserts(writer, expected=lambda: 2, wait_s=5.0)
+        errors: dict[str, BaseException] = {}
+
+        def insert(token: str, blocks: dict[str, tuple[list[str], bytes]]) -> None:
+            try:
+                grouped.insert(token, blocks)
+            except Exception as exc:
+                errors[token] = exc
+
+        threads = [threading.Thread(target=insert, args=(token, blocks)) for token, blocks in (("a", a), ("b", b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert set(errors) == {"a", "b"}
+        assert writer.query("SELECT count() FROM otel_traces") == [(0x70,)]
+        assert writer.query("SELECT count() FROM runmeter_calls") == [(0,)]
+        grouped.insert("a", a)  # alone: nobody else is expected within the wait
+        assert writer.query("SELECT count() FROM otel_traces") == [(0x70,)]
+        assert writer.query("SELECT count() FROM runmeter_calls") == [(0x40,)]
+        grouped.insert("a", a)
+        assert writer.query("SELECT count() FROM otel_traces") == [(0x70,)]
+        assert writer.query("SELECT count() FROM runmeter_calls") == [(0x40,)]
+    finally:
+        writer.close()
+
+
+def test_every_workers_batches_are_due_at_the_same_ticks_of_the_wall_clock() -> None:
+    """Workers started at any moment flush on one grid (whole seconds at a 1 s interval), each
+    batch at least half an interval after the last, so their inserts arrive together."""
+    from runmeter.collector._tracker import next_tick
+
+    assert next_tick(1000.0, 1.0) == 1001.0
+    assert next_tick(1000.3, 1.0) == 1001.0  # 0.7 s away
+    assert next_tick(1000.6, 1.0) == 1002.0  # 1001 is 0.4 s away: the one after
+    assert next_tick(1000.99, 1.0) == 1002.0
+    assert next_tick(119.0, 60.0) == 180.0 and next_tick(151.0, 60.0) == 240.0
+    for start in (5000.0, 5000.123, 5000.5, 5000.77):  # four workers' Trackers
+        ticks, t = [], start
+        for _ in range(5):
+            t = next_tick(t, 1.0)
+            ticks.append(t)
+        assert ticks == [float(s) for s in range(int(start + 0.5) + 1, int(start + 0.5) + 6)]
