@@ -194,6 +194,7 @@ class Writer:
         # has paused, after a burst): ``hurry()``, a batch submitted with hurry, or ``lull()``.
         self.lull: Callable[[], bool] | None = None
         self._hurry = threading.Event()
+        self._lingering = False  # the background thread is in _linger (see hurry)
         # An embedded store's session (and its lock) is kept across inserts - opening chDB costs
         # 50-100 ms - and given up once it has been idle for hold_s, or as soon as another session
         # waits for the store (Store.contended), or after max_hold_s in any case (another agent's
@@ -249,6 +250,11 @@ class Writer:
     def submit(self, batch: Batch, *, drain: bool = True, hurry: bool | None = None) -> bool:
         """Spool the batch (acknowledged once this returns True); False when the spool is full.
         ``hurry``: insert it without waiting ``linger_s`` for more (None: ask ``lull``)."""
+        if drain and not self._forked:
+            # Said before the batch is on disk (its write ends with an fsync of the directory, the
+            # file visible before it): the background thread, waking on its own timer in between,
+            # lingers for it rather than drain it at once.
+            self._submitted.set()
         try:
             path = self.spool.write(batch)
         except SpoolFull as exc:
@@ -264,7 +270,6 @@ class Writer:
         if drain and not self._forked:
             if hurry if hurry is not None else (self.lull is not None and self.lull()):
                 self._hurry.set()
-            self._submitted.set()
             if self.store.embedded:
                 self._wake.set()  # the background thread takes the store's lock, not the exporter thread
                 if self._thread is None:
@@ -462,17 +467,26 @@ class Writer:
                 self._drain_lock.release()
 
     def hurry(self) -> None:
-        """Cut the linger under way short: nothing more is coming to join the insert."""
-        self._hurry.set()
+        """Cut the linger under way short (or the one a batch just submitted is about to begin):
+        nothing more is coming to join the insert. With none, nothing is kept for the next batch."""
+        if self._lingering or self._submitted.is_set():
+            self._hurry.set()
 
     def _linger(self) -> None:
         """Let the next batches join this insert: ``linger_s``, cut short by :meth:`hurry` (a
-        hurried batch, close) or once ``lull`` says the input has paused."""
+        hurried batch, close) or once ``lull`` says the input has paused. The batches submitted
+        while it lasted go with the drain that follows: ``_submitted`` is cleared at its end, not
+        its start, or each would start a linger of its own after that drain, with nothing to wait
+        for. ``_lingering`` is set by the caller, so a hurry always finds one of the two set."""
         end = time.monotonic() + self.linger_s
-        while not self._hurry.wait(min(_LOOK_S, max(0.0, end - time.monotonic()))) and time.monotonic() < end:
-            if self.lull is not None and self.lull():
-                break
-        self._hurry.clear()
+        try:
+            while not self._hurry.wait(min(_LOOK_S, max(0.0, end - time.monotonic()))) and time.monotonic() < end:
+                if self.lull is not None and self.lull():
+                    break
+        finally:
+            self._submitted.clear()
+            self._lingering = False
+            self._hurry.clear()
 
     def _loop(self) -> None:
         backoff = 0.5
@@ -480,7 +494,7 @@ class Writer:
             self._wake.wait(timeout=backoff if self.spool.pending() else (min(self.hold_s, 0.25) if self._held else 5.0))
             self._wake.clear()
             if self._submitted.is_set() and self.linger_s > 0:
-                self._submitted.clear()
+                self._lingering = True
                 self._linger()
             if self._stop.is_set():
                 break

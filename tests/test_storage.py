@@ -311,7 +311,8 @@ def _outcome_batch(run_id: str) -> Batch:
 def test_a_hurried_batch_goes_without_the_linger_and_takes_the_lingering_ones_along(tmp_path: Path) -> None:
     """The writer waits ``linger_s`` after a batch for more to join its insert; a batch submitted
     with ``hurry`` (or while ``lull`` says the input has paused: a collector after a burst) cuts
-    that wait short, and what was waiting goes in with it."""
+    that wait short, and what was waiting goes in with it. ``hurry()`` (a worker's input paused)
+    ends the linger under way; with none under way it is not kept for the next batch."""
     writer = Writer(Store(f"chdb://{tmp_path / 'store'}"), Spool(tmp_path / "spool"), linger_s=60.0)
 
     def inserted(rows: int) -> bool:
@@ -335,6 +336,13 @@ def test_a_hurried_batch_goes_without_the_linger_and_takes_the_lingering_ones_al
         writer.submit(_outcome_batch("r4"))
         time.sleep(1.5)
         assert len(writer.spool.pending()) == 1  # busy input: the linger again
+        writer.hurry()  # a worker's input paused: the linger under way ends
+        assert inserted(4)
+        writer.hurry()  # and again, with nothing lingering: not kept for the next batch
+        time.sleep(0.5)
+        writer.submit(_outcome_batch("r5"))
+        time.sleep(1.5)
+        assert len(writer.spool.pending()) == 1  # lingering, as any batch of a busy input
     finally:
         writer.close(timeout_s=5)
 
