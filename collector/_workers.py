@@ -134,10 +134,15 @@ class _GroupedInserts:
 
     The first insert to come leads: it waits up to ``wait_s`` for the other workers' (each worker
     has at most one under way), then inserts them together, table by table; inserts that come
-    while it does wait for the next leader. Each table's insert is all or nothing, and a table a
-    token's blocks were stored in is remembered: a worker's retry after a failure part way (the
-    same rows, the same token) skips it, so nothing is stored twice although the group's
-    deduplication token is not the retry's.
+    while it does wait for the next leader. A worker's insert succeeds or fails on its own:
+
+    * a group's insert that fails is tried once more under the same deduplication token (a
+      group stored before its error - a materialized view failing after the table's part was
+      written - is then deduplicated, not stored twice); failing again, it is most likely one
+      worker's blocks, and each worker's go alone under its own token, so one worker's bad batch
+      holds up no other;
+    * a table a token's blocks were stored in is remembered: the worker's retry after a failure
+      part way (the same rows, the same token) skips it, as the group's token is not the retry's.
     """
 
     def __init__(self, writer: Any, expected: Callable[[], int], wait_s: float = 0.05, remember: int = 4096) -> None:
@@ -164,36 +169,62 @@ class _GroupedInserts:
                     self._cond.wait(left)
                 group, self._pending = self._pending, []
         if not me.done:
-            error: BaseException | None = None
             try:
                 self._insert(group)
             except BaseException as exc:
-                error = exc
+                for g in group:
+                    g.error = g.error or exc
             with self._cond:
                 for g in group:
-                    g.done, g.error = True, error
+                    g.done = True
                 self._leading = False
                 self._cond.notify_all()
         if me.error is not None:
             raise me.error
 
     def _insert(self, group: list[_Insert]) -> None:
-        tables: dict[tuple[str, tuple[str, ...]], list[_Insert]] = {}
-        for g in group:
-            stored = self._stored.get(g.token, ())
-            for table, (columns, data) in g.blocks.items():
-                if data and table not in stored:
-                    tables.setdefault((table, tuple(columns)), []).append(g)
-        for (table, names), members in tables.items():
-            tokens = sorted(m.token for m in members)
-            token = tokens[0] if len(tokens) == 1 else hashlib.blake2b("|".join(tokens).encode(), digest_size=16).hexdigest()
-            self._writer.insert_encoded(token, {table: (list(names), b"".join(m.blocks[table][1] for m in members))})
-            with self._cond:
-                for m in members:
-                    self._stored.setdefault(m.token, set()).add(table)
-                    self._stored.move_to_end(m.token)
-                while len(self._stored) > self._remember:
-                    self._stored.popitem(last=False)
+        """Each table once for the group; a member that fails keeps its error (``_Insert.error``)
+        and is left out of the tables after."""
+        tables = list(dict.fromkeys(table for g in group for table in g.blocks))
+        for table in tables:
+            by_columns: dict[tuple[str, ...], list[_Insert]] = {}
+            for g in group:
+                columns, data = g.blocks.get(table, ((), b""))
+                if g.error is None and data and table not in self._stored.get(g.token, ()):
+                    by_columns.setdefault(tuple(columns), []).append(g)
+            for members in by_columns.values():
+                self._insert_table(table, members)
+
+    def _insert_table(self, table: str, members: list[_Insert]) -> None:
+        names = list(members[0].blocks[table][0])
+        if len(members) == 1:
+            m = members[0]
+            try:
+                self._writer.insert_encoded(m.token, {table: (names, m.blocks[table][1])})
+            except Exception as exc:
+                m.error = exc
+                return
+            self._mark(members, table)
+            return
+        token = hashlib.blake2b("|".join(sorted(m.token for m in members)).encode(), digest_size=16).hexdigest()
+        data = b"".join(m.blocks[table][1] for m in members)
+        for _ in range(2):  # the second time under the same token: a group stored before its error is deduplicated
+            try:
+                self._writer.insert_encoded(token, {table: (names, data)})
+            except Exception:
+                continue
+            self._mark(members, table)
+            return
+        for m in members:  # each alone: one worker's bad blocks fail only its insert
+            self._insert_table(table, [m])
+
+    def _mark(self, members: list[_Insert], table: str) -> None:
+        with self._cond:
+            for m in members:
+                self._stored.setdefault(m.token, set()).add(table)
+                self._stored.move_to_end(m.token)
+            while len(self._stored) > self._remember:
+                self._stored.popitem(last=False)
 
 
 class _Worker:

@@ -833,18 +833,19 @@ def test_the_workers_inserts_that_come_together_go_in_as_one_part_a_table(tmp_pa
         writer.close()
 
 
-def test_a_group_insert_that_fails_part_way_is_retried_by_each_worker_without_storing_anything_twice(tmp_path: Path) -> None:
-    """Worker B's runmeter_calls block is not a Native block: the group's otel_traces insert is
-    stored (both workers' rows), its runmeter_calls insert fails for both. Each worker then retries
-    its same blocks under its token alone: A's calls go in, otel_traces is not stored again (its
-    rows went in under the group's token, which a retry's would not match); A again stores nothing."""
+def test_one_workers_bad_batch_fails_only_its_insert_and_a_retry_stores_nothing_twice(tmp_path: Path) -> None:
+    """Worker B's runmeter_calls block is not a Native block. The group's otel_traces insert stores
+    both workers' rows; its runmeter_calls insert fails, twice, then each worker's block goes alone:
+    A's calls are stored and A's insert succeeds, B's alone fails. B's retry with good blocks
+    (the same rows, its token) skips otel_traces - stored under the group's token, which its own
+    would not match - and stores its calls; A's again stores nothing."""
     from runmeter.collector._workers import _GroupedInserts
     from runmeter.exporter import open_writer
 
     writer = open_writer(f"chdb://{tmp_path / 'store'}", tmp_path / "spool")
     try:
         a, b = _worker_blocks(writer, range(0x100, 0x140)), _worker_blocks(writer, range(0x200, 0x230))
-        b["runmeter_calls"] = (b["runmeter_calls"][0], b"\x05not a native block")
+        bad = {**b, "runmeter_calls": (b["runmeter_calls"][0], b"\x05not a native block")}
         grouped = _GroupedInserts(writer, expected=lambda: 2, wait_s=5.0)
         errors: dict[str, BaseException] = {}
 
@@ -854,20 +855,18 @@ def test_a_group_insert_that_fails_part_way_is_retried_by_each_worker_without_st
             except Exception as exc:
                 errors[token] = exc
 
-        threads = [threading.Thread(target=insert, args=(token, blocks)) for token, blocks in (("a", a), ("b", b))]
+        threads = [threading.Thread(target=insert, args=(token, blocks)) for token, blocks in (("a", a), ("b", bad))]
         for t in threads:
             t.start()
         for t in threads:
             t.join(30)
-        assert set(errors) == {"a", "b"}
-        assert writer.query("SELECT count() FROM otel_traces") == [(0x70,)]
-        assert writer.query("SELECT count() FROM runmeter_calls") == [(0,)]
-        grouped.insert("a", a)  # alone: nobody else is expected within the wait
+        assert set(errors) == {"b"}
         assert writer.query("SELECT count() FROM otel_traces") == [(0x70,)]
         assert writer.query("SELECT count() FROM runmeter_calls") == [(0x40,)]
+        grouped.insert("b", b)  # alone: nobody else is expected within the wait
         grouped.insert("a", a)
-        assert writer.query("SELECT count() FROM otel_traces") == [(0x70,)]
-        assert writer.query("SELECT count() FROM runmeter_calls") == [(0x40,)]
+        assert writer.query("SELECT count(), uniqExact(TraceId) FROM otel_traces") == [(0x70, 0x70)]
+        assert writer.query("SELECT count(), uniqExact(TraceId) FROM runmeter_calls") == [(0x70, 0x70)]
     finally:
         writer.close()
 
