@@ -46,8 +46,8 @@ class Tracker(SpanProcessor):
 
     A batch goes when ``batch_size`` spans wait or at the next tick of ``interval_s`` on the wall
     clock (at least half an interval after the last; and at a flush): about one insert a second,
-    as ClickHouse asks, and the workers' at the same moments, inserted together. Each insert has a fixed cost (an
-    embedded store's ~12 files a part per table and view; tens of ms on the disk measured), and at
+    as ClickHouse asks - every worker's at the same ticks, inserted together. Each insert has a
+    fixed cost (an embedded store's ~12 files a part per table and view; tens of ms on the disk measured), and at
     4,096 spans or 0.2 s the workers' runs forwarded after each sweep went in as many small
     inserts: in ``collector_ingest.py``, three alternating pairs of runs, 32,768 / 1 s (with the
     collector's 1 s linger for run records) gave two workers 45-47k spans/s end to end against
