@@ -178,6 +178,9 @@ class Collector:
             if store_ids is not None:
                 store_ids.start()
         self.workers = settings.worker_count()
+        # Run records are spooled as the pipeline's sweeps write them: the writer waits the same
+        # interval as the span batches for more to join an insert (cut short in a lull).
+        writer.linger_s = settings.insert_interval_s
         self.pipeline: Pipeline | None = None
         self.pool: WorkerPool | None = None
         if self.workers:

@@ -500,9 +500,6 @@ def collector(
         # The collector owns an embedded store: it keeps it 10 s after the last insert and up to 30 s
         # while busy; a report that waits for it gets it after the current insert.
         writer.hold_s, writer.max_hold_s = 10.0, 30.0
-        # Run records are spooled as each worker's sweeps write them: a second's worth go in one
-        # insert (see the Tracker's batches: about one insert a second, as ClickHouse asks).
-        writer.linger_s = cs.insert_interval_s
         server = CollectorServer(cs, writer, prices=PriceBook(settings.pricing), run_limits=RunLimits.from_settings(settings.runs))
     except (ConfigError, StoreError, OSError, ValueError) as exc:
         _fail(str(exc), 2)

@@ -310,8 +310,7 @@ def test_runs_wait_for_the_next_batch_while_requests_keep_coming_and_go_at_once_
     (complete) 0.2 s after its request; once they stop, every run and span is written within
     seconds - no flush asked. In the collector's process and in a worker process."""
     ids = list(range(0xE100, 0xE100 + 30))
-    with running(tmp_path, workers=workers, insert_interval_s=60.0) as c:
-        c.writer.linger_s = 60.0  # the CLI sets the writer's linger to insert_interval_s too
+    with running(tmp_path, workers=workers, insert_interval_s=60.0) as c:  # the run records' linger too
 
         def stored() -> tuple[int, int]:
             where = f"TraceId IN ({', '.join(repr(f'{t:032x}') for t in ids)})"
