@@ -19,7 +19,8 @@ from runmeter.exporter._rows import MAX_NS, OUTCOME_COLUMNS, outcome_row
 from runmeter.exporter._spool import Batch, Spool, SpoolFull
 from runmeter.exporter._store import Store, StoreError, StoreURL
 from runmeter.exporter._native import COLUMN_TYPES_SQL, NativeEncoder, UnknownColumns, block_columns, column_types, native_codec, without_dataframes
-from runmeter.exporter._writer import Writer, insert_batch, insert_blocks
+from runmeter.exporter._inserts import insert_batch, insert_blocks
+from runmeter.exporter._writer import Writer
 
 __all__ = [
     "MAX_NS",

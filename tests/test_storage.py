@@ -357,7 +357,7 @@ def test_a_backlog_goes_in_one_insert_and_a_crash_mid_segment_counts_once(tmp_pa
     # A crash after the merged insert, before its sources were removed: the manifest and sources remain.
     spool.write_segment(merged.token, merged.sources)
     writer = writer_for(rig)
-    from runmeter.exporter._writer import insert_batch
+    from runmeter.exporter import insert_batch
 
     with writer.store.session() as c:
         insert_batch(c, merged)
@@ -383,7 +383,7 @@ def test_batches_go_in_as_native_blocks_asking_the_column_types_once_per_client(
     since it asked is asked again; a table the store does not have goes to clickhouse-connect's
     insert, whose error names it, and so does every table when the column types cannot be read."""
     from runmeter.exporter import OUTCOME_COLUMNS
-    from runmeter.exporter._writer import insert_batch
+    from runmeter.exporter import insert_batch
 
     store = Store(f"chdb://{tmp_path / 'store'}")
 
@@ -479,7 +479,7 @@ def test_an_insert_asks_the_server_once_whether_it_can_leave_indexes_to_merges(t
     one, answered by chDB over each server's system.settings as given here."""
     from runmeter.exporter import COLUMN_TYPES_SQL
     from runmeter.exporter._rows import trace_row
-    from runmeter.exporter._writer import insert_blocks
+    from runmeter.exporter import insert_blocks
 
     setting = "exclude_materialize_skip_indexes_on_insert"
     store = Store(f"chdb://{tmp_path / 'store'}")
