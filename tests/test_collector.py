@@ -886,3 +886,33 @@ def test_every_workers_batches_are_due_at_the_same_ticks_of_the_wall_clock() -> 
             t = next_tick(t, 1.0)
             ticks.append(t)
         assert ticks == [float(s) for s in range(int(start + 0.5) + 1, int(start + 0.5) + 6)]
+
+
+def test_two_workers_under_a_steady_input_make_one_insert_a_tick_not_one_each(tmp_path: Path) -> None:
+    """Requests every 0.1 s for 4 s, each with a trace of each worker's shard: both workers have
+    spans to write at every tick of insert_interval_s (1 s), and their batches, due at the same
+    ticks, go in as one otel_traces insert a tick. Batches due a second after each worker's last
+    one (each on its own phase) made about two a tick."""
+    inserts: list[float] = []
+    with running(tmp_path, workers=2, insert_interval_s=1.0) as c:
+        insert_encoded = c.writer.insert_encoded
+
+        def counted(token: str, blocks: dict[str, tuple[list[str], bytes]]) -> None:
+            if "otel_traces" in blocks:
+                inserts.append(time.time())
+            insert_encoded(token, blocks)
+
+        c.writer.insert_encoded = counted  # type: ignore[method-assign]
+        ids = list(range(0xF100, 0xF100 + 80))  # shard = trace id % 2: consecutive ids, one of each
+        for k in range(0, len(ids), 2):
+            assert post(c.http, request_bytes(_run(ids[k]) + _run(ids[k + 1])))[0] == 200
+            time.sleep(0.1)
+        last_post = time.time()
+        deadline = time.monotonic() + 20
+        while len(_runs(c, ids)) < len(ids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(_runs(c, ids)) == len(ids)
+    steady = [t for t in inserts if t <= last_post]
+    ticks = {int(t) for t in steady}  # the whole seconds they fell in
+    assert len(steady) >= 3
+    assert len(steady) <= len(ticks) + 1, f"{len(steady)} inserts over {len(ticks)} ticks"
