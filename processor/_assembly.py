@@ -102,11 +102,21 @@ def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete:
     by_id = {f.span_id: f for f in facts}
     children: dict[int | None, list[SpanFacts]] = defaultdict(list)
     tops: list[SpanFacts] = []
+    # What the rules for counting a call once look for, in this one pass: most traces have none of it.
+    responses: list[SpanFacts] = []  # LLM spans that name their response
+    ours_tools = ours_llm = inferred = False
     for f in facts:
         if f.parent_id is not None and f.parent_id in by_id and f.parent_id != f.span_id:
             children[f.parent_id].append(f)
         else:
             tops.append(f)
+        if f.kind == KIND_LLM:
+            ours_llm = ours_llm or f.ours
+            if f.response_id is not None:
+                responses.append(f)
+        elif f.kind == KIND_TOOL:
+            ours_tools = ours_tools or f.ours
+            inferred = inferred or f.inferred
 
     runs: list[_Run] = []
     run_by_root: dict[int, _Run] = {}
@@ -181,9 +191,8 @@ def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete:
     # One response, counted once: LLM spans that are not in one call chain (a framework's span
     # beside the client's) but carry the same response id are one call.
     by_response: dict[str, list[SpanFacts]] = defaultdict(list)
-    for f in facts:
-        if f.kind == KIND_LLM and f.response_id is not None:
-            by_response[f.response_id].append(f)
+    for f in responses:
+        by_response[f.response_id].append(f)  # type: ignore[index]  # responses name theirs
     for members in by_response.values():
         alive = [m for m in members if m.span_id not in duplicates]
         if len(alive) < 2:
@@ -194,12 +203,13 @@ def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete:
 
     # One tool call, counted once: another instrumentation's tool span with runmeter's tool span of
     # the same tool inside it (runmeter.tool() in a framework's tool) is not counted.
-    for f in facts:
-        if f.kind == KIND_TOOL and not f.ours and not f.duplicate and _our_tool_inside(f, children):
-            duplicates.add(f.span_id)
+    if ours_tools:
+        for f in facts:
+            if f.kind == KIND_TOOL and not f.ours and not f.duplicate and _our_tool_inside(f, children):
+                duplicates.add(f.span_id)
 
     # One tool call, counted once: runmeter's inferred tool calls give way to the agent's own tool spans.
-    if any(f.inferred for f in facts):
+    if inferred:
         cover = ToolCover()
         for f in sorted(facts, key=_ended):
             if is_handoff(f):
@@ -214,7 +224,7 @@ def assemble(spans: Iterable[SpanFacts], *, loop_threshold: int = 3, incomplete:
 
     # One call seen by two instrumentations with no response id in common (see same_call): each of
     # runmeter's spans pairs with at most one other span; the other is not counted.
-    others = [f for f in facts if f.kind == KIND_LLM and not f.ours and f.span_id not in duplicates and f.usage is not None]
+    others = [f for f in facts if f.kind == KIND_LLM and not f.ours and f.span_id not in duplicates and f.usage is not None] if ours_llm else []
     if others:
         for f in facts:
             if f.kind != KIND_LLM or not f.ours or f.duplicate or f.span_id in duplicates:
@@ -282,6 +292,8 @@ def _named(root: SpanFacts, members: list[SpanFacts]) -> tuple[str, str, str]:
     owner, project, task_id = root.owner or "", root.project or "", root.task_id or ""
     if not (owner and project and task_id):
         for m in members:
+            if m.owner is None and m.project is None and m.task_id is None:
+                continue  # most spans name none of them
             if not owner and m.owner:
                 owner = str(m.owner)
             if not project and m.project:
@@ -303,8 +315,10 @@ def _record(run: _Run, duplicates: set[int], threshold: int, incomplete: bool, s
     breaches = []
     end = root.end_ns
     for m in run.members:  # already in (start, span id) order
-        end = max(end, m.end_ns)
-        breaches.extend(m.breaches)
+        if m.end_ns > end:
+            end = m.end_ns
+        if m.breaches:
+            breaches.extend(m.breaches)
         if m.kind == KIND_LLM and m.span_id not in duplicates:
             llm_calls += 1
             u = m.usage
@@ -323,7 +337,8 @@ def _record(run: _Run, duplicates: set[int], threshold: int, incomplete: bool, s
                 estimated += 1
             if m.external_cost is not None:
                 external += Decimal(repr(m.external_cost))
-            loops.observe_llm(m.input_hash)
+            if m.input_hash is not None:
+                loops.observe_llm(m.input_hash)
         elif m.kind == KIND_TOOL and not m.duplicate and m.span_id not in duplicates:
             name = m.tool_name or m.name
             tools[name] += 1

@@ -23,7 +23,9 @@ from runmeter.processor._budget import Breach, Budget
 from runmeter.processor._live import INSTRUMENTATION_SCOPE
 from runmeter.processor._sdk import attributes_of, known_facts, remember_facts, span_fields, stamp
 from runmeter.core import IdentityCache, bad_value
-from runmeter.processor.pricing import UNPRICED_INVALID_USAGE, UNPRICED_NO_PRICE, UNPRICED_NO_USAGE, PriceBook, TokenUsage
+from runmeter.processor.pricing import (
+    UNPRICED_INVALID_USAGE, UNPRICED_NO_PRICE, UNPRICED_NO_USAGE, PriceBook, TokenUsage, write_cost_attributes,
+)
 
 __all__ = [
     "KIND_AGENT", "KIND_LLM", "KIND_OTHER", "KIND_TOOL", "SpanFacts", "facts_of", "mark_duplicate", "read_span", "remember", "short_hash",
@@ -295,23 +297,27 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
     elif facts.usage is not None and attrs.get(A.RUNMETER_COST_UNPRICED) is not True:
         duration_s = max(0, facts.end_ns - facts.start_ns) / 1e9
         try:
-            cost = prices.price(
+            parts = prices.price_parts(
                 dialects.price_provider(fields.provider), fields.model, facts.usage, at_ns=start or None, duration_s=duration_s,
                 service_tier=fields.service_tier,
             )
         except ValueError:
-            cost = None
-        if cost is not None and cost.total is not None:
-            facts.cost = cost.total
-            facts.cost_source = cost.source
-            cost.write_attributes(added)
-            if facts.provider is None and cost.provider_id:
+            parts = None
+            reason = UNPRICED_INVALID_USAGE
+        else:
+            reason = UNPRICED_NO_PRICE
+        if parts is not None:
+            total, _, _, source, _, provider_id = parts
+            facts.cost = total
+            facts.cost_source = source
+            write_cost_attributes(added, total, source)
+            if facts.provider is None and provider_id:
                 # A span that names no provider (Langfuse, MLflow, Strands Agents): the one whose
                 # price list has the model, so spend by provider has it.
-                facts.provider = dialects.otel_provider(cost.provider_id)
+                facts.provider = dialects.otel_provider(provider_id)
         else:
             added[A.RUNMETER_COST_UNPRICED] = True
-            added[A.RUNMETER_COST_UNPRICED_REASON] = UNPRICED_NO_PRICE if cost is not None else UNPRICED_INVALID_USAGE
+            added[A.RUNMETER_COST_UNPRICED_REASON] = reason
     elif facts.usage is None and attrs.get(A.RUNMETER_COST_UNPRICED) is not True:
         added[A.RUNMETER_COST_UNPRICED] = True
         added[A.RUNMETER_COST_UNPRICED_REASON] = UNPRICED_NO_USAGE

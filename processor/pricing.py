@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Union
@@ -40,7 +41,7 @@ from runmeter.conventions import genai as G
 if TYPE_CHECKING:
     from runmeter.processor._overrides import PriceOverrides
 
-__all__ = ["Cost", "PriceBook", "TokenUsage", "provider_for_base_url"]
+__all__ = ["Cost", "PriceBook", "TokenUsage", "provider_for_base_url", "write_cost_attributes"]
 
 GENAI_PRICES_SOURCE = f"genai-prices@{genai_prices.__version__}"
 _ZERO = Decimal(0)
@@ -239,16 +240,21 @@ class Cost:
 
     def write_attributes(self, out: dict[str, Any]) -> None:
         """:meth:`attributes`, written into ``out`` (the instrumentation's per-call dict)."""
-        if self.total is None:
-            out[A.RUNMETER_COST_UNPRICED] = True
-            out[A.RUNMETER_COST_UNPRICED_REASON] = UNPRICED_NO_PRICE
-            return
-        usd = float(self.total)
-        out[A.RUNMETER_COST_USD] = usd
-        out[A.RUNMETER_COST_SOURCE] = self.source
-        out[G.GEN_AI_USAGE_COST_AMOUNT] = usd
-        out[G.GEN_AI_USAGE_COST_CURRENCY] = _CURRENCY
-        out[G.GEN_AI_USAGE_COST_SOURCE] = self.source
+        write_cost_attributes(out, self.total, self.source)
+
+
+def write_cost_attributes(out: dict[str, Any], total: Decimal | None, source: str) -> None:
+    """The span attributes of a call's cost (:meth:`Cost.attributes`), from its total and source."""
+    if total is None:
+        out[A.RUNMETER_COST_UNPRICED] = True
+        out[A.RUNMETER_COST_UNPRICED_REASON] = UNPRICED_NO_PRICE
+        return
+    usd = float(total)
+    out[A.RUNMETER_COST_USD] = usd
+    out[A.RUNMETER_COST_SOURCE] = source
+    out[G.GEN_AI_USAGE_COST_AMOUNT] = usd
+    out[G.GEN_AI_USAGE_COST_CURRENCY] = _CURRENCY
+    out[G.GEN_AI_USAGE_COST_SOURCE] = source
 
 
 # genai-prices usage keys runmeter knows how to fill from TokenUsage.
@@ -287,6 +293,8 @@ class _Plan:
     model_id: str
     provider_id: str
     source: str
+    # usage -> (total, input, output): the steps made into one function of integer arithmetic (``_program``)
+    run: Callable[[TokenUsage], tuple[Decimal, Decimal, Decimal]] = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
 
 def _compile(model_price: gp_types.ModelPrice, model_id: str, provider_id: str, source: str) -> _Plan:
@@ -314,7 +322,7 @@ def _compile(model_price: gp_types.ModelPrice, model_id: str, provider_id: str, 
         if u.usage_key == "requests":
             steps.append(_step(None, True, p, u.per, u.dimensions.get("direction", ""), ()))
     tiered = any(isinstance(s.price, gp_types.TieredPrices) for s in steps)
-    return _Plan(tuple(steps), tiered, model_id, provider_id, source)
+    return _Plan(tuple(steps), tiered, model_id, provider_id, source, _program(tuple(steps), model_id))
 
 
 def _step(field: str | None, is_request: bool, price: _Price, per: int, direction: str, carve: tuple[int, ...]) -> _Step:
@@ -324,34 +332,52 @@ def _step(field: str | None, is_request: bool, price: _Price, per: int, directio
     return _Step(field, is_request, price, per, direction, carve, price / per)
 
 
-def _run(plan: _Plan, usage: TokenUsage) -> tuple[Decimal, Decimal, Decimal]:
-    total_input = usage.input_tokens if plan.tiered else 0
-    leaves: list[int] = []
-    total = inp = out = _ZERO
-    for step in plan.steps:
-        if step.is_request:
-            count = 1
+def _scaled(price: Decimal, scale: int) -> int:
+    """``price * 10**scale`` as an integer, exactly (``scale`` is at least the price's decimal places)."""
+    sign, digits, exponent = price.as_tuple()
+    value = int("".join(map(str, digits)) or "0") * 10 ** (int(exponent) + scale)
+    return -value if sign else value
+
+
+def _program(steps: tuple[_Step, ...], model_id: str) -> Callable[[TokenUsage], tuple[Decimal, Decimal, Decimal]]:
+    """The steps as one straight-line function: each unit's count (its field less the more specific
+    units carved out of it), times its price per unit as an integer at one scale for the whole
+    plan, summed by direction in integers; three ``Decimal`` at the end. The same sums as the steps
+    taken one by one in ``Decimal`` (exact: prices per unit are finite decimals and the integers do
+    not round), in one call and a few integer operations. The code is made from the plan's numbers and
+    ``TokenUsage``'s field names only."""
+    rates = [s.unit for s in steps] + [r for s in steps for _, r in s.tiers]
+    if not all(r.is_finite() for r in rates):
+        raise ValueError(f"a price of {model_id} is not a finite number")
+    scale = max([0, *(-int(r.as_tuple().exponent) for r in rates)])
+    lines = ["def run(u):"]
+    if any(s.tiers for s in steps):
+        lines.append(" total_input = u.input_tokens")
+    terms: dict[str, list[str]] = {"input": [], "output": [], "": []}
+    for i, s in enumerate(steps):
+        if s.is_request:
+            count = "1"
         else:
-            count = getattr(usage, step.field)  # type: ignore[arg-type]
-            for j in step.carve:
-                count -= leaves[j]
-            if count < 0:
-                raise ValueError(f"invalid usage for {plan.model_id}: more specific token counts exceed their total")
-            leaves.append(count)
-            if not count:
-                continue  # most units of a call are unused (cache, searches): no rate to find
-        rate = step.unit
-        for start, tier_rate in step.tiers:
-            if total_input > start:
-                rate = tier_rate
-                break
-        amount = rate * count
-        total += amount
-        if step.direction == "input":
-            inp += amount
-        elif step.direction == "output":
-            out += amount
-    return total, inp, out
+            carved = "".join(f" - c{j}" for j in s.carve)
+            lines.append(f" c{i} = u.{s.field}{carved}")
+            if carved:
+                lines.append(f" if c{i} < 0: raise ValueError(_negative)")
+            count = f"c{i}"
+        rate = str(_scaled(s.unit, scale))
+        for start, tier_rate in reversed(s.tiers):  # lowest first, so the highest threshold passed is outermost
+            rate = f"({_scaled(tier_rate, scale)} if total_input > {int(start)} else {rate})"
+        terms[s.direction if s.direction in ("input", "output") else ""].append(f"{count} * {rate}")
+    lines.append(f" inp = {' + '.join(terms['input']) or '0'}")
+    lines.append(f" out = {' + '.join(terms['output']) or '0'}")
+    lines.append(f" total = inp + out{''.join(' + ' + t for t in terms[''])}")
+    lines.append(" return D(total) * q, D(inp) * q, D(out) * q")
+    namespace: dict[str, Any] = {
+        "D": Decimal, "q": Decimal(f"1E-{scale}"),
+        "_negative": f"invalid usage for {model_id}: more specific token counts exceed their total",
+    }
+    exec("\n".join(lines), namespace)  # noqa: S102 - made from integers and TokenUsage's field names only
+    run: Callable[[TokenUsage], tuple[Decimal, Decimal, Decimal]] = namespace["run"]
+    return run
 
 
 def _has_time_of_day(model: gp_types.ModelInfo) -> bool:
@@ -408,20 +434,40 @@ class PriceBook:
         call's wall-clock time, used by models priced per GPU-hour. Raises
         ``ValueError`` for usage whose parts exceed their totals.
         """
+        parts = self.price_parts(provider, model, usage, when=when, at_ns=at_ns, duration_s=duration_s, service_tier=service_tier)
+        if parts is None:
+            return Cost(None, None, None, "", unpriced=True, estimated=estimated)
+        total, inp, out, source, model_id, provider_id = parts
+        return Cost(total, inp, out, source, estimated=estimated, model_id=model_id, provider_id=provider_id)
+
+    def price_parts(
+        self,
+        provider: str | None,
+        model: str | None,
+        usage: TokenUsage,
+        *,
+        when: datetime | None = None,
+        at_ns: int | None = None,
+        duration_s: float | None = None,
+        service_tier: str | None = None,
+    ) -> tuple[Decimal, Decimal, Decimal, str, str | None, str | None] | None:
+        """:meth:`price` as the parts of its :class:`Cost` - total, input, output, source, model id,
+        provider id - or None when unpriced, with no ``Cost`` made: the collector prices every LLM
+        span it reads, and a frozen dataclass of eight fields costs as much to make as the pricing."""
         usage.validate()
         if not model:
-            return Cost(None, None, None, "", unpriced=True, estimated=estimated)
+            return None
         ov = self._overrides
         if ov is not None:
             model = ov.aliases.get(model, model)
             local = ov.local_cost(model, usage, duration_s)
             if local is not None:
-                return Cost(local, local, Decimal(0), ov.gpu_source, estimated=estimated, model_id=model, provider_id=provider)
+                return local, local, _ZERO, ov.gpu_source, model, provider
         plan = self._plan(provider, model, when, at_ns, service_tier or None)
         if plan is None:
-            return Cost(None, None, None, "", unpriced=True, estimated=estimated)
-        total, inp, out = _run(plan, usage)
-        return Cost(total, inp, out, plan.source, estimated=estimated, model_id=plan.model_id, provider_id=plan.provider_id)
+            return None
+        total, inp, out = plan.run(usage)
+        return total, inp, out, plan.source, plan.model_id, plan.provider_id
 
     def _today(self) -> int:
         """Today's UTC date as an ordinal, recomputed only when the clock passes midnight (the hot path prices "now")."""

@@ -61,6 +61,44 @@ def test_same_numbers_as_genai_prices(provider: str | None, model: str) -> None:
         assert not got.unpriced
 
 
+# Every unit runmeter prices, at both sides of the common tier thresholds (200k, 272k input
+# tokens), and counts as large as a count may be (MAX_TOKENS): where Decimal would round, and
+# integers at one scale would not, they would disagree.
+EVERY_UNIT = [
+    TokenUsage(0, 0),
+    TokenUsage(57, 21, cache_read_tokens=32),
+    TokenUsage(200_000, 1_000, cache_read_tokens=10_000, cache_write_tokens=5_000, cache_write_1h_tokens=2_000),
+    TokenUsage(200_001, 1_000, cache_read_tokens=10_000, cache_write_tokens=5_000, cache_write_1h_tokens=2_000),
+    TokenUsage(272_000, 12_000, reasoning_tokens=2_000, web_searches=3),
+    TokenUsage(300_000, 12_000, cache_read_tokens=200_000, cache_write_tokens=50_000, reasoning_tokens=2_000,
+               cache_write_1h_tokens=20_000, web_searches=3, file_searches=2),
+    TokenUsage(10**15, 10**15, 10**14, 10**14, 10**13, 10**12, 10**6, 10**6),
+]
+
+
+def test_every_model_genai_prices_knows_is_priced_to_its_numbers() -> None:
+    """The compiled plans (``_program``: integer arithmetic, one function a plan) against
+    ``calc_price`` for every model of every provider in the installed snapshot, every unit set."""
+    from genai_prices import data_snapshot
+
+    from runmeter.processor.pricing import _USAGE_FIELDS
+
+    book, compared = PriceBook(), 0
+    for provider in data_snapshot.get_snapshot().providers:
+        for model in provider.models:
+            for usage in EVERY_UNIT:
+                try:
+                    expected = calc_price(Usage(**{key: getattr(usage, name) for key, name in _USAGE_FIELDS.items()}),
+                                          model.id, provider_id=provider.id, genai_request_timestamp=WHEN)
+                except LookupError:
+                    continue  # an id genai-prices' own lookup does not find by itself (a regional alias)
+                got = book.price(provider.id, model.id, usage, when=WHEN)
+                assert (got.total, got.input, got.output) == (expected.total_price, expected.input_price, expected.output_price), (
+                    provider.id, model.id, usage)
+                compared += 1
+    assert compared > 5_000  # the snapshot's ~1,300 models, not a handful
+
+
 def test_worked_example_gpt_5_5_with_cache_read() -> None:
     # 25 uncached x $5/M + 32 cached x $0.50/M + 21 output x $30/M
     usage = TokenUsage.from_openai(prompt_tokens=57, completion_tokens=21, cached_tokens=32)
