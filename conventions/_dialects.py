@@ -65,7 +65,7 @@ class GenAIFields:
     web_searches: int | None = None  # searches the provider ran on its side, priced per search
     file_searches: int | None = None
     external_cost_usd: float | None = None
-    own: dict[str, str] | None = None  # the caller's own string attributes (see DialectMap.read_also)
+    own: dict[str, Any] | None = None  # the caller's own string attributes and flags (see DialectMap.read_also)
     tool_name: str | None = None
     tool_arguments: str | None = None
     agent_name: str | None = None
@@ -93,6 +93,8 @@ MAX_CALL_USD = 1e9
 
 
 def _as_int(value: Any) -> int | None:
+    if type(value) is int:  # the common case, first
+        return value if 0 <= value <= _MAX_TOKENS else None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -132,7 +134,7 @@ class _Plan:
     """How to read spans with one set of attribute names."""
 
     fields: tuple[tuple[str, tuple[str, ...], Callable[[Any], Any]], ...]  # field, names present by rank, converter
-    own: tuple[tuple[str, str], ...]  # name, key in GenAIFields.own
+    own: tuple[tuple[str, str, bool], ...]  # name, key in GenAIFields.own, whether a flag
     operation: tuple[str, dict[str, str]] | None  # the best-ranked operation attribute present, its values
     dialect: Dialect | None
     tool_call: bool = False  # an attribute that only a tool call carries is present
@@ -269,10 +271,13 @@ class DialectMap:
             self._index.setdefault(attribute, []).append((_JSON, 0, _as_str))
         self._plans: dict[tuple[str, ...], _Plan] = {}
 
-    def read_also(self, names: Mapping[str, str]) -> None:
-        """Also collect these string attributes (name -> key in ``GenAIFields.own``) in the same pass."""
+    def read_also(self, names: Mapping[str, str], flags: Mapping[str, str] | None = None) -> None:
+        """Also collect these string attributes (name -> key in ``GenAIFields.own``) in the same pass,
+        and these ``flags``: boolean attributes, collected as ``True`` when they are ``True``."""
         for name, key in names.items():
             self._index.setdefault(name, []).append((_OWN, 0, key))  # type: ignore[arg-type]
+        for name, key in (flags or {}).items():
+            self._index.setdefault(name, []).append((_OWN, 1, key))  # type: ignore[arg-type]
         self._plans.clear()
 
     def read(self, attrs: Mapping[str, Any]) -> GenAIFields:
@@ -299,9 +304,9 @@ class DialectMap:
                     out.invalid_usage = f"{name}={raw!r}"[:200]
         if plan.own:
             own = {}
-            for name, slot in plan.own:
+            for name, slot, flag in plan.own:
                 raw = attrs[name]
-                if type(raw) is str and raw:
+                if (raw is True) if flag else (type(raw) is str and raw):
                     own[slot] = raw
             if own:
                 out.own = own
@@ -351,14 +356,14 @@ class DialectMap:
         """What to read from spans with exactly these attribute names (cached, bounded)."""
         ranked: dict[str, list[tuple[int, str]]] = {}
         convs: dict[str, Callable[[Any], Any]] = {}
-        own: list[tuple[str, str]] = []
+        own: list[tuple[str, str, bool]] = []
         json_reads: list[tuple[str, _JsonReads]] = []
         op: tuple[int, str] | None = None
         dialect_rank = len(self.dialects)
         for key in keys:
             for field_name, rank, conv in self._index.get(key, ()):
                 if field_name == _OWN:
-                    own.append((key, conv))  # type: ignore[arg-type]
+                    own.append((key, conv, rank == 1))  # type: ignore[arg-type]  # conv: the key in own; rank 1: a flag
                 elif field_name == _JSON:
                     json_reads.append((key, self._json[key]))
                 elif field_name == _OPERATION:

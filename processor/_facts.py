@@ -102,6 +102,16 @@ _RUNMETER_STRINGS = {
 }
 
 
+# runmeter's own flags, read in the dialect map's pass (True when the attribute is True).
+_RUNMETER_FLAGS = {
+    A.RUNMETER_RUN_ROOT: "explicit_root",
+    A.RUNMETER_COST_ESTIMATED: "estimated",
+    A.RUNMETER_COST_DUPLICATE: "duplicate",
+    A.RUNMETER_RUN_IMPLICIT: "implicit_run",
+    A.RUNMETER_TOOL_INFERRED: "inferred",  # a tool span's only (see read_span)
+}
+
+
 def _str(attrs: Mapping[str, Any], key: str) -> str | None:
     v = attrs.get(key)
     return v if isinstance(v, str) and v else None
@@ -193,7 +203,7 @@ def facts_of(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> Spa
 def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tuple[SpanFacts, dict[str, Any]]:
     """The span's facts, and the attributes runmeter adds to its copy (empty if none)."""
     if not getattr(dialects, "_reads_runmeter", False):
-        dialects.read_also(_RUNMETER_STRINGS)
+        dialects.read_also(_RUNMETER_STRINGS, _RUNMETER_FLAGS)
         dialects._reads_runmeter = True  # type: ignore[attr-defined]
     attrs = attributes_of(span)
     own = span_fields(span)
@@ -239,17 +249,11 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
         facts.tool_name = fields.tool_name
     if fields.agent_name is not None:
         facts.agent_name = fields.agent_name
-    if attrs.get(A.RUNMETER_RUN_ROOT) is True:
-        facts.explicit_root = True
-    if attrs.get(A.RUNMETER_COST_ESTIMATED) is True:
-        facts.estimated = True
-    if attrs.get(A.RUNMETER_COST_DUPLICATE) is True:
-        facts.duplicate = True
-    if attrs.get(A.RUNMETER_RUN_IMPLICIT) is True:
-        facts.implicit_run = True
-    if fields.own:  # runmeter's own string attributes, collected in the same pass
+    if fields.own:  # runmeter's own string attributes and flags, collected in the same pass
         for slot, value in fields.own.items():
             setattr(facts, slot, value)
+        if facts.inferred and kind != KIND_TOOL:
+            facts.inferred = False  # only a tool call is inferred
     if facts.explicit_root or kind == KIND_AGENT:
         # Budgets and their breaches are recorded on the run's root span.
         facts.budget = Budget.from_attributes(attrs)
@@ -263,8 +267,6 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
         facts.breaches = tuple(breaches)
     if kind == KIND_TOOL and facts.args_hash is None and fields.tool_arguments is not None:
         facts.args_hash = short_hash(dialects.tool_arguments(fields.tool_arguments))
-    if kind == KIND_TOOL and attrs.get(A.RUNMETER_TOOL_INFERRED) is True:
-        facts.inferred = True
     if kind == KIND_TOOL and facts.tool_name is None:
         facts.tool_name = name[len(_TOOL_SPAN_PREFIX):] or name if name.startswith(_TOOL_SPAN_PREFIX) else name
 
