@@ -28,6 +28,7 @@ _OPERATION = "\0operation"
 _DIALECT = "\0dialect"
 _OWN = "\0own"
 _JSON = "\0json"
+_UNKNOWN = object()
 _DOTTED_PROVIDERS = frozenset({"openai", "anthropic", "google", "mistral", "xai", "azure", "amazon-bedrock"})
 _TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens", "web_searches", "file_searches")
 
@@ -139,6 +140,7 @@ class _Plan:
     dialect: Dialect | None
     tool_call: bool = False  # an attribute that only a tool call carries is present
     json: tuple[tuple[str, _JsonReads], ...] = ()  # JSON-valued attributes present, and what to read from each
+    adjusts: bool = False  # the dialect adjusts some provider's token counts
 
 
 # Where a field may be in a JSON document: alternatives, first present wins; each a sum of terms, a
@@ -270,6 +272,7 @@ class DialectMap:
             )
             self._index.setdefault(attribute, []).append((_JSON, 0, _as_str))
         self._plans: dict[tuple[str, ...], _Plan] = {}
+        self._providers: dict[str, str | None] = {}  # a provider name as spans give it -> as OpenTelemetry names it
 
     def read_also(self, names: Mapping[str, str], flags: Mapping[str, str] | None = None) -> None:
         """Also collect these string attributes (name -> key in ``GenAIFields.own``) in the same pass,
@@ -328,13 +331,11 @@ class DialectMap:
             op_value = attrs[plan.operation[0]]
             out.operation = plan.operation[1].get(op_value) if isinstance(op_value, str) else None
         if out.provider is not None:
-            provider = out.provider
-            if "." in provider and provider.split(".", 1)[0] in _DOTTED_PROVIDERS:
-                provider = provider.split(".", 1)[0]  # Vercel's "openai.chat", "anthropic.messages"
-            out.provider = None if provider in self.not_providers else self.provider_aliases.get(provider, provider)
+            out.provider = self._provider(out.provider)
         dialect = plan.dialect
         if dialect is not None:
             out.dialect = dialect.name
+        if plan.adjusts and dialect is not None:  # the dialect reports some provider's counts its own way
             if out.provider in dialect.input_excludes_cache_for and out.input_tokens is not None:
                 out.input_tokens += (out.cache_read_tokens or 0) + (out.cache_write_tokens or 0)
             if out.provider in dialect.output_excludes_reasoning_for and out.output_tokens is not None:
@@ -351,6 +352,20 @@ class DialectMap:
         if out.operation is None and plan.tool_call and not out.has_tokens:
             out.operation = "execute_tool"  # a tool span that names its tool but not its operation
         return out
+
+    def _provider(self, raw: str) -> str | None:
+        """The provider a span names, as OpenTelemetry names it (or None: a name that is no provider)."""
+        known = self._providers.get(raw, _UNKNOWN)
+        if known is not _UNKNOWN:
+            return known  # type: ignore[return-value]
+        provider = raw
+        if "." in provider and provider.split(".", 1)[0] in _DOTTED_PROVIDERS:
+            provider = provider.split(".", 1)[0]  # Vercel's "openai.chat", "anthropic.messages"
+        found = None if provider in self.not_providers else self.provider_aliases.get(provider, provider)
+        if len(self._providers) >= _MAX_PLANS:
+            self._providers.clear()  # bounded whatever names arrive
+        self._providers[raw] = found
+        return found
 
     def _compile(self, keys: tuple[str, ...]) -> _Plan:
         """What to read from spans with exactly these attribute names (cached, bounded)."""
@@ -374,11 +389,14 @@ class DialectMap:
                 else:
                     ranked.setdefault(field_name, []).append((rank, key))
                     convs[field_name] = conv
+        dialect = self.dialects[dialect_rank] if dialect_rank < len(self.dialects) else None
         plan = _Plan(
             fields=tuple((f, tuple(k for _, k in sorted(names)), convs[f]) for f, names in ranked.items()),
             own=tuple(own),
             operation=(op[1], self.operation_rules[op[0]][1]) if op is not None else None,
-            dialect=self.dialects[dialect_rank] if dialect_rank < len(self.dialects) else None,
+            dialect=dialect,
+            adjusts=dialect is not None and bool(
+                dialect.input_excludes_cache_for or dialect.output_excludes_reasoning_for or dialect.output_short_of_total_for),
             tool_call=not self.tool_call_implied_by.isdisjoint(keys),
             json=tuple(json_reads),
         )

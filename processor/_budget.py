@@ -20,6 +20,7 @@ _LIMIT_ATTRS = {
     "max_identical_repeats": A.RUNMETER_BUDGET_MAX_IDENTICAL_REPEATS,
 }
 _INT_LIMITS = frozenset({"max_tokens", "max_llm_calls", "max_tool_calls", "max_identical_repeats"})
+_BUDGET_ATTRS = frozenset({*_LIMIT_ATTRS.values(), A.RUNMETER_BUDGET_ALLOWED_TOOLS})
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class Budget:
     @classmethod
     def from_attributes(cls, attrs: Mapping[str, Any]) -> Budget | None:
         """The budget recorded on a run's root span, or None (bad values are ignored)."""
+        if _BUDGET_ATTRS.isdisjoint(attrs):
+            return None  # most runs have none: no lookup of each limit
         kwargs: dict[str, Any] = {}
         for name, key in _LIMIT_ATTRS.items():
             value = attrs.get(key)

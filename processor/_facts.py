@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from runmeter.conventions import MAX_CALL_USD, DialectMap, GenAIFields
+from runmeter.conventions import LLM_OPERATIONS, MAX_CALL_USD, DialectMap, GenAIFields
 from runmeter.conventions import attributes as A
 from runmeter.processor._budget import Breach, Budget
 from runmeter.processor._live import INSTRUMENTATION_SCOPE
@@ -156,6 +156,18 @@ def _service_of(resource: Any) -> str:
     return _SERVICES.put(resource, str(resource.attributes.get(_SERVICE_NAME, "")))
 
 
+# The spans read one after another mostly share their resource and scope (a request's, a process's):
+# the last pair's service name and whether the scope is runmeter's own, kept in one tuple (replaced
+# whole, so a thread reads a consistent one; it holds the two objects, so their ids are not reused).
+_last_origin: tuple[Any, Any, str, bool] = (None, None, "", False)
+
+
+def _origin(resource: Any, scope: Any) -> tuple[Any, Any, str, bool]:
+    global _last_origin
+    _last_origin = (resource, scope, _service_of(resource), scope is not None and scope.name == INSTRUMENTATION_SCOPE)
+    return _last_origin
+
+
 # A duplicate span (an SDK's own span under an instrumentation's, one call seen twice) carries no
 # cost of its own, so a sum over spans in any tool counts the call once. None removes an attribute
 # from the span's copy (see ``RunProcessor._copy``).
@@ -217,7 +229,7 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
     op = fields.operation
     if op is None and name.startswith(_TOOL_SPAN_PREFIX) and not fields.has_tokens:
         op = fields.operation = "execute_tool"  # util-genai's tool spans name the operation only here
-    if fields.is_llm_call:
+    if op in LLM_OPERATIONS:
         kind = KIND_LLM
     elif op == "execute_tool" and name.startswith(dialects.handoff_span_prefixes):
         kind = KIND_OTHER  # an agent handing over to another agent, not a tool call
@@ -228,6 +240,9 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
     else:
         kind = KIND_OTHER
     start = start_time or 0
+    origin = _last_origin
+    if origin[0] is not resource or origin[1] is not scope:
+        origin = _origin(resource, scope)
     facts = SpanFacts(
         ctx.trace_id if ctx is not None else 0,
         ctx.span_id if ctx is not None else 0,
@@ -236,7 +251,7 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
         start,
         end_time or start,
         status.status_code is StatusCode.ERROR,
-        _service_of(resource),
+        origin[2],
         kind,
         op,
         fields.provider,
@@ -270,7 +285,7 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
     if kind == KIND_TOOL and facts.tool_name is None:
         facts.tool_name = name[len(_TOOL_SPAN_PREFIX):] or name if name.startswith(_TOOL_SPAN_PREFIX) else name
 
-    if scope is not None and scope.name == INSTRUMENTATION_SCOPE:
+    if origin[3]:
         facts.ours = True
     added: dict[str, Any] = {}
     if kind != KIND_LLM:
@@ -292,7 +307,8 @@ def read_span(span: ReadableSpan, dialects: DialectMap, prices: PriceBook) -> tu
             for key in _PRICE_ATTRIBUTES:
                 added[key] = None
         return facts, added
-    own = _decimal(attrs.get(A.RUNMETER_COST_USD))
+    raw_cost = attrs.get(A.RUNMETER_COST_USD)
+    own = _decimal(raw_cost) if raw_cost is not None else None
     if own is not None:
         facts.cost = own
         facts.cost_source = _str(attrs, A.RUNMETER_COST_SOURCE) or ""
