@@ -82,6 +82,7 @@ def copy_adding(span: ReadableSpan, added: dict[str, Any], owned: bool = False) 
     return copy_with(span, attrs)
 
 
+_RUN_ID, _RUN_IMPLICIT = A.RUNMETER_RUN_ID, A.RUNMETER_RUN_IMPLICIT
 _RECENT_RESPONSES = 4096  # a framework's span ends within moments of the client's
 _RECENT_COVERS = 1024  # traces whose tool spans an inferred tool call may meet (within moments too)
 _RECENT_PER_PARENT = 8  # runmeter's calls under one parent that a framework's span may still pair with
@@ -375,19 +376,20 @@ class RemoteMode:
         roots = {r.run_id for r in assembly.records} if assembly is not None else set()
         implicit_runs = {run_of.get(r) for r in implicit}
         out_spans: list[ReadableSpan] = []
+        owned = self.owned
         for span, added, facts in trace.held:
             out: ReadableSpan = span
             try:
                 sid = facts.span_id
                 run_id = run_of.get(sid)
                 if run_id is not None and run_id in roots and not facts.run_id:
-                    added[A.RUNMETER_RUN_ID] = run_id
+                    added[_RUN_ID] = facts.run_id = run_id
                     if run_id in implicit_runs:
-                        added[A.RUNMETER_RUN_IMPLICIT] = True
+                        added[_RUN_IMPLICIT] = True
                 if sid in duplicates:
                     mark_duplicate(facts, added)  # an inferred tool call too: every acknowledged span is stored
-                out = copy_adding(span, added, self.owned) if added else span
-                facts.run_id = added.get(A.RUNMETER_RUN_ID, facts.run_id)
+                if added and not (owned and add_in_place(span, added)):
+                    out = copy_adding(span, added)
                 remember(out, facts)  # the exporter reads them instead of reading the span again
             except Exception as exc:
                 internal_error("forward", exc)
