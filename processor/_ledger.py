@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from runmeter.conventions.attributes import RunmeterBudgetLimitValues as Limit
@@ -27,6 +27,11 @@ from runmeter.processor._loops import LoopDetector, LoopSignal
 from runmeter.processor.pricing import TokenUsage
 
 __all__ = ["RunLedger"]
+
+
+# A run's spend so far, summed at the default precision whatever the calling thread's decimal
+# context is (the agent's own code may have lowered it).
+_SUM = Context()
 
 
 @functools.lru_cache(maxsize=256)
@@ -153,7 +158,7 @@ class RunLedger:
             if cost_usd is None:
                 self.unpriced_calls += 1
             else:
-                self.cost_usd += cost_usd
+                self.cost_usd = _SUM.add(self.cost_usd, cost_usd)  # not in the agent thread's decimal context
             return self.loops.observe_llm(input_hash)
 
     def record_tool_call(self, name: str, args_hash: str | None = None, resource: str | None = None) -> list[LoopSignal]:

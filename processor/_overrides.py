@@ -30,7 +30,7 @@ A local model is priced one of two ways:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Context, Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +42,7 @@ from runmeter.core import CONFIG_FILENAME, validation_error
 __all__ = ["GpuHourPrice", "PriceOverrides", "TokenPrice"]
 
 _HOUR = Decimal(3600)
+_CONTEXT = Context()  # the default precision (28 digits), whatever the calling thread's is
 
 
 class TokenPrice(BaseModel):
@@ -122,10 +123,13 @@ class PriceOverrides:
         p = self.local.get(model)
         if p is None:
             return None
-        hourly = p.gpu_hour_usd * p.gpus
+        # In a context of its own: the agent's code may have set its thread's precision lower.
+        ctx = _CONTEXT
+        hourly = ctx.multiply(p.gpu_hour_usd, p.gpus)
         if p.method == "throughput":
             assert p.tokens_per_second is not None
-            return hourly * (usage.input_tokens + usage.output_tokens) / (p.tokens_per_second * _HOUR)
+            tokens = usage.input_tokens + usage.output_tokens
+            return ctx.divide(ctx.multiply(hourly, tokens), ctx.multiply(p.tokens_per_second, _HOUR))
         if duration_s is None or duration_s < 0:
             raise ValueError(f"local model {model!r} is priced by duration, and the call has none")
-        return hourly * Decimal(repr(duration_s)) / _HOUR
+        return ctx.divide(ctx.multiply(hourly, Decimal(repr(duration_s))), _HOUR)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import TYPE_CHECKING, Any, Union
 
 import genai_prices
@@ -294,7 +294,13 @@ class _Plan:
     provider_id: str
     source: str
     # usage -> (total, input, output): the steps made into one function of integer arithmetic (``_program``)
-    run: Callable[[TokenUsage], tuple[Decimal, Decimal, Decimal]] = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+    run: Callable[[TokenUsage], tuple[Decimal, Decimal, Decimal]] = field(repr=False, compare=False)
+
+
+# Pricing's Decimal operations (a price per unit, the program's result) are exact whatever decimal
+# context the agent's own code has set on its thread (a precision of 6 would round a cost to 6
+# digits): 10**15 tokens at any price fit in 60 digits.
+_EXACT = Context(prec=60)
 
 
 def _compile(model_price: gp_types.ModelPrice, model_id: str, provider_id: str, source: str) -> _Plan:
@@ -326,10 +332,11 @@ def _compile(model_price: gp_types.ModelPrice, model_id: str, provider_id: str, 
 
 
 def _step(field: str | None, is_request: bool, price: _Price, per: int, direction: str, carve: tuple[int, ...]) -> _Step:
+    per_unit = _EXACT.divide  # exact: per is a power of ten
     if isinstance(price, gp_types.TieredPrices):
-        tiers = tuple((t.start, t.price / per) for t in reversed(price.tiers))
-        return _Step(field, is_request, price, per, direction, carve, price.base / per, tiers)
-    return _Step(field, is_request, price, per, direction, carve, price / per)
+        tiers = tuple((t.start, per_unit(t.price, per)) for t in reversed(price.tiers))
+        return _Step(field, is_request, price, per, direction, carve, per_unit(price.base, per), tiers)
+    return _Step(field, is_request, price, per, direction, carve, per_unit(price, per))
 
 
 def _scaled(price: Decimal, scale: int) -> int:
@@ -370,9 +377,9 @@ def _program(steps: tuple[_Step, ...], model_id: str) -> Callable[[TokenUsage], 
     lines.append(f" inp = {' + '.join(terms['input']) or '0'}")
     lines.append(f" out = {' + '.join(terms['output']) or '0'}")
     lines.append(f" total = inp + out{''.join(' + ' + t for t in terms[''])}")
-    lines.append(" return D(total) * q, D(inp) * q, D(out) * q")
+    lines.append(" return times(D(total), q), times(D(inp), q), times(D(out), q)")
     namespace: dict[str, Any] = {
-        "D": Decimal, "q": Decimal(f"1E-{scale}"),
+        "D": Decimal, "q": Decimal(f"1E-{scale}"), "times": _EXACT.multiply,
         "_negative": f"invalid usage for {model_id}: more specific token counts exceed their total",
     }
     exec("\n".join(lines), namespace)  # noqa: S102 - made from integers and TokenUsage's field names only

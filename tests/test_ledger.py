@@ -156,3 +156,17 @@ def test_budget_exceeded_pickles_whole() -> None:
     stop = BudgetExceeded("run-1", Breach("max_llm_calls", 3, 2, "stop"))
     back = pickle.loads(pickle.dumps(stop))
     assert (type(back), back.run_id, back.breach, str(back)) == (BudgetExceeded, "run-1", stop.breach, str(stop))
+
+
+def test_a_runs_spend_is_summed_exactly_under_the_agents_decimal_context() -> None:
+    """The ledger sums on the agent's thread, whose code may have lowered the decimal precision:
+    $1.00001 + $0.00002 at a precision of 3 would read $1.00, under a $1.00002 limit."""
+    import decimal
+
+    led = RunLedger("r", Budget(max_cost_usd=1.00002))
+    with decimal.localcontext(decimal.Context(prec=3)):
+        led.record_llm_call(TokenUsage(10, 1), Decimal("1.00001"))
+        led.record_llm_call(TokenUsage(10, 1), Decimal("0.00002"))
+        assert led.cost_usd == Decimal("1.00003")
+        with pytest.raises(BudgetExceeded):
+            led.check_llm_call()

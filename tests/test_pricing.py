@@ -99,6 +99,34 @@ def test_every_model_genai_prices_knows_is_priced_to_its_numbers() -> None:
     assert compared > 5_000  # the snapshot's ~1,300 models, not a handful
 
 
+def test_the_agents_own_decimal_context_does_not_round_a_cost() -> None:
+    """An agent's code may lower the thread's decimal precision (finance code does): a cost stays exact."""
+    import decimal
+
+    usage = TokenUsage(123_457, 98_765, cache_read_tokens=11_111)
+    # gpt-5.4: 112,346 x $2.50/M + 11,111 x $0.25/M + 98,765 x $15/M
+    expected = Decimal("0.280865") + Decimal("0.00277775") + Decimal("1.481475")
+    with decimal.localcontext(decimal.Context(prec=3)):
+        got = PriceBook().price("openai", "gpt-5.4", usage, when=WHEN)
+    assert got.total == expected == Decimal("1.76511775")
+
+
+def test_an_override_with_many_digits_is_exact_under_the_agents_decimal_context(tmp_path: Path) -> None:
+    """Prices of one's own (a fine-tune's, a GPU's) are compiled and computed on the agent's thread too."""
+    import decimal
+
+    path = tmp_path / "runmeter.toml"
+    path.write_text('[pricing.models."ft"]\ninput_mtok = 1.234567\noutput_mtok = 7.654321\n\n'
+                    '[pricing.local."gpu"]\ngpu_hour_usd = 2.345678\n')
+    with decimal.localcontext(decimal.Context(prec=3)):
+        book = PriceBook(load_settings(path, env={}).pricing)
+        tokens = book.price(None, "ft", TokenUsage(1_000_001, 333_333)).total
+        gpu = book.price(None, "gpu", TokenUsage(10, 10), duration_s=36.0).total
+    # 1,000,001 x 1.234567/M + 333,333 x 7.654321/M; 36 s = 0.01 h of $2.345678
+    assert tokens == Decimal("1.234568234567") + Decimal("2.551437781893")  # 1234567 x 1000001, 7654321 x 333333
+    assert gpu == Decimal("0.02345678")
+
+
 def test_worked_example_gpt_5_5_with_cache_read() -> None:
     # 25 uncached x $5/M + 32 cached x $0.50/M + 21 output x $30/M
     usage = TokenUsage.from_openai(prompt_tokens=57, completion_tokens=21, cached_tokens=32)
