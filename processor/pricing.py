@@ -4,9 +4,11 @@
 call for a (provider, model) looks the model up in ``genai-prices`` (or in the
 overrides of ``runmeter.toml``) and compiles its price into a small *plan*: the
 priced units, their prices and which more specific units are carved out of
-them (cache reads out of input tokens, and so on). Later calls only run the
-plan, which gives exactly ``genai_prices.calc_price``'s numbers (a test and
-``benchmarks/pricing.py`` assert it) at a fraction of its time.
+them (cache reads out of input tokens, and so on), made into one function of
+integer arithmetic. Later calls only run the plan, which gives exactly
+``genai_prices.calc_price``'s numbers (a test holds every model of the snapshot to
+it, and ``benchmarks/pricing.py`` asserts it) at a fraction of its time, whatever
+decimal context the calling thread has set.
 
 Token semantics: :class:`TokenUsage` follows the OpenTelemetry GenAI
 conventions, which are also genai-prices' — ``input_tokens`` is the total and
