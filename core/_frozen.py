@@ -11,6 +11,7 @@ signature, defaults, equality, hash, repr, and assignment still raises ``FrozenI
 from __future__ import annotations
 
 import dataclasses
+import types
 from typing import Any, TypeVar
 
 __all__ = ["quick_init"]
@@ -27,7 +28,7 @@ def quick_init(cls: type[T]) -> type[T]:
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]  # a dataclass: checked just above
     if hasattr(cls, "__post_init__") or any(
         not f.init or f.kw_only or f.default_factory is not dataclasses.MISSING or not f.name.isidentifier()
-        or f.name in ("self", "_setattr") or f.name.startswith(("_d_", "_s_"))  # the names the made __init__ uses
+        or f.name in ("self", "_set", "_setattr") or f.name.startswith(("_d_", "_s_"))  # the names the made __init__ uses
         for f in fields
     ):
         raise TypeError(f"{cls.__name__} has fields quick_init does not set (init=False, kw_only, a factory, "
@@ -36,10 +37,13 @@ def quick_init(cls: type[T]) -> type[T]:
     defaults = {f"_d_{f.name}": f.default for f in fields if f.default is not dataclasses.MISSING}
     signature = ", ".join(f"{n}=_d_{n}" if f"_d_{n}" in defaults else n for n in names)
     namespace: dict[str, Any] = {"_setattr": object.__setattr__, **defaults}
-    if "__slots__" in cls.__dict__:
+    setters = {n: _slot_setter(cls, n) for n in names} if "__slots__" in cls.__dict__ else {}
+    if setters and all(setters.values()):
         # Each slot's own descriptor sets it: no attribute lookup by name, as object.__setattr__ makes.
-        namespace.update({f"_s_{n}": cls.__dict__[n].__set__ for n in names})
+        namespace.update({f"_s_{n}": setter for n, setter in setters.items()})
         body = "\n".join(f" _s_{n}(self, {n})" for n in names)
+    elif setters:  # a field kept elsewhere than in a slot (a base class without __slots__)
+        body = "\n".join([" _set = _setattr.__get__(self)", *(f" _set({n!r}, {n})" for n in names)])
     else:
         body = " self.__dict__.update({" + ", ".join(f"{n!r}: {n}" for n in names) + "})"
     exec(f"def __init__(self, {signature}) -> None:\n{body}\n", namespace)  # noqa: S102 - code made from the fields' names only
@@ -49,3 +53,12 @@ def quick_init(cls: type[T]) -> type[T]:
     init.__annotations__ = {**{f.name: f.type for f in fields}, "return": None}
     cls.__init__ = init  # type: ignore[method-assign]
     return cls
+
+
+def _slot_setter(cls: type, name: str) -> Any:
+    """The ``__set__`` of the slot that holds ``name`` (in the class or a base), or None."""
+    for klass in cls.__mro__:
+        found = klass.__dict__.get(name)
+        if found is not None:
+            return found.__set__ if isinstance(found, types.MemberDescriptorType) else None
+    return None
