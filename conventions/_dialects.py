@@ -299,7 +299,8 @@ class DialectMap:
         for field_name, names, conv in plan.fields:
             for name in names:
                 raw = attrs[name]
-                value = conv(raw)
+                # A plain non-empty string where a string is read needs no converting (most fields).
+                value = raw if conv is _as_str and type(raw) is str and raw else conv(raw)
                 if value is not None:
                     setattr(out, field_name, value)
                     break

@@ -254,10 +254,10 @@ class RunProcessor(SpanProcessor):
             return
         read = []
         now_out: list[ReadableSpan] = []  # not held: spans of a cut trace, and those runmeter failed on
+        dialects, prices = self._dialects, self._prices
         for span in spans:
             try:
-                facts, added = read_span(span, self._dialects, self._prices)
-                mode.read(span, facts, added)
+                facts, added = read_span(span, dialects, prices)  # (RemoteMode.read has nothing to do)
                 read.append((span, facts, added))
             except Exception as exc:  # never lose the span
                 internal_error("on_end", exc)
@@ -291,7 +291,7 @@ class RunProcessor(SpanProcessor):
                 added[A.RUNMETER_RUN_ID] = tombstone
             mode.cut(facts)
             return copy_adding(span, added, isinstance(mode, RemoteMode) and mode.owned) if added else span
-        trace = self._trace(facts.trace_id)
+        trace = self._traces.get(facts.trace_id) or self._trace(facts.trace_id)
         if trace.plain and (facts.kind != KIND_OTHER or facts.explicit_root or facts.run_id):
             trace.plain = False
             self._plain.pop(facts.trace_id, None)
@@ -299,7 +299,7 @@ class RunProcessor(SpanProcessor):
         trace.last_seen = now
         if mode.name == "remote":
             self._quiet.move_to_end(facts.trace_id)
-        if facts.parent_id is None or (span.parent is not None and span.parent.is_remote):
+        if not trace.root_seen and (facts.parent_id is None or (span.parent is not None and span.parent.is_remote)):
             trace.root_seen = True
         mode.buffer(trace, span, facts, added, now)
         if len(trace.facts) >= self.limits.max_spans_per_run:
