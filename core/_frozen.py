@@ -42,7 +42,7 @@ def quick_init(cls: type[T]) -> type[T]:
         # Each slot's own descriptor sets it: no attribute lookup by name, as object.__setattr__ makes.
         namespace.update({f"_s_{n}": setter for n, setter in setters.items()})
         body = "\n".join(f" _s_{n}(self, {n})" for n in names)
-    elif setters:  # a field kept elsewhere than in a slot (a base class without __slots__)
+    elif setters:  # a field with no slot of its own to set (shadowed in a base by something else)
         body = "\n".join([" _set = _setattr.__get__(self)", *(f" _set({n!r}, {n})" for n in names)])
     else:
         body = " self.__dict__.update({" + ", ".join(f"{n!r}: {n}" for n in names) + "})"
