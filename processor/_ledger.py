@@ -17,21 +17,16 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from decimal import Context, Decimal
+from decimal import Decimal
 from typing import Any
 
 from runmeter.conventions.attributes import RunmeterBudgetLimitValues as Limit
 from runmeter.core import renew_locks_after_fork
 from runmeter.processor._budget import Breach, Budget, BudgetExceeded
 from runmeter.processor._loops import LoopDetector, LoopSignal
-from runmeter.processor.pricing import TokenUsage
+from runmeter.processor.pricing import MONEY_CONTEXT, TokenUsage
 
 __all__ = ["RunLedger"]
-
-
-# A run's spend so far, summed at the default precision whatever the calling thread's decimal
-# context is (the agent's own code may have lowered it).
-_SUM = Context()
 
 
 @functools.lru_cache(maxsize=256)
@@ -158,7 +153,7 @@ class RunLedger:
             if cost_usd is None:
                 self.unpriced_calls += 1
             else:
-                self.cost_usd = _SUM.add(self.cost_usd, cost_usd)  # not in the agent thread's decimal context
+                self.cost_usd = MONEY_CONTEXT.add(self.cost_usd, cost_usd)  # not in the agent thread's decimal context
             return self.loops.observe_llm(input_hash)
 
     def record_tool_call(self, name: str, args_hash: str | None = None, resource: str | None = None) -> list[LoopSignal]:

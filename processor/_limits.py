@@ -35,6 +35,7 @@ from typing import Literal
 from runmeter.core import Thread, renew_locks_after_fork
 from runmeter.processor._budget import Breach, BudgetExceeded
 from runmeter.processor._live import alert
+from runmeter.processor.pricing import MONEY_CONTEXT
 
 __all__ = ["PERIODS", "SCOPES", "SpendLimit", "SpendLimits", "Usage", "base_model", "current_limits", "period_start", "set_limits"]
 
@@ -118,7 +119,7 @@ class Usage:
 
     @property
     def headroom(self) -> Decimal:
-        return Decimal(repr(self.limit.max_usd)) - self.spent
+        return MONEY_CONTEXT.subtract(Decimal(repr(self.limit.max_usd)), self.spent)
 
 
 Reader = Callable[[Sequence[tuple[SpendLimit, float]]], Mapping[tuple[int, str], Decimal]]
@@ -240,8 +241,11 @@ class SpendLimits:
                 # A period that began since the last read: its stored part is 0 until the next read.
                 read_at = state.read_at if state.periods.get(i) == start else None
                 horizon = max(start, (read_at - self.export_lag_s) if read_at is not None else start)
-                local = sum((e.cost for e in self._local if e.at >= horizon and e.keys.get(limit.scope) == value), Decimal(0))
-                out.append(Usage(limit, value, stored + local, start, read_at))
+                spent = stored  # summed in runmeter's context, not the agent thread's (see pricing.MONEY_CONTEXT)
+                for e in self._local:
+                    if e.at >= horizon and e.keys.get(limit.scope) == value:
+                        spent = MONEY_CONTEXT.add(spent, e.cost)
+                out.append(Usage(limit, value, spent, start, read_at))
         return out
 
     def check(self, keys: Mapping[str, str | None], run_id: str = "") -> list[Breach]:
@@ -275,7 +279,7 @@ class SpendLimits:
         """Live alerts (``[alerts]`` spend_limit rules): once per tenth of the limit from half of it on."""
         if threshold <= 0:
             return
-        band = int(u.spent * 10 / threshold)
+        band = int(MONEY_CONTEXT.divide(MONEY_CONTEXT.multiply(u.spent, 10), threshold))
         if band < 5:
             return
         key = (u.limit.name, u.value, u.since)

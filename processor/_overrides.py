@@ -30,7 +30,7 @@ A local model is priced one of two ways:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Context, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,11 +38,11 @@ from genai_prices import types as gp_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from runmeter.core import CONFIG_FILENAME, validation_error
+from runmeter.processor.pricing import MONEY_CONTEXT
 
 __all__ = ["GpuHourPrice", "PriceOverrides", "TokenPrice"]
 
 _HOUR = Decimal(3600)
-_CONTEXT = Context()  # the default precision (28 digits), whatever the calling thread's is
 
 
 class TokenPrice(BaseModel):
@@ -123,8 +123,7 @@ class PriceOverrides:
         p = self.local.get(model)
         if p is None:
             return None
-        # In a context of its own: the agent's code may have set its thread's precision lower.
-        ctx = _CONTEXT
+        ctx = MONEY_CONTEXT  # not the calling thread's decimal context (see pricing.MONEY_CONTEXT)
         hourly = ctx.multiply(p.gpu_hour_usd, p.gpus)
         if p.method == "throughput":
             assert p.tokens_per_second is not None

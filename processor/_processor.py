@@ -43,6 +43,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
+from decimal import localcontext
 from typing import Any, Literal
 
 from opentelemetry.context import Context
@@ -57,7 +58,7 @@ from runmeter.processor._facts import KIND_OTHER, SpanFacts, read_span
 from runmeter.processor._metrics import ProcessorMetrics
 from runmeter.processor._modes import Entry, LocalMode, RemoteMode, Trace, copy_adding
 from runmeter.processor._records import OutcomeEvent, RunSink
-from runmeter.processor.pricing import PriceBook
+from runmeter.processor.pricing import MONEY_CONTEXT, PriceBook
 
 __all__ = ["RunLimits", "RunProcessor"]
 
@@ -407,7 +408,10 @@ class RunProcessor(SpanProcessor):
             pending, self._pending = self._pending, []
         if not pending:
             return 0
-        done = [(trace, self._assemble(trace_id, trace, incomplete)) for trace_id, trace, incomplete in pending]
+        # Run totals in runmeter's decimal context: a force_flush or shutdown assembles on the
+        # caller's thread, whose code may have lowered its precision (see pricing.MONEY_CONTEXT).
+        with localcontext(MONEY_CONTEXT):
+            done = [(trace, self._assemble(trace_id, trace, incomplete)) for trace_id, trace, incomplete in pending]
         records = [r for _, assembly in done if assembly is not None for r in assembly.records]
         for r in records:
             self._metrics.record_run(r)

@@ -43,7 +43,7 @@ from runmeter.conventions import genai as G
 if TYPE_CHECKING:
     from runmeter.processor._overrides import PriceOverrides
 
-__all__ = ["Cost", "PriceBook", "TokenUsage", "provider_for_base_url", "write_cost_attributes"]
+__all__ = ["MONEY_CONTEXT", "Cost", "PriceBook", "TokenUsage", "provider_for_base_url", "write_cost_attributes"]
 
 GENAI_PRICES_SOURCE = f"genai-prices@{genai_prices.__version__}"
 _ZERO = Decimal(0)
@@ -276,33 +276,31 @@ _Price = Union[Decimal, gp_types.TieredPrices]
 
 @dataclass(frozen=True, slots=True)
 class _Step:
+    """One priced unit of a plan, as ``_program`` writes it."""
+
     field: str | None  # TokenUsage field, or None for a request-priced unit
     is_request: bool
-    price: _Price
-    per: int
     direction: str
     carve: tuple[int, ...]  # indices of more specific priced units carved out of this one
     # price per unit (price / per), and for tiered prices the (threshold, price per unit) tiers, highest
-    # first: one multiplication per step. Token units are priced per 10^6, so these divisions are exact.
+    # first. Token units are priced per 10^6, so these divisions are exact.
     unit: Decimal
     tiers: tuple[tuple[int, Decimal], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    steps: tuple[_Step, ...]
-    tiered: bool
     model_id: str
     provider_id: str
     source: str
-    # usage -> (total, input, output): the steps made into one function of integer arithmetic (``_program``)
+    # usage -> (total, input, output): the plan's steps made into one function of integer arithmetic (``_program``)
     run: Callable[[TokenUsage], tuple[Decimal, Decimal, Decimal]] = field(repr=False, compare=False)
 
 
-# Pricing's Decimal operations (a price per unit, the program's result) are exact whatever decimal
-# context the agent's own code has set on its thread (a precision of 6 would round a cost to 6
-# digits): 10**15 tokens at any price fit in 60 digits.
-_EXACT = Context(prec=60)
+# runmeter's money arithmetic (a price per unit, a plan's result, a GPU-hour price, a run's live
+# spend) runs in this context, never the calling thread's: the agent's own code may have lowered
+# its precision (at 6 digits a cost would be rounded to 6). 10**15 tokens at any price fit in 60.
+MONEY_CONTEXT = Context(prec=60)
 
 
 def _compile(model_price: gp_types.ModelPrice, model_id: str, provider_id: str, source: str) -> _Plan:
@@ -329,16 +327,15 @@ def _compile(model_price: gp_types.ModelPrice, model_id: str, provider_id: str, 
     for u, p in resolved:
         if u.usage_key == "requests":
             steps.append(_step(None, True, p, u.per, u.dimensions.get("direction", ""), ()))
-    tiered = any(isinstance(s.price, gp_types.TieredPrices) for s in steps)
-    return _Plan(tuple(steps), tiered, model_id, provider_id, source, _program(tuple(steps), model_id))
+    return _Plan(model_id, provider_id, source, _program(tuple(steps), model_id))
 
 
 def _step(field: str | None, is_request: bool, price: _Price, per: int, direction: str, carve: tuple[int, ...]) -> _Step:
-    per_unit = _EXACT.divide  # exact: per is a power of ten
+    per_unit = MONEY_CONTEXT.divide  # exact: per is a power of ten
     if isinstance(price, gp_types.TieredPrices):
         tiers = tuple((t.start, per_unit(t.price, per)) for t in reversed(price.tiers))
-        return _Step(field, is_request, price, per, direction, carve, per_unit(price.base, per), tiers)
-    return _Step(field, is_request, price, per, direction, carve, per_unit(price, per))
+        return _Step(field, is_request, direction, carve, per_unit(price.base, per), tiers)
+    return _Step(field, is_request, direction, carve, per_unit(price, per))
 
 
 def _scaled(price: Decimal, scale: int) -> int:
@@ -381,7 +378,7 @@ def _program(steps: tuple[_Step, ...], model_id: str) -> Callable[[TokenUsage], 
     lines.append(f" total = inp + out{''.join(' + ' + t for t in terms[''])}")
     lines.append(" return times(D(total), q), times(D(inp), q), times(D(out), q)")
     namespace: dict[str, Any] = {
-        "D": Decimal, "q": Decimal(f"1E-{scale}"), "times": _EXACT.multiply,
+        "D": Decimal, "q": Decimal(f"1E-{scale}"), "times": MONEY_CONTEXT.multiply,
         "_negative": f"invalid usage for {model_id}: more specific token counts exceed their total",
     }
     exec("\n".join(lines), namespace)  # noqa: S102 - made from integers and TokenUsage's field names only

@@ -700,3 +700,22 @@ def test_openllmetry_gemini_thoughts_are_the_total_less_input_and_output() -> No
     assert (bad.output_tokens, bad.invalid_usage) == (500, None)
     # OpenLLMetry's OpenAI spans: the total is input + output, nothing is added
     assert D.read({**OPENLLMETRY_OPENAI_CHAT, "llm.usage.total_tokens": 10**6}).output_tokens == OPENLLMETRY_OPENAI_CHAT["gen_ai.usage.completion_tokens"]
+
+
+def test_runmeters_own_flags_are_read_only_when_true_and_inferred_only_on_a_tool_span() -> None:
+    """runmeter's flags (run root, estimated, duplicate, implicit run, inferred tool call) are read in
+    the dialect map's pass: each only when the attribute is the boolean True (a string "true", a 1
+    from another SDK are not), and an inferred call only on a tool span (on an LLM span it would
+    give up the call's cost to a tool span that covers it)."""
+    flags = {"runmeter.run.root": "explicit_root", "runmeter.cost.estimated": "estimated", "runmeter.cost.duplicate": "duplicate",
+             "runmeter.run.implicit": "implicit_run"}
+    book = PriceBook()
+    for attribute, slot in flags.items():
+        for value, expected in ((True, True), ("true", False), (1, False), (False, False)):
+            facts, _ = read_span(llm(2, 1, "gpt-4o-mini", 100, 10, extra={attribute: value}), D, book)
+            assert getattr(facts, slot) is expected, (attribute, value)
+    tool_attrs = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search", "runmeter.tool.inferred": True}
+    assert read_span(make_span("execute_tool search", 3, 1, attrs=tool_attrs), D, book)[0].inferred is True
+    assert read_span(make_span("execute_tool search", 3, 1, attrs={**tool_attrs, "runmeter.tool.inferred": "true"}), D, book)[0].inferred is False
+    on_llm, _ = read_span(llm(4, 1, "gpt-4o-mini", 100, 10, extra={"runmeter.tool.inferred": True}), D, book)
+    assert on_llm.inferred is False and on_llm.cost is not None

@@ -166,6 +166,29 @@ def test_own_spend_counts_at_once_and_warn_mode_goes_on(tmp_path: Path) -> None:
         assert warn.check(keys) == []  # said once per limit, value and period
 
 
+def test_a_spend_limit_is_summed_exactly_under_the_agents_decimal_context() -> None:
+    """The check runs on the agent's thread before each call, whose code may have lowered the
+    decimal precision: a stored $1.00001 and this process's $0.00002 are $1.00003, past a $1.00002
+    limit (at a precision of 3 they would read $1.00, under it)."""
+    import decimal
+
+    limit = SpendLimit("owner", "ana", 1.00002)
+
+    def reader(queries):  # type: ignore[no-untyped-def]
+        return {(0, "ana"): Decimal("1.00001")}
+
+    limits = SpendLimits([limit], reader, background=False)
+    assert limits.refresh()
+    keys = {"owner": "ana"}
+    with decimal.localcontext(decimal.Context(prec=3)):
+        assert limits.check(keys) == []
+        limits.record(keys, Decimal("0.00002"))
+        (usage,) = limits.usage(keys)
+        assert usage.spent == Decimal("1.00003") and usage.headroom == Decimal("-0.00001")
+        with pytest.raises(BudgetExceeded):
+            limits.check(keys)
+
+
 def test_a_store_that_cannot_be_read_follows_the_policy(caplog: pytest.LogCaptureFixture) -> None:
     def down(queries):  # type: ignore[no-untyped-def]
         raise ConnectionRefusedError("connection refused")

@@ -299,3 +299,17 @@ def test_spans_handed_over_at_once_are_kept_or_forwarded_as_one_by_one(monkeypat
     proc.sweep(force=True)
     assert len(exporter.get_finished_spans()) == 14  # nothing dropped
     proc.shutdown()
+
+
+def test_run_totals_are_exact_when_the_caller_lowered_its_decimal_precision() -> None:
+    """A flush or shutdown assembles runs on the caller's thread: its decimal context (a precision
+    of 3 here) does not round a run's total. Two gpt-4o-mini calls: 123,457 in x $0.15/M + 9,876
+    out x $0.60/M = $0.02444415, and 200,000 x $0.15/M + 1,234 x $0.60/M = $0.0307404."""
+    import decimal
+
+    spans = [run_root("exact", 1), llm(2, 1, "gpt-4o-mini", 123_457, 9_876, start_ms=1), llm(3, 1, "gpt-4o-mini", 200_000, 1_234, start_ms=20)]
+    with decimal.localcontext(decimal.Context(prec=3)):
+        records, _ = feed(spans)
+    (record,) = records.values()
+    assert record.cost_usd == Decimal("0.02444415") + Decimal("0.0307404") == Decimal("0.05518455")
+    assert record.cost_by_model == {"gpt-4o-mini": Decimal("0.05518455")}
